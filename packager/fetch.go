@@ -1,0 +1,225 @@
+package packager
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+const (
+	contentTypePlaylist = "application/vnd.apple.mpegurl"
+	contentTypeMP4      = "video/mp4"
+)
+
+// waitFor blocks until cond holds for at most 3 target durations, the limit
+// of RFC 8216bis 6.2.5.2, after which the request gets a 503. Called with
+// s.mu held.
+func (s *Stream) waitFor(ctx context.Context, cond func() bool) error {
+	if cond() {
+		return nil
+	}
+	release, err := s.m.block()
+	if err != nil {
+		return err
+	}
+	defer release()
+	timer := time.NewTimer(3 * s.tdDuration())
+	defer timer.Stop()
+	return s.wait(ctx, timer.C, cond)
+}
+
+func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kind := KindPlaylist
+	if req.MSN >= 0 {
+		kind = KindBlockingPlaylist
+		if err := s.checkAhead(req.MSN, req.Part); err != nil {
+			return nil, err
+		}
+		if err := s.waitFor(ctx, func() bool { return s.ended || s.has(req.MSN, req.Part) }); err != nil {
+			return nil, err
+		}
+	} else if err := s.waitFor(ctx, func() bool { return s.ended || s.td > 0 }); err != nil {
+		// A playlist is first served once the first segment fixed the
+		// target duration.
+		return nil, err
+	}
+	if s.td == 0 {
+		return nil, ErrNotFound
+	}
+	r := s.mediaPlaylist(req.Skip)
+	return &Response{
+		Kind: kind, ContentType: contentTypePlaylist, Body: r.body, Gzip: r.gz,
+		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
+	}, nil
+}
+
+// lastPart returns the position of the newest part: its segment's msn and
+// its index there. ok is false before the first part.
+func (s *Stream) lastPart() (msn int64, idx int, ok bool) {
+	if s.open != nil && len(s.open.parts) > 0 {
+		return s.open.msn, len(s.open.parts) - 1, true
+	}
+	if n := len(s.segs); n > 0 {
+		return s.segs[n-1].msn, len(s.segs[n-1].parts) - 1, true
+	}
+	return 0, 0, false
+}
+
+// has reports whether the playlist already holds segment msn (part < 0) or
+// its part with index part. A part index past the end of a complete segment
+// means part 0 of the next segment (RFC 8216bis 6.2.5.2).
+func (s *Stream) has(msn, part int64) bool {
+	if s.td == 0 {
+		return false
+	}
+	lastMSN, lastIdx, ok := s.lastPart()
+	if !ok {
+		return false
+	}
+	if part < 0 {
+		n := len(s.segs)
+		return n > 0 && s.segs[n-1].msn >= msn
+	}
+	if msn < lastMSN {
+		seg := s.segment(msn)
+		if seg == nil || part < int64(len(seg.parts)) {
+			return true
+		}
+		// Past the end of a complete segment: part 0 of the next one.
+		return s.has(msn+1, 0)
+	}
+	if msn == lastMSN {
+		if part <= int64(lastIdx) {
+			return true
+		}
+		// The segment is complete and has fewer parts than asked.
+		return s.open == nil || s.open.msn != msn
+	}
+	return false
+}
+
+func (s *Stream) segment(msn int64) *segment {
+	if s.open != nil && s.open.msn == msn {
+		return s.open
+	}
+	for _, seg := range s.segs {
+		if seg.msn == msn {
+			return seg
+		}
+	}
+	return nil
+}
+
+// advancePartLimit is the Advance Part Limit of RFC 8216bis 6.2.5.2.
+const advancePartLimit = 3
+
+// checkAhead refuses requests too far in the future: RFC 8216bis 6.2.5.2,
+// _HLS_msn more than two past the last segment, or _HLS_part more than the
+// Advance Part Limit past the last part, is a 400.
+func (s *Stream) checkAhead(msn, part int64) error {
+	last := int64(-1)
+	if n := len(s.segs); n > 0 {
+		last = s.segs[n-1].msn
+	}
+	if s.td == 0 {
+		// Before the first segment a client can only guess; allow the start.
+		if msn > 2 && msn > s.nextMSN+2 {
+			return fmt.Errorf("%w: _HLS_msn=%d ahead of the stream", ErrBadRequest, msn)
+		}
+		return nil
+	}
+	if msn > last+2 {
+		return fmt.Errorf("%w: _HLS_msn=%d more than 2 past the last segment %d", ErrBadRequest, msn, last)
+	}
+	if part < 0 {
+		return nil
+	}
+	lastMSN, lastIdx, ok := s.lastPart()
+	if !ok {
+		return nil
+	}
+	perSeg := int64(max(1, (s.tdDuration()+s.m.cfg.PartTarget-1)/s.m.cfg.PartTarget))
+	var ahead int64
+	switch {
+	case msn < lastMSN:
+		return nil
+	case msn == lastMSN:
+		ahead = part - int64(lastIdx)
+		if s.open == nil || s.open.msn != lastMSN {
+			// That segment is complete: the part is in the next one.
+			ahead = min(ahead, 1)
+		}
+	default:
+		// Parts of a segment that has not started: count the parts left
+		// in the current segment as PART-TARGET predicts them.
+		left := max(perSeg-1-int64(lastIdx), 0)
+		if s.open == nil || s.open.msn != lastMSN {
+			left = 0
+		}
+		ahead = left + (msn-lastMSN-1)*perSeg + part + 1
+	}
+	if ahead > advancePartLimit {
+		return fmt.Errorf("%w: _HLS_part=%d of _HLS_msn=%d is %d parts ahead", ErrBadRequest, part, msn, ahead)
+	}
+	return nil
+}
+
+func (s *Stream) fetchMultivariant(ctx context.Context) (*Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.waitFor(ctx, func() bool { return s.ended || s.td > 0 }); err != nil {
+		return nil, err
+	}
+	if s.td == 0 {
+		return nil, ErrNotFound
+	}
+	if s.mvCache.version != s.version {
+		body := s.renderMultivariant()
+		s.mvCache = rendered{version: s.version, body: body, gz: gzipBytes(body)}
+	}
+	return &Response{
+		Kind: KindMultivariant, ContentType: contentTypePlaylist, Body: s.mvCache.body, Gzip: s.mvCache.gz,
+		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
+	}, nil
+}
+
+func (s *Stream) fetchInit(name string) (*Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.inits[name]
+	if f == nil {
+		return nil, ErrNotFound
+	}
+	return &Response{Kind: KindInit, ContentType: contentTypeMP4, Body: f.body, TargetDuration: s.tdDuration(), ModTime: f.at}, nil
+}
+
+func (s *Stream) fetchSegment(msn int64) (*Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, seg := range s.segs {
+		if seg.msn == msn {
+			return &Response{Kind: KindSegment, ContentType: contentTypeMP4, Body: seg.body, TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: seg.at}, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+// fetchPart serves a part. A request for the part the playlist hints at
+// (EXT-X-PRELOAD-HINT) blocks until the part is complete and is then sent
+// whole (RFC 8216bis 6.2.6).
+func (s *Stream) fetchPart(ctx context.Context, n int64) (*Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n == s.nextPart && s.pub != nil && !s.ended {
+		if err := s.waitFor(ctx, func() bool { return s.parts[n] != nil || s.ended || s.pub == nil }); err != nil {
+			return nil, err
+		}
+	}
+	p := s.parts[n]
+	if p == nil {
+		return nil, ErrNotFound
+	}
+	return &Response{Kind: KindPart, ContentType: contentTypeMP4, Body: p.body, TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: p.at}, nil
+}

@@ -1,0 +1,225 @@
+package packager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// ErrTooManyStreams is returned by Publish when MaxStreams streams exist.
+var ErrTooManyStreams = errors.New("too many streams")
+
+// Config sets the packager's behaviour. Zero fields take their defaults.
+type Config struct {
+	// TargetDuration is the segment target duration. It defaults to 2s.
+	TargetDuration time.Duration
+	// PartTarget is the partial segment target duration. It defaults to 333ms.
+	PartTarget time.Duration
+	// WindowSegments is the number of segments in a media playlist; at least 6.
+	// It defaults to 10.
+	WindowSegments int
+	// RetainSegments is how many segments stay servable after they leave the
+	// playlist window, for viewers still fetching them. It defaults to 3.
+	RetainSegments int
+	// GracePeriod is how long a stream waits for its publisher to come back
+	// before it ends with EXT-X-ENDLIST. It defaults to 30s.
+	GracePeriod time.Duration
+	// EndedLinger is how long an ended stream stays servable before its URLs
+	// answer 404. It defaults to 30s.
+	EndedLinger time.Duration
+	// MaxStreams caps concurrent streams. It defaults to 100.
+	MaxStreams int
+	// MaxBlockedRequests caps blocking playlist and preload-hint requests
+	// waiting at once across all streams. It defaults to 20000.
+	MaxBlockedRequests int
+}
+
+func (c *Config) setDefaults() {
+	if c.TargetDuration <= 0 {
+		c.TargetDuration = 2 * time.Second
+	}
+	if c.PartTarget <= 0 {
+		c.PartTarget = 333 * time.Millisecond
+	}
+	if c.WindowSegments <= 0 {
+		c.WindowSegments = 10
+	}
+	// RFC 8216bis 6.2.2: a live playlist holds at least three target
+	// durations; Apple's authoring spec asks for six segments.
+	c.WindowSegments = max(c.WindowSegments, 6)
+	if c.RetainSegments <= 0 {
+		c.RetainSegments = 3
+	}
+	if c.GracePeriod <= 0 {
+		c.GracePeriod = 30 * time.Second
+	}
+	if c.EndedLinger <= 0 {
+		c.EndedLinger = 30 * time.Second
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 100
+	}
+	if c.MaxBlockedRequests <= 0 {
+		c.MaxBlockedRequests = 20000
+	}
+}
+
+// Manager holds every stream: it is the ingest Sink and the origin's Source.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	blocked atomic.Int64
+
+	mu      sync.Mutex
+	streams map[string]*Stream
+	closed  bool
+}
+
+// New returns a Manager.
+func New(cfg Config, log *slog.Logger) *Manager {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{cfg: cfg, log: log, streams: map[string]*Stream{}}
+}
+
+// Config returns the configuration in effect, defaults filled in.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Publish implements ingest.Sink.
+func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	s := m.streams[info.Name]
+	if s != nil && s.isEnded() {
+		// The stream ended after its grace period: a publisher coming back
+		// now starts it afresh, numbered after the old one so that no URL
+		// a CDN may still hold is reused.
+		next := newStream(m, info.Name)
+		s.mu.Lock()
+		next.nextMSN, next.nextPart, next.pubSeq, next.discNum = s.nextMSN, s.nextPart, s.pubSeq, s.discNum
+		s.mu.Unlock()
+		s.shutdown()
+		s = next
+		m.streams[info.Name] = s
+	}
+	if s == nil {
+		if len(m.streams) >= m.cfg.MaxStreams {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("%w (max %d)", ErrTooManyStreams, m.cfg.MaxStreams)
+		}
+		s = newStream(m, info.Name)
+		m.streams[info.Name] = s
+	}
+	m.mu.Unlock()
+
+	p, err := s.attach(info)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("publisher started", "proto", info.Proto, "remote", info.Remote, "tracks", len(info.Tracks))
+	return p, nil
+}
+
+func (s *Stream) isEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+func (m *Manager) remove(s *Stream) {
+	m.mu.Lock()
+	if m.streams[s.name] == s {
+		delete(m.streams, s.name)
+	}
+	m.mu.Unlock()
+	s.shutdown()
+	s.log.Info("stream removed")
+}
+
+// Stream returns the named stream.
+func (m *Manager) Stream(name string) (*Stream, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.streams[name]
+	return s, ok
+}
+
+// StreamNames returns the names of the streams, sorted.
+func (m *Manager) StreamNames() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.streams))
+	for n := range m.streams {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Close ends every stream and releases blocked requests.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	streams := m.streams
+	m.streams = map[string]*Stream{}
+	m.mu.Unlock()
+	for _, s := range streams {
+		s.shutdown()
+	}
+}
+
+// Fetch returns a file of a stream, waiting for it when the request blocks.
+func (m *Manager) Fetch(ctx context.Context, req Request) (*Response, error) {
+	s, ok := m.Stream(req.Stream)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	switch f := req.File; {
+	case f == "index.m3u8":
+		return s.fetchMultivariant(ctx)
+	case f == "stream.m3u8":
+		return s.fetchMedia(ctx, req)
+	case strings.HasPrefix(f, "init") && strings.HasSuffix(f, ".mp4"):
+		return s.fetchInit(f)
+	case strings.HasPrefix(f, "seg") && strings.HasSuffix(f, ".m4s"):
+		n, err := strconv.ParseInt(f[3:len(f)-4], 10, 64)
+		if err != nil || n < 0 {
+			return nil, ErrNotFound
+		}
+		return s.fetchSegment(n)
+	case strings.HasPrefix(f, "part") && strings.HasSuffix(f, ".m4s"):
+		n, err := strconv.ParseInt(f[4:len(f)-4], 10, 64)
+		if err != nil || n < 0 {
+			return nil, ErrNotFound
+		}
+		return s.fetchPart(ctx, n)
+	}
+	return nil, ErrNotFound
+}
+
+// block accounts for one blocked request against MaxBlockedRequests.
+func (m *Manager) block() (release func(), err error) {
+	if m.blocked.Add(1) > int64(m.cfg.MaxBlockedRequests) {
+		m.blocked.Add(-1)
+		return nil, fmt.Errorf("%w: too many blocked requests", ErrUnavailable)
+	}
+	return func() { m.blocked.Add(-1) }, nil
+}
+
+// Blocked returns the number of requests waiting now.
+func (m *Manager) Blocked() int64 { return m.blocked.Load() }

@@ -1,0 +1,125 @@
+package packager
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// playlistVersion is the EXT-X-VERSION of media playlists: 9 for EXT-X-SKIP
+// (RFC 8216bis 7).
+const playlistVersion = 9
+
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(math.Round(d.Seconds()*1000)/1000, 'f', -1, 64)
+}
+
+// window returns the complete segments listed in the media playlist.
+func (s *Stream) window() []*segment {
+	n := s.m.cfg.WindowSegments
+	if len(s.segs) <= n {
+		return s.segs
+	}
+	return s.segs[len(s.segs)-n:]
+}
+
+// skipUntil is CAN-SKIP-UNTIL: six target durations, the minimum RFC
+// 8216bis 4.4.3.8 allows, so delta updates skip as much as they may.
+func (s *Stream) skipUntil() time.Duration { return 6 * s.tdDuration() }
+
+// mediaPlaylist renders (or returns the cached) media playlist for the
+// current version. Called with s.mu held.
+func (s *Stream) mediaPlaylist(skip Skip) rendered {
+	c := &s.cache[skip]
+	if c.version == s.version {
+		return *c
+	}
+	body := s.renderMedia(skip)
+	*c = rendered{version: s.version, body: body, gz: gzipBytes(body)}
+	return *c
+}
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+func (s *Stream) renderMedia(skip Skip) []byte {
+	cfg := &s.m.cfg
+	td := s.tdDuration()
+	win := s.window()
+	var b bytes.Buffer
+	b.WriteString("#EXTM3U\n")
+	fmt.Fprintf(&b, "#EXT-X-VERSION:%d\n", playlistVersion)
+	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", s.td)
+	// RFC 8216bis 4.4.3.8: PART-HOLD-BACK at least twice PART-TARGET; Apple's
+	// authoring spec asks for three times.
+	fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%s,PART-HOLD-BACK=%s\n",
+		seconds(s.skipUntil()), seconds(3*cfg.PartTarget))
+	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(cfg.PartTarget))
+
+	all := win
+	if s.open != nil && len(s.open.parts) > 0 {
+		all = append(win[:len(win):len(win)], s.open)
+	}
+	if len(all) == 0 {
+		return b.Bytes()
+	}
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", all[0].msn)
+	if all[0].discNum > 0 {
+		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", all[0].discNum)
+	}
+
+	end := s.lastEnd
+	skipped := 0
+	if skip != SkipNone {
+		// RFC 8216bis 6.2.5.1: only segments older than the Skip Boundary
+		// (CAN-SKIP-UNTIL from the end) may be skipped.
+		for skipped < len(win) && end-(win[skipped].start+win[skipped].dur) >= s.skipUntil() {
+			skipped++
+		}
+		if skipped > 0 {
+			fmt.Fprintf(&b, "#EXT-X-SKIP:SKIPPED-SEGMENTS=%d\n", skipped)
+		}
+	}
+
+	var lastInit *initFile
+	if skipped > 0 {
+		lastInit = all[skipped-1].init
+	}
+	partsFrom := end - 3*td // RFC 8216bis 4.4.4.9: part tags for the last 3 target durations
+	for i, seg := range all[skipped:] {
+		if seg.disc && i+skipped > 0 {
+			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+		if seg.init != lastInit {
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s\"\n", seg.init.name)
+			lastInit = seg.init
+		}
+		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", seg.pdt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+		if !seg.complete || seg.start+seg.dur > partsFrom {
+			for _, p := range seg.parts {
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"part%d.m4s\"", strconv.FormatFloat(p.dur.Seconds(), 'f', 5, 64), p.n)
+				if p.independent {
+					b.WriteString(",INDEPENDENT=YES")
+				}
+				b.WriteByte('\n')
+			}
+		}
+		if seg.complete {
+			fmt.Fprintf(&b, "#EXTINF:%s,\nseg%d.m4s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), seg.msn)
+		}
+	}
+	if s.ended {
+		b.WriteString("#EXT-X-ENDLIST\n")
+	} else if s.pub != nil {
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part%d.m4s\"\n", s.nextPart)
+	}
+	return b.Bytes()
+}

@@ -1,0 +1,238 @@
+package packager
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// ErrSuperseded is returned to a publication that a newer publisher of the
+// same stream replaced.
+var ErrSuperseded = errors.New("publication superseded")
+
+// ErrUnsupportedCodec is returned by Publish for a codec the packager cannot
+// put in fMP4.
+var ErrUnsupportedCodec = errors.New("unsupported codec")
+
+// publication is one publisher's session feeding a stream. All its methods
+// run under the stream's lock.
+type publication struct {
+	s      *Stream
+	info   ingest.PublishInfo
+	tracks map[*ingest.Track]*track
+	order  []*track
+	lead   *track // the track whose frames decide part and segment boundaries
+	init   *initFile
+
+	started   bool
+	origin    time.Duration // publication clock value of the first keyframe
+	mediaBase time.Duration // media time it maps to
+	wallBase  time.Time     // wall clock at mediaBase
+	disc      bool          // the next segment starts after a discontinuity
+
+	pending   map[*track][]*sample
+	partStart uint64 // lead decode time of the open part's first sample
+	partKey   bool
+	partLen   int
+
+	sinceKey int // lead frames since the last keyframe
+	gopLen   int // lead frames in the last complete GOP
+
+	done       bool
+	superseded bool
+}
+
+func newPublication(s *Stream, info ingest.PublishInfo, initName string) (*publication, error) {
+	p := &publication{s: s, info: info, tracks: map[*ingest.Track]*track{}, pending: map[*track][]*sample{}}
+	var init fmp4.Init
+	for _, in := range info.Tracks {
+		t, err := newTrack(in, len(p.order)+1)
+		if err != nil {
+			return nil, err
+		}
+		p.tracks[in] = t
+		p.order = append(p.order, t)
+		if p.lead == nil || (t.video && !p.lead.video) {
+			p.lead = t
+		}
+		init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: t.id, TimeScale: t.timescale, Codec: in.Codec})
+	}
+	if p.lead == nil {
+		return nil, fmt.Errorf("%w: no tracks", ErrUnsupportedCodec)
+	}
+	var buf seekablebuffer.Buffer
+	if err := init.Marshal(&buf); err != nil {
+		return nil, fmt.Errorf("init segment: %w", err)
+	}
+	p.init = &initFile{name: initName, body: buf.Bytes(), at: time.Now()}
+	for _, t := range p.order {
+		p.init.codecs = append(p.init.codecs, t.in.Codec)
+	}
+	return p, nil
+}
+
+// WriteUnit implements ingest.Publication.
+func (p *publication) WriteUnit(u *ingest.Unit) error {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.superseded {
+		return ErrSuperseded
+	}
+	if p.done {
+		return io.ErrClosedPipe
+	}
+	t := p.tracks[u.Track]
+	if t == nil {
+		return fmt.Errorf("unknown track %d", u.Track.ID)
+	}
+	if !p.started {
+		// Playback starts on the lead track's first keyframe; earlier units
+		// cannot be decoded and are dropped.
+		if t != p.lead || !t.isKey(u) {
+			return nil
+		}
+		p.started = true
+		p.origin = u.DTS
+		p.mediaBase = s.mediaEnd()
+		p.wallBase = time.Now()
+		if !u.NTP.IsZero() {
+			p.wallBase = u.NTP.Add(u.DTS - u.PTS)
+		}
+	}
+	smp, err := t.build(u, p.origin, p.mediaBase)
+	if err != nil || smp == nil {
+		return err
+	}
+	if t != p.lead {
+		p.pending[t] = append(p.pending[t], smp)
+		return nil
+	}
+	return p.writeLead(t, smp)
+}
+
+func (p *publication) writeLead(t *track, smp *sample) error {
+	s := p.s
+	cfg := &s.m.cfg
+	half := t.duration(uint64(smp.Duration) / 2)
+	if smp.key {
+		if p.sinceKey > 0 {
+			p.gopLen = p.sinceKey
+		}
+		p.sinceKey = 0
+		if s.open != nil && t.duration(smp.dts)-s.open.start >= cfg.TargetDuration-half {
+			if err := p.closePart(); err != nil {
+				return err
+			}
+			s.closeSegment()
+		}
+	}
+	p.sinceKey++
+	if s.open == nil {
+		s.openSegment(t.duration(smp.dts), p.wallBase.Add(t.duration(smp.dts)-p.mediaBase), p.init, p.disc)
+		p.disc = false
+	}
+	if p.partLen == 0 {
+		p.partStart = smp.dts
+		p.partKey = smp.key
+	}
+	p.pending[t] = append(p.pending[t], smp)
+	p.partLen++
+	s.open.frames++
+
+	// Close the part on its last frame, not when the next frame arrives: the
+	// part is full when one more frame would take it past PART-TARGET
+	// (RFC 8216bis 4.4.4.9: a part is at most PART-TARGET long).
+	// The next frame's duration is estimated from this one's, with a margin
+	// for publishers whose timestamps are rounded (RTMP's are milliseconds:
+	// 33, 33, 34 ms at 30 fps).
+	end := smp.dts + uint64(smp.Duration)
+	next := uint64(smp.Duration) + uint64(smp.Duration)/8
+	full := t.duration(end+next-p.partStart) > cfg.PartTarget
+	// With a regular GOP the next frame is predictably a keyframe that starts
+	// a new segment: close the segment's last part now.
+	segDue := t.duration(end)-s.open.start >= cfg.TargetDuration-half
+	keyNext := p.gopLen > 0 && p.sinceKey == p.gopLen && segDue
+	if full || keyNext {
+		return p.closePart()
+	}
+	return nil
+}
+
+// closePart turns the pending samples into a published part.
+func (p *publication) closePart() error {
+	s := p.s
+	if p.partLen == 0 || s.open == nil {
+		return nil
+	}
+	fp := fmp4.Part{SequenceNumber: uint32(s.nextPart + 1)}
+	var leadDur uint64
+	for _, t := range p.order {
+		smps := p.pending[t]
+		if len(smps) == 0 {
+			continue
+		}
+		pt := &fmp4.PartTrack{ID: t.id, BaseTime: smps[0].dts}
+		for _, smp := range smps {
+			pt.Samples = append(pt.Samples, smp.Sample)
+			if t == p.lead {
+				leadDur += uint64(smp.Duration)
+			}
+		}
+		fp.Tracks = append(fp.Tracks, pt)
+		t.seal()
+		p.pending[t] = smps[:0:0]
+	}
+	var buf seekablebuffer.Buffer
+	if err := fp.Marshal(&buf); err != nil {
+		return fmt.Errorf("part: %w", err)
+	}
+	pa := &part{
+		n:           s.nextPart,
+		index:       len(s.open.parts),
+		body:        buf.Bytes(),
+		dur:         p.lead.duration(leadDur),
+		independent: p.partKey,
+		at:          time.Now(),
+	}
+	p.partLen = 0
+	s.addPart(pa)
+	return nil
+}
+
+// flush publishes whatever the publisher sent last, ending the open segment.
+func (p *publication) flush() {
+	_ = p.closePart()
+	p.s.closeSegment()
+}
+
+// WriteData implements ingest.Publication.
+func (p *publication) WriteData(d *ingest.Data) {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.superseded || p.done {
+		return
+	}
+	s.addData(d)
+}
+
+// Close implements ingest.Publication.
+func (p *publication) Close() {
+	s := p.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.done || p.superseded {
+		p.done = true
+		return
+	}
+	p.done = true
+	p.flush()
+	s.detach(p)
+}

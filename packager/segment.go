@@ -1,0 +1,45 @@
+package packager
+
+import (
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+)
+
+// part is a partial segment. Its body is immutable once published and
+// shared by every viewer, and the parent segment carries the same bytes.
+type part struct {
+	n           int64 // global part number: the file is partN.m4s
+	index       int   // position within its segment
+	body        []byte
+	dur         time.Duration
+	independent bool
+	at          time.Time
+}
+
+// segment is a media segment: a run of parts starting on a keyframe.
+type segment struct {
+	msn   int64
+	start time.Duration // media time of its first sample
+	pdt   time.Time     // EXT-X-PROGRAM-DATE-TIME
+	dur   time.Duration
+	parts []*part
+	init  *initFile
+	disc  bool // EXT-X-DISCONTINUITY before it
+	// discNum is its discontinuity sequence number (RFC 8216bis 4.4.3.3).
+	discNum int64
+	frames  int // lead track frames, for FRAME-RATE
+
+	complete bool
+	body     []byte // the parts' bytes back to back, set when complete
+	at       time.Time
+	size     int
+}
+
+// initFile is an fMP4 initialization segment (EXT-X-MAP).
+type initFile struct {
+	name   string
+	body   []byte
+	at     time.Time
+	codecs []codecs.Codec
+}

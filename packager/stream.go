@@ -1,0 +1,302 @@
+package packager
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// maxDataMessages bounds the publisher data messages kept per stream.
+const maxDataMessages = 64
+
+// DataMessage is a publisher data message (AMF onCuePoint, onTextData) placed
+// on the stream's media timeline.
+type DataMessage struct {
+	ingest.Data
+	MediaTime time.Duration
+}
+
+// Stream is one named live stream: the segments, parts and playlists that
+// viewers read, fed by one publication at a time.
+type Stream struct {
+	m    *Manager
+	name string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced whenever anything is published
+
+	segs     []*segment // complete segments still servable, oldest first
+	open     *segment   // segment receiving parts
+	parts    map[int64]*part
+	inits    map[string]*initFile
+	nextMSN  int64
+	nextPart int64
+	discNum  int64 // discontinuity sequence number of the last segment opened
+	pubSeq   int
+	pub      *publication
+	ended    bool
+	removed  bool
+	grace    *time.Timer
+	graceGen int
+	linger   *time.Timer
+	td       int // EXT-X-TARGETDURATION in seconds, fixed by the first segment
+	version  int64
+	cache    [3]rendered // media playlists by Skip, for the current version
+	mvCache  rendered
+	data     []DataMessage
+	lastEnd  time.Duration
+	openedAt time.Time
+}
+
+type rendered struct {
+	version int64
+	body    []byte
+	gz      []byte
+}
+
+func newStream(m *Manager, name string) *Stream {
+	return &Stream{
+		m:       m,
+		name:    name,
+		log:     m.log.With("stream", name),
+		changed: make(chan struct{}),
+		parts:   map[int64]*part{},
+		inits:   map[string]*initFile{},
+		version: 1,
+	}
+}
+
+// Name returns the stream's public name.
+func (s *Stream) Name() string { return s.name }
+
+// notify wakes every request blocked on this stream.
+func (s *Stream) notify() {
+	s.version++
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// attach makes p the stream's publication, replacing any current one.
+func (s *Stream) attach(info ingest.PublishInfo) (*publication, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil, ErrNotFound
+	}
+	p, err := newPublication(s, info, fmt.Sprintf("init%d.mp4", s.pubSeq))
+	if err != nil {
+		return nil, err
+	}
+	s.pubSeq++
+	if old := s.pub; old != nil {
+		old.flush()
+		old.superseded = true
+		s.log.Info("publisher replaced", "remote", info.Remote, "old_remote", old.info.Remote)
+	}
+	if s.grace != nil {
+		s.grace.Stop()
+		s.grace = nil
+	}
+	p.disc = len(s.segs) > 0
+	s.pub = p
+	s.inits[p.init.name] = p.init
+	s.notify()
+	return p, nil
+}
+
+// detach is called when p's publisher left: the stream waits GracePeriod for
+// a new publisher before it ends.
+func (s *Stream) detach(p *publication) {
+	if s.pub != p {
+		return
+	}
+	s.pub = nil
+	s.notify()
+	s.graceGen++
+	gen := s.graceGen
+	s.grace = time.AfterFunc(s.m.cfg.GracePeriod, func() { s.end(gen) })
+}
+
+// end writes EXT-X-ENDLIST unless a publisher arrived since grace period gen
+// started.
+func (s *Stream) end(gen int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pub != nil || s.ended || gen != s.graceGen {
+		return
+	}
+	s.ended = true
+	s.log.Info("stream ended")
+	s.notify()
+	s.linger = time.AfterFunc(s.m.cfg.EndedLinger, func() { s.m.remove(s) })
+}
+
+// shutdown ends the stream at once (server shutdown).
+func (s *Stream) shutdown() {
+	s.mu.Lock()
+	if s.pub != nil {
+		s.pub.flush()
+		s.pub.superseded = true
+		s.pub = nil
+	}
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	if s.linger != nil {
+		s.linger.Stop()
+	}
+	s.ended = true
+	s.removed = true
+	s.notify()
+	s.mu.Unlock()
+}
+
+// mediaEnd is where the next publication's media timeline starts: right
+// after everything published so far, so media time never goes back.
+func (s *Stream) mediaEnd() time.Duration {
+	return s.lastEnd
+}
+
+func (s *Stream) openSegment(start time.Duration, pdt time.Time, init *initFile, disc bool) {
+	if disc {
+		s.discNum++
+	}
+	s.open = &segment{
+		discNum: s.discNum,
+		msn:   s.nextMSN,
+		start: start,
+		pdt:   pdt,
+		init:  init,
+		disc:  disc,
+	}
+	s.nextMSN++
+	s.openedAt = time.Now()
+}
+
+func (s *Stream) addPart(p *part) {
+	s.open.parts = append(s.open.parts, p)
+	s.open.dur += p.dur
+	s.parts[p.n] = p
+	s.nextPart++
+	if end := s.open.start + s.open.dur; end > s.lastEnd {
+		s.lastEnd = end
+	}
+	s.notify()
+}
+
+// closeSegment completes the open segment. Its bytes are its parts' bytes
+// back to back, so a part and its parent segment carry identical samples.
+func (s *Stream) closeSegment() {
+	seg := s.open
+	if seg == nil {
+		return
+	}
+	s.open = nil
+	if len(seg.parts) == 0 {
+		s.nextMSN--
+		return
+	}
+	n := 0
+	for _, p := range seg.parts {
+		n += len(p.body)
+	}
+	seg.body = make([]byte, 0, n)
+	for _, p := range seg.parts {
+		seg.body = append(seg.body, p.body...)
+	}
+	seg.size = n
+	seg.complete = true
+	seg.at = time.Now()
+	if s.td == 0 {
+		// EXT-X-TARGETDURATION must not change (RFC 8216bis 4.4.3.1): it is
+		// fixed when the first segment shows the publisher's GOP.
+		s.td = max(int(math.Round(s.m.cfg.TargetDuration.Seconds())), int(math.Round(seg.dur.Seconds())), 1)
+	} else if int(math.Round(seg.dur.Seconds())) > s.td {
+		s.log.Warn("segment longer than target duration: keyframe interval too long",
+			"msn", seg.msn, "duration", seg.dur, "target", s.td)
+	}
+	s.segs = append(s.segs, seg)
+	s.trim()
+	s.notify()
+}
+
+// trim drops segments that left the playlist window long enough ago, and
+// part bytes once their tags left the playlist (RFC 8216bis 6.2.2: keep them
+// servable for a while after that).
+func (s *Stream) trim() {
+	keep := s.m.cfg.WindowSegments + s.m.cfg.RetainSegments
+	for len(s.segs) > keep {
+		old := s.segs[0]
+		s.segs = s.segs[1:]
+		for _, p := range old.parts {
+			delete(s.parts, p.n)
+		}
+		if old.init != s.segs[0].init && (s.pub == nil || s.pub.init != old.init) {
+			delete(s.inits, old.init.name)
+		}
+	}
+	// Part tags leave the playlist 3 target durations from the end; their
+	// bytes stay servable for 3 more.
+	limit := s.lastEnd - 6*s.tdDuration()
+	for _, seg := range s.segs {
+		if seg.start+seg.dur >= limit {
+			break
+		}
+		for _, p := range seg.parts {
+			delete(s.parts, p.n)
+		}
+	}
+}
+
+func (s *Stream) tdDuration() time.Duration {
+	if s.td == 0 {
+		return s.m.cfg.TargetDuration
+	}
+	return time.Duration(s.td) * time.Second
+}
+
+func (s *Stream) addData(d *ingest.Data) {
+	s.data = append(s.data, DataMessage{Data: *d, MediaTime: s.lastEnd})
+	if len(s.data) > maxDataMessages {
+		s.data = s.data[len(s.data)-maxDataMessages:]
+	}
+}
+
+// DataMessages returns the latest publisher data messages.
+func (s *Stream) DataMessages() []DataMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]DataMessage(nil), s.data...)
+}
+
+// wait blocks, with s.mu held on entry and on return, until cond holds, the
+// context ends or the deadline passes. The packager wakes it: no polling.
+func (s *Stream) wait(ctx context.Context, deadline <-chan time.Time, cond func() bool) error {
+	for !cond() {
+		if s.removed {
+			return ErrNotFound
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+			s.mu.Lock()
+		case <-ctx.Done():
+			s.mu.Lock()
+			return ctx.Err()
+		case <-deadline:
+			s.mu.Lock()
+			if cond() {
+				return nil
+			}
+			return ErrUnavailable
+		}
+	}
+	return nil
+}

@@ -1,0 +1,210 @@
+package packager
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// jumpThreshold is how far a publisher's timestamp may stray from where the
+// track's timeline expects it before the packager treats it as a jump (an
+// encoder restart, a clock reset) and rebases the track instead of writing a
+// gap or an overlap into the fMP4 timeline.
+const jumpThreshold = time.Second
+
+// maxAudioJitter is the largest audio timestamp error that is taken for
+// rounding rather than a gap in the publisher's audio.
+const maxAudioJitter = 100 * time.Millisecond
+
+// sample is one access unit placed on the stream's media timeline.
+type sample struct {
+	*fmp4.Sample
+	dts  uint64 // decode time in track timescale
+	key    bool
+	wall   time.Time
+	sealed bool
+}
+
+// track turns one ingest track's units into fMP4 samples on a continuous
+// timeline. Durations are known when a sample is written: estimated from the
+// previous frame interval for video (so a part can close on its last frame
+// instead of waiting for the next one), exact from the frame size for audio.
+// When the estimate was wrong the next sample's decode time absorbs the
+// difference (its PTS stays exact, through the composition offset).
+type track struct {
+	in        *ingest.Track
+	id        int
+	timescale uint32
+	video     bool
+
+	base  time.Duration // publication clock value mapped to media time origin
+	shift time.Duration // accumulated rebasing after timestamp jumps
+
+	started bool
+	next    uint64 // decode time the next sample is expected at
+	last    *sample
+	estDur  uint32        // estimated duration of the next video frame
+	frames  int64
+}
+
+func newTrack(in *ingest.Track, id int) (*track, error) {
+	t := &track{in: in, id: id, video: in.Codec.IsVideo()}
+	switch c := in.Codec.(type) {
+	case *codecs.H264, *codecs.H265, *codecs.AV1, *codecs.VP9:
+		t.timescale = 90000
+	case *codecs.MPEG4Audio:
+		t.timescale = uint32(c.Config.SampleRate)
+	case *codecs.Opus:
+		t.timescale = 48000
+	default:
+		return nil, fmt.Errorf("%w: %T", ErrUnsupportedCodec, in.Codec)
+	}
+	if t.timescale == 0 {
+		return nil, fmt.Errorf("%w: zero sample rate", ErrUnsupportedCodec)
+	}
+	return t, nil
+}
+
+func (t *track) ticks(d time.Duration) int64 {
+	return int64(d) / int64(time.Microsecond) * int64(t.timescale) / 1e6
+}
+
+func (t *track) duration(ticks uint64) time.Duration {
+	return time.Duration(ticks) * time.Second / time.Duration(t.timescale)
+}
+
+// isKey reports whether a unit is a random access point.
+func (t *track) isKey(u *ingest.Unit) bool {
+	switch t.in.Codec.(type) {
+	case *codecs.H264:
+		return h264.IsRandomAccess(u.AU)
+	case *codecs.H265:
+		return h265.IsRandomAccess(u.AU)
+	case *codecs.AV1:
+		return av1.IsRandomAccess2(u.AU)
+	case *codecs.VP9:
+		return len(u.AU) > 0 && vp9.IsRandomAccess(u.AU[0])
+	default:
+		return true
+	}
+}
+
+// audioDuration returns the duration of an audio frame in ticks.
+func (t *track) audioDuration(u *ingest.Unit) uint32 {
+	switch t.in.Codec.(type) {
+	case *codecs.Opus:
+		return uint32(opus.PacketDuration2(u.Frame) * int64(t.timescale) / 48000)
+	default:
+		return 1024 // AAC-LC frames carry 1024 samples
+	}
+}
+
+// build turns a unit into a sample. origin is the publication clock value
+// that maps to media time mediaBase. It returns nil for units that fall
+// before the start of the publication.
+func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample, error) {
+	actual := t.ticks(u.DTS - t.shift - origin + mediaBase)
+	if !t.started && actual < t.ticks(mediaBase) {
+		return nil, nil
+	}
+	if t.started {
+		// A jump forward or backward (encoder restart, clock reset) is
+		// rebased, not written into the timeline as a gap or an overlap.
+		if d := actual - int64(t.next); d > t.ticks(jumpThreshold) || d < -t.ticks(jumpThreshold) {
+			t.shift += t.duration(uint64(max(d, -d))) * time.Duration(sign(d))
+			actual = int64(t.next)
+		}
+	}
+
+	s := &sample{Sample: &fmp4.Sample{}, wall: u.NTP}
+	if t.video {
+		s.key = t.isKey(u)
+		var err error
+		switch t.in.Codec.(type) {
+		case *codecs.H264:
+			err = s.FillH264(0, u.AU)
+		case *codecs.H265:
+			err = s.FillH265(0, u.AU)
+		case *codecs.AV1:
+			err = s.FillAV1(u.AU)
+		case *codecs.VP9:
+			if len(u.AU) > 0 {
+				s.Payload = u.AU[0]
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("track %d: %w", t.in.ID, err)
+		}
+		s.IsNonSyncSample = !s.key
+	} else {
+		s.Payload = u.Frame
+		s.key = true
+	}
+
+	if !t.started {
+		t.started = true
+		t.next = uint64(actual)
+	}
+	dts := t.next
+	if t.video {
+		if t.last != nil && !t.last.sealed {
+			// The previous frame is still in the open part: its estimated
+			// duration becomes exact now that its successor's time is known.
+			if d := actual - int64(t.last.dts); d > 0 {
+				t.last.Duration = uint32(d)
+				dts = uint64(actual)
+			}
+		}
+		if t.last != nil && actual > int64(t.last.dts) {
+			t.estDur = uint32(actual - int64(t.last.dts))
+		}
+		if t.estDur == 0 {
+			t.estDur = t.timescale / 30
+		}
+		s.Duration = t.estDur
+		pts := t.ticks(u.PTS - t.shift - origin + mediaBase)
+		s.PTSOffset = int32(pts - int64(dts))
+	} else {
+		// Audio timestamps from RTMP are rounded to the millisecond: keep the
+		// exact sample-count timeline, unless the publisher left a real gap.
+		if d := actual - int64(dts); d > t.ticks(maxAudioJitter) {
+			dts = uint64(actual)
+		}
+		s.Duration = t.audioDuration(u)
+		if s.Duration == 0 {
+			s.Duration = 1
+		}
+	}
+	s.dts = dts
+	t.next = dts + uint64(s.Duration)
+	t.last = s
+	t.frames++
+	return s, nil
+}
+
+func sign(v int64) int64 {
+	if v < 0 {
+		return -1
+	}
+	return 1
+}
+
+// seal marks the last sample as written into a closed part: its duration can
+// no longer change.
+func (t *track) seal() {
+	if t.last != nil {
+		t.last.sealed = true
+	}
+}
+
+// end is the media time just after the last sample.
+func (t *track) end() time.Duration { return t.duration(t.next) }
