@@ -169,11 +169,11 @@ func (s *Stream) openSegment(start time.Duration, pdt time.Time, init *initFile,
 	}
 	s.open = &segment{
 		discNum: s.discNum,
-		msn:   s.nextMSN,
-		start: start,
-		pdt:   pdt,
-		init:  init,
-		disc:  disc,
+		msn:     s.nextMSN,
+		start:   start,
+		pdt:     pdt,
+		init:    init,
+		disc:    disc,
 	}
 	s.nextMSN++
 	s.openedAt = time.Now()

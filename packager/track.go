@@ -28,7 +28,7 @@ const maxAudioJitter = 100 * time.Millisecond
 // sample is one access unit placed on the stream's media timeline.
 type sample struct {
 	*fmp4.Sample
-	dts  uint64 // decode time in track timescale
+	dts    uint64 // decode time in track timescale
 	key    bool
 	wall   time.Time
 	sealed bool
@@ -52,7 +52,7 @@ type track struct {
 	started bool
 	next    uint64 // decode time the next sample is expected at
 	last    *sample
-	estDur  uint32        // estimated duration of the next video frame
+	estDur  uint32 // estimated duration of the next video frame
 	frames  int64
 }
 
