@@ -52,6 +52,8 @@ type Stream struct {
 	data     []DataMessage
 	lastEnd  time.Duration
 	openedAt time.Time
+
+	timeline
 }
 
 type rendered struct {

@@ -1,0 +1,58 @@
+# shopcast: `make run` starts the server on its defaults, `make test` checks everything.
+
+GO       ?= go
+FUZZTIME ?= 30s
+
+.PHONY: all run build test deps vet fmt-check bench fuzz clean
+
+all: build
+
+## run: start shopcast on the embedded defaults (HTTP :8080, RTMP :1935)
+run:
+	$(GO) run ./cmd/shopcast
+
+## build: write the binary to bin/shopcast
+build:
+	$(GO) build -o bin/shopcast ./cmd/shopcast
+
+## test: install missing test tools, then vet, check formatting and run every test with -race
+test: deps vet fmt-check
+	$(GO) test -race -count=1 ./...
+
+## deps: install ffmpeg (the OBS stand-in of the end-to-end tests) when missing and root
+deps:
+	@if ! command -v ffmpeg >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && \
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y ffmpeg; \
+		else \
+			echo "make: ffmpeg is missing; run 'make deps' as root (or apt-get install ffmpeg)" >&2; \
+		fi; \
+	fi
+
+vet:
+	$(GO) vet ./...
+
+## fmt-check: fail on files gofmt would change
+fmt-check:
+	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt needed on:" >&2; echo "$$unformatted" >&2; exit 1; \
+	fi
+
+## bench: run every benchmark, no tests
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: run each Fuzz target for FUZZTIME (default 30s)
+fuzz:
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		dir=$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "fuzz $$dir $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is shopcast's configuration. Each key is read, highest precedence
+// first, from a flag (-http), an environment variable (SHOPCAST_HTTP), the
+// JSON file given by -config, and the defaults in defaults.json.
+type Config struct {
+	// HTTP is the listen address of the HLS origin. It defaults to ":8080".
+	HTTP string
+	// RTMP is the listen address of the RTMP ingest. It defaults to ":1935".
+	RTMP string
+	// RTSP is the listen address of the RTSP ingest, which is not
+	// implemented yet: the key is accepted and unused. It defaults to ":8554".
+	RTSP string
+	// TLSCert and TLSKey are PEM files; when both are set the origin serves
+	// HTTPS with HTTP/2. They default to "" (cleartext HTTP/1.1 and h2c).
+	TLSCert string
+	TLSKey  string
+	// LogFormat is "text" or "json". It defaults to "text".
+	LogFormat string
+	// LogLevel is "debug", "info", "warn" or "error"; debug adds an access
+	// log line per HTTP request. It defaults to "info".
+	LogLevel string
+	// CORSOrigin is the Access-Control-Allow-Origin sent with stream files.
+	// It defaults to "*".
+	CORSOrigin string
+	// TargetDuration is the segment target duration (EXT-X-TARGETDURATION).
+	// It defaults to 2s.
+	TargetDuration time.Duration
+	// PartTarget is the partial segment target duration (EXT-X-PART-INF
+	// PART-TARGET). It defaults to 333ms.
+	PartTarget time.Duration
+	// WindowSegments is the number of segments in a media playlist, at
+	// least 6. It defaults to 10.
+	WindowSegments int
+	// GracePeriod is how long a stream waits for its publisher to reconnect
+	// before it ends. It defaults to 30s.
+	GracePeriod time.Duration
+	// EndedLinger is how long an ended stream stays servable. It defaults
+	// to 30s.
+	EndedLinger time.Duration
+	// MaxStreams caps concurrent streams. It defaults to 100.
+	MaxStreams int
+	// MaxBlockedRequests caps blocking playlist and preload-hint requests
+	// waiting at once. It defaults to 20000.
+	MaxBlockedRequests int
+	// RTMPReadTimeout closes an RTMP connection that sends nothing this
+	// long. It defaults to 10s.
+	RTMPReadTimeout time.Duration
+	// ShutdownTimeout is how long a graceful shutdown waits for HTTP
+	// requests in flight; it is raised to 3x TargetDuration + 1s so blocked
+	// playlist requests are answered. It defaults to 10s.
+	ShutdownTimeout time.Duration
+	// PublishAuth makes publishers present one of PublishKeys as their
+	// stream key. It defaults to false: the stream key is the public name.
+	PublishAuth bool
+	// PublishKeys maps each secret stream key to the public stream name it
+	// publishes. It is read from the config file or SHOPCAST_PUBLISH_KEYS
+	// ("key1=name1,key2=name2"), never from a flag (argv is public), and is
+	// never logged. It defaults to none.
+	PublishKeys map[string]string
+}
+
+// defaultsJSON holds the default of every key.
+//
+//go:embed defaults.json
+var defaultsJSON []byte
+
+// envPrefix starts every environment variable: SHOPCAST_ + upper-case key.
+const envPrefix = "SHOPCAST_"
+
+// errUsage is a command-line error already reported with the usage text.
+var errUsage = errors.New("usage")
+
+// A key is one configuration key.
+type key struct {
+	name  string // JSON key and flag name
+	arg   string // flag argument name in the help
+	usage string
+	// noFlag keeps a secret off the command line.
+	noFlag bool
+	// value returns the key's field in cfg.
+	value func(cfg *Config) flag.Value
+}
+
+// keys lists the configuration keys in help order.
+var keys = []key{
+	{name: "http", arg: "ADDR", usage: "HTTP listen address of the HLS origin",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.HTTP) }},
+	{name: "rtmp", arg: "ADDR", usage: "RTMP ingest listen address",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTMP) }},
+	{name: "rtsp", arg: "ADDR", usage: "RTSP ingest listen address (RTSP ingest is not implemented yet; unused)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSP) }},
+	{name: "tls_cert", arg: "FILE", usage: "TLS certificate (PEM); with tls_key the origin serves HTTPS and HTTP/2",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.TLSCert) }},
+	{name: "tls_key", arg: "FILE", usage: "TLS private key (PEM)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.TLSKey) }},
+	{name: "log_format", arg: "text|json", usage: "log format",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.LogFormat) }},
+	{name: "log_level", arg: "LEVEL", usage: "log level: debug, info, warn or error (debug logs every HTTP request)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.LogLevel) }},
+	{name: "cors_origin", arg: "ORIGIN", usage: "Access-Control-Allow-Origin of stream files",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.CORSOrigin) }},
+	{name: "target_duration", arg: "DURATION", usage: "segment target duration (EXT-X-TARGETDURATION)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.TargetDuration) }},
+	{name: "part_target", arg: "DURATION", usage: "partial segment target duration (PART-TARGET)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.PartTarget) }},
+	{name: "window_segments", arg: "N", usage: "segments in a media playlist (at least 6)",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.WindowSegments) }},
+	{name: "grace_period", arg: "DURATION", usage: "how long a stream waits for its publisher to reconnect before it ends",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.GracePeriod) }},
+	{name: "ended_linger", arg: "DURATION", usage: "how long an ended stream stays servable",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.EndedLinger) }},
+	{name: "max_streams", arg: "N", usage: "maximum concurrent streams",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxStreams) }},
+	{name: "max_blocked_requests", arg: "N", usage: "maximum blocking playlist/part requests waiting at once",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxBlockedRequests) }},
+	{name: "rtmp_read_timeout", arg: "DURATION", usage: "close an RTMP connection silent this long",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.RTMPReadTimeout) }},
+	{name: "shutdown_timeout", arg: "DURATION", usage: "graceful shutdown wait for HTTP requests in flight (at least 3x target_duration + 1s)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
+	{name: "publish_auth", usage: "only publish_keys may publish; otherwise the stream key is the public name",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.PublishAuth) }},
+	{name: "publish_keys", noFlag: true, usage: `secret stream key -> public name; file: {"KEY": "NAME"}, env: KEY=NAME,KEY2=NAME2; never a flag, never logged`,
+		value: func(c *Config) flag.Value { return (*keysValue)(&c.PublishKeys) }},
+}
+
+func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }
+
+// loadConfig reads the configuration from args (without the program name),
+// the environment (lookupEnv) and the files they name. -h prints the help to
+// stderr and returns flag.ErrHelp.
+func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
+	var defaults Config
+	if err := applyJSON(&defaults, defaultsJSON); err != nil {
+		return Config{}, fmt.Errorf("embedded defaults: %w", err)
+	}
+
+	fs := flag.NewFlagSet("shopcast", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printUsage(stderr, &defaults) }
+	configFile := fs.String("config", "", "")
+	flags := make(map[string]*pendingValue)
+	for _, k := range keys {
+		if k.noFlag {
+			continue
+		}
+		p := &pendingValue{isBool: isBoolValue(k.value(&defaults))}
+		flags[k.name] = p
+		fs.Var(p, k.name, k.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		return Config{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return Config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+
+	cfg := defaults
+	cfg.PublishKeys = nil // never share the defaults' map
+
+	// The config file: -config, else SHOPCAST_CONFIG.
+	path := *configFile
+	if path == "" {
+		path, _ = lookupEnv(envPrefix + "CONFIG")
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config file: %w", err)
+		}
+		if err := applyJSON(&cfg, b); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+
+	for _, k := range keys {
+		if v, ok := lookupEnv(k.env()); ok {
+			if err := k.value(&cfg).Set(v); err != nil {
+				return Config{}, fmt.Errorf("environment %s: %w", k.env(), err)
+			}
+		}
+	}
+
+	for _, k := range keys {
+		if p := flags[k.name]; p != nil && p.set {
+			if err := k.value(&cfg).Set(p.raw); err != nil {
+				return Config{}, fmt.Errorf("flag -%s: %w", k.name, err)
+			}
+		}
+	}
+
+	if cfg.PublishKeys == nil {
+		cfg.PublishKeys = map[string]string{}
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// applyJSON sets the keys present in a JSON object. Unknown keys are errors,
+// so a typo does not silently leave a default in place.
+func applyJSON(cfg *Config, b []byte) error {
+	var obj map[string]json.RawMessage
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&obj); err != nil {
+		return err
+	}
+	byName := make(map[string]key, len(keys))
+	for _, k := range keys {
+		byName[k.name] = k
+	}
+	// In name order, so that a broken file always gives the same error.
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
+		k, ok := byName[name]
+		if !ok {
+			return fmt.Errorf("unknown key %q", name)
+		}
+		if err := setJSON(k.value(cfg), obj[name]); err != nil {
+			return fmt.Errorf("key %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// setJSON sets v from a JSON value: a string, number or boolean as its text,
+// an object through jsonSetter.
+func setJSON(v flag.Value, raw json.RawMessage) error {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return errors.New("null value")
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		return v.Set(s)
+	case raw[0] == '{' || raw[0] == '[':
+		js, ok := v.(jsonSetter)
+		if !ok {
+			return errors.New("want a string, number or boolean")
+		}
+		return js.SetJSON(raw)
+	default: // number, true, false
+		return v.Set(string(raw))
+	}
+}
+
+// validate checks the values that no single key's parser can.
+func (c *Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, a ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	check(c.HTTP != "", "http: empty address")
+	check(c.RTMP != "", "rtmp: empty address")
+	check((c.TLSCert == "") == (c.TLSKey == ""), "tls_cert and tls_key: set both or neither")
+	check(c.LogFormat == "text" || c.LogFormat == "json", "log_format: %q is not text or json", c.LogFormat)
+	_, err := parseLevel(c.LogLevel)
+	check(err == nil, "log_level: %v", err)
+	check(c.TargetDuration >= time.Second, "target_duration: %v is under 1s", c.TargetDuration)
+	check(c.PartTarget > 0 && c.PartTarget < c.TargetDuration,
+		"part_target: %v is not between 0 and target_duration (%v)", c.PartTarget, c.TargetDuration)
+	check(c.WindowSegments >= 6, "window_segments: %d is under 6", c.WindowSegments)
+	check(c.GracePeriod > 0, "grace_period: %v is not positive", c.GracePeriod)
+	check(c.EndedLinger > 0, "ended_linger: %v is not positive", c.EndedLinger)
+	check(c.MaxStreams > 0, "max_streams: %d is not positive", c.MaxStreams)
+	check(c.MaxBlockedRequests > 0, "max_blocked_requests: %d is not positive", c.MaxBlockedRequests)
+	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
+	check(c.ShutdownTimeout > 0, "shutdown_timeout: %v is not positive", c.ShutdownTimeout)
+	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
+	return errors.Join(errs...)
+}
+
+// parseLevel parses a log level name.
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return l, l.UnmarshalText([]byte(s))
+	}
+	return l, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// LogValue shows the configuration in logs, with publish_keys reduced to
+// their number.
+func (c Config) LogValue() slog.Value {
+	attrs := make([]slog.Attr, 0, len(keys))
+	for _, k := range keys {
+		v := k.value(&c).String()
+		if k.name == "publish_keys" {
+			v = strconv.Itoa(len(c.PublishKeys)) + " keys"
+		}
+		attrs = append(attrs, slog.String(k.name, v))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// printUsage writes the -h text: every key with its flag, environment
+// variable and default.
+func printUsage(w io.Writer, defaults *Config) {
+	fmt.Fprint(w, `shopcast is a live-shopping LL-HLS media server: encoders publish over RTMP,
+viewers play low-latency HLS from the HTTP origin, directly or through a CDN.
+
+Usage: shopcast [flags]
+
+Every key is read, highest precedence first, from its flag, its environment
+variable, the JSON config file, and the built-in default.
+
+  -config FILE   (env SHOPCAST_CONFIG)
+        JSON file of keys, e.g. {"http": ":80", "publish_keys": {"KEY": "NAME"}}
+`)
+	for _, k := range keys {
+		def := k.value(defaults).String()
+		switch {
+		case k.name == "publish_keys":
+			def = "none"
+		case def == "":
+			def = `""`
+		}
+		if k.noFlag {
+			fmt.Fprintf(w, "  %s   (env %s or config file only; default %s)\n", k.name, k.env(), def)
+		} else {
+			flagArg := "-" + k.name
+			if k.arg != "" {
+				flagArg += " " + k.arg
+			}
+			fmt.Fprintf(w, "  %s   (env %s, default %s)\n", flagArg, k.env(), def)
+		}
+		fmt.Fprintf(w, "        %s\n", k.usage)
+	}
+}
+
+// pendingValue keeps a flag's text until the lower-precedence sources have
+// been read.
+type pendingValue struct {
+	raw    string
+	set    bool
+	isBool bool
+}
+
+func (p *pendingValue) String() string     { return p.raw }
+func (p *pendingValue) Set(s string) error { p.raw, p.set = s, true; return nil }
+func (p *pendingValue) IsBoolFlag() bool   { return p.isBool }
+
+func isBoolValue(v flag.Value) bool {
+	b, ok := v.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// jsonSetter is a value that can also be set from a JSON object.
+type jsonSetter interface {
+	SetJSON(raw json.RawMessage) error
+}
+
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", s)
+	}
+	*v = intValue(n)
+	return nil
+}
+
+type boolValue bool
+
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v = boolValue(b)
+	return nil
+}
+
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 2s or 333ms", s)
+	}
+	*v = durationValue(d)
+	return nil
+}
+
+// keysValue is publish_keys. Its errors and String never show a key.
+type keysValue map[string]string
+
+func (v *keysValue) String() string {
+	if v == nil || len(*v) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d keys", len(*v))
+}
+
+// Set parses "key1=name1,key2=name2", replacing any earlier keys.
+func (v *keysValue) Set(s string) error {
+	m := map[string]string{}
+	for i, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		k, name, ok := strings.Cut(entry, "=")
+		k, name = strings.TrimSpace(k), strings.TrimSpace(name)
+		if !ok || k == "" || name == "" {
+			return fmt.Errorf("entry %d is not KEY=NAME", i+1)
+		}
+		if _, dup := m[k]; dup {
+			return fmt.Errorf("entry %d repeats a key", i+1)
+		}
+		m[k] = name
+	}
+	*v = m
+	return nil
+}
+
+// SetJSON parses {"key1": "name1", ...}, replacing any earlier keys.
+func (v *keysValue) SetJSON(raw json.RawMessage) error {
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return errors.New(`want an object {"KEY": "NAME"} of strings`)
+	}
+	for k, name := range m {
+		if k == "" || name == "" {
+			return errors.New("empty key or name")
+		}
+	}
+	*v = m
+	return nil
+}

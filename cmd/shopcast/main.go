@@ -1,0 +1,146 @@
+// Command shopcast is a live-shopping LL-HLS media server: encoders such as
+// OBS publish over RTMP, and viewers play low-latency HLS from its HTTP
+// origin, directly or through a CDN.
+//
+// Run "shopcast -h" for the configuration keys.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/packager"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills at once
+	}()
+	err := run(ctx, os.Args[1:], os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2) // the flag package has printed the error and the usage
+	default:
+		fmt.Fprintln(os.Stderr, "shopcast:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts shopcast with the command-line args (without the program
+// name), logs to stderr, and shuts down gracefully when ctx ends.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	return runWith(ctx, args, stderr, os.LookupEnv, nil)
+}
+
+// listening are the bound addresses, for tests that listen on port 0.
+type listening struct {
+	HTTP net.Addr
+	RTMP net.Addr
+}
+
+// runWith is run with the environment as lookupEnv, and ready called once
+// every listener is bound.
+func runWith(ctx context.Context, args []string, stderr io.Writer,
+	lookupEnv func(string) (string, bool), ready func(listening)) error {
+	cfg, err := loadConfig(args, lookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	if err := checkPublishNames(cfg.PublishKeys); err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting shopcast", "config", cfg)
+
+	// Started in pipeline order, closed in reverse: the packager, the
+	// ingest that feeds it, the origin that reads it.
+	manager := packager.New(packager.Config{
+		TargetDuration:     cfg.TargetDuration,
+		PartTarget:         cfg.PartTarget,
+		WindowSegments:     cfg.WindowSegments,
+		GracePeriod:        cfg.GracePeriod,
+		EndedLinger:        cfg.EndedLinger,
+		MaxStreams:         cfg.MaxStreams,
+		MaxBlockedRequests: cfg.MaxBlockedRequests,
+	}, log)
+	defer manager.Close()
+
+	rtmp := newRTMPServer(cfg, manager, log)
+	if err := rtmp.Start(); err != nil {
+		return err
+	}
+	defer rtmp.Close()
+
+	// RFC 8216bis 6.2.5.2: a blocking request waits up to 3 target
+	// durations; the write timeout and the shutdown wait must outlast it.
+	blockingWait := 3*cfg.TargetDuration + time.Second
+	org := &origin.Server{
+		Address:      cfg.HTTP,
+		Source:       manager,
+		Logger:       log,
+		CORSOrigin:   cfg.CORSOrigin,
+		TLSCert:      cfg.TLSCert,
+		TLSKey:       cfg.TLSKey,
+		WriteTimeout: max(30*time.Second, blockingWait+10*time.Second),
+	}
+	if err := org.Start(); err != nil {
+		return err
+	}
+
+	httpScheme := "http"
+	if cfg.TLSCert != "" {
+		httpScheme = "https"
+	}
+	log.Info("shopcast ready",
+		"publish", "rtmp://"+displayAddr(rtmp.Addr())+"/live/{stream key}",
+		"play", httpScheme+"://"+displayAddr(org.Addr())+"/live/{name}/index.m3u8")
+	if ready != nil {
+		ready(listening{HTTP: org.Addr(), RTMP: rtmp.Addr()})
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.ShutdownTimeout, blockingWait))
+	defer cancel()
+	if err := org.Shutdown(sctx); err != nil {
+		log.Warn("HTTP requests cut short by shutdown", "err", err)
+	}
+	return nil // the deferred closes end the publishers, then the streams
+}
+
+// newLogger returns the logger the configuration asks for.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel) // validated by loadConfig
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// displayAddr writes a listen address for a URL a person can use:
+// "localhost" stands in for the wildcard address.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
+	}
+	return tcp.String()
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// ingestServer is an ingest listener as run drives it.
+type ingestServer interface {
+	Start() error
+	Addr() net.Addr
+	Close()
+}
+
+// newRTMPServer builds the RTMP ingest from the configuration. Everything
+// run needs to know about the ingest API is in this file.
+func newRTMPServer(cfg Config, sink ingest.Sink, log *slog.Logger) ingestServer {
+	return &ingest.RTMPServer{
+		Address: cfg.RTMP,
+		Sink:    sink,
+		Auth:    &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys},
+		// One Registry for every ingest protocol, so that a publisher coming
+		// back over another protocol replaces its old session. Only RTMP
+		// exists so far.
+		Registry:    ingest.NewRegistry(log),
+		Logger:      log,
+		ReadTimeout: cfg.RTMPReadTimeout,
+		// MaxConns keeps the ingest default.
+	}
+}
+
+// checkPublishNames checks the public names of publish_keys at start, not
+// at the first publish. Errors never show the secret key.
+func checkPublishNames(keys map[string]string) error {
+	for _, name := range keys {
+		if err := ingest.ValidateName(name); err != nil {
+			return fmt.Errorf("publish_keys: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/shopcast/shopcast/packager"
+)
+
+// Source answers requests for stream files. The packager's Manager
+// implements it. Fetch blocks while a blocking playlist request or a
+// preload-hinted part waits, and returns packager.ErrNotFound,
+// ErrBadRequest or ErrUnavailable for the 404, 400 and 503 answers.
+type Source interface {
+	Fetch(ctx context.Context, req packager.Request) (*packager.Response, error)
+}
+
+// Content types by file extension, for a Response without one.
+const (
+	typePlaylist = "application/vnd.apple.mpegurl"
+	typeMP4      = "video/mp4"
+)
+
+// serveLive answers GET, HEAD and OPTIONS on /live/{name}/{file}.
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	s.setCORS(h)
+	name, file, ok := parseLivePath(r.URL.EscapedPath())
+	if !ok {
+		fail(w, http.StatusNotFound)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodOptions:
+		preflight(w, r)
+		return
+	default:
+		h.Set("Allow", "GET, HEAD, OPTIONS")
+		fail(w, http.StatusMethodNotAllowed)
+		return
+	}
+
+	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1}
+	// The delivery directives apply to media playlists only; on other files
+	// they are ignored like any other query parameter.
+	if file == mediaPlaylist {
+		if err := parseDirectives(r.URL.RawQuery, &req); err != nil {
+			fail(w, http.StatusBadRequest)
+			return
+		}
+	}
+
+	resp, err := s.Source.Fetch(r.Context(), req)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client went away: nobody to answer
+		}
+		status := statusOf(err)
+		if status == http.StatusInternalServerError {
+			s.log().Error("fetch", "stream", name, "file", file, "remote", r.RemoteAddr, "err", err)
+		}
+		fail(w, status)
+		return
+	}
+
+	ctype := resp.ContentType
+	if ctype == "" {
+		ctype = contentType(file)
+	}
+	h.Set("Content-Type", ctype)
+	h.Set("Cache-Control", cacheControl(resp))
+
+	if isPlaylist(resp.Kind) {
+		// Playlists change within a second, faster than Last-Modified can
+		// tell, so they are always sent whole, never as 304 or a range.
+		h.Set("Vary", "Accept-Encoding")
+		body := resp.Body
+		if resp.Gzip != nil && acceptsGzip(r.Header) {
+			body = resp.Gzip
+			h.Set("Content-Encoding", "gzip")
+		}
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(body)
+		}
+		return
+	}
+
+	// Media files are immutable: ServeContent adds ranges, HEAD,
+	// Last-Modified and conditional requests over the shared buffer.
+	http.ServeContent(w, r, file, resp.ModTime, bytes.NewReader(resp.Body))
+}
+
+// statusOf maps a Fetch error to an HTTP status.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, packager.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, packager.ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, packager.ErrUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// fail answers with an error status and its Cache-Control.
+func fail(w http.ResponseWriter, status int) {
+	cc := cacheNoStore
+	if status == http.StatusNotFound {
+		cc = cacheNotFound
+	}
+	w.Header().Set("Cache-Control", cc)
+	http.Error(w, http.StatusText(status), status)
+}
+
+// contentType returns the content type of a stream file by its extension.
+func contentType(file string) string {
+	if strings.HasSuffix(file, ".m3u8") {
+		return typePlaylist
+	}
+	return typeMP4 // .mp4 and .m4s
+}

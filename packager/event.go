@@ -1,0 +1,259 @@
+package packager
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrEventExists is returned by AddEvent for an id the stream already used.
+var ErrEventExists = errors.New("event id already used")
+
+// Event is timed metadata carried in the stream: in-band as an emsg box in
+// the part (and segment) whose time range holds it, and in every media
+// playlist as an EXT-X-DATERANGE while it overlaps the window.
+type Event struct {
+	// ID identifies the event in the stream; never reused.
+	ID string
+	// Now places the event on the next frame that reaches the packager;
+	// otherwise Time (media time) or, when Time is negative, Wall (mapped
+	// through EXT-X-PROGRAM-DATE-TIME) places it.
+	Now  bool
+	Time time.Duration
+	Wall time.Time
+	// Duration is how long the event lasts; zero means until ended.
+	Duration time.Duration
+	// Box returns the emsg box that carries the event start, given the video
+	// timescale and the resolved presentation time in that timescale.
+	Box func(timescale uint32, presentationTime uint64) ([]byte, error)
+	// DateRange returns the EXT-X-DATERANGE tag line (without newline) for
+	// the event's start date and, once known, its end date (zero if open).
+	DateRange func(start, end time.Time) string
+}
+
+// EventTime is where an event landed on the stream's timelines.
+type EventTime struct {
+	// Media is the media time (the tfdt/PTS timeline of the fMP4 parts).
+	Media time.Duration
+	// Wall is the EXT-X-PROGRAM-DATE-TIME of that media time.
+	Wall time.Time
+}
+
+// eventState is an event on a stream's timeline.
+type eventState struct {
+	ev    Event
+	media time.Duration // resolved start (media time)
+	wall  time.Time     // its program date-time
+	end   time.Duration // resolved end; 0 while open-ended
+	// endBox is the emsg of an explicit end, placed once like a start.
+	endBox     func(timescale uint32, pt uint64) ([]byte, error)
+	resolved   chan struct{} // closed once a "now" event has its frame
+	placed     bool          // start emsg written into a part
+	endPlaced  bool
+	removedAt  time.Duration // media time its DATERANGE left the playlist
+	removed    bool
+	cancelled  bool
+	pendingNow bool
+}
+
+// nowWait bounds how long AddEvent waits for the next frame of a "now"
+// event before it falls back to the end of the published media.
+const nowWait = time.Second
+
+// HasStream reports whether a stream exists.
+func (m *Manager) HasStream(name string) bool {
+	_, ok := m.Stream(name)
+	return ok
+}
+
+// AddEvent places an event on a stream's timeline: at the next frame that
+// reaches the packager (Now), at a media time, or at a wall-clock time
+// mapped through EXT-X-PROGRAM-DATE-TIME. Future events are announced in
+// the playlist (EXT-X-DATERANGE) ahead of their start.
+func (m *Manager) AddEvent(stream string, ev Event) (EventTime, error) {
+	s, ok := m.Stream(stream)
+	if !ok {
+		return EventTime{}, ErrNotFound
+	}
+	return s.AddEvent(ev)
+}
+
+// EndEvent ends an event now: an end emsg goes into the next part and the
+// DATERANGE gets its END-DATE. A scheduled event that has not started is
+// cancelled instead and leaves the playlist.
+func (m *Manager) EndEvent(stream, id string, box func(timescale uint32, pt uint64) ([]byte, error)) (EventTime, error) {
+	s, ok := m.Stream(stream)
+	if !ok {
+		return EventTime{}, ErrNotFound
+	}
+	return s.EndEvent(id, box)
+}
+
+// AddEvent implements Manager.AddEvent on one stream.
+func (s *Stream) AddEvent(ev Event) (EventTime, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.removed {
+		return EventTime{}, ErrNotFound
+	}
+	if s.eventIDs[ev.ID] {
+		return EventTime{}, ErrEventExists
+	}
+	if s.eventIDs == nil {
+		s.eventIDs = map[string]bool{}
+	}
+	s.eventIDs[ev.ID] = true
+	es := &eventState{ev: ev}
+	switch {
+	case ev.Now && s.pub != nil && s.pub.started:
+		// The event lands on the next frame: wait for it (a frame interval).
+		es.pendingNow = true
+		es.resolved = make(chan struct{})
+		s.events = append(s.events, es)
+		ch := es.resolved
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(nowWait):
+		}
+		s.mu.Lock()
+		if es.pendingNow {
+			es.pendingNow = false
+			es.media = s.lastEnd
+		}
+	case ev.Now:
+		es.media = s.lastEnd
+		s.events = append(s.events, es)
+	case ev.Time >= 0:
+		es.media = ev.Time
+		s.events = append(s.events, es)
+	default:
+		es.media = s.wallToMedia(ev.Wall)
+		s.events = append(s.events, es)
+	}
+	es.wall = s.mediaToWall(es.media)
+	if ev.Duration > 0 {
+		es.end = es.media + ev.Duration
+	}
+	s.notify()
+	return EventTime{Media: es.media, Wall: es.wall}, nil
+}
+
+// EndEvent implements Manager.EndEvent on one stream.
+func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]byte, error)) (EventTime, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var es *eventState
+	for _, e := range s.events {
+		if e.ev.ID == id {
+			es = e
+		}
+	}
+	if es == nil || es.cancelled {
+		return EventTime{}, ErrNotFound
+	}
+	now := s.lastEnd
+	if es.media >= now && !es.placed {
+		// Not started yet: cancel it.
+		es.cancelled = true
+		s.notify()
+		return EventTime{Media: es.media, Wall: es.wall}, nil
+	}
+	if es.end == 0 || es.end > now {
+		es.end = max(now, es.media)
+		es.endBox = box
+	}
+	s.notify()
+	return EventTime{Media: es.end, Wall: s.mediaToWall(es.end)}, nil
+}
+
+// resolveNow gives pending "now" events the time of the frame that just
+// arrived. Called with s.mu held.
+func (s *Stream) resolveNow(media time.Duration) {
+	for _, es := range s.events {
+		if es.pendingNow {
+			es.pendingNow = false
+			es.media = media
+			close(es.resolved)
+		}
+	}
+}
+
+// mediaToWall maps a media time to its program date-time through the
+// segment holding it, or the current publication's clock.
+func (s *Stream) mediaToWall(media time.Duration) time.Time {
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		seg := s.segs[i]
+		if media >= seg.start {
+			if s.open == nil || i < len(s.segs)-1 || media < seg.start+seg.dur {
+				return seg.pdt.Add(media - seg.start)
+			}
+			break
+		}
+	}
+	if s.open != nil && media >= s.open.start {
+		return s.open.pdt.Add(media - s.open.start)
+	}
+	if s.pub != nil && s.pub.started {
+		return s.pub.wallBase.Add(media - s.pub.mediaBase)
+	}
+	if n := len(s.segs); n > 0 {
+		return s.segs[n-1].pdt.Add(media - s.segs[n-1].start)
+	}
+	return time.Now().Add(media - s.lastEnd)
+}
+
+// wallToMedia maps a wall-clock time to media time, the inverse of
+// mediaToWall.
+func (s *Stream) wallToMedia(wall time.Time) time.Duration {
+	for i := len(s.segs) - 1; i >= 0; i-- {
+		seg := s.segs[i]
+		if !wall.Before(seg.pdt) {
+			return seg.start + wall.Sub(seg.pdt)
+		}
+	}
+	if s.open != nil {
+		return s.open.start + wall.Sub(s.open.pdt)
+	}
+	if s.pub != nil && s.pub.started {
+		return s.pub.mediaBase + wall.Sub(s.pub.wallBase)
+	}
+	return s.lastEnd + wall.Sub(time.Now())
+}
+
+// partBoxes returns the emsg boxes of the part covering media time
+// [start, end): the events that start or end in it (or earlier and were not
+// carried yet) and, in the first part of a segment, every active event again
+// so that a viewer joining at that segment sees it. Called with s.mu held.
+func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timescale uint32) []byte {
+	var out []byte
+	ticks := func(d time.Duration) uint64 {
+		return uint64(int64(d) / int64(time.Microsecond) * int64(timescale) / 1e6)
+	}
+	for _, es := range s.events {
+		if es.cancelled || es.pendingNow {
+			continue
+		}
+		active := es.media < end && (es.end == 0 || es.end > start)
+		if (!es.placed && es.media < end) || (firstOfSegment && active && es.placed) {
+			if b, err := es.ev.Box(timescale, ticks(es.media)); err == nil {
+				out = append(out, b...)
+			} else {
+				s.log.Warn("event box", "id", es.ev.ID, "err", err)
+			}
+			es.placed = true
+		}
+		if es.endBox != nil && !es.endPlaced && es.end < end {
+			if b, err := es.endBox(timescale, ticks(es.end)); err == nil {
+				out = append(out, b...)
+			}
+			es.endPlaced = true
+		}
+	}
+	return out
+}
+
+// timeline is the events of a stream, embedded in Stream.
+type timeline struct {
+	events   []*eventState
+	eventIDs map[string]bool // every id ever used on the stream
+}
