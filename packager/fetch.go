@@ -213,7 +213,7 @@ func (s *Stream) fetchPart(ctx context.Context, n int64) (*Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n == s.nextPart && s.pub != nil && !s.ended {
-		if err := s.waitFor(ctx, func() bool { return s.parts[n] != nil || s.ended || s.pub == nil }); err != nil {
+		if err := s.waitFor(ctx, func() bool { return s.parts[n] != nil || s.ended }); err != nil {
 			return nil, err
 		}
 	}

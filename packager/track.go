@@ -21,9 +21,6 @@ import (
 // gap or an overlap into the fMP4 timeline.
 const jumpThreshold = time.Second
 
-// maxAudioJitter is the largest audio timestamp error that is taken for
-// rounding rather than a gap in the publisher's audio.
-const maxAudioJitter = 100 * time.Millisecond
 
 // sample is one access unit placed on the stream's media timeline.
 type sample struct {
@@ -175,11 +172,12 @@ func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample,
 		s.PTSOffset = int32(pts - int64(dts))
 	} else {
 		// Audio timestamps from RTMP are rounded to the millisecond: keep the
-		// exact sample-count timeline, unless the publisher left a real gap.
-		if d := actual - int64(dts); d > t.ticks(maxAudioJitter) {
+		// exact sample-count timeline, unless the publisher left a gap of
+		// more than half a frame.
+		s.Duration = t.audioDuration(u)
+		if d := actual - int64(dts); d > int64(s.Duration)/2 {
 			dts = uint64(actual)
 		}
-		s.Duration = t.audioDuration(u)
 		if s.Duration == 0 {
 			s.Duration = 1
 		}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// server is a shopcast started in-process on loopback ports.
+type server struct {
+	http string // http://127.0.0.1:PORT
+	rtmp string // rtmp://127.0.0.1:PORT
+	log  *syncBuffer
+	stop func() error
+}
+
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &server{log: &syncBuffer{}}
+	ready := make(chan listening, 1)
+	errc := make(chan error, 1)
+	all := append([]string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0"}, args...)
+	noEnv := func(string) (string, bool) { return "", false }
+	go func() { errc <- runWith(ctx, all, srv.log, noEnv, func(l listening) { ready <- l }) }()
+	select {
+	case l := <-ready:
+		srv.http = "http://" + l.HTTP.String()
+		srv.rtmp = "rtmp://" + l.RTMP.String()
+	case err := <-errc:
+		cancel()
+		t.Fatalf("shopcast did not start: %v\n%s", err, srv.log)
+	}
+	var once sync.Once
+	var stopErr error
+	srv.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-errc:
+			case <-time.After(20 * time.Second):
+				stopErr = fmt.Errorf("shopcast did not shut down")
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := srv.stop(); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", srv.log)
+		}
+	})
+	return srv
+}
+
+func get(t *testing.T, url string) (int, []byte, http.Header) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, b, resp.Header
+}
+
+// waitFor polls cond until it holds or the deadline passes. It is for
+// conditions on the outside world (a process, a socket), which nothing can
+// signal to the test.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// playlistChecker follows a media playlist with blocking reloads, as an
+// LL-HLS player does, parses every version with gohlslib's parser, checks
+// the LL-HLS rules on it, and checks every part it lists with mp4ff.
+type playlistChecker struct {
+	t        *testing.T
+	base     string // http://HOST/live/NAME/
+	versions int
+	td       int
+	parts    map[string]bool
+	lastMSN  int
+	discs    int
+	ended    bool
+	tfdt     map[uint32]uint64 // next expected tfdt by track, within one publication
+	maps     map[string]bool
+	errs     []string
+	// strictTfdt checks decode-time continuity of every track, not only
+	// video, for publishers whose audio has no gaps.
+	strictTfdt bool
+	// segments maps each complete segment checked to its video sample count.
+	segments     map[string]int
+	partBytes    map[string][]byte
+	videoSamples int
+}
+
+func newPlaylistChecker(t *testing.T, base string) *playlistChecker {
+	return &playlistChecker{t: t, base: base, parts: map[string]bool{}, segments: map[string]int{}, partBytes: map[string][]byte{}, tfdt: map[uint32]uint64{}, maps: map[string]bool{}}
+}
+
+func (c *playlistChecker) errorf(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Sprintf(format, args...))
+}
+
+// run follows the playlist until it ends, ctx is done, or a request fails.
+func (c *playlistChecker) run(ctx context.Context) {
+	url := c.base + "stream.m3u8"
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			if resp.StatusCode == http.StatusNotFound {
+				return
+			}
+			c.errorf("GET %s: %d", url, resp.StatusCode)
+			return
+		}
+		if !strings.Contains(resp.Header.Get("Cache-Control"), "max-age=") {
+			c.errorf("playlist without a cacheable Cache-Control: %q", resp.Header.Get("Cache-Control"))
+		}
+		pl, err := playlist.Unmarshal(body)
+		if err != nil {
+			c.errorf("gohlslib cannot parse playlist: %v\n%s", err, body)
+			return
+		}
+		m, ok := pl.(*playlist.Media)
+		if !ok {
+			c.errorf("not a media playlist")
+			return
+		}
+		c.versions++
+		c.check(m, body)
+		if m.Endlist {
+			c.ended = true
+			return
+		}
+		// Next: the part after the last one listed (RFC 8216bis 6.2.5.2).
+		msn := m.MediaSequence + len(m.Segments)
+		part := 0
+		if len(m.Parts) > 0 {
+			part = len(m.Parts)
+		}
+		url = fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d&_HLS_part=%d", c.base, msn, part)
+	}
+}
+
+func (c *playlistChecker) check(m *playlist.Media, body []byte) {
+	if c.td == 0 {
+		c.td = m.TargetDuration
+	} else if c.td != m.TargetDuration {
+		c.errorf("EXT-X-TARGETDURATION changed from %d to %d", c.td, m.TargetDuration)
+	}
+	if m.ServerControl == nil || !m.ServerControl.CanBlockReload || m.PartInf == nil || m.ServerControl.PartHoldBack == nil {
+		c.errorf("missing server control or part inf:\n%s", body)
+		return
+	}
+	pt := m.PartInf.PartTarget
+	if phb := *m.ServerControl.PartHoldBack; phb < 3*pt-time.Millisecond {
+		c.errorf("PART-HOLD-BACK %v < 3 x PART-TARGET %v", phb, pt)
+	}
+	if m.MediaSequence < c.lastMSN {
+		c.errorf("media sequence went back from %d to %d", c.lastMSN, m.MediaSequence)
+	}
+	c.lastMSN = m.MediaSequence
+	// Between publishers (the reconnect grace period) nothing is hinted.
+	if !m.Endlist && m.PreloadHint == nil && len(m.Parts) > 0 {
+		c.errorf("live playlist without EXT-X-PRELOAD-HINT")
+	}
+	if strings.Count(string(body), "#EXT-X-PROGRAM-DATE-TIME") < len(m.Segments) {
+		c.errorf("a segment lacks EXT-X-PROGRAM-DATE-TIME")
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#EXT-X-MAP:URI=") {
+			c.maps[strings.Trim(strings.TrimPrefix(line, "#EXT-X-MAP:URI="), `"`)] = true
+		}
+	}
+	check := func(parts []*playlist.MediaPart) {
+		for i, p := range parts {
+			if p.Duration > pt {
+				c.errorf("part %s lasts %v > PART-TARGET %v", p.URI, p.Duration, pt)
+			}
+			// The last part of a segment may be short; in the open segment
+			// the newest part may turn out to be its last.
+			last := i == len(parts)-1
+			if p.Duration < pt*85/100 && !p.Independent && !last {
+				c.errorf("part %s lasts %v < 85%% of PART-TARGET", p.URI, p.Duration)
+			}
+			c.checkPart(p)
+		}
+	}
+	for _, seg := range m.Segments {
+		if seg.Duration.Round(time.Second) > time.Duration(m.TargetDuration)*time.Second {
+			c.errorf("segment %s lasts %v > target duration", seg.URI, seg.Duration)
+		}
+		if len(seg.Parts) > 0 && !seg.Parts[0].Independent {
+			c.errorf("segment %s does not start with an independent part", seg.URI)
+		}
+		check(seg.Parts)
+		c.checkSegment(seg)
+		if seg.Discontinuity {
+			c.discs++
+		}
+	}
+	check(m.Parts)
+}
+
+// checkPart fetches a part once and checks its boxes with mp4ff: a moof and
+// mdat, decode times continuing from the previous part of the same track.
+func (c *playlistChecker) checkPart(p *playlist.MediaPart) {
+	if c.parts[p.URI] {
+		return
+	}
+	c.parts[p.URI] = true
+	resp, err := http.Get(c.base + p.URI)
+	if err != nil {
+		c.errorf("GET part %s: %v", p.URI, err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		c.errorf("GET part %s: %d", p.URI, resp.StatusCode)
+		return
+	}
+	f, err := mp4.DecodeFile(bytes.NewReader(body))
+	if err != nil {
+		c.errorf("mp4ff cannot decode part %s: %v", p.URI, err)
+		return
+	}
+	if len(f.Segments) != 1 || len(f.Segments[0].Fragments) != 1 {
+		c.errorf("part %s is not one fragment", p.URI)
+		return
+	}
+	c.partBytes[p.URI] = body
+	frag := f.Segments[0].Fragments[0]
+	var videoDur uint64
+	for _, traf := range frag.Moof.Trafs {
+		id := traf.Tfhd.TrackID
+		base := traf.Tfdt.BaseMediaDecodeTime()
+		if want, ok := c.tfdt[id]; ok && (id == 1 || c.strictTfdt) && base != want {
+			c.errorf("part %s track %d: tfdt %d, previous part ended at %d", p.URI, id, base, want)
+		}
+		var sum uint64
+		for _, trun := range traf.Truns {
+			for _, s := range trun.Samples {
+				sum += uint64(s.Dur)
+			}
+		}
+		c.tfdt[id] = base + sum
+		if id == 1 {
+			videoDur = sum
+		}
+	}
+	if got := time.Duration(videoDur) * time.Second / 90000; absDur(got-p.Duration) > time.Millisecond {
+		c.errorf("part %s: samples last %v, playlist says %v", p.URI, got, p.Duration)
+	}
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// checkSegment fetches a complete segment once, counts its video samples and
+// checks that it holds exactly the bytes of its parts (RFC 8216bis: a part
+// and its parent segment carry the same media).
+func (c *playlistChecker) checkSegment(seg *playlist.MediaSegment) {
+	if _, ok := c.segments[seg.URI]; ok {
+		return
+	}
+	resp, err := http.Get(c.base + seg.URI)
+	if err != nil {
+		c.errorf("GET %s: %v", seg.URI, err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		c.errorf("GET %s: %d", seg.URI, resp.StatusCode)
+		return
+	}
+	f, err := mp4.DecodeFile(bytes.NewReader(body))
+	if err != nil {
+		c.errorf("mp4ff cannot decode %s: %v", seg.URI, err)
+		return
+	}
+	n := 0
+	for _, s := range f.Segments {
+		for _, frag := range s.Fragments {
+			for _, traf := range frag.Moof.Trafs {
+				if traf.Tfhd.TrackID == 1 {
+					for _, trun := range traf.Truns {
+						n += int(trun.SampleCount())
+					}
+				}
+			}
+		}
+	}
+	c.segments[seg.URI] = n
+	c.videoSamples += n
+	if len(seg.Parts) > 0 {
+		var joined []byte
+		for _, p := range seg.Parts {
+			b, ok := c.partBytes[p.URI]
+			if !ok {
+				return
+			}
+			joined = append(joined, b...)
+		}
+		if !bytes.Equal(joined, body) {
+			c.errorf("segment %s differs from the concatenation of its parts", seg.URI)
+		}
+	}
+}

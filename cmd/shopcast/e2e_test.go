@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+
+	"github.com/shopcast/shopcast/internal/testpub"
+)
+
+const fixture = "../../testdata/h264_aac.flv"
+
+// received is what gohlslib's client got out of a stream.
+type received struct {
+	mu         sync.Mutex
+	videoPTS   []int64
+	audioPTS   []int64
+	videoCodec codecs.Codec
+	audioCodec codecs.Codec
+}
+
+// readHLS reads a stream with gohlslib's Client from its first segment until
+// the playlist ends.
+func readHLS(t *testing.T, url string, timeout time.Duration) *received {
+	t.Helper()
+	r := &received{}
+	c := &gohlslib.Client{URI: url, StartDistance: 20, MaxDistance: 40}
+	c.OnTracks = func(tracks []*gohlslib.Track) error {
+		for _, tr := range tracks {
+			switch tr.Codec.(type) {
+			case *codecs.H264:
+				r.videoCodec = tr.Codec
+				c.OnDataH26x(tr, func(pts, dts int64, au [][]byte) {
+					r.mu.Lock()
+					r.videoPTS = append(r.videoPTS, pts)
+					r.mu.Unlock()
+				})
+			case *codecs.MPEG4Audio:
+				r.audioCodec = tr.Codec
+				c.OnDataMPEG4Audio(tr, func(pts int64, aus [][]byte) {
+					r.mu.Lock()
+					for i := range aus {
+						r.audioPTS = append(r.audioPTS, pts+int64(i)*1024)
+					}
+					r.mu.Unlock()
+				})
+			}
+		}
+		return nil
+	}
+	if err := c.Start(); err != nil {
+		t.Fatalf("gohlslib client: %v", err)
+	}
+	defer c.Close()
+	select {
+	case err := <-c.Wait():
+		if err != nil && !strings.Contains(err.Error(), "ended") {
+			t.Logf("gohlslib client stopped: %v", err)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("gohlslib client did not reach the end of the stream")
+	}
+	return r
+}
+
+// TestE2EPublisherToHLS publishes the fixture over RTMP with a publisher
+// independent of the server's RTMP stack, reads the LL-HLS output with
+// gohlslib's Client, and compares every access unit with the fixture. A
+// second reader follows the playlist with blocking reloads and checks every
+// playlist and part.
+func TestE2EPublisherToHLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	srv := startServer(t, "-grace_period", "1s", "-ended_linger", "10s")
+	video, audio, err := testpub.ReadFLV(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- testpub.Publish(ctx, srv.rtmp+"/live/e2e", fixture, testpub.Options{Loops: 2}) }()
+
+	base := srv.http + "/live/e2e/"
+	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := get(t, base+"index.m3u8")
+		return code == 200
+	})
+	_, mv, _ := get(t, base+"index.m3u8")
+	for _, want := range []string{`CODECS="avc1.64`, `mp4a.40.2"`, "RESOLUTION=640x360", "FRAME-RATE=", "AVERAGE-BANDWIDTH="} {
+		if !strings.Contains(string(mv), want) {
+			t.Errorf("multivariant playlist lacks %s:\n%s", want, mv)
+		}
+	}
+
+	checker := newPlaylistChecker(t, base)
+	// The fixture loops with a gap in its audio: check video continuity only.
+	
+	checkDone := make(chan struct{})
+	go func() { defer close(checkDone); checker.run(ctx) }()
+
+	r := readHLS(t, base+"index.m3u8", 40*time.Second)
+	if err := <-pubErr; err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	<-checkDone
+
+	for _, e := range checker.errs {
+		t.Error(e)
+	}
+	if !checker.ended {
+		t.Error("the playlist never got EXT-X-ENDLIST after the grace period")
+	}
+	if len(checker.maps) != 1 {
+		t.Errorf("init segments: %v", checker.maps)
+	}
+	t.Logf("playlist versions checked: %d, parts checked: %d", checker.versions, len(checker.parts))
+
+	// Every video sample of the publication is in the segments.
+	if checker.videoSamples != 2*len(video) {
+		t.Errorf("video samples in segments: %d, fixture sent %d", checker.videoSamples, 2*len(video))
+	}
+
+	// gohlslib's client joins at the live edge (its low-latency mode starts
+	// at the preload hint) and reads to the end: what it got must be the
+	// publisher's frames from its join point on, none missing, each with the
+	// fixture's PTS.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := loopPTS(video, audio, 2, 90000)
+	if k := matchRun(r.videoPTS, want); k < 0 {
+		t.Fatalf("video PTS received (%d AUs) are not a run of the publisher's frames", len(r.videoPTS))
+	}
+	wantAudio := loopPTS(audio, video, 2, 48000)
+	if len(r.audioPTS) < 50 {
+		t.Fatalf("AAC frames: got %d", len(r.audioPTS))
+	}
+	// Audio is on the exact 1024-sample grid that FLV's millisecond
+	// timestamps round: compare within 1 ms.
+	if ka := matchRunWithin(r.audioPTS, wantAudio, 48); ka < 0 {
+		t.Fatalf("AAC PTS received (%d frames) are not a run of the publisher's frames", len(r.audioPTS))
+	}
+	t.Logf("received %d video AUs and %d AAC frames, PTS equal to the fixture", len(r.videoPTS), len(r.audioPTS))
+}
+
+// TestE2EFFmpegOBS publishes with real ffmpeg the way OBS does and reads the
+// output with gohlslib's Client.
+func TestE2EFFmpegOBS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatal("ffmpeg is required (make test installs it)")
+	}
+	srv := startServer(t, "-grace_period", "1s")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high",
+		"-pix_fmt", "yuv420p", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "800k",
+		"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "flv", srv.rtmp+"/live/obs")
+	out := &strings.Builder{}
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	base := srv.http + "/live/obs/"
+	waitFor(t, 20*time.Second, "the stream to appear", func() bool {
+		code, _, _ := get(t, base+"index.m3u8")
+		return code == 200
+	})
+	checker := newPlaylistChecker(t, base)
+	checker.strictTfdt = true
+	checkDone := make(chan struct{})
+	go func() { defer close(checkDone); checker.run(ctx) }()
+	r := readHLS(t, base+"index.m3u8", 40*time.Second)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	<-checkDone
+	for _, e := range checker.errs {
+		t.Error(e)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// 6 s at 30 fps, every frame in the segments; x264 with zerolatency
+	// sends no B-frames, so the PTS gohlslib reads rise a frame at a time.
+	if checker.videoSamples != 180 {
+		t.Errorf("video samples in segments: %d, ffmpeg sent 180", checker.videoSamples)
+	}
+	if len(r.videoPTS) < 30 {
+		t.Errorf("gohlslib read %d video AUs", len(r.videoPTS))
+	}
+	for i := 1; i < len(r.videoPTS); i++ {
+		if d := r.videoPTS[i] - r.videoPTS[i-1]; d < 2900 || d > 3100 {
+			t.Fatalf("video AU %d: PTS step %d, want 3000 (30 fps)", i, d)
+		}
+	}
+	for i := 1; i < len(r.audioPTS); i++ {
+		if d := r.audioPTS[i] - r.audioPTS[i-1]; d != 1024 {
+			t.Fatalf("AAC frame %d: PTS step %d, want 1024", i, d)
+		}
+	}
+	t.Logf("ffmpeg: %d video AUs, %d AAC frames, %d playlist versions checked", len(r.videoPTS), len(r.audioPTS), checker.versions)
+}
+
+// TestE2EReconnect covers OBS's reconnect: a publisher that hangs is
+// replaced by a new publish with the same key while viewers stay attached;
+// a publisher that leaves and comes back within the grace period continues
+// the playlist after EXT-X-DISCONTINUITY; after the grace period the
+// playlist ends, and later the stream's URLs answer 404.
+func TestE2EReconnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	srv := startServer(t, "-grace_period", "3s", "-ended_linger", "2s")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	url := srv.rtmp + "/live/re"
+	base := srv.http + "/live/re/"
+
+	// 1. A publisher that stalls after 3 s and keeps its socket open.
+	stalled := make(chan error, 1)
+	go func() { stalled <- testpub.Publish(ctx, url, fixture, testpub.Options{StallAfter: 3 * time.Second}) }()
+	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := get(t, base+"index.m3u8")
+		return code == 200
+	})
+	checker := newPlaylistChecker(t, base)
+	checkDone := make(chan struct{})
+	go func() { defer close(checkDone); checker.run(ctx) }()
+
+	// 2. OBS reconnects with the same key while the old session hangs.
+	if err := testpub.Publish(ctx, url, fixture, testpub.Options{}); err != nil {
+		t.Fatalf("republish while the old session hangs: %v", err)
+	}
+	select {
+	case err := <-stalled:
+		if err == nil || errors.Is(err, context.Canceled) {
+			t.Errorf("the hung session was not closed by the server: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the hung session was not closed after being replaced")
+	}
+	if !strings.Contains(srv.log.String(), "publisher replaced") {
+		t.Error("no log line for the replaced publisher")
+	}
+
+	// 3. Drop and come back within the grace period.
+	if err := testpub.Publish(ctx, url, fixture, testpub.Options{}); err != nil {
+		t.Fatalf("publish after a drop: %v", err)
+	}
+	<-checkDone
+	for _, e := range checker.errs {
+		t.Error(e)
+	}
+	if !checker.ended {
+		t.Fatal("the playlist did not end after the grace period")
+	}
+	_, body, _ := get(t, base+"stream.m3u8")
+	if n := strings.Count(string(body), "#EXT-X-DISCONTINUITY\n"); n < 1 && checker.discs < 2 {
+		t.Errorf("discontinuities: %d in the last playlist, %d seen:\n%s", n, checker.discs, body)
+	}
+	if len(checker.maps) < 2 {
+		t.Errorf("want a new EXT-X-MAP per publisher, got %v", checker.maps)
+	}
+	waitFor(t, 10*time.Second, "the ended stream's URLs to answer 404", func() bool {
+		code, _, _ := get(t, base+"stream.m3u8")
+		return code == 404
+	})
+}
+
+// TestE2EBadInput sends garbage to the RTMP port while a publisher streams:
+// that connection is closed with a log line, and the stream carries on.
+func TestE2EBadInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	srv := startServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	go func() { _ = testpub.Publish(ctx, srv.rtmp+"/live/good", fixture, testpub.Options{Loops: 3}) }()
+	base := srv.http + "/live/good/"
+	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := get(t, base+"index.m3u8")
+		return code == 200
+	})
+	for _, garbage := range []string{"GET / HTTP/1.1\r\n\r\n", "\x03" + strings.Repeat("\xff", 4000), "\x00\x01\x02"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.rtmp, "rtmp://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write([]byte(garbage))
+		_ = conn.Close()
+	}
+	// The stream keeps producing: a blocking request for two segments ahead
+	// of now completes.
+	_, body, _ := get(t, base+"stream.m3u8")
+	var seq, n int
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:") {
+			fmt.Sscanf(line, "#EXT-X-MEDIA-SEQUENCE:%d", &seq)
+		}
+		if strings.HasPrefix(line, "#EXTINF") {
+			n++
+		}
+	}
+	code, _, _ := get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, seq+n+1))
+	if code != 200 {
+		t.Fatalf("stream stalled after garbage on the RTMP port: %d", code)
+	}
+	_, bad, _ := get(t, base+"stream.m3u8?_HLS_part=1")
+	_ = bad
+	if code, _, _ := get(t, base+"stream.m3u8?_HLS_part=1"); code != 400 {
+		t.Errorf("_HLS_part without _HLS_msn: %d, want 400", code)
+	}
+	if code, _, _ := get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, seq+n+10)); code != 400 {
+		t.Errorf("_HLS_msn far ahead: %d, want 400", code)
+	}
+	if code, _, _ := get(t, srv.http+"/live/good/../../etc/passwd"); code != 404 {
+		t.Errorf("path traversal: %d, want 404", code)
+	}
+}
+
+// loopPTS returns the PTS of frames sent loops times by testpub, each loop's
+// timestamps continuing the previous one (testpub's loop span: the file's
+// DTS range plus one video frame), in units of rate.
+func loopPTS(frames, other []testpub.Frame, loops int, rate int64) []int64 {
+	all := append(append([]testpub.Frame(nil), frames...), other...)
+	first, last := all[0].DTS, all[0].DTS
+	for _, f := range all {
+		first, last = min(first, f.DTS), max(last, f.DTS)
+	}
+	var vdts []time.Duration
+	for _, f := range all {
+		if f.Codec.IsVideo() {
+			vdts = append(vdts, f.DTS)
+		}
+	}
+	step := time.Millisecond
+	if n := len(vdts); n >= 2 {
+		step = max(vdts[n-1]-vdts[n-2], step)
+	}
+	span := last - first + step
+	var out []int64
+	for l := range loops {
+		for _, f := range frames {
+			out = append(out, int64(f.PTS+time.Duration(l)*span)*rate/int64(time.Second))
+		}
+	}
+	return out
+}
+
+// matchRun returns the index in want where got starts, when got is a run of
+// consecutive entries of want, equal in PTS deltas; -1 otherwise.
+func matchRun(got, want []int64) int { return matchRunWithin(got, want, 0) }
+
+// matchRunWithin is matchRun with a tolerance.
+func matchRunWithin(got, want []int64, tol int64) int {
+	for k := 0; k+len(got) <= len(want) && len(got) > 0; k++ {
+		ok := true
+		for i := range got {
+			if d := got[i] - got[0] - (want[k+i] - want[k]); d > tol || d < -tol {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return k
+		}
+	}
+	return -1
+}
