@@ -106,7 +106,7 @@ func TestE2EPublisherToHLS(t *testing.T) {
 
 	checker := newPlaylistChecker(t, base)
 	// The fixture loops with a gap in its audio: check video continuity only.
-	
+
 	checkDone := make(chan struct{})
 	go func() { defer close(checkDone); checker.run(ctx) }()
 
