@@ -252,8 +252,8 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 	return out
 }
 
-// timeline is the events of a stream, embedded in Stream.
-type timeline struct {
+// eventTimeline is the events of a stream, embedded in Stream.
+type eventTimeline struct {
 	events   []*eventState
 	eventIDs map[string]bool // every id ever used on the stream
 }

@@ -53,7 +53,7 @@ type Stream struct {
 	lastEnd  time.Duration
 	openedAt time.Time
 
-	timeline
+	eventTimeline
 }
 
 type rendered struct {

@@ -1,0 +1,211 @@
+package ingest
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+)
+
+// setupTracks turns the tracks gortmplib found into ingest tracks (IDs 1..,
+// video first) and registers the Reader callbacks that write their units.
+// Only the first video and the first audio track are used; further
+// (Enhanced RTMP multitrack) tracks are logged and ignored.
+func (c *rtmpConn) setupTracks(r *gortmplib.Reader, probe *rtmpProbe) ([]*Track, error) {
+	var video, audio *gortmplib.Track
+	for _, t := range r.Tracks() {
+		switch {
+		case t.Codec.IsVideo() && video == nil:
+			video = t
+		case !t.Codec.IsVideo() && audio == nil:
+			audio = t
+		default:
+			c.log.Info("ignoring extra track", "codec", rtmpCodecName(t.Codec))
+			ignoreRTMPTrack(r, t)
+		}
+	}
+
+	var tracks []*Track
+	for _, t := range []*gortmplib.Track{video, audio} {
+		if t == nil {
+			continue
+		}
+		codec, err := convertRTMPCodec(t.Codec, probe)
+		if err != nil {
+			return nil, err
+		}
+		track := &Track{ID: len(tracks) + 1, Codec: codec}
+		tracks = append(tracks, track)
+		c.onData(r, t, track)
+	}
+	if len(tracks) == 0 {
+		return nil, fmt.Errorf("no tracks")
+	}
+	return tracks, nil
+}
+
+// onData registers the callback that turns gortmplib's data of t into units
+// of track. RTMP timestamps are milliseconds; gortmplib gives them as
+// durations, and PTS = DTS + composition time offset for H.264/H.265
+// B-frames. They are passed through unchanged.
+func (c *rtmpConn) onData(r *gortmplib.Reader, t *gortmplib.Track, track *Track) {
+	switch codec := track.Codec.(type) {
+	case *codecs.H264:
+		ps := &paramSets{isParam: isH264ParamSet, current: [][]byte{codec.SPS, codec.PPS}}
+		r.OnDataH264(t, func(pts, dts time.Duration, au [][]byte) {
+			if au = ps.filter(au); au != nil {
+				c.writeUnit(&Unit{Track: track, PTS: pts, DTS: dts, AU: au})
+			}
+		})
+
+	case *codecs.H265:
+		ps := &paramSets{isParam: isH265ParamSet, current: [][]byte{codec.VPS, codec.SPS, codec.PPS}}
+		r.OnDataH265(t, func(pts, dts time.Duration, au [][]byte) {
+			if au = ps.filter(au); au != nil {
+				c.writeUnit(&Unit{Track: track, PTS: pts, DTS: dts, AU: au})
+			}
+		})
+
+	case *codecs.AV1:
+		r.OnDataAV1(t, func(pts time.Duration, tu [][]byte) {
+			c.writeUnit(&Unit{Track: track, PTS: pts, DTS: pts, AU: tu})
+		})
+
+	case *codecs.VP9:
+		r.OnDataVP9(t, func(pts time.Duration, frame []byte) {
+			c.writeUnit(&Unit{Track: track, PTS: pts, DTS: pts, AU: [][]byte{frame}})
+		})
+
+	case *codecs.MPEG4Audio:
+		r.OnDataMPEG4Audio(t, func(pts time.Duration, au []byte) {
+			c.writeUnit(&Unit{Track: track, PTS: pts, DTS: pts, Frame: au})
+		})
+
+	case *codecs.Opus:
+		r.OnDataOpus(t, func(pts time.Duration, packet []byte) {
+			c.writeUnit(&Unit{Track: track, PTS: pts, DTS: pts, Frame: packet})
+		})
+	}
+}
+
+// writeUnit hands a unit to the publication. A Sink error ends the
+// connection after the current message.
+func (c *rtmpConn) writeUnit(u *Unit) {
+	if c.writeErr != nil {
+		return
+	}
+	if err := c.pub.WriteUnit(u); err != nil {
+		c.writeErr = fmt.Errorf("sink: %w", err)
+	}
+}
+
+// ignoreRTMPTrack registers a callback that drops the data of an unused
+// track: gortmplib's Reader.Read calls a nil function (and panics) for a
+// track without one. The callbacks chosen do not parse the payload, so a
+// codec the packager cannot use is dropped without error.
+func ignoreRTMPTrack(r *gortmplib.Reader, t *gortmplib.Track) {
+	if t.Codec.IsVideo() {
+		r.OnDataVP9(t, func(time.Duration, []byte) {})
+		return
+	}
+	r.OnDataMPEG1Audio(t, func(time.Duration, []byte) {})
+}
+
+// paramSets handles H.264/H.265 parameter sets. gortmplib hands every AVC or
+// HEVC sequence header message to the callback as an access unit made only of
+// parameter sets, starting with the one that opened the stream. Those that
+// repeat the parameters already known are dropped; new ones (the encoder
+// changed resolution) are put in front of the next access unit, where
+// decoders and the packager look for in-band parameter sets.
+type paramSets struct {
+	isParam func(nalu []byte) bool
+	current [][]byte
+	pending [][]byte
+}
+
+func (p *paramSets) filter(au [][]byte) [][]byte {
+	onlyParams := len(au) != 0
+	for _, nalu := range au {
+		if !p.isParam(nalu) {
+			onlyParams = false
+			break
+		}
+	}
+
+	if onlyParams {
+		if !equalNALUs(au, p.current) {
+			p.current = au
+			p.pending = au
+		}
+		return nil
+	}
+
+	if p.pending != nil {
+		au = append(append([][]byte(nil), p.pending...), au...)
+		p.pending = nil
+	}
+	return au
+}
+
+func equalNALUs(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isH264ParamSet reports an SPS (7) or PPS (8), ITU-T H.264 table 7-1.
+func isH264ParamSet(nalu []byte) bool {
+	if len(nalu) == 0 {
+		return false
+	}
+	typ := nalu[0] & 0x1f
+	return typ == 7 || typ == 8
+}
+
+// isH265ParamSet reports a VPS (32), SPS (33) or PPS (34), ITU-T H.265
+// table 7-1.
+func isH265ParamSet(nalu []byte) bool {
+	if len(nalu) == 0 {
+		return false
+	}
+	typ := (nalu[0] >> 1) & 0x3f
+	return typ >= 32 && typ <= 34
+}
+
+// describeTracks lists track codecs for a log line.
+func describeTracks(tracks []*Track) string {
+	names := make([]string, len(tracks))
+	for i, t := range tracks {
+		names[i] = fmt.Sprintf("%d:%s", t.ID, codecName(t.Codec))
+	}
+	return strings.Join(names, ",")
+}
+
+// codecName names an fMP4 codec for log lines.
+func codecName(c codecs.Codec) string {
+	switch c.(type) {
+	case *codecs.H264:
+		return "H264"
+	case *codecs.H265:
+		return "H265"
+	case *codecs.AV1:
+		return "AV1"
+	case *codecs.VP9:
+		return "VP9"
+	case *codecs.MPEG4Audio:
+		return "AAC"
+	case *codecs.Opus:
+		return "Opus"
+	default:
+		return fmt.Sprintf("%T", c)
+	}
+}
