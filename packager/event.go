@@ -155,6 +155,7 @@ func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]by
 	if es.media >= now && !es.placed {
 		// Not started yet: cancel it.
 		es.cancelled = true
+		es.end = now
 		s.notify()
 		return EventTime{Media: es.media, Wall: es.wall}, nil
 	}
@@ -225,6 +226,9 @@ func (s *Stream) wallToMedia(wall time.Time) time.Duration {
 // carried yet) and, in the first part of a segment, every active event again
 // so that a viewer joining at that segment sees it. Called with s.mu held.
 func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timescale uint32) []byte {
+	if firstOfSegment {
+		s.trimEvents(start)
+	}
 	var out []byte
 	ticks := func(d time.Duration) uint64 {
 		return uint64(int64(d) / int64(time.Microsecond) * int64(timescale) / 1e6)
@@ -256,4 +260,58 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 type eventTimeline struct {
 	events   []*eventState
 	eventIDs map[string]bool // every id ever used on the stream
+}
+
+// dateRanges returns the EXT-X-DATERANGE lines of the events that overlap the
+// playlist from media time from on, leaving out those starting before
+// skipBefore. Called with s.mu held.
+func (s *Stream) dateRanges(from, skipBefore time.Duration) []string {
+	var out []string
+	for _, es := range s.events {
+		if es.cancelled || es.pendingNow || es.ev.DateRange == nil {
+			continue
+		}
+		if es.end != 0 && es.end <= from {
+			continue
+		}
+		if es.media < skipBefore {
+			continue
+		}
+		var end time.Time
+		if es.end != 0 {
+			end = s.mediaToWall(es.end)
+		}
+		out = append(out, es.ev.DateRange(es.wall, end))
+	}
+	return out
+}
+
+// removedDateRanges returns the ids of events whose date ranges left the
+// playlist (they ended before its start, or were cancelled) within the last
+// skip boundary. Called with s.mu held.
+func (s *Stream) removedDateRanges(windowStart time.Duration) []string {
+	var ids []string
+	for _, es := range s.events {
+		gone := es.cancelled || (es.end != 0 && es.end <= windowStart)
+		if gone && (es.end == 0 || es.end > windowStart-s.skipUntil()) {
+			ids = append(ids, es.ev.ID)
+		}
+	}
+	return ids
+}
+
+// trimEvents forgets events that ended long before media time now: their
+// date ranges left every playlist and every delta update. Their ids stay
+// used.
+func (s *Stream) trimEvents(now time.Duration) {
+	horizon := now - time.Duration(s.m.cfg.WindowSegments+s.m.cfg.RetainSegments)*s.tdDuration() - s.skipUntil()
+	kept := s.events[:0]
+	for _, es := range s.events {
+		if es.end != 0 && es.end < horizon {
+			continue
+		}
+		kept = append(kept, es)
+	}
+	clear(s.events[len(kept):])
+	s.events = kept
 }

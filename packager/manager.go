@@ -41,6 +41,10 @@ type Config struct {
 	// MaxBlockedRequests caps blocking playlist and preload-hint requests
 	// waiting at once across all streams. It defaults to 20000.
 	MaxBlockedRequests int
+	// OnStreamStart, when set, is called (in its own goroutine) each time a
+	// stream starts afresh, so that stored timed metadata can be put back
+	// on its timeline.
+	OnStreamStart func(name string)
 }
 
 func (c *Config) setDefaults() {
@@ -105,7 +109,9 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 		return nil, ErrNotFound
 	}
 	s := m.streams[info.Name]
+	fresh := s == nil
 	if s != nil && s.isEnded() {
+		fresh = true
 		// The stream ended after its grace period: a publisher coming back
 		// now starts it afresh, numbered after the old one so that no URL
 		// a CDN may still hold is reused.
@@ -130,6 +136,9 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 	p, err := s.attach(info)
 	if err != nil {
 		return nil, err
+	}
+	if fresh && m.cfg.OnStreamStart != nil {
+		go m.cfg.OnStreamStart(info.Name)
 	}
 	s.log.Info("publisher started", "proto", info.Proto, "remote", info.Remote, "tracks", len(info.Tracks))
 	return p, nil

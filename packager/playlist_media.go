@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -60,7 +61,7 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", s.td)
 	// RFC 8216bis 4.4.3.8: PART-HOLD-BACK at least twice PART-TARGET; Apple's
 	// authoring spec asks for three times.
-	fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%s,PART-HOLD-BACK=%s\n",
+	fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%s,CAN-SKIP-DATERANGES=YES,PART-HOLD-BACK=%s\n",
 		seconds(s.skipUntil()), seconds(3*cfg.PartTarget))
 	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(cfg.PartTarget))
 
@@ -85,7 +86,27 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 			skipped++
 		}
 		if skipped > 0 {
-			fmt.Fprintf(&b, "#EXT-X-SKIP:SKIPPED-SEGMENTS=%d\n", skipped)
+			fmt.Fprintf(&b, "#EXT-X-SKIP:SKIPPED-SEGMENTS=%d", skipped)
+			if skip == SkipV2 {
+				// RFC 8216bis 4.4.5.2: the ids of date ranges that left the
+				// playlist, so the client can drop them too.
+				fmt.Fprintf(&b, ",RECENTLY-REMOVED-DATERANGES=\"%s\"", strings.Join(s.removedDateRanges(win[0].start), "\t"))
+			}
+			b.WriteByte('\n')
+		}
+	}
+	// Date ranges overlapping the window, and scheduled ones ahead of it so
+	// that players can preload their images. A v2 delta update leaves out
+	// those that start in the skipped segments: the client has them.
+	if len(win) > 0 || s.open != nil {
+		from := all[0].start
+		skipBefore := time.Duration(-1 << 62)
+		if skip == SkipV2 && skipped > 0 {
+			skipBefore = all[skipped].start
+		}
+		for _, line := range s.dateRanges(from, skipBefore) {
+			b.WriteString(line)
+			b.WriteByte('\n')
 		}
 	}
 

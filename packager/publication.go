@@ -114,6 +114,8 @@ func (p *publication) WriteUnit(u *ingest.Unit) error {
 		p.pending[t] = append(p.pending[t], smp)
 		return nil
 	}
+	// Events posted "now" land on this frame, at its presentation time.
+	s.resolveNow(t.duration(uint64(int64(smp.dts) + int64(smp.PTSOffset))))
 	return p.writeLead(t, smp)
 }
 
@@ -189,7 +191,15 @@ func (p *publication) closePart() error {
 		t.seal()
 		p.pending[t] = smps[:0:0]
 	}
+	// Timed metadata (emsg) precedes the moof it applies to (ISO/IEC
+	// 23009-1 5.10.3.3), in the part whose time range holds it; the parent
+	// segment gets the same bytes.
+	start := p.lead.duration(p.partStart)
+	end := p.lead.duration(p.partStart + leadDur)
 	var buf seekablebuffer.Buffer
+	if boxes := s.partBoxes(start, end, len(s.open.parts) == 0, p.lead.timescale); len(boxes) > 0 {
+		_, _ = buf.Write(boxes)
+	}
 	if err := fp.Marshal(&buf); err != nil {
 		return fmt.Errorf("part: %w", err)
 	}

@@ -75,6 +75,20 @@ type Config struct {
 	// ("key1=name1,key2=name2"), never from a flag (argv is public), and is
 	// never logged. It defaults to none.
 	PublishKeys map[string]string
+	// CueStore is the file of the embedded cue database (bbolt), created
+	// when missing. It defaults to "shopcast-cues.db".
+	CueStore string
+	// CueToken is the bearer token of the cue API. Empty (the default)
+	// serves the API to loopback clients only. Config file or
+	// SHOPCAST_CUE_TOKEN only, never a flag; never logged.
+	CueToken string
+	// MaxCueBytes caps one cue's JSON. It defaults to 8192.
+	MaxCueBytes int
+	// CueRate caps cues posted per second per stream. It defaults to 50.
+	CueRate int
+	// CueSchedule is a JSON file of cues (times relative to stream start)
+	// applied to every stream when it starts. It defaults to "" (none).
+	CueSchedule string
 }
 
 // defaultsJSON holds the default of every key.
@@ -137,6 +151,16 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 	{name: "publish_auth", usage: "only publish_keys may publish; otherwise the stream key is the public name",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.PublishAuth) }},
+	{name: "cue_store", arg: "FILE", usage: "embedded cue database (bbolt), created when missing",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueStore) }},
+	{name: "cue_token", noFlag: true, usage: "bearer token of the cue API; empty: loopback clients only; never a flag, never logged",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueToken) }},
+	{name: "max_cue_bytes", arg: "N", usage: "largest cue JSON accepted (bytes)",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxCueBytes) }},
+	{name: "cue_rate", arg: "N", usage: "cues accepted per second per stream",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.CueRate) }},
+	{name: "cue_schedule", arg: "FILE", usage: "JSON cue schedule (ms from stream start) applied to every stream",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueSchedule) }},
 	{name: "publish_keys", noFlag: true, usage: `secret stream key -> public name; file: {"KEY": "NAME"}, env: KEY=NAME,KEY2=NAME2; never a flag, never logged`,
 		value: func(c *Config) flag.Value { return (*keysValue)(&c.PublishKeys) }},
 }
@@ -294,6 +318,9 @@ func (c *Config) validate() error {
 	check(c.MaxBlockedRequests > 0, "max_blocked_requests: %d is not positive", c.MaxBlockedRequests)
 	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
 	check(c.ShutdownTimeout > 0, "shutdown_timeout: %v is not positive", c.ShutdownTimeout)
+	check(c.MaxCueBytes > 0, "max_cue_bytes: %d is not positive", c.MaxCueBytes)
+	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
+	check(c.CueStore != "", "cue_store: empty")
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
 	return errors.Join(errs...)
 }
@@ -316,6 +343,9 @@ func (c Config) LogValue() slog.Value {
 		v := k.value(&c).String()
 		if k.name == "publish_keys" {
 			v = strconv.Itoa(len(c.PublishKeys)) + " keys"
+		}
+		if k.name == "cue_token" && c.CueToken != "" {
+			v = "(set)"
 		}
 		attrs = append(attrs, slog.String(k.name, v))
 	}

@@ -56,6 +56,7 @@ func TestConfigPrecedence(t *testing.T) {
 				WindowSegments: 10, GracePeriod: 30 * time.Second, EndedLinger: 30 * time.Second,
 				MaxStreams: 100, MaxBlockedRequests: 20000, RTMPReadTimeout: 10 * time.Second,
 				ShutdownTimeout: 10 * time.Second, PublishKeys: map[string]string{},
+				CueStore: "shopcast-cues.db", MaxCueBytes: 8192, CueRate: 50,
 			}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("got %+v\nwant %+v", c, want)

@@ -13,12 +13,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/overlay"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -68,7 +70,28 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 
 	// Started in pipeline order, closed in reverse: the packager, the
 	// ingest that feeds it, the origin that reads it.
+	// The cue store opens first and closes last: nothing acknowledged to a
+	// producer is lost while the rest shuts down.
+	store, err := overlay.OpenStore(cfg.CueStore)
+	if err != nil {
+		return fmt.Errorf("cue store: %w", err)
+	}
+	defer store.Close()
+	cues := &overlay.API{
+		Store:         store,
+		Token:         cfg.CueToken,
+		MaxCueBytes:   cfg.MaxCueBytes,
+		RatePerSecond: float64(cfg.CueRate),
+		Logger:        log,
+	}
+	if cfg.CueSchedule != "" {
+		if err := cues.LoadSchedule(cfg.CueSchedule); err != nil {
+			return fmt.Errorf("cue schedule: %w", err)
+		}
+	}
+
 	manager := packager.New(packager.Config{
+		OnStreamStart:      cues.StreamStarted,
 		TargetDuration:     cfg.TargetDuration,
 		PartTarget:         cfg.PartTarget,
 		WindowSegments:     cfg.WindowSegments,
@@ -78,6 +101,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		MaxBlockedRequests: cfg.MaxBlockedRequests,
 	}, log)
 	defer manager.Close()
+	cues.Timeline = manager
 
 	rtmp := newRTMPServer(cfg, manager, log)
 	if err := rtmp.Start(); err != nil {
@@ -97,6 +121,9 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		TLSKey:       cfg.TLSKey,
 		WriteTimeout: max(30*time.Second, blockingWait+10*time.Second),
 	}
+	cues.Start()
+	org.Handle("/api/v1/", cues)
+	org.Handle("/sdk/", http.FileServerFS(overlay.SDK))
 	if err := org.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,419 @@
+package overlay
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shopcast/shopcast/packager"
+)
+
+// Timeline places events in live streams. The packager.Manager implements
+// it. Errors: packager.ErrNotFound for a stream that does not exist,
+// packager.ErrEventExists for an id the stream already has.
+type Timeline interface {
+	// AddEvent places ev in stream and returns where it landed.
+	AddEvent(stream string, ev packager.Event) (packager.EventTime, error)
+	// EndEvent ends event id now: box builds the emsg of its END event,
+	// and the DATERANGE gets its END-DATE. For an event whose start is
+	// still ahead it cancels the event instead and returns a zero
+	// EventTime (or one not after the start).
+	EndEvent(stream, id string, box func(timescale uint32, presentationTime uint64) ([]byte, error)) (packager.EventTime, error)
+	// HasStream reports whether stream is live.
+	HasStream(stream string) bool
+}
+
+// API is the cue API, JSON over HTTP:
+//
+//	POST   /api/v1/streams/{name}/cues       201 the placed cue
+//	GET    /api/v1/streams/{name}/cues       200 {"cues":[...]} scheduled and active
+//	GET    /api/v1/streams/{name}/cues/{id}  200 the cue
+//	DELETE /api/v1/streams/{name}/cues/{id}  200 the ended or cancelled cue
+//
+// Errors are JSON: {"error": "..."} (400 adds "field" and "message").
+type API struct {
+	// Store keeps the cues. Required.
+	Store *Store
+	// Timeline places cues in streams. Required.
+	Timeline Timeline
+	// Token is the bearer token the API requires (Authorization: Bearer
+	// TOKEN). Empty means no token: the API then answers only loopback
+	// clients that are not behind a proxy. It defaults to empty.
+	Token string
+	// MaxCueBytes is the largest request body. It defaults to 8192.
+	MaxCueBytes int
+	// RatePerSecond is how many cues a second one stream may post or
+	// delete, as a token bucket whose burst is the rate (at least 1). It
+	// defaults to 50.
+	RatePerSecond float64
+	// Logger receives the API's logs. It defaults to slog.Default().
+	Logger *slog.Logger
+
+	once sync.Once
+	mux  *http.ServeMux
+	lim  *limiter
+	now  func() time.Time // tests replace it
+	// started is when the API started: pending cues older than it were
+	// left by a previous process.
+	started time.Time
+
+	schedMu  sync.Mutex
+	schedule []*Cue
+}
+
+// Start applies the defaults and logs how the API is protected. ServeHTTP
+// calls it if the wiring did not.
+func (a *API) Start() {
+	a.once.Do(a.init)
+}
+
+func (a *API) init() {
+	if a.MaxCueBytes <= 0 {
+		a.MaxCueBytes = 8192
+	}
+	if a.RatePerSecond <= 0 {
+		a.RatePerSecond = 50
+	}
+	if a.Logger == nil {
+		a.Logger = slog.Default()
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	a.started = a.now()
+	a.lim = newLimiter(a.RatePerSecond, a.RatePerSecond)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/streams/{name}/cues", a.post)
+	mux.HandleFunc("GET /api/v1/streams/{name}/cues", a.list)
+	mux.HandleFunc("GET /api/v1/streams/{name}/cues/{id}", a.get)
+	mux.HandleFunc("DELETE /api/v1/streams/{name}/cues/{id}", a.delete)
+	a.mux = mux
+	if a.Token == "" {
+		a.Logger.Warn("cue API has no token: it answers loopback clients only; set a token to post cues from elsewhere")
+	} else {
+		a.Logger.Info("cue API requires a bearer token")
+	}
+}
+
+func (a *API) startedAt() time.Time { return a.started }
+
+// ServeHTTP serves the cue API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.Start()
+	w.Header().Set("Cache-Control", "no-store")
+	if !a.authorize(w, r) {
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *API) authorize(w http.ResponseWriter, r *http.Request) bool {
+	if a.Token != "" {
+		tok, ok := bearer(r.Header.Get("Authorization"))
+		if ok && tokenEqual(tok, a.Token) {
+			return true
+		}
+		// RFC 6750 3: a request without credentials gets the challenge
+		// alone; one with a wrong token gets error="invalid_token".
+		challenge := `Bearer realm="shopcast"`
+		if ok {
+			challenge += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeJSON(w, http.StatusUnauthorized, errorBody("bearer token required"))
+		return false
+	}
+	if !loopbackClient(r) {
+		writeJSON(w, http.StatusForbidden, errorBody("the cue API has no token configured and answers loopback clients only"))
+		return false
+	}
+	return true
+}
+
+// bearer extracts the token of an "Authorization: Bearer TOKEN" header; the
+// scheme is case-insensitive (RFC 9110 11.1).
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// tokenEqual compares in constant time, also hiding the token's length.
+func tokenEqual(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+// loopbackClient reports whether r comes from a loopback address and not
+// through a proxy: a proxy on this host (a CDN edge, nginx) would make
+// every client look local.
+func loopbackClient(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
+}
+
+// CueResponse is how the API shows a cue.
+type CueResponse struct {
+	Cue *Cue `json:"cue"`
+	// State is scheduled, active, ended or cancelled.
+	State State `json:"state"`
+	// MediaTimeMs is the resolved media time of the start, in ms.
+	MediaTimeMs int64 `json:"media_time_ms"`
+	// ProgramDateTime is the EXT-X-PROGRAM-DATE-TIME of the start.
+	ProgramDateTime string `json:"program_date_time"`
+	// EndProgramDateTime is the end once known.
+	EndProgramDateTime string `json:"end_program_date_time,omitempty"`
+	// EndMediaTimeMs is where the END event of a deleted cue landed.
+	EndMediaTimeMs *int64 `json:"end_media_time_ms,omitempty"`
+	CreatedAt      string `json:"created_at"`
+}
+
+const apiTime = "2006-01-02T15:04:05.000Z07:00"
+
+func (a *API) response(r *Record) *CueResponse {
+	c := r.Cue
+	out := &CueResponse{
+		Cue:         &c,
+		State:       r.StateAt(a.now()),
+		MediaTimeMs: r.Media.Milliseconds(),
+		CreatedAt:   r.Created.UTC().Format(apiTime),
+	}
+	if !r.Start.IsZero() {
+		out.ProgramDateTime = r.Start.UTC().Format(apiTime)
+	}
+	if !r.End.IsZero() {
+		out.EndProgramDateTime = r.End.UTC().Format(apiTime)
+	}
+	if r.State == StateEnded && r.EndMedia > 0 {
+		ms := r.EndMedia.Milliseconds()
+		out.EndMediaTimeMs = &ms
+	}
+	return out
+}
+
+type apiError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+	Limit int    `json:"limit,omitempty"`
+}
+
+func errorBody(msg string) apiError { return apiError{Error: msg} }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := compactJSON(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func (a *API) internal(w http.ResponseWriter, r *http.Request, stream, msg string, err error) {
+	a.Logger.Error(msg, "stream", stream, "remote", r.RemoteAddr, "err", err)
+	writeJSON(w, http.StatusInternalServerError, errorBody(msg))
+}
+
+// allow applies the stream's rate limit, answering 429 when it is spent.
+func (a *API) allow(w http.ResponseWriter, stream string) bool {
+	ok, wait := a.lim.allow(stream, a.now())
+	if ok {
+		return true
+	}
+	// RFC 9110 10.2.3: Retry-After in whole seconds.
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeJSON(w, http.StatusTooManyRequests, errorBody("cue rate limit exceeded for this stream"))
+	return false
+}
+
+func (a *API) post(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("name")
+	if !a.Timeline.HasStream(stream) {
+		writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
+		return
+	}
+	if !a.allow(w, stream) {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(a.MaxCueBytes)))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Error: "cue too large", Limit: a.MaxCueBytes})
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, errorBody("could not read the body"))
+		return
+	}
+	c, err := DecodeCue(body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, err)
+		return
+	}
+	rec, err := a.place(stream, c)
+	switch {
+	case errors.Is(err, ErrIDUsed):
+		writeJSON(w, http.StatusConflict, apiError{Error: "cue id already used in this stream", Field: "id"})
+		return
+	case errors.Is(err, packager.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
+		return
+	case err != nil:
+		a.internal(w, r, stream, "cue could not be placed", err)
+		return
+	}
+	a.Logger.Info("cue placed", "stream", stream, "remote", r.RemoteAddr, "cue", rec.Cue.ID,
+		"media_ms", rec.Media.Milliseconds())
+	w.Header().Set("Location", "/api/v1/streams/"+url.PathEscape(stream)+"/cues/"+rec.Cue.ID)
+	writeJSON(w, http.StatusCreated, a.response(&rec))
+}
+
+// place reserves c's id in the store, has the packager place it and records
+// where it landed: when it returns nil, the cue is in the stream and on disk.
+func (a *API) place(stream string, c *Cue) (Record, error) {
+	rec, err := a.Store.Reserve(stream, c, a.now())
+	if err != nil {
+		return Record{}, err
+	}
+	id := rec.Cue.ID
+	ev, err := NewEvent(&rec.Cue, rec.Seq)
+	if err != nil {
+		return Record{}, errors.Join(err, a.Store.Release(stream, id))
+	}
+	at, err := a.Timeline.AddEvent(stream, ev)
+	if err != nil {
+		if errors.Is(err, packager.ErrEventExists) {
+			// The packager has the id already, so players may have seen
+			// it: it stays used.
+			_, ferr := a.Store.Finish(stream, id, StateFailed, packager.EventTime{}, a.now())
+			return Record{}, errors.Join(ErrIDUsed, ferr)
+		}
+		return Record{}, errors.Join(err, a.Store.Release(stream, id))
+	}
+	return a.Store.Place(stream, id, at, a.now())
+}
+
+// knownStream is a stream that is live or has cues on record.
+func (a *API) knownStream(w http.ResponseWriter, stream string) bool {
+	if a.Timeline.HasStream(stream) || a.Store.Known(stream) {
+		return true
+	}
+	writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
+	return false
+}
+
+// record returns the visible record of the request's cue, or answers 404.
+func (a *API) record(w http.ResponseWriter, r *http.Request) (string, *Record, bool) {
+	stream, id := r.PathValue("name"), r.PathValue("id")
+	if !a.knownStream(w, stream) {
+		return stream, nil, false
+	}
+	rec, err := a.Store.Get(stream, id)
+	if errors.Is(err, ErrCueNotFound) || (err == nil && (rec.State == StateFailed || rec.State == StatePending)) {
+		writeJSON(w, http.StatusNotFound, errorBody("unknown cue"))
+		return stream, nil, false
+	}
+	if err != nil {
+		a.internal(w, r, stream, "cue store failed", err)
+		return stream, nil, false
+	}
+	return stream, &rec, true
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("name")
+	if !a.knownStream(w, stream) {
+		return
+	}
+	recs, err := a.Store.OpenCues(stream)
+	if err != nil {
+		a.internal(w, r, stream, "cue store failed", err)
+		return
+	}
+	out := struct {
+		Cues []*CueResponse `json:"cues"`
+	}{Cues: []*CueResponse{}}
+	now := a.now()
+	for i := range recs {
+		if st := recs[i].StateAt(now); st == StateScheduled || st == StateActive {
+			out.Cues = append(out.Cues, a.response(&recs[i]))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) get(w http.ResponseWriter, r *http.Request) {
+	if _, rec, ok := a.record(w, r); ok {
+		writeJSON(w, http.StatusOK, a.response(rec))
+	}
+}
+
+// delete ends an active cue now or cancels a scheduled one. Deleting a cue
+// that is already over answers 200 with it, so a retried DELETE is safe.
+func (a *API) delete(w http.ResponseWriter, r *http.Request) {
+	stream, rec, ok := a.record(w, r)
+	if !ok {
+		return
+	}
+	id := rec.Cue.ID
+	st := rec.StateAt(a.now())
+	if st == StateEnded || st == StateCancelled {
+		writeJSON(w, http.StatusOK, a.response(rec))
+		return
+	}
+	if !a.allow(w, stream) {
+		return
+	}
+	box, err := EndBox(id, rec.Seq)
+	if err != nil {
+		a.internal(w, r, stream, "END event could not be built", err)
+		return
+	}
+	end, err := a.Timeline.EndEvent(stream, id, box)
+	gone := errors.Is(err, packager.ErrNotFound) // stream or event gone: only the store changes
+	if err != nil && !gone {
+		a.internal(w, r, stream, "cue could not be ended", err)
+		return
+	}
+	state := StateEnded
+	switch {
+	case st == StateScheduled && (gone || end.Wall.IsZero()):
+		state = StateCancelled
+	case !end.Wall.IsZero() && !end.Wall.After(rec.Start):
+		state = StateCancelled // the packager had not started it yet
+	}
+	if state == StateCancelled {
+		end = packager.EventTime{}
+	}
+	out, err := a.Store.Finish(stream, id, state, end, a.now())
+	if err != nil {
+		a.internal(w, r, stream, "cue store failed", err)
+		return
+	}
+	a.Logger.Info("cue finished", "stream", stream, "remote", r.RemoteAddr, "cue", id, "state", state)
+	writeJSON(w, http.StatusOK, a.response(&out))
+}
