@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 30s
 
-.PHONY: all run build test deps vet fmt-check bench fuzz clean
+.PHONY: all run build test test-browser deps vet fmt-check bench fuzz clean
 
 all: build
 
@@ -39,6 +39,11 @@ fmt-check:
 	if [ -n "$$unformatted" ]; then \
 		echo "gofmt needed on:" >&2; echo "$$unformatted" >&2; exit 1; \
 	fi
+
+## test-browser: the headless Chromium test of the watch and studio pages (installs chromium when root)
+test-browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y chromium; }
+	SHOPCAST_BROWSER=1 $(GO) test -count=1 -v -run TestBrowser ./e2e/
 
 ## bench: run every benchmark, no tests
 bench:

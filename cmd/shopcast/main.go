@@ -22,6 +22,7 @@ import (
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/overlay"
 	"github.com/shopcast/shopcast/packager"
+	"github.com/shopcast/shopcast/web"
 )
 
 func main() {
@@ -124,6 +125,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	cues.Start()
 	org.Handle("/api/v1/", cues)
 	org.Handle("/sdk/", http.FileServerFS(overlay.SDK))
+	web.New(web.Config{Streams: manager.StreamNames, Logger: log}).Register(org.Handle)
 	if err := org.Start(); err != nil {
 		return err
 	}

@@ -1,0 +1,181 @@
+// Package web serves shopcast's two HTML pages, the viewer's watch page and
+// the seller's studio, with their assets embedded in the binary.
+//
+//	GET /{$}             the live streams, with links
+//	GET /watch/{name}    the player and the product carousel
+//	GET /studio/{name}   the catalog, "Show now" / "Hide", the active cues
+//	GET /assets/...      css, js and hls.js (versioned paths cache for a year)
+//	GET /catalog.json    the product catalog the studio offers
+//
+// The pages read product cues only through the overlay SDK,
+// /sdk/shopcast-cues.js, and post them to the cue API,
+// /api/v1/streams/{name}/cues; both are served by other packages.
+package web
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+)
+
+// DefaultCatalog is the demo catalog served when Config.Catalog is empty:
+// a copy of testdata/catalog.json (a test keeps the two equal).
+//
+//go:embed catalog_default.json
+var DefaultCatalog []byte
+
+// Config configures the pages.
+type Config struct {
+	// Streams returns the names of the live streams, for the index page.
+	// Nil lists none.
+	Streams func() []string
+	// Catalog is the path of the product catalog JSON,
+	// {"products":[{sku,title,price:{amount,currency},image_url,url,...}]},
+	// read at each request so that edits show without a restart. Relative
+	// image_url and url are resolved against the page by the studio. It
+	// defaults to the embedded DefaultCatalog.
+	Catalog string
+	// Logger receives errors. It defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Pages serves the HTML pages and their assets.
+type Pages struct {
+	cfg    Config
+	assets *assetSet
+	tmpl   *template.Template
+}
+
+//go:embed templates
+var templatesFS embedFS
+
+// New builds the pages. It panics only if the embedded files are broken,
+// which the package's tests rule out.
+func New(cfg Config) *Pages {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Pages{cfg: cfg, assets: newAssetSet()}
+	p.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
+		"asset": p.assets.url,
+	}).ParseFS(templatesFS, "templates/*.html"))
+	return p
+}
+
+// Register mounts the pages with handle, e.g. origin.Server.Handle or
+// http.ServeMux.Handle.
+func (p *Pages) Register(handle func(pattern string, h http.Handler)) {
+	handle("GET /{$}", http.HandlerFunc(p.serveIndex))
+	handle("GET /watch/{name}", http.HandlerFunc(p.serveWatch))
+	handle("GET /studio/{name}", http.HandlerFunc(p.serveStudio))
+	handle("GET /assets/", http.HandlerFunc(p.assets.serve))
+	handle("GET /catalog.json", http.HandlerFunc(p.serveCatalog))
+}
+
+type pageData struct {
+	Name    string
+	Streams []string
+}
+
+func (p *Pages) serveIndex(w http.ResponseWriter, r *http.Request) {
+	var names []string
+	if p.cfg.Streams != nil {
+		names = slices.Clone(p.cfg.Streams())
+		slices.Sort(names)
+	}
+	p.render(w, r, "index.html", pageData{Streams: names})
+}
+
+func (p *Pages) serveWatch(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !ValidName(name) {
+		http.Error(w, "invalid stream name", http.StatusNotFound)
+		return
+	}
+	p.render(w, r, "watch.html", pageData{Name: name})
+}
+
+func (p *Pages) serveStudio(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !ValidName(name) {
+		http.Error(w, "invalid stream name", http.StatusNotFound)
+		return
+	}
+	p.render(w, r, "studio.html", pageData{Name: name})
+}
+
+func (p *Pages) render(w http.ResponseWriter, r *http.Request, page string, data pageData) {
+	var buf bytes.Buffer
+	if err := p.tmpl.ExecuteTemplate(&buf, page, data); err != nil {
+		p.cfg.Logger.Error("rendering page", "page", page, "stream", data.Name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// Pages name versioned assets: they must not outlive a deploy.
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (p *Pages) serveCatalog(w http.ResponseWriter, r *http.Request) {
+	body, err := p.catalog()
+	if err != nil {
+		p.cfg.Logger.Error("reading catalog", "path", p.cfg.Catalog, "err", err)
+		http.Error(w, "catalog unavailable", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache")
+	_, _ = w.Write(body)
+}
+
+// Catalog is the catalog file's shape; product fields are those of a cue's
+// product (docs/cues.md), kept as raw JSON so that the studio posts them as
+// written.
+type Catalog struct {
+	Products []json.RawMessage `json:"products"`
+}
+
+func (p *Pages) catalog() ([]byte, error) {
+	body := DefaultCatalog
+	if p.cfg.Catalog != "" {
+		b, err := os.ReadFile(p.cfg.Catalog)
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	var c Catalog
+	if err := json.Unmarshal(body, &c); err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", p.cfg.Catalog, err)
+	}
+	return body, nil
+}
+
+// ValidName reports whether s is a stream name the origin serves: 1 to 64
+// characters of [A-Za-z0-9_.-], not starting with '.', without "..".
+func ValidName(s string) bool {
+	if len(s) < 1 || len(s) > 64 || s[0] == '.' || bytes.Contains([]byte(s), []byte("..")) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
