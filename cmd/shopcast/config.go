@@ -25,8 +25,7 @@ type Config struct {
 	HTTP string
 	// RTMP is the listen address of the RTMP ingest. It defaults to ":1935".
 	RTMP string
-	// RTSP is the listen address of the RTSP ingest, which is not
-	// implemented yet: the key is accepted and unused. It defaults to ":8554".
+	// RTSP is the listen address of the RTSP ingest. It defaults to ":8554".
 	RTSP string
 	// TLSCert and TLSKey are PEM files; when both are set the origin serves
 	// HTTPS with HTTP/2. They default to "" (cleartext HTTP/1.1 and h2c).
@@ -119,7 +118,7 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.HTTP) }},
 	{name: "rtmp", arg: "ADDR", usage: "RTMP ingest listen address",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTMP) }},
-	{name: "rtsp", arg: "ADDR", usage: "RTSP ingest listen address (RTSP ingest is not implemented yet; unused)",
+	{name: "rtsp", arg: "ADDR", usage: "RTSP ingest listen address (ANNOUNCE/RECORD at rtsp://HOST:PORT/live/KEY)",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSP) }},
 	{name: "tls_cert", arg: "FILE", usage: "TLS certificate (PEM); with tls_key the origin serves HTTPS and HTTP/2",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.TLSCert) }},

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/overlay"
 	"github.com/shopcast/shopcast/packager"
@@ -104,11 +105,19 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	defer manager.Close()
 	cues.Timeline = manager
 
-	rtmp := newRTMPServer(cfg, manager, log)
+	// One registry for every ingest protocol, so that a publisher coming
+	// back over another protocol replaces its old session.
+	reg := ingest.NewRegistry(log)
+	rtmp := newRTMPServer(cfg, manager, reg, log)
 	if err := rtmp.Start(); err != nil {
 		return err
 	}
 	defer rtmp.Close()
+	rtsp := newRTSPServer(cfg, manager, reg, log)
+	if err := rtsp.Start(); err != nil {
+		return err
+	}
+	defer rtsp.Close()
 
 	// RFC 8216bis 6.2.5.2: a blocking request waits up to 3 target
 	// durations; the write timeout and the shutdown wait must outlast it.

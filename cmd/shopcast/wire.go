@@ -17,7 +17,7 @@ type ingestServer interface {
 
 // newRTMPServer builds the RTMP ingest from the configuration. Everything
 // run needs to know about the ingest API is in this file.
-func newRTMPServer(cfg Config, sink ingest.Sink, log *slog.Logger) ingestServer {
+func newRTMPServer(cfg Config, sink ingest.Sink, reg *ingest.Registry, log *slog.Logger) ingestServer {
 	return &ingest.RTMPServer{
 		Address: cfg.RTMP,
 		Sink:    sink,
@@ -25,7 +25,7 @@ func newRTMPServer(cfg Config, sink ingest.Sink, log *slog.Logger) ingestServer 
 		// One Registry for every ingest protocol, so that a publisher coming
 		// back over another protocol replaces its old session. Only RTMP
 		// exists so far.
-		Registry:    ingest.NewRegistry(log),
+		Registry:    reg,
 		Logger:      log,
 		ReadTimeout: cfg.RTMPReadTimeout,
 		// MaxConns keeps the ingest default.
@@ -41,4 +41,18 @@ func checkPublishNames(keys map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// newRTSPServer builds the RTSP ingest (ANNOUNCE/RECORD at
+// rtsp://HOST:8554/live/KEY, TCP transport) with the same stream-key rules
+// and registry as RTMP.
+func newRTSPServer(cfg Config, sink ingest.Sink, reg *ingest.Registry, log *slog.Logger) ingestServer {
+	return &ingest.RTSPServer{
+		Address:     cfg.RTSP,
+		Sink:        sink,
+		Auth:        &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys},
+		Registry:    reg,
+		Logger:      log,
+		ReadTimeout: cfg.RTMPReadTimeout,
+	}
 }

@@ -1,0 +1,359 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpmpeg4audio"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpsimpleaudio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+	"github.com/pion/rtp"
+)
+
+// errUnsupportedCodec is returned for an RTSP media whose formats are none of
+// H.264, H.265, MPEG-4 Audio (AAC, RFC 3640 mpeg4-generic) and Opus.
+var errUnsupportedCodec = errors.New("unsupported codec")
+
+// errEmptyNALU refuses an access unit with an empty NAL unit, which the
+// mediacommon functions after the depacketizer would index out of range.
+var errEmptyNALU = errors.New("empty NAL unit")
+
+// rtspTrack turns the RTP packets of one media format into access units:
+// gortsplib's depacketizers rebuild the frames, gortsplib's timestamp
+// decoder gives their PTS, and mediacommon's DTS extractors their DTS.
+//
+// What the libraries leave to the caller is done here: parameter sets that
+// a publisher sends only out of band (SDP sprop-parameter-sets) are put in
+// front of every random access unit, and the PTS of a frame that the
+// depacketizer closes on a timestamp change is the one of the packets that
+// carried it, not of the packet that closed it.
+type rtspTrack struct {
+	media  *description.Media
+	format format.Format
+	clock  int64
+	video  bool
+
+	h264 *rtph264.Decoder
+	h265 *rtph265.Decoder
+	aac  *rtpmpeg4audio.Decoder
+	opus *rtpsimpleaudio.Decoder
+
+	h264DTS h264.DTSExtractor
+	h265DTS h265.DTSExtractor
+
+	// Parameter sets: from the SDP, replaced by in-band ones as they come.
+	vps, sps, pps []byte
+
+	// open tells that the depacketizer holds whole NAL units of a frame
+	// whose end it has not seen (no marker bit yet); openAt is when that
+	// frame is.
+	open   bool
+	openAt rtspTime
+
+	// track is the publication's track; nil until published, and for a
+	// video track left out of the publication.
+	track *Track
+	// keySeen is set once a random access unit went out.
+	keySeen bool
+}
+
+// rtspTime is the position of an RTP packet on the publication's timeline.
+type rtspTime struct {
+	ts  uint32 // RTP timestamp
+	pts int64  // in clock units; valid if ok
+	ok  bool
+	ntp time.Time
+}
+
+// rtspUnit is an access unit of a track, timestamps in clock units.
+type rtspUnit struct {
+	pts, dts int64
+	ntp      time.Time
+	au       [][]byte
+	frame    []byte
+	key      bool
+}
+
+// newRTSPTrack returns a track for the first supported format of medi.
+func newRTSPTrack(medi *description.Media) (*rtspTrack, error) {
+	var names []string
+	for _, f := range medi.Formats {
+		t := &rtspTrack{media: medi, format: f, clock: int64(f.ClockRate())}
+		var err error
+		switch f := f.(type) {
+		case *format.H264:
+			t.video = true
+			t.sps, t.pps = f.SafeParams()
+			t.h264, err = f.CreateDecoder()
+			t.h264DTS.Initialize()
+		case *format.H265:
+			t.video = true
+			t.vps, t.sps, t.pps = f.SafeParams()
+			t.h265, err = f.CreateDecoder()
+			t.h265DTS.Initialize()
+		case *format.MPEG4Audio:
+			if f.Config == nil || f.Config.SampleRate <= 0 {
+				err = fmt.Errorf("no sample rate")
+				break
+			}
+			t.aac, err = f.CreateDecoder()
+		case *format.Opus:
+			t.opus, err = f.CreateDecoder()
+		default:
+			names = append(names, f.Codec())
+			continue
+		}
+		if err != nil {
+			names = append(names, f.Codec()+" ("+err.Error()+")")
+			continue
+		}
+		if t.clock <= 0 {
+			names = append(names, f.Codec()+" (no clock rate)")
+			continue
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("%w: %s", errUnsupportedCodec, joinNames(names))
+}
+
+func joinNames(names []string) string {
+	if len(names) == 0 {
+		return "no format"
+	}
+	return strings.Join(names, ", ")
+}
+
+// codec returns the track's codec for the init segment, or nil for a video
+// track whose parameter sets are not known yet.
+func (t *rtspTrack) codec() codecs.Codec {
+	switch f := t.format.(type) {
+	case *format.H264:
+		if t.sps == nil || t.pps == nil {
+			return nil
+		}
+		return &codecs.H264{SPS: t.sps, PPS: t.pps}
+	case *format.H265:
+		if t.vps == nil || t.sps == nil || t.pps == nil {
+			return nil
+		}
+		return &codecs.H265{VPS: t.vps, SPS: t.sps, PPS: t.pps}
+	case *format.MPEG4Audio:
+		return &codecs.MPEG4Audio{Config: *f.Config}
+	case *format.Opus:
+		return &codecs.Opus{ChannelCount: max(f.ChannelCount, 1)}
+	}
+	return nil
+}
+
+// decode takes one RTP packet and returns the access units it completes.
+// at is where the packet is on the timeline.
+func (t *rtspTrack) decode(pkt *rtp.Packet, at rtspTime) ([]rtspUnit, error) {
+	switch {
+	case t.h264 != nil:
+		au, err := t.h264.Decode(pkt)
+		return t.videoUnit(pkt, at, au, err, rtph264.ErrMorePacketsNeeded, rtph264.ErrNonStartingPacketAndNoPrevious)
+	case t.h265 != nil:
+		au, err := t.h265.Decode(pkt)
+		return t.videoUnit(pkt, at, au, err, rtph265.ErrMorePacketsNeeded, rtph265.ErrNonStartingPacketAndNoPrevious)
+	case t.aac != nil:
+		aus, err := t.aac.Decode(pkt)
+		if err != nil {
+			if errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		if !at.ok {
+			return nil, nil
+		}
+		units := make([]rtspUnit, 0, len(aus))
+		for i, au := range aus {
+			// RFC 3640 3.2.3.1: the RTP timestamp is the one of the first
+			// access unit; the others follow at one frame each.
+			d := int64(i) * mpeg4audio.SamplesPerAccessUnit
+			u := rtspUnit{pts: at.pts + d, dts: at.pts + d, frame: au, key: true}
+			if !at.ntp.IsZero() {
+				u.ntp = at.ntp.Add(t.duration(d))
+			}
+			units = append(units, u)
+		}
+		return units, nil
+	case t.opus != nil:
+		frame, err := t.opus.Decode(pkt)
+		if err != nil || !at.ok || len(frame) == 0 {
+			return nil, err
+		}
+		return []rtspUnit{{pts: at.pts, dts: at.pts, ntp: at.ntp, frame: frame, key: true}}, nil
+	}
+	return nil, nil
+}
+
+// videoUnit finishes the decoding of a video packet: it dates the frame the
+// depacketizer returned, puts parameter sets in front of random access units
+// and extracts the DTS.
+func (t *rtspTrack) videoUnit(pkt *rtp.Packet, at rtspTime, au [][]byte, err error, errMore, errNoStart error) ([]rtspUnit, error) {
+	if err != nil {
+		if errors.Is(err, errMore) {
+			// The frame goes on. The depacketizer holds this packet's NAL
+			// units unless the packet was a fragment short of its end.
+			if !t.midFragment(pkt.Payload) {
+				t.open, t.openAt = true, at
+			}
+			return nil, nil
+		}
+		if errors.Is(err, errNoStart) {
+			return nil, nil // joined in the middle of a fragmented NAL unit
+		}
+		return nil, err
+	}
+
+	// The depacketizer returns a frame on its marker bit, or, for publishers
+	// that do not set it, when the RTP timestamp changes: then the frame is
+	// the one it held (at openAt) and this packet starts the next one.
+	when := at
+	if t.open && t.openAt.ts != pkt.Timestamp {
+		when = t.openAt
+		t.openAt = at
+	} else {
+		t.open = false
+	}
+	if !when.ok || len(au) == 0 {
+		return nil, nil
+	}
+	for _, nalu := range au {
+		if len(nalu) == 0 {
+			return nil, errEmptyNALU
+		}
+	}
+
+	au = t.withParams(au)
+	u := rtspUnit{pts: when.pts, ntp: when.ntp, au: au}
+	if t.h264 != nil {
+		u.key = h264.IsRandomAccess(au)
+		u.dts, err = t.h264DTS.Extract(au, when.pts)
+	} else {
+		u.key = h265.IsRandomAccess(au)
+		u.dts, err = t.h265DTS.Extract(au, when.pts)
+	}
+	if err != nil {
+		if !t.keySeen && !u.key {
+			// Frames before the first random access unit cannot be
+			// decoded and have no DTS; they are dropped quietly.
+			return nil, nil
+		}
+		return nil, fmt.Errorf("DTS: %w", err)
+	}
+	if u.key {
+		t.keySeen = true
+	}
+	return []rtspUnit{u}, nil
+}
+
+// midFragment reports whether an RTP payload is a fragment of a NAL unit
+// other than the last one (RFC 6184 5.8 FU-A, RFC 7798 4.4.3 FU).
+func (t *rtspTrack) midFragment(payload []byte) bool {
+	if t.h264 != nil {
+		return len(payload) >= 2 && h264.NALUType(payload[0]&0x1F) == h264.NALUTypeFUA && payload[1]&0x40 == 0
+	}
+	return len(payload) >= 3 && h265.NALUType((payload[0]>>1)&0x3F) == h265.NALUType_FragmentationUnit &&
+		payload[2]&0x40 == 0
+}
+
+// withParams records the parameter sets an access unit carries and makes
+// sure a random access unit carries all of them: when some are missing, the
+// known ones are put in front, in order (VPS, SPS, PPS), after a leading
+// access unit delimiter, which must stay first. Decoders, the DTS extractors
+// and fMP4 players need them in band; many encoders send them only in the
+// SDP.
+func (t *rtspTrack) withParams(au [][]byte) [][]byte {
+	var hasVPS, hasSPS, hasPPS, key bool
+	aud := 0
+	for i, nalu := range au {
+		if t.h264 != nil {
+			switch h264.NALUType(nalu[0] & 0x1F) {
+			case h264.NALUTypeSPS:
+				t.sps, hasSPS = nalu, true
+			case h264.NALUTypePPS:
+				t.pps, hasPPS = nalu, true
+			case h264.NALUTypeIDR:
+				key = true
+			case h264.NALUTypeAccessUnitDelimiter:
+				if i == 0 {
+					aud = 1
+				}
+			}
+			continue
+		}
+		switch h265.NALUType((nalu[0] >> 1) & 0x3F) {
+		case h265.NALUType_VPS_NUT:
+			t.vps, hasVPS = nalu, true
+		case h265.NALUType_SPS_NUT:
+			t.sps, hasSPS = nalu, true
+		case h265.NALUType_PPS_NUT:
+			t.pps, hasPPS = nalu, true
+		case h265.NALUType_IDR_W_RADL, h265.NALUType_IDR_N_LP, h265.NALUType_CRA_NUT:
+			key = true
+		case h265.NALUType_AUD_NUT:
+			if i == 0 {
+				aud = 1
+			}
+		}
+	}
+	if t.h264 != nil {
+		hasVPS = true
+	}
+	if !key || (hasVPS && hasSPS && hasPPS) {
+		return au
+	}
+	out := make([][]byte, 0, len(au)+3)
+	out = append(out, au[:aud]...)
+	for _, param := range [][]byte{t.vps, t.sps, t.pps} {
+		if param != nil {
+			out = append(out, param)
+		}
+	}
+	for _, nalu := range au[aud:] {
+		if !t.isParam(nalu) {
+			out = append(out, nalu)
+		}
+	}
+	return out
+}
+
+// isParam reports whether a NAL unit is a parameter set.
+func (t *rtspTrack) isParam(nalu []byte) bool {
+	if t.h264 != nil {
+		typ := h264.NALUType(nalu[0] & 0x1F)
+		return typ == h264.NALUTypeSPS || typ == h264.NALUTypePPS
+	}
+	typ := h265.NALUType((nalu[0] >> 1) & 0x3F)
+	return typ == h265.NALUType_VPS_NUT || typ == h265.NALUType_SPS_NUT || typ == h265.NALUType_PPS_NUT
+}
+
+// duration converts clock units to a duration without overflowing for
+// timestamps of long-running streams.
+func (t *rtspTrack) duration(v int64) time.Duration {
+	secs, rem := v/t.clock, v%t.clock
+	return time.Duration(secs)*time.Second + time.Duration(rem)*time.Second/time.Duration(t.clock)
+}
+
+// unit converts an access unit to the stream model.
+func (t *rtspTrack) unit(u *rtspUnit) *Unit {
+	return &Unit{
+		Track: t.track,
+		PTS:   t.duration(u.pts),
+		DTS:   t.duration(u.dts),
+		AU:    u.au,
+		Frame: u.frame,
+		NTP:   u.ntp,
+	}
+}
