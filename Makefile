@@ -48,6 +48,7 @@ test-browser:
 ## bench: run every benchmark, no tests
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./cmd/shopcast-bench -duration 60s
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)
 fuzz:

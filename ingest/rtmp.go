@@ -33,6 +33,12 @@ type RTMPServer struct {
 	// MaxConns caps concurrent connections; connections beyond it are closed
 	// at once. It defaults to 200.
 	MaxConns int
+	// MaxAMFMessageSize is the largest AMF message (command, or data such as
+	// onMetaData and onCuePoint) a client may send; a larger one closes the
+	// connection. Real ones are well under 4 KiB; the cap keeps gortmplib's
+	// recursive AMF decoder from overflowing the stack, which would crash
+	// the process. It defaults to 64 KiB.
+	MaxAMFMessageSize int
 
 	// Effective configuration, set by Start.
 	log         *slog.Logger
@@ -40,6 +46,7 @@ type RTMPServer struct {
 	registry    *Registry
 	readTimeout time.Duration
 	maxConns    int
+	maxAMF      int
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -80,6 +87,10 @@ func (s *RTMPServer) Start() error {
 	s.maxConns = s.MaxConns
 	if s.maxConns <= 0 {
 		s.maxConns = 200
+	}
+	s.maxAMF = s.MaxAMFMessageSize
+	if s.maxAMF <= 0 {
+		s.maxAMF = 64 * 1024
 	}
 	addr := s.Address
 	if addr == "" {

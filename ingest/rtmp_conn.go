@@ -89,7 +89,11 @@ func (c *rtmpConn) serve() (err error) {
 		}
 	}()
 
-	sc := &gortmplib.ServerConn{RW: &deadlineConn{Conn: c.nc, timeout: c.s.readTimeout}}
+	sc := &gortmplib.ServerConn{RW: &deadlineConn{
+		Conn:    c.nc,
+		timeout: c.s.readTimeout,
+		guard:   newRTMPGuard(c.s.maxAMF),
+	}}
 
 	// Handshake and connect command.
 	if err := sc.Initialize(); err != nil {
@@ -244,18 +248,26 @@ func (c *rtmpConn) redact(err error) error {
 	return errors.New("malformed handshake or command (details hidden while authentication is on)")
 }
 
-// deadlineConn drops a peer that stops sending: every read must complete
-// within timeout, and so must every write.
+// deadlineConn is what gortmplib reads and writes. It drops a peer that
+// stops sending (every read must complete within timeout, and so must every
+// write), and shows every byte read to the guard before gortmplib gets it.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	guard   *rtmpGuard
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
 	if err := d.Conn.SetReadDeadline(time.Now().Add(d.timeout)); err != nil {
 		return 0, err
 	}
-	return d.Conn.Read(p)
+	n, err := d.Conn.Read(p)
+	if n > 0 {
+		if gerr := d.guard.feed(p[:n]); gerr != nil {
+			return 0, gerr
+		}
+	}
+	return n, err
 }
 
 func (d *deadlineConn) Write(p []byte) (int, error) {

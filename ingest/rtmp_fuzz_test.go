@@ -28,6 +28,20 @@ func (c *memConn) SetDeadline(time.Time) error      { return nil }
 func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
+// memServer is a server configured as Start would, for connections over
+// memConn.
+func memServer(logs io.Writer, sink Sink) *RTMPServer {
+	return &RTMPServer{
+		log:         slog.New(slog.NewTextHandler(logs, nil)),
+		auth:        &Auth{},
+		registry:    &Registry{},
+		readTimeout: time.Second,
+		maxConns:    1,
+		maxAMF:      64 * 1024,
+		Sink:        sink,
+	}
+}
+
 // rtmpSessionSeed is a client's side of a publish session up to the first
 // media messages: handshake, connect, createStream, publish,
 // @setDataFrame, an AVC sequence header and a frame.
@@ -73,15 +87,7 @@ func FuzzRTMPConn(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var logs bytes.Buffer
-		s := &RTMPServer{
-			log:         slog.New(slog.NewTextHandler(&logs, nil)),
-			auth:        &Auth{},
-			registry:    &Registry{},
-			readTimeout: time.Second,
-			maxConns:    1,
-			Sink:        &fakeSink{},
-		}
-		c := newRTMPConn(s, &memConn{r: bytes.NewReader(in)})
+		c := newRTMPConn(memServer(&logs, &fakeSink{}), &memConn{r: bytes.NewReader(in)})
 		go c.run()
 		select {
 		case <-c.done:
@@ -100,11 +106,7 @@ func TestRTMPSessionSeedPublishes(t *testing.T) {
 	// reaches every stage.
 	var logs bytes.Buffer
 	sink := &fakeSink{}
-	s := &RTMPServer{
-		log: slog.New(slog.NewTextHandler(&logs, nil)), auth: &Auth{}, registry: &Registry{},
-		readTimeout: time.Second, maxConns: 1, Sink: sink,
-	}
-	newRTMPConn(s, &memConn{r: bytes.NewReader(rtmpSessionSeed(t))}).run()
+	newRTMPConn(memServer(&logs, sink), &memConn{r: bytes.NewReader(rtmpSessionSeed(t))}).run()
 	if sink.numPubs() != 1 || !strings.Contains(logs.String(), "publisher disconnected") {
 		t.Fatalf("seed did not publish:\n%s", logs.String())
 	}

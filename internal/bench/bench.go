@@ -1,0 +1,110 @@
+// Package bench measures shopcast end to end on loopback: a real RTMP
+// publisher (internal/testpub's client, paced in real time) feeds the real
+// ingest.RTMPServer, packager.Manager and origin.Server, and LL-HLS viewers
+// read through HTTP/1.1 with blocking playlist reloads.
+//
+// Two figures are measured (docs/benchmarks.md explains them):
+// PublishToDeliverable, the time from the publisher writing a part's last
+// video frame into its RTMP socket to a blocked viewer holding the part's
+// bytes; and Viewers, what 1000 concurrent viewers of one stream cost the
+// process and how far apart they get each part.
+//
+// Everything runs in one process: the publisher and the viewers share the
+// CPU with the server, so figures are upper bounds for the server alone.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/packager"
+)
+
+// streamName is the stream every benchmark publishes to.
+const streamName = "bench"
+
+// server is an in-process shopcast: RTMP ingest, packager and HTTP origin,
+// each bound to a free port on 127.0.0.1.
+type server struct {
+	pkg    *packager.Manager
+	rtmp   *ingest.RTMPServer
+	origin *origin.Server
+}
+
+func startServer() (*server, error) {
+	discard := slog.New(slog.DiscardHandler)
+	s := &server{pkg: packager.New(packager.Config{}, discard)}
+	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
+	if err := s.rtmp.Start(); err != nil {
+		return nil, err
+	}
+	s.origin = &origin.Server{Address: "127.0.0.1:0", Source: s.pkg, Logger: discard}
+	if err := s.origin.Start(); err != nil {
+		s.rtmp.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// publishURL is where the publisher sends the stream.
+func (s *server) publishURL() string {
+	return fmt.Sprintf("rtmp://%s/live/%s", s.rtmp.Addr(), streamName)
+}
+
+// baseURL is the directory of the stream's HLS files, with a trailing slash.
+func (s *server) baseURL() string {
+	return fmt.Sprintf("http://%s/live/%s/", s.origin.Addr(), streamName)
+}
+
+func (s *server) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.origin.Shutdown(ctx)
+	s.rtmp.Close()
+	s.pkg.Close()
+}
+
+// newHTTPClient returns an HTTP/1.1 keep-alive client able to hold conns
+// connections to the origin. Compression is off so that viewers spend no
+// CPU inflating playlists in the shared process.
+func newHTTPClient(conns int) *http.Client {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns:        conns + 16,
+		MaxIdleConnsPerHost: conns + 16,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	return &http.Client{Transport: tr}
+}
+
+// waitReady waits until the origin serves the stream's media playlist (the
+// packager holds the first one until the first segment is complete).
+func waitReady(ctx context.Context, c *http.Client, base string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var buf []byte
+		err := get(ctx, c, base+"stream.m3u8", &buf)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stream not ready: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// errStatus is returned by get for a response other than 200.
+var errStatus = errors.New("unexpected HTTP status")

@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+)
+
+// LatencyConfig sets up PublishToDeliverable.
+type LatencyConfig struct {
+	// FLV is the file the publisher loops. It is required.
+	FLV string
+	// Duration is how long parts are measured, after the stream started.
+	// It defaults to 60s.
+	Duration time.Duration
+}
+
+// LatencyResult is the outcome of PublishToDeliverable.
+type LatencyResult struct {
+	Source string
+	// Latency is, per part, from the publisher's write of the part's last
+	// video frame into the RTMP socket returning to the viewer holding all
+	// the part's bytes (blocking playlist reload, then part GET).
+	Latency Dist
+	// Unmatched counts parts whose last video sample matched no sent frame
+	// within 2 ms (timeline not mapped; left out of Latency).
+	Unmatched int
+	// Errors counts failed viewer requests; SegmentEnds counts blocking
+	// reloads released by a segment end before the next part existed.
+	Errors, SegmentEnds int
+}
+
+func (r *LatencyResult) String() string {
+	return fmt.Sprintf("publish-to-deliverable (%s)\n  %s\n  unmatched parts %d, viewer errors %d, reloads released at segment end %d",
+		r.Source, r.Latency, r.Unmatched, r.Errors, r.SegmentEnds)
+}
+
+type receivedPart struct {
+	n    int64
+	body []byte
+	at   time.Time
+}
+
+// PublishToDeliverable publishes cfg.FLV over RTMP to an in-process server
+// and follows it with one blocking LL-HLS viewer for cfg.Duration.
+func PublishToDeliverable(ctx context.Context, cfg LatencyConfig) (*LatencyResult, error) {
+	if cfg.Duration <= 0 {
+		cfg.Duration = 60 * time.Second
+	}
+	src, err := loadSource(cfg.FLV)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startServer()
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var log sendLog
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- publish(ctx, srv.publishURL(), src, &log) }()
+
+	client := newHTTPClient(2)
+	if err := waitReady(ctx, client, srv.baseURL()); err != nil {
+		return nil, errors.Join(err, drainErr(pubErr))
+	}
+	var initBody []byte
+	var plBody []byte
+	if err := get(ctx, client, srv.baseURL()+"stream.m3u8", &plBody); err != nil {
+		return nil, err
+	}
+	pl, err := parsePlaylist(plBody)
+	if err != nil {
+		return nil, err
+	}
+	if err := get(ctx, client, srv.baseURL()+pl.initURI, &initBody); err != nil {
+		return nil, err
+	}
+	vt, err := parseInit(initBody)
+	if err != nil {
+		return nil, err
+	}
+
+	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
+	defer stop()
+	v := &viewer{c: client, base: srv.baseURL(), keep: true}
+	var got []receivedPart
+	v.run(runCtx, func(n int64, body []byte, _ int64, at time.Time) {
+		got = append(got, receivedPart{n: n, body: bytes.Clone(body), at: at})
+	})
+	cancel()
+	if err := drainErr(pubErr); err != nil {
+		return nil, err
+	}
+
+	firstDTS, ok := log.first()
+	if !ok {
+		return nil, errors.New("no video frame sent")
+	}
+	res := &LatencyResult{Source: src.desc, Errors: v.errors, SegmentEnds: v.segmentEnds}
+	var lat []time.Duration
+	for _, p := range got {
+		last, err := vt.lastDTS(p.body)
+		if err != nil {
+			return nil, fmt.Errorf("part%d.m4s: %w", p.n, err)
+		}
+		// The packager puts the first keyframe (the first video frame the
+		// publisher sends) at media time 0.
+		sent, off, ok := log.lookup(firstDTS + last)
+		if !ok || absDur(off) > 2*time.Millisecond {
+			res.Unmatched++
+			continue
+		}
+		lat = append(lat, p.at.Sub(sent))
+	}
+	res.Latency = dist(lat)
+	return res, nil
+}
+
+func drainErr(ch chan error) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(5 * time.Second):
+		return errors.New("publisher did not stop")
+	}
+}
+
+// videoTrack is what lastDTS needs from the init segment.
+type videoTrack struct {
+	id        uint32
+	timescale uint32
+	trex      *mp4.TrexBox
+}
+
+func parseInit(b []byte) (*videoTrack, error) {
+	f, err := mp4.DecodeFile(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if f.Init == nil || f.Init.Moov == nil {
+		return nil, errors.New("init: no moov")
+	}
+	for _, trak := range f.Init.Moov.Traks {
+		if trak.Mdia.Hdlr.HandlerType != "vide" {
+			continue
+		}
+		vt := &videoTrack{id: trak.Tkhd.TrackID, timescale: trak.Mdia.Mdhd.Timescale}
+		if f.Init.Moov.Mvex != nil {
+			vt.trex, _ = f.Init.Moov.Mvex.GetTrex(vt.id)
+		}
+		return vt, nil
+	}
+	return nil, errors.New("init: no video track")
+}
+
+// lastDTS returns the decode time of the part's last video sample: the
+// traf's tfdt plus the durations of the samples before it.
+func (vt *videoTrack) lastDTS(part []byte) (time.Duration, error) {
+	f, err := mp4.DecodeFile(bytes.NewReader(part))
+	if err != nil {
+		return 0, err
+	}
+	var last uint64
+	found := false
+	for _, seg := range f.Segments {
+		for _, frag := range seg.Fragments {
+			for _, traf := range frag.Moof.Trafs {
+				if traf.Tfhd.TrackID != vt.id || traf.Tfdt == nil {
+					continue
+				}
+				t := traf.Tfdt.BaseMediaDecodeTime()
+				for _, trun := range traf.Truns {
+					trun.AddSampleDefaultValues(traf.Tfhd, vt.trex)
+					for _, s := range trun.Samples {
+						last, found = t, true
+						t += uint64(s.Dur)
+					}
+				}
+			}
+		}
+	}
+	if !found {
+		return 0, errors.New("no video sample")
+	}
+	return time.Duration(last) * time.Second / time.Duration(vt.timescale), nil
+}

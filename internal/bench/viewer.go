@@ -1,0 +1,247 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// get fetches url into *buf, reusing its capacity: viewers read every part
+// without allocating a buffer per response.
+func get(ctx context.Context, c *http.Client, url string, buf *[]byte) error {
+	_, err := fetch(ctx, c, url, buf)
+	return err
+}
+
+// fetch is get that, with a nil buf, discards the body through a pooled
+// buffer and only counts its bytes: the viewers then hold no part in
+// memory, so that memory growth is the server's and the connections'.
+func fetch(ctx context.Context, c *http.Client, url string, buf *[]byte) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var n int64
+	if buf == nil {
+		n, err = io.Copy(io.Discard, resp.Body)
+	} else {
+		b := bytes.NewBuffer((*buf)[:0])
+		n, err = b.ReadFrom(resp.Body)
+		*buf = b.Bytes()
+	}
+	if err != nil {
+		return n, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return n, fmt.Errorf("%w %d for %s", errStatus, resp.StatusCode, url)
+	}
+	return n, nil
+}
+
+// partPos is one EXT-X-PART of a media playlist: its file number n
+// (part{n}.m4s), its segment's media sequence number and its index there.
+type partPos struct {
+	n   int64
+	msn int64
+	idx int
+}
+
+// playlist is what a viewer needs from a media playlist.
+type playlist struct {
+	initURI string
+	parts   []partPos
+	lastSeg int64 // msn of the last complete segment, -1 if none
+}
+
+// parsePlaylist reads the parts of a shopcast media playlist. Segments are
+// named seg{msn}.m4s and parts part{n}.m4s; the parts after the last
+// segment line belong to the open segment, one past the last listed.
+// Part tags cover only the last 3 target durations, so the oldest segment
+// with parts may list only its last ones, numbered from idx 0: the viewer
+// uses idx only for the newest part, whose segment is listed whole.
+func parsePlaylist(b []byte) (playlist, error) {
+	pl := playlist{lastSeg: -1}
+	var open []int64
+	nextMSN := int64(-1)
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		s := string(line)
+		switch {
+		case strings.HasPrefix(s, "#EXT-X-MEDIA-SEQUENCE:"):
+			v, err := strconv.ParseInt(s[len("#EXT-X-MEDIA-SEQUENCE:"):], 10, 64)
+			if err != nil {
+				return pl, fmt.Errorf("media sequence: %w", err)
+			}
+			nextMSN = v
+		case strings.HasPrefix(s, "#EXT-X-MAP:"):
+			pl.initURI = attr(s, "URI")
+		case strings.HasPrefix(s, "#EXT-X-PART:"):
+			uri := attr(s, "URI")
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(uri, "part"), ".m4s"), 10, 64)
+			if err != nil {
+				return pl, fmt.Errorf("part URI %q: %w", uri, err)
+			}
+			open = append(open, n)
+		case strings.HasPrefix(s, "seg") && strings.HasSuffix(s, ".m4s"):
+			msn, err := strconv.ParseInt(s[3:len(s)-4], 10, 64)
+			if err != nil {
+				return pl, fmt.Errorf("segment URI %q: %w", s, err)
+			}
+			for i, n := range open {
+				pl.parts = append(pl.parts, partPos{n: n, msn: msn, idx: i})
+			}
+			open = open[:0]
+			nextMSN = msn + 1
+			pl.lastSeg = msn
+		}
+	}
+	for i, n := range open {
+		pl.parts = append(pl.parts, partPos{n: n, msn: nextMSN, idx: i})
+	}
+	if len(pl.parts) == 0 {
+		return pl, fmt.Errorf("playlist without parts")
+	}
+	return pl, nil
+}
+
+// attr returns the quoted attribute name of a playlist tag line.
+func attr(line, name string) string {
+	_, v, ok := strings.Cut(line, name+"=\"")
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, "\"")
+	return v
+}
+
+// viewer is an LL-HLS client that follows the live edge part by part: a
+// blocking playlist reload for the next part (_HLS_msn/_HLS_part), then a
+// GET of that part, as RFC 8216bis 6.2.5.2 lets a client do.
+type viewer struct {
+	c    *http.Client
+	base string
+
+	pl []byte // reused playlist buffer
+	// keep makes the viewer hold each part's bytes for onPart; otherwise
+	// onPart gets nil and the size.
+	keep bool
+	part []byte
+
+	// errors counts failed requests; the viewer reloads and carries on.
+	errors   int
+	firstErr error
+	// segmentEnds counts blocking reloads that returned because a segment
+	// ended, before the next part existed.
+	segmentEnds int
+}
+
+// run follows the stream until ctx is done, calling onPart with each part's
+// number, bytes (valid until onPart returns) and the time they were all in.
+func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size int64, at time.Time)) {
+	var cur partPos  // the last part received
+	var want partPos // the position the blocking reload waits for
+	var pl playlist  // the last playlist read
+	have := false
+	for ctx.Err() == nil {
+		next, ok := partPos{}, false
+		if have {
+			// A viewer behind the live edge takes the parts it already
+			// knows of without reloading.
+			next, ok = find(pl.parts, cur.n+1)
+		}
+		if !ok {
+			url := v.base + "stream.m3u8"
+			if have {
+				url += fmt.Sprintf("?_HLS_msn=%d&_HLS_part=%d", want.msn, want.idx)
+			}
+			if err := get(ctx, v.c, url, &v.pl); err != nil {
+				v.fail(ctx, &have, err)
+				continue
+			}
+			var err error
+			if pl, err = parsePlaylist(v.pl); err != nil {
+				v.fail(ctx, &have, err)
+				continue
+			}
+			if !have {
+				// Start at the live edge: the next part is the first one
+				// waited on.
+				cur, have = pl.parts[len(pl.parts)-1], true
+				want = partPos{msn: cur.msn, idx: cur.idx + 1}
+				continue
+			}
+			if next, ok = find(pl.parts, cur.n+1); !ok {
+				if pl.lastSeg >= want.msn && want.msn == cur.msn {
+					// The segment ended with the part we have: the next
+					// part is the first of the next segment.
+					v.segmentEnds++
+					want = partPos{msn: cur.msn + 1}
+					continue
+				}
+				// Fell out of the playlist window: rejoin at the live edge.
+				v.note(fmt.Errorf("part%d.m4s not in the playlist after waiting for msn %d part %d", cur.n+1, want.msn, want.idx))
+				have = false
+				continue
+			}
+		}
+		var buf *[]byte
+		if v.keep {
+			buf = &v.part
+		}
+		size, err := fetch(ctx, v.c, v.base+fmt.Sprintf("part%d.m4s", next.n), buf)
+		if err != nil {
+			v.fail(ctx, &have, err)
+			continue
+		}
+		var body []byte
+		if v.keep {
+			body = v.part
+		}
+		onPart(next.n, body, size, time.Now())
+		cur = next
+		want = partPos{msn: cur.msn, idx: cur.idx + 1}
+	}
+}
+
+// note counts an error and keeps the first one.
+func (v *viewer) note(err error) {
+	v.errors++
+	if v.firstErr == nil {
+		v.firstErr = err
+	}
+}
+
+func (v *viewer) fail(ctx context.Context, have *bool, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	v.note(err)
+	*have = false
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func find(parts []partPos, n int64) (partPos, bool) {
+	for i := len(parts) - 1; i >= 0; i-- {
+		if parts[i].n == n {
+			return parts[i], true
+		}
+	}
+	return partPos{}, false
+}
