@@ -424,6 +424,15 @@ func TestRTMPMalformedInput(t *testing.T) {
 			rawHandshake(t, nc)
 			nc.Write(rawChunk(20, append(amfString("connect"), amfNumber(1)...)))
 		}, "invalid command payload"},
+		{"connect of 1 MB", func(t *testing.T, nc net.Conn) {
+			rawHandshake(t, nc)
+			body := append(amfString("connect"), amfNumber(1)...)
+			body = append(body, bytes.Repeat([]byte{0x0a, 0, 0, 0, 1}, 200_000)...)
+			nc.Write(rawChunk(20, body))
+		}, "exceeds the 65536-byte limit"},
+		{"RTMPE handshake", func(t *testing.T, nc net.Conn) {
+			nc.Write(append([]byte{6}, make([]byte, 1536)...))
+		}, "encrypted RTMP (RTMPE) is not supported"},
 		{"unknown message type", func(t *testing.T, nc net.Conn) {
 			rawHandshake(t, nc)
 			nc.Write(rawChunk(99, []byte{1, 2, 3}))
@@ -632,6 +641,14 @@ func TestRTMPMalformedMedia(t *testing.T) {
 		{"NAL unit length past the message", 9, []byte{0x27, 1, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0x41}, "unable to decode AVCC"},
 		{"unknown video codec", 9, []byte{0x23, 1, 0, 0, 0, 0}, "unsupported video codec"},
 		{"empty audio message", 8, nil, "not enough bytes"},
+		// gortmplib's AMF0 decoder recurses per nesting level: decoding
+		// this 10 MB message would overflow the stack and kill the process.
+		{"data message nested 2 million deep", 18, append(bytes.Repeat([]byte{0x0a, 0, 0, 0, 1}, 2_000_000), 0x05),
+			"AMF message (type 18) of 10000001 bytes exceeds the 65536-byte limit"},
+		// Enhanced RTMP video metadata is AMF0 too, inside a video message.
+		{"video metadata nested 2 million deep", 9, append([]byte{0x84, 'a', 'v', '0', '1'},
+			append(bytes.Repeat([]byte{0x0a, 0, 0, 0, 1}, 2_000_000), 0x05)...),
+			"video metadata message of 10000006 bytes exceeds the 65536-byte limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := testpub.Dial(testContext(t, 10*time.Second), ts.url("/live/m"))
@@ -648,9 +665,9 @@ func TestRTMPMalformedMedia(t *testing.T) {
 				}
 			}
 			p := ts.sink.waitPub(t, i, 5*time.Second)
-			if err := c.WriteMessage(tc.typ, 2600*time.Millisecond, tc.body); err != nil {
-				t.Fatal(err)
-			}
+			// The server may close the connection while a large message is
+			// still being written.
+			_ = c.WriteMessage(tc.typ, 2600*time.Millisecond, tc.body)
 			select {
 			case <-c.Done():
 			case <-time.After(5 * time.Second):

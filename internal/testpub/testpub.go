@@ -141,17 +141,23 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 	return nil
 }
 
-// fail explains a write error: the context ended, or the server left.
+// fail explains a write error: the context ended, or the server left. A
+// write can fail on a reset before the reading side has seen the close, so
+// it waits a little for the reading side to end.
 func fail(ctx context.Context, c *Client, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
 	select {
 	case <-c.Done():
 		if cerr := c.Err(); cerr != nil && errors.Is(cerr, ErrServerClosed) {
 			return fmt.Errorf("%w (write: %v)", cerr, err)
 		}
-	default:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
 	}
 	return err
 }
