@@ -34,6 +34,10 @@ func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error)
 	kind := KindPlaylist
 	if req.MSN >= 0 {
 		kind = KindBlockingPlaylist
+	}
+	// RFC 8216bis 6.2.5.2: a server MUST ignore _HLS_msn and _HLS_part if
+	// the playlist contains EXT-X-ENDLIST.
+	if req.MSN >= 0 && !s.ended {
 		if err := s.checkAhead(req.MSN, req.Part); err != nil {
 			return nil, err
 		}
@@ -91,11 +95,9 @@ func (s *Stream) has(msn, part int64) bool {
 		return s.has(msn+1, 0)
 	}
 	if msn == lastMSN {
-		if part <= int64(lastIdx) {
-			return true
-		}
-		// The segment is complete and has fewer parts than asked.
-		return s.open == nil || s.open.msn != msn
+		// A later part of this segment or, if the segment is complete, part
+		// 0 of the next one: either way it does not exist yet.
+		return part <= int64(lastIdx)
 	}
 	return false
 }
@@ -177,7 +179,7 @@ func (s *Stream) fetchMultivariant(ctx context.Context) (*Response, error) {
 	}
 	if s.mvCache.version != s.version {
 		body := s.renderMultivariant()
-		s.mvCache = rendered{version: s.version, body: body, gz: gzipBytes(body)}
+		s.mvCache = rendered{version: s.version, body: body, gz: s.m.gzipBytes(body)}
 	}
 	return &Response{
 		Kind: KindMultivariant, ContentType: contentTypePlaylist, Body: s.mvCache.body, Gzip: s.mvCache.gz,

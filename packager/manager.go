@@ -82,7 +82,8 @@ type Manager struct {
 	cfg Config
 	log *slog.Logger
 
-	blocked atomic.Int64
+	blocked     atomic.Int64
+	gzipWriters sync.Pool // *gzip.Writer
 
 	mu      sync.Mutex
 	streams map[string]*Stream
@@ -103,40 +104,42 @@ func (m *Manager) Config() Config { return m.cfg }
 
 // Publish implements ingest.Sink.
 func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
+	// m.mu is held until the publication is attached: a stream cannot end
+	// or be removed in between, and a stream is stored only once a
+	// publication it accepted feeds it.
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
-		m.mu.Unlock()
 		return nil, ErrNotFound
 	}
 	s := m.streams[info.Name]
 	fresh := s == nil
+	var ended *Stream
 	if s != nil && s.isEnded() {
 		fresh = true
 		// The stream ended after its grace period: a publisher coming back
 		// now starts it afresh, numbered after the old one so that no URL
 		// a CDN may still hold is reused.
-		next := newStream(m, info.Name)
-		s.mu.Lock()
-		next.nextMSN, next.nextPart, next.pubSeq, next.discNum = s.nextMSN, s.nextPart, s.pubSeq, s.discNum
-		s.mu.Unlock()
-		s.shutdown()
-		s = next
-		m.streams[info.Name] = s
+		ended = s
+		s = newStream(m, info.Name)
+		ended.mu.Lock()
+		s.nextMSN, s.nextPart, s.pubSeq, s.discNum = ended.nextMSN, ended.nextPart, ended.pubSeq, ended.discNum
+		ended.mu.Unlock()
 	}
 	if s == nil {
 		if len(m.streams) >= m.cfg.MaxStreams {
-			m.mu.Unlock()
 			return nil, fmt.Errorf("%w (max %d)", ErrTooManyStreams, m.cfg.MaxStreams)
 		}
 		s = newStream(m, info.Name)
-		m.streams[info.Name] = s
 	}
-	m.mu.Unlock()
-
 	p, err := s.attach(info)
 	if err != nil {
 		return nil, err
 	}
+	if ended != nil {
+		ended.shutdown()
+	}
+	m.streams[info.Name] = s
 	if fresh && m.cfg.OnStreamStart != nil {
 		go m.cfg.OnStreamStart(info.Name)
 	}

@@ -39,15 +39,23 @@ func (s *Stream) mediaPlaylist(skip Skip) rendered {
 		return *c
 	}
 	body := s.renderMedia(skip)
-	*c = rendered{version: s.version, body: body, gz: gzipBytes(body)}
+	*c = rendered{version: s.version, body: body, gz: s.m.gzipBytes(body)}
 	return *c
 }
 
-func gzipBytes(b []byte) []byte {
+// gzipBytes compresses a playlist. Every new playlist version is compressed
+// once, so the writers, which allocate about a megabyte each, are reused.
+func (m *Manager) gzipBytes(b []byte) []byte {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, _ := m.gzipWriters.Get().(*gzip.Writer)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	} else {
+		zw.Reset(&buf)
+	}
 	_, _ = zw.Write(b)
 	_ = zw.Close()
+	m.gzipWriters.Put(zw)
 	return buf.Bytes()
 }
 
@@ -79,7 +87,9 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 
 	end := s.lastEnd
 	skipped := 0
-	if skip != SkipNone {
+	// RFC 8216bis 6.2.5.1: _HLS_skip is ignored once the playlist has
+	// EXT-X-ENDLIST.
+	if skip != SkipNone && !s.ended {
 		// RFC 8216bis 6.2.5.1: only segments older than the Skip Boundary
 		// (CAN-SKIP-UNTIL from the end) may be skipped.
 		for skipped < len(win) && end-(win[skipped].start+win[skipped].dur) >= s.skipUntil() {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
@@ -90,7 +91,16 @@ func (p *publication) WriteUnit(u *ingest.Unit) error {
 	}
 	t := p.tracks[u.Track]
 	if t == nil {
+		if u.Track == nil {
+			return errors.New("unit without track")
+		}
 		return fmt.Errorf("unknown track %d", u.Track.ID)
+	}
+	// Codec parsers index NAL units and OBUs without checking them, and no
+	// codec has empty frames.
+	if t.video && (len(u.AU) == 0 || slices.ContainsFunc(u.AU, func(b []byte) bool { return len(b) == 0 })) ||
+		!t.video && len(u.Frame) == 0 {
+		return fmt.Errorf("track %d: empty access unit or NAL unit", u.Track.ID)
 	}
 	if !p.started {
 		// Playback starts on the lead track's first keyframe; earlier units
@@ -189,6 +199,7 @@ func (p *publication) closePart() error {
 		}
 		fp.Tracks = append(fp.Tracks, pt)
 		t.seal()
+		s.tracksEnd = max(s.tracksEnd, t.end())
 		p.pending[t] = smps[:0:0]
 	}
 	// Timed metadata (emsg) precedes the moof it applies to (ISO/IEC

@@ -51,7 +51,10 @@ type Stream struct {
 	mvCache  rendered
 	data     []DataMessage
 	lastEnd  time.Duration
-	openedAt time.Time
+	// tracksEnd is the end of the latest sample published on any track:
+	// audio may run ahead of the video that sets lastEnd.
+	tracksEnd time.Duration
+	openedAt  time.Time
 
 	eventTimeline
 }
@@ -160,9 +163,10 @@ func (s *Stream) shutdown() {
 }
 
 // mediaEnd is where the next publication's media timeline starts: right
-// after everything published so far, so media time never goes back.
+// after everything published so far on every track, so media time never
+// goes back.
 func (s *Stream) mediaEnd() time.Duration {
-	return s.lastEnd
+	return max(s.lastEnd, s.tracksEnd)
 }
 
 func (s *Stream) openSegment(start time.Duration, pdt time.Time, init *initFile, disc bool) {
@@ -217,8 +221,11 @@ func (s *Stream) closeSegment() {
 	seg.at = time.Now()
 	if s.td == 0 {
 		// EXT-X-TARGETDURATION must not change (RFC 8216bis 4.4.3.1): it is
-		// fixed when the first segment shows the publisher's GOP.
-		s.td = max(int(math.Round(s.m.cfg.TargetDuration.Seconds())), int(math.Round(seg.dur.Seconds())), 1)
+		// fixed when the first segment shows the publisher's GOP. Half a
+		// frame of margin keeps it above later segments that a rounded
+		// timestamp makes a little longer (a 2.4999 s GOP is a 2.5 s one).
+		margin := seg.dur / time.Duration(2*max(seg.frames, 1))
+		s.td = max(int(math.Round(s.m.cfg.TargetDuration.Seconds())), int(math.Round((seg.dur + margin).Seconds())), 1)
 	} else if int(math.Round(seg.dur.Seconds())) > s.td {
 		s.log.Warn("segment longer than target duration: keyframe interval too long",
 			"msn", seg.msn, "duration", seg.dur, "target", s.td)

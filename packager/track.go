@@ -21,7 +21,6 @@ import (
 // gap or an overlap into the fMP4 timeline.
 const jumpThreshold = time.Second
 
-
 // sample is one access unit placed on the stream's media timeline.
 type sample struct {
 	*fmp4.Sample
@@ -49,11 +48,15 @@ type track struct {
 	started bool
 	next    uint64 // decode time the next sample is expected at
 	last    *sample
-	estDur  uint32 // estimated duration of the next video frame
+	estDur  uint32    // estimated duration of the next video frame
+	recent  [4]uint32 // the last frame intervals, newest at recent[frames%4]
 	frames  int64
 }
 
 func newTrack(in *ingest.Track, id int) (*track, error) {
+	if in == nil || in.Codec == nil {
+		return nil, fmt.Errorf("%w: track without codec", ErrUnsupportedCodec)
+	}
 	t := &track{in: in, id: id, video: in.Codec.IsVideo()}
 	switch c := in.Codec.(type) {
 	case *codecs.H264, *codecs.H265, *codecs.AV1, *codecs.VP9:
@@ -71,8 +74,13 @@ func newTrack(in *ingest.Track, id int) (*track, error) {
 	return t, nil
 }
 
+// ticks converts a duration to the track timescale, rounding to the nearest
+// tick: a timestamp that came from the same clock (RTSP's 90 kHz) converts
+// back exactly, where truncating would put most frames one tick early.
 func (t *track) ticks(d time.Duration) int64 {
-	return int64(d) / int64(time.Microsecond) * int64(t.timescale) / 1e6
+	sec, ns := int64(d/time.Second), int64(d%time.Second)
+	ts := int64(t.timescale)
+	return sec*ts + (ns*ts+sign(ns)*int64(time.Second)/2)/int64(time.Second)
 }
 
 func (t *track) duration(ticks uint64) time.Duration {
@@ -162,14 +170,27 @@ func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample,
 			}
 		}
 		if t.last != nil && actual > int64(t.last.dts) {
-			t.estDur = uint32(actual - int64(t.last.dts))
+			// The estimate is the shortest recent interval: an estimate
+			// longer than the real interval would put the next frame's
+			// decode time after its PTS when this frame ends a part
+			// (millisecond timestamps alternate 33, 33, 34 ms at 30 fps).
+			t.recent[t.frames%int64(len(t.recent))] = uint32(actual - int64(t.last.dts))
+			t.estDur = 0
+			for _, d := range t.recent {
+				if d > 0 && (t.estDur == 0 || d < t.estDur) {
+					t.estDur = d
+				}
+			}
 		}
 		if t.estDur == 0 {
 			t.estDur = t.timescale / 30
 		}
 		s.Duration = t.estDur
 		pts := t.ticks(u.PTS - t.shift - origin + mediaBase)
-		s.PTSOffset = int32(pts - int64(dts))
+		// A composition offset is never negative (PTS >= DTS): should an
+		// irregular frame rate still defeat the estimate, this frame is
+		// shown at its decode time, late by the estimate's error.
+		s.PTSOffset = int32(max(pts-int64(dts), 0))
 	} else {
 		// Audio timestamps from RTMP are rounded to the millisecond: keep the
 		// exact sample-count timeline, unless the publisher left a gap of

@@ -1,0 +1,129 @@
+package packager
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// BenchmarkWriteUnit feeds a 30 fps H.264 + AAC stream (about 47 audio
+// frames a second) through a publication; an op is one WriteUnit.
+func BenchmarkWriteUnit(b *testing.B) {
+	m := New(Config{}, nil)
+	defer m.Close()
+	sy, info := newSynth(b)
+	pub, err := m.Publish(info)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The units of one GOP, sent again and again with later timestamps.
+	key := [][]byte{testSPS, testPPS, make([]byte, 20000)}
+	key[2][0] = 0x65
+	inter := [][]byte{make([]byte, 4000)}
+	inter[0][0] = 0x41
+	frame := make([]byte, 300)
+	var units []ingest.Unit
+	audioNext := time.Duration(0)
+	for i := range sy.gop {
+		dts := sy.frameTime(i)
+		for audioNext <= dts {
+			at := audioNext.Truncate(time.Millisecond)
+			units = append(units, ingest.Unit{Track: sy.audio, PTS: at, DTS: at, Frame: frame})
+			audioNext += 1024 * time.Second / 48000
+		}
+		au := inter
+		if i == 0 {
+			au = key
+		}
+		at := dts.Truncate(time.Millisecond)
+		units = append(units, ingest.Unit{Track: sy.video, PTS: at, DTS: at, AU: au})
+	}
+	gop := time.Duration(sy.gop) * time.Second / time.Duration(sy.fps)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		u := units[i%len(units)]
+		shift := time.Duration(i/len(units)) * gop
+		u.PTS += shift
+		u.DTS += shift
+		if err := pub.WriteUnit(&u); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBlockedFanout measures how long N playlist requests blocked on
+// the next part take to return once the frame that completes it is written:
+// from the start of that WriteUnit until the last of the N has its playlist.
+// It reports the median and 99th percentile over the iterations.
+func BenchmarkBlockedFanout(b *testing.B) {
+	for _, n := range []int{1, 100, 1000, 5000} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			m := New(Config{}, nil)
+			defer m.Close()
+			sy, info := newSynth(b)
+			pub, err := m.Publish(info)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sy.pub = pub
+			sy.frames(70)
+			s, _ := m.Stream("test")
+			nextPart := func() int64 {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return s.nextPart
+			}
+
+			// N viewers, each fetching the request it is handed.
+			reqs := make(chan Request)
+			var done sync.WaitGroup
+			var failed sync.Once
+			var fail error
+			for range n {
+				go func() {
+					for req := range reqs {
+						if _, err := m.Fetch(context.Background(), req); err != nil {
+							failed.Do(func() { fail = err })
+						}
+						done.Done()
+					}
+				}()
+			}
+			defer close(reqs)
+
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				l, k, _ := liveEdge(b, m)
+				done.Add(n)
+				for range n {
+					reqs <- mediaReq(l, k+1, SkipNone)
+				}
+				eventually(b, 10*time.Second, "viewers to block", func() bool { return m.Blocked() == int64(n) })
+				b.StartTimer()
+				before := nextPart()
+				var start time.Time
+				for nextPart() == before {
+					start = time.Now()
+					sy.next()
+				}
+				done.Wait()
+				lat = append(lat, time.Since(start))
+			}
+			b.StopTimer()
+			if fail != nil {
+				b.Fatal(fail)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
