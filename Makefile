@@ -19,14 +19,21 @@ build:
 test: deps vet fmt-check
 	$(GO) test -race -count=1 ./...
 
-## deps: install ffmpeg (the OBS stand-in of the end-to-end tests) when missing and root
+## deps: install what the end-to-end tests need beyond Go when missing and root: ffmpeg (the OBS
+## stand-in), chromium (player tests), nginx-light and varnish (CDN edge tests), nodejs (SDK tests)
 deps:
-	@if ! command -v ffmpeg >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
+	command -v varnishd >/dev/null 2>&1 || missing="$$missing varnish"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update && \
-			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y ffmpeg; \
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y $$missing; \
 		else \
-			echo "make: ffmpeg is missing; run 'make deps' as root (or apt-get install ffmpeg)" >&2; \
+			echo "make: missing$$missing; run 'make deps' as root" >&2; \
 		fi; \
 	fi
 

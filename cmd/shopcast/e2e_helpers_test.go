@@ -19,6 +19,7 @@ import (
 type server struct {
 	http string // http://127.0.0.1:PORT
 	rtmp string // rtmp://127.0.0.1:PORT
+	rtsp string // rtsp://127.0.0.1:PORT
 	log  *syncBuffer
 	stop func() error
 }
@@ -36,6 +37,7 @@ func startServer(t *testing.T, args ...string) *server {
 	case l := <-ready:
 		srv.http = "http://" + l.HTTP.String()
 		srv.rtmp = "rtmp://" + l.RTMP.String()
+		srv.rtsp = "rtsp://" + l.RTSP.String()
 	case err := <-errc:
 		cancel()
 		t.Fatalf("shopcast did not start: %v\n%s", err, srv.log)

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 type listening struct {
 	HTTP net.Addr
 	RTMP net.Addr
+	RTSP net.Addr
 }
 
 // runWith is run with the environment as lookupEnv, and ready called once
@@ -147,7 +148,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		"publish", "rtmp://"+displayAddr(rtmp.Addr())+"/live/{stream key}",
 		"play", httpScheme+"://"+displayAddr(org.Addr())+"/live/{name}/index.m3u8")
 	if ready != nil {
-		ready(listening{HTTP: org.Addr(), RTMP: rtmp.Addr()})
+		ready(listening{HTTP: org.Addr(), RTMP: rtmp.Addr(), RTSP: rtsp.Addr()})
 	}
 
 	<-ctx.Done()
