@@ -29,7 +29,14 @@ const (
 func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	s.setCORS(h)
-	name, file, ok := parseLivePath(r.URL.EscapedPath())
+	escaped, grant := r.URL.EscapedPath(), playGrant{}
+	if s.PlayAuth != nil {
+		var ok bool
+		if escaped, grant, ok = s.PlayAuth.authorize(w, r); !ok {
+			return // answered 403
+		}
+	}
+	name, file, ok := parseLivePath(escaped)
 	if !ok {
 		fail(w, http.StatusNotFound)
 		return
@@ -67,6 +74,8 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 		fail(w, status)
 		return
 	}
+
+	resp = grant.apply(resp)
 
 	ctype := resp.ContentType
 	if ctype == "" {

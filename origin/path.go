@@ -20,6 +20,9 @@ const (
 const (
 	multiPlaylist = "index.m3u8"  // multivariant playlist
 	mediaPlaylist = "stream.m3u8" // media playlist, takes the delivery directives
+	// The legacy HLS rendition (MPEG-TS segments segN.ts, not low-latency).
+	tsMediaPlaylist = "stream_ts.m3u8"
+	tsMultiPlaylist = "index_ts.m3u8"
 )
 
 // isLivePath says whether a request belongs to the stream files: its path
@@ -64,11 +67,12 @@ func validName(s string) bool {
 }
 
 // validFile reports whether s is one of a stream's file names: index.m3u8,
-// stream.m3u8, init*.mp4, seg*.m4s or part*.m4s, where * is up to 48
-// characters of [A-Za-z0-9_.-] without "..".
+// stream.m3u8, stream_ts.m3u8, index_ts.m3u8, init*.mp4, seg*.m4s, seg*.ts
+// or part*.m4s, where * is up to 48 characters of [A-Za-z0-9_.-] without
+// "..".
 func validFile(s string) bool {
 	switch s {
-	case multiPlaylist, mediaPlaylist:
+	case multiPlaylist, mediaPlaylist, tsMediaPlaylist, tsMultiPlaylist:
 		return true
 	}
 	var infix string
@@ -77,6 +81,8 @@ func validFile(s string) bool {
 		infix = s[len("init") : len(s)-len(".mp4")]
 	case strings.HasPrefix(s, "seg") && strings.HasSuffix(s, ".m4s"):
 		infix = s[len("seg") : len(s)-len(".m4s")]
+	case strings.HasPrefix(s, "seg") && strings.HasSuffix(s, ".ts"):
+		infix = s[len("seg") : len(s)-len(".ts")]
 	case strings.HasPrefix(s, "part") && strings.HasSuffix(s, ".m4s"):
 		infix = s[len("part") : len(s)-len(".m4s")]
 	default:

@@ -55,6 +55,14 @@ type Server struct {
 	// MaxHeaderBytes caps the size of request headers. It defaults to 64 KiB.
 	MaxHeaderBytes int
 
+	// PlayAuth, when set, requires a signed play token on every stream file
+	// (see PlayAuth). It defaults to nil: stream files are public.
+	PlayAuth *PlayAuth
+
+	// Observer, when set, is told how each stream-file request was
+	// answered, for metrics. It defaults to nil.
+	Observer Observer
+
 	mu   sync.Mutex
 	mux  *http.ServeMux
 	srv  *http.Server
@@ -100,7 +108,7 @@ func (s *Server) Handler() http.Handler {
 		defer s.recoverPanic(r)
 		s.logAccess(w, r, func(w http.ResponseWriter, r *http.Request) {
 			if isLivePath(r) {
-				s.serveLive(w, r)
+				s.observeLive(w, r, s.serveLive)
 				return
 			}
 			mux.ServeHTTP(w, r)
@@ -140,6 +148,11 @@ func (s *Server) Start() error {
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return errors.New("origin: TLSCert and TLSKey must be set together")
+	}
+	if s.PlayAuth != nil {
+		if err := s.PlayAuth.Check(); err != nil {
+			return err
+		}
 	}
 	log := s.log()
 	srv := &http.Server{

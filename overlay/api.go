@@ -59,6 +59,9 @@ type API struct {
 	RatePerSecond float64
 	// Logger receives the API's logs. It defaults to slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told how each cue POST ended, for metrics.
+	// It defaults to nil.
+	Observer CueObserver
 
 	once sync.Once
 	mux  *http.ServeMux
@@ -111,6 +114,7 @@ func (a *API) startedAt() time.Time { return a.started }
 // ServeHTTP serves the cue API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.Start()
+	w = a.observePost(w, r)
 	w.Header().Set("Cache-Control", "no-store")
 	if !a.authorize(w, r) {
 		return

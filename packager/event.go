@@ -117,22 +117,17 @@ func (s *Stream) AddEvent(ev Event) (EventTime, error) {
 		}
 		s.mu.Lock()
 		if es.pendingNow {
-			es.pendingNow = false
-			es.media = s.lastEnd
+			s.resolve(es, s.lastEnd)
 		}
 	case ev.Now:
-		es.media = s.lastEnd
 		s.events = append(s.events, es)
+		s.resolve(es, s.lastEnd)
 	case ev.Time >= 0:
-		es.media = ev.Time
 		s.events = append(s.events, es)
+		s.resolve(es, ev.Time)
 	default:
-		es.media = s.wallToMedia(ev.Wall)
 		s.events = append(s.events, es)
-	}
-	es.wall = s.mediaToWall(es.media)
-	if ev.Duration > 0 {
-		es.end = es.media + ev.Duration
+		s.resolve(es, s.wallToMedia(ev.Wall))
 	}
 	s.notify()
 	return EventTime{Media: es.media, Wall: es.wall}, nil
@@ -172,10 +167,23 @@ func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]by
 func (s *Stream) resolveNow(media time.Duration) {
 	for _, es := range s.events {
 		if es.pendingNow {
-			es.pendingNow = false
-			es.media = media
+			s.resolve(es, media)
 			close(es.resolved)
 		}
+	}
+}
+
+// resolve fixes where an event starts: its media time, its program
+// date-time and its end. It runs under s.mu before anything renders the
+// event: a "now" event becomes visible to playlists when the frame that
+// resolves it is published, which can be before AddEvent wakes up, so its
+// START-DATE and end must be known here. Called with s.mu held.
+func (s *Stream) resolve(es *eventState, media time.Duration) {
+	es.pendingNow = false
+	es.media = media
+	es.wall = s.mediaToWall(media)
+	if es.ev.Duration > 0 {
+		es.end = media + es.ev.Duration
 	}
 }
 

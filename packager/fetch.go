@@ -23,6 +23,8 @@ func (s *Stream) waitFor(ctx context.Context, cond func() bool) error {
 		return err
 	}
 	defer release()
+	s.stats.blocked.Add(1)
+	defer s.stats.blocked.Add(-1)
 	timer := time.NewTimer(3 * s.tdDuration())
 	defer timer.Stop()
 	return s.wait(ctx, timer.C, cond)

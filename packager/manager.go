@@ -124,6 +124,7 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 		s = newStream(m, info.Name)
 		ended.mu.Lock()
 		s.nextMSN, s.nextPart, s.pubSeq, s.discNum = ended.nextMSN, ended.nextPart, ended.pubSeq, ended.discNum
+		s.stats = ended.stats
 		ended.mu.Unlock()
 	}
 	if s == nil {
@@ -202,6 +203,8 @@ func (m *Manager) Fetch(ctx context.Context, req Request) (*Response, error) {
 		return nil, ErrNotFound
 	}
 	switch f := req.File; {
+	case isTSFile(f):
+		return s.fetchTS(ctx, f)
 	case f == "index.m3u8":
 		return s.fetchMultivariant(ctx)
 	case f == "stream.m3u8":

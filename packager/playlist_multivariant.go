@@ -25,8 +25,7 @@ func codecString(c codecs.Codec) string {
 	case *codecs.AV1:
 		hc = &hlscodecs.AV1{SequenceHeader: c.SequenceHeader}
 	case *codecs.VP9:
-		hc = &hlscodecs.VP9{Width: c.Width, Height: c.Height, Profile: c.Profile, BitDepth: c.BitDepth,
-			ChromaSubsampling: c.ChromaSubsampling, ColorRange: c.ColorRange}
+		return vp9CodecString(c) // the level as the init segment's vpcC declares it
 	case *codecs.MPEG4Audio:
 		hc = &hlscodecs.MPEG4Audio{Config: c.Config}
 	case *codecs.Opus:

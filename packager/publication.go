@@ -45,6 +45,8 @@ type publication struct {
 	sinceKey int // lead frames since the last keyframe
 	gopLen   int // lead frames in the last complete GOP
 
+	unitAt time.Time // when the unit being written reached WriteUnit, for the lag metric
+
 	done       bool
 	superseded bool
 }
@@ -75,14 +77,16 @@ func newPublication(s *Stream, info ingest.PublishInfo, initName string) (*publi
 	for _, t := range p.order {
 		p.init.codecs = append(p.init.codecs, t.in.Codec)
 	}
+	setVP9Level(p.init.body, p.init.codecs)
 	return p, nil
 }
 
 // WriteUnit implements ingest.Publication.
 func (p *publication) WriteUnit(u *ingest.Unit) error {
-	s := p.s
+	s, at := p.s, time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	p.unitAt = at
 	if p.superseded {
 		return ErrSuperseded
 	}
@@ -102,6 +106,7 @@ func (p *publication) WriteUnit(u *ingest.Unit) error {
 		!t.video && len(u.Frame) == 0 {
 		return fmt.Errorf("track %d: empty access unit or NAL unit", u.Track.ID)
 	}
+	s.stats.unit(t.video, u)
 	if !p.started {
 		// Playback starts on the lead track's first keyframe; earlier units
 		// cannot be decoded and are dropped.
@@ -214,6 +219,7 @@ func (p *publication) closePart() error {
 	if err := fp.Marshal(&buf); err != nil {
 		return fmt.Errorf("part: %w", err)
 	}
+	s.ts.writePart(s, p, fp.Tracks, start, end, len(s.open.parts) == 0)
 	pa := &part{
 		n:           s.nextPart,
 		index:       len(s.open.parts),
@@ -224,11 +230,13 @@ func (p *publication) closePart() error {
 	}
 	p.partLen = 0
 	s.addPart(pa)
+	s.stats.part(p.unitAt)
 	return nil
 }
 
 // flush publishes whatever the publisher sent last, ending the open segment.
 func (p *publication) flush() {
+	p.unitAt = time.Time{} // no unit completes this part: no lag to measure
 	_ = p.closePart()
 	p.s.closeSegment()
 }
@@ -249,6 +257,7 @@ func (p *publication) Close() {
 	s := p.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stats.disconnect(p.done)
 	if p.done || p.superseded {
 		p.done = true
 		return

@@ -55,8 +55,10 @@ type Stream struct {
 	// audio may run ahead of the video that sets lastEnd.
 	tracksEnd time.Duration
 	openedAt  time.Time
+	stats     *streamStats // counters for metrics (stats.go)
 
 	eventTimeline
+	ts tsRendition // the legacy MPEG-TS rendition (ts_segment.go)
 }
 
 type rendered struct {
@@ -74,6 +76,7 @@ func newStream(m *Manager, name string) *Stream {
 		parts:   map[int64]*part{},
 		inits:   map[string]*initFile{},
 		version: 1,
+		stats:   &streamStats{},
 	}
 }
 
@@ -99,6 +102,7 @@ func (s *Stream) attach(info ingest.PublishInfo) (*publication, error) {
 		return nil, err
 	}
 	s.pubSeq++
+	s.stats.publishes.Add(1)
 	if old := s.pub; old != nil {
 		old.flush()
 		old.superseded = true
@@ -219,6 +223,7 @@ func (s *Stream) closeSegment() {
 	seg.size = n
 	seg.complete = true
 	seg.at = time.Now()
+	s.stats.segments.Add(1)
 	if s.td == 0 {
 		// EXT-X-TARGETDURATION must not change (RFC 8216bis 4.4.3.1): it is
 		// fixed when the first segment shows the publisher's GOP. Half a
@@ -232,6 +237,7 @@ func (s *Stream) closeSegment() {
 	}
 	s.segs = append(s.segs, seg)
 	s.trim()
+	s.ts.closeSegment(s, seg)
 	s.notify()
 }
 

@@ -197,6 +197,12 @@ func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample,
 		// more than half a frame.
 		s.Duration = t.audioDuration(u)
 		if d := actual - int64(dts); d > int64(s.Duration)/2 {
+			// A trun has no per-sample decode times: while the previous
+			// frame's part is open, it lasts until this frame, or the gap
+			// would vanish and this frame would play early.
+			if t.last != nil && !t.last.sealed {
+				t.last.Duration += uint32(d)
+			}
 			dts = uint64(actual)
 		}
 		if s.Duration == 0 {

@@ -1,7 +1,7 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest]
 package main
 
 import (
@@ -22,7 +22,7 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	flag.Parse()
 	if *short {
@@ -61,6 +61,28 @@ func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []stri
 		r, err := bench.Viewers(ctx, bench.ViewersConfig{FLV: flv, Viewers: viewers, Duration: d})
 		if err != nil {
 			return fmt.Errorf("viewers: %w", err)
+		}
+		fmt.Println(r)
+		fmt.Println("  load average after:", bench.LoadAvg())
+	}
+	if slices.Contains(run, "ingest") {
+		fixture, err := bench.IngestFixture(ctx)
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		fmt.Println("ingest: one publisher, ffmpeg -re -stream_loop -1 -c copy", fixture, "(a separate process); server in-process")
+		rs, err := bench.Ingest(ctx, bench.IngestConfig{FLV: fixture, Duration: d})
+		for _, r := range rs {
+			fmt.Println(" ", r)
+		}
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+	}
+	if slices.Contains(run, "cues") {
+		r, err := bench.Cues(ctx, bench.CuesConfig{FLV: flv, Duration: d})
+		if err != nil {
+			return fmt.Errorf("cues: %w", err)
 		}
 		fmt.Println(r)
 		fmt.Println("  load average after:", bench.LoadAvg())

@@ -27,6 +27,11 @@ type Config struct {
 	RTMP string
 	// RTSP is the listen address of the RTSP ingest. It defaults to ":8554".
 	RTSP string
+	// RTSPUDPRTP and RTSPUDPRTCP are the UDP ports of RTSP publishers that
+	// use UDP transport: RTP on an even port, RTCP on the next one. Empty
+	// turns UDP off (TCP only). They default to ":8000" and ":8001".
+	RTSPUDPRTP  string
+	RTSPUDPRTCP string
 	// TLSCert and TLSKey are PEM files; when both are set the origin serves
 	// HTTPS with HTTP/2. They default to "" (cleartext HTTP/1.1 and h2c).
 	TLSCert string
@@ -150,6 +155,10 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 	{name: "publish_auth", usage: "only publish_keys may publish; otherwise the stream key is the public name",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.PublishAuth) }},
+	{name: "rtsp_udp_rtp", arg: "ADDR", usage: "UDP address for RTSP publishers' RTP (even port); empty: TCP only",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSPUDPRTP) }},
+	{name: "rtsp_udp_rtcp", arg: "ADDR", usage: "UDP address for RTSP publishers' RTCP (the RTP port + 1)",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSPUDPRTCP) }},
 	{name: "cue_store", arg: "FILE", usage: "embedded cue database (bbolt), created when missing",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueStore) }},
 	{name: "cue_token", noFlag: true, usage: "bearer token of the cue API; empty: loopback clients only; never a flag, never logged",
@@ -320,6 +329,7 @@ func (c *Config) validate() error {
 	check(c.MaxCueBytes > 0, "max_cue_bytes: %d is not positive", c.MaxCueBytes)
 	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
 	check(c.CueStore != "", "cue_store: empty")
+	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
 	return errors.Join(errs...)
 }

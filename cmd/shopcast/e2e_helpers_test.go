@@ -30,7 +30,7 @@ func startServer(t *testing.T, args ...string) *server {
 	srv := &server{log: &syncBuffer{}}
 	ready := make(chan listening, 1)
 	errc := make(chan error, 1)
-	all := append([]string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-cue_store", t.TempDir() + "/cues.db"}, args...)
+	all := append([]string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}, args...)
 	noEnv := func(string) (string, bool) { return "", false }
 	go func() { errc <- runWith(ctx, all, srv.log, noEnv, func(l listening) { ready <- l }) }()
 	select {

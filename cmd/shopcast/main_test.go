@@ -38,7 +38,7 @@ func startRun(t *testing.T, args []string, env envMap) (listening, func() error,
 	logs := &syncBuffer{}
 	ready := make(chan listening, 1)
 	done := make(chan error, 1)
-	args = append([]string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-cue_store", t.TempDir() + "/cues.db"}, args...)
+	args = append([]string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}, args...)
 	go func() {
 		done <- runWith(ctx, args, logs, env.lookup, func(l listening) { ready <- l })
 	}()
@@ -141,7 +141,7 @@ func TestRunBindError(t *testing.T) {
 
 	var logs syncBuffer
 	err = runWith(context.Background(),
-		[]string{"-http", busy.Addr().String(), "-rtmp", rtmpAddr, "-cue_store", t.TempDir() + "/cues.db"}, &logs, envMap{}.lookup, nil)
+		[]string{"-http", busy.Addr().String(), "-rtmp", rtmpAddr, "-rtsp", "127.0.0.1:0", "-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}, &logs, envMap{}.lookup, nil)
 	if err == nil {
 		t.Fatal("run succeeded on a busy port")
 	}

@@ -44,15 +44,17 @@ func checkPublishNames(keys map[string]string) error {
 }
 
 // newRTSPServer builds the RTSP ingest (ANNOUNCE/RECORD at
-// rtsp://HOST:8554/live/KEY, TCP transport) with the same stream-key rules
+// rtsp://HOST:8554/live/KEY, TCP and UDP transports) with the same stream-key rules
 // and registry as RTMP.
 func newRTSPServer(cfg Config, sink ingest.Sink, reg *ingest.Registry, log *slog.Logger) ingestServer {
 	return &ingest.RTSPServer{
-		Address:     cfg.RTSP,
-		Sink:        sink,
-		Auth:        &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys},
-		Registry:    reg,
-		Logger:      log,
-		ReadTimeout: cfg.RTMPReadTimeout,
+		Address:        cfg.RTSP,
+		UDPRTPAddress:  cfg.RTSPUDPRTP,
+		UDPRTCPAddress: cfg.RTSPUDPRTCP,
+		Sink:           sink,
+		Auth:           &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys},
+		Registry:       reg,
+		Logger:         log,
+		ReadTimeout:    cfg.RTMPReadTimeout,
 	}
 }

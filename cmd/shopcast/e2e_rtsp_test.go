@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+)
+
+// TestE2ERTSPFFmpeg publishes with real ffmpeg over RTSP (TCP interleaved),
+// as hardware encoders and GStreamer pipelines do, into the running server,
+// and reads the LL-HLS output with gohlslib's Client: CODECS and the init
+// segment's sample entries name the codecs ffmpeg sent, every frame is in
+// the segments, and the PTS gohlslib reads advance a frame at a time.
+func TestE2ERTSPFFmpeg(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatal("ffmpeg is required (make test installs it)")
+	}
+	for _, tc := range []struct {
+		name    string
+		video   []string
+		codecs  []string // CODECS prefixes, video first
+		entries []string // init segment sample entries
+	}{
+		{"H264+AAC", []string{"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high"},
+			[]string{"avc1.64", "mp4a.40.2"}, []string{"avc1", "mp4a"}},
+		{"H265+AAC", []string{"-c:v", "libx265", "-preset", "veryfast", "-tune", "zerolatency", "-x265-params", "log-level=error"},
+			[]string{"hvc1.1.6.", "mp4a.40.2"}, []string{"hvc1", "mp4a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, "-grace_period", "1s", "-ended_linger", "10s")
+			name := strings.ToLower(strings.ReplaceAll(tc.name, "+", "-"))
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			args := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+				"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+				"-t", "6"}
+			args = append(args, tc.video...)
+			args = append(args, "-pix_fmt", "yuv420p", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "800k",
+				"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2",
+				"-f", "rtsp", "-rtsp_transport", "tcp", srv.rtsp+"/live/"+name)
+			cmd := exec.CommandContext(ctx, ffmpeg, args...)
+			out := &strings.Builder{}
+			cmd.Stderr = out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			base := srv.http + "/live/" + name + "/"
+			waitFor(t, 20*time.Second, "the stream to appear", func() bool {
+				code, _, _ := get(t, base+"index.m3u8")
+				return code == 200
+			})
+
+			_, mv, _ := get(t, base+"index.m3u8")
+			cs := strings.Split(strings.Trim(strings.TrimPrefix(codecsAttr(string(mv)), "CODECS="), `"`), ",")
+			if len(cs) != len(tc.codecs) {
+				t.Errorf("CODECS %v, want %v", cs, tc.codecs)
+			} else {
+				for i := range cs {
+					if !strings.HasPrefix(cs[i], tc.codecs[i]) {
+						t.Errorf("CODECS %v, want %v", cs, tc.codecs)
+					}
+				}
+			}
+			if !strings.Contains(string(mv), "RESOLUTION=640x360") {
+				t.Errorf("multivariant playlist lacks RESOLUTION=640x360:\n%s", mv)
+			}
+			_, media, _ := get(t, base+"stream.m3u8")
+			for _, line := range strings.Split(string(media), "\n") {
+				if !strings.HasPrefix(line, "#EXT-X-MAP:URI=") {
+					continue
+				}
+				_, body, _ := get(t, base+strings.Trim(strings.TrimPrefix(line, "#EXT-X-MAP:URI="), `"`))
+				mf, err := mp4.DecodeFile(bytes.NewReader(body))
+				if err != nil || mf.Init == nil {
+					t.Fatalf("mp4ff cannot decode the init segment: %v", err)
+				}
+				var entries []string
+				for _, trak := range mf.Init.Moov.Traks {
+					entries = append(entries, trak.Mdia.Minf.Stbl.Stsd.Children[0].Type())
+				}
+				if !slices.Equal(entries, tc.entries) {
+					t.Errorf("init segment sample entries %v, want %v", entries, tc.entries)
+				}
+				break
+			}
+
+			checker := newPlaylistChecker(t, base)
+			checker.strictTfdt = true
+			checkDone := make(chan struct{})
+			go func() { defer close(checkDone); checker.run(ctx) }()
+			ident := func(au [][]byte) [][]byte { return au }
+			r := readHLSCodecs(t, base+"index.m3u8", ident, 40*time.Second)
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("ffmpeg: %v\n%s", err, out)
+			}
+			<-checkDone
+			for _, e := range checker.errs {
+				t.Error(e)
+			}
+			if !checker.ended {
+				t.Error("the playlist never got EXT-X-ENDLIST")
+			}
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			// 6 s at 30 fps: every frame in the segments. Without B-frames
+			// (zerolatency) the PTS gohlslib reads rise a frame at a time.
+			if checker.videoSamples != 180 {
+				t.Errorf("video samples in segments: %d, ffmpeg sent 180", checker.videoSamples)
+			}
+			if len(r.video) < 30 || len(r.audio) < 50 {
+				t.Fatalf("gohlslib read %d video AUs and %d AAC frames", len(r.video), len(r.audio))
+			}
+			for i := 1; i < len(r.video); i++ {
+				if d := r.video[i].pts - r.video[i-1].pts; d < 2990 || d > 3010 {
+					t.Fatalf("video AU %d: PTS step %d, want 3000 (30 fps)", i, d)
+				}
+			}
+			for i := 1; i < len(r.audio); i++ {
+				if d := r.audio[i].pts - r.audio[i-1].pts; d != 1024 {
+					t.Fatalf("AAC frame %d: PTS step %d, want 1024", i, d)
+				}
+			}
+			t.Logf("%s over RTSP/TCP: %d video AUs, %d AAC frames read, %s", tc.name, len(r.video), len(r.audio), codecsAttr(string(mv)))
+		})
+	}
+}

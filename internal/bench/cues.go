@@ -1,0 +1,467 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/packager"
+)
+
+// CuesConfig sets up Cues.
+type CuesConfig struct {
+	// FLV is the file the publisher loops. It is required.
+	FLV string
+	// Cues is how many cues the cue-to-viewer figure posts, one at a time,
+	// 150 to 450 ms apart. It defaults to 100.
+	Cues int
+	// Rate is the cues per second of the load run. It defaults to 50 (the
+	// API's default limit).
+	Rate int
+	// Duration is how long each publish-to-deliverable run (without cues,
+	// then with Rate cues/s) measures. It defaults to 60s.
+	Duration time.Duration
+}
+
+// CuesResult is the outcome of Cues.
+type CuesResult struct {
+	Source string
+	// PartTarget is the packager's PART-TARGET; PartDur the median length of
+	// the parts the viewer got.
+	PartTarget, PartDur time.Duration
+	// ToPlaylist is, per cue, from the POST's 201 being read to a blocked
+	// viewer holding the first playlist with the cue's EXT-X-DATERANGE;
+	// ToPart to the viewer holding the part with the cue's emsg. Negative
+	// when the viewer had it before the producer read the 201.
+	ToPlaylist, ToPart Dist
+	// Missed counts cues the viewer never saw (either form).
+	Missed int
+	// Baseline and Loaded are publish-to-deliverable without cues and with
+	// Rate cues/s posted during the run.
+	Baseline, Loaded Dist
+	// Posted and Refused count the load run's POSTs answered 201 and
+	// otherwise; PostTime is their round trip.
+	Posted, Refused int
+	PostTime        Dist
+	Rate            int
+	Duration        time.Duration
+}
+
+func (r *CuesResult) String() string {
+	return fmt.Sprintf("cue-to-viewer (%s), PART-TARGET %s, parts %s\n"+
+		"  201 -> playlist with the DATERANGE  %s\n"+
+		"  201 -> part with the emsg           %s\n"+
+		"  cues missed %d\n"+
+		"publish-to-deliverable, %s each\n"+
+		"  no cues        %s\n"+
+		"  %d cues/s      %s\n"+
+		"  p99 difference %s, p50 difference %s\n"+
+		"  POSTs 201 %d, refused %d, round trip %s",
+		r.Source, ms(r.PartTarget), ms(r.PartDur), r.ToPlaylist, r.ToPart, r.Missed,
+		r.Duration, r.Baseline, r.Rate, r.Loaded,
+		ms(r.Loaded.P99-r.Baseline.P99), ms(r.Loaded.P50-r.Baseline.P50),
+		r.Posted, r.Refused, r.PostTime)
+}
+
+// cueServer is server with the cue API at /api/v1/ and its bbolt store.
+type cueServer struct {
+	*server
+	store *overlay.Store
+	dir   string
+}
+
+func startCueServer() (*cueServer, error) {
+	discard := slog.New(slog.DiscardHandler)
+	dir, err := os.MkdirTemp("", "shopcast-bench-cues")
+	if err != nil {
+		return nil, err
+	}
+	store, err := overlay.OpenStore(filepath.Join(dir, "cues.db"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	api := &overlay.API{Store: store, Logger: discard}
+	s := &server{pkg: packager.New(packager.Config{OnStreamStart: api.StreamStarted}, discard)}
+	api.Timeline = s.pkg
+	api.Start()
+	cs := &cueServer{server: s, store: store, dir: dir}
+	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
+	if err := s.rtmp.Start(); err != nil {
+		cs.closeStore()
+		return nil, err
+	}
+	s.origin = &origin.Server{Address: "127.0.0.1:0", Source: s.pkg, Logger: discard}
+	s.origin.Handle("/api/v1/", api)
+	if err := s.origin.Start(); err != nil {
+		s.rtmp.Close()
+		cs.closeStore()
+		return nil, err
+	}
+	return cs, nil
+}
+
+func (cs *cueServer) closeStore() {
+	_ = cs.store.Close()
+	_ = os.RemoveAll(cs.dir)
+}
+
+func (cs *cueServer) close() {
+	cs.server.close()
+	cs.closeStore()
+}
+
+func (cs *cueServer) cuesURL() string {
+	return fmt.Sprintf("http://%s/api/v1/streams/%s/cues", cs.origin.Addr(), streamName)
+}
+
+// postCue posts a product cue at "now" lasting durMs and returns when the
+// 201 (all of it) was read.
+func postCue(ctx context.Context, c *http.Client, url, id string, durMs int) (time.Time, error) {
+	body := fmt.Sprintf(`{"v":1,"id":%q,"type":"product","product":{"sku":"SKU-%s","title":"Bench product",`+
+		`"price":{"amount":"9.99","currency":"EUR"},"image_url":"https://cdn.example.com/p.jpg",`+
+		`"url":"https://shop.example.com/p"},"at":"now","duration_ms":%d}`, id, id, durMs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(body)))
+	if err != nil {
+		return time.Time{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return time.Time{}, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	at := time.Now()
+	if err != nil {
+		return at, err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return at, fmt.Errorf("%w %d: %s", errStatus, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return at, nil
+}
+
+// Cues measures what product cues cost viewers: how long after the
+// producer's 201 a blocked viewer holds the cue, and whether 50 cues/s move
+// publish-to-deliverable.
+func Cues(ctx context.Context, cfg CuesConfig) (*CuesResult, error) {
+	if cfg.Cues <= 0 {
+		cfg.Cues = 100
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 50
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 60 * time.Second
+	}
+	src, err := loadSource(cfg.FLV)
+	if err != nil {
+		return nil, err
+	}
+	res := &CuesResult{Source: src.desc, Rate: cfg.Rate, Duration: cfg.Duration}
+	if err := cueToViewer(ctx, src, cfg.Cues, res); err != nil {
+		return nil, fmt.Errorf("cue-to-viewer: %w", err)
+	}
+	if res.Baseline, _, err = deliverableUnderCues(ctx, src, cfg.Duration, 0); err != nil {
+		return nil, fmt.Errorf("no cues: %w", err)
+	}
+	var load *cueLoad
+	if res.Loaded, load, err = deliverableUnderCues(ctx, src, cfg.Duration, cfg.Rate); err != nil {
+		return nil, fmt.Errorf("%d cues/s: %w", cfg.Rate, err)
+	}
+	res.Posted, res.Refused, res.PostTime = load.posted, load.refused, dist(load.rtt)
+	return res, nil
+}
+
+// cueIDs finds the cue ids in a playlist's DATERANGEs or a part's emsgs
+// (the ID3 TXXX value is the cue JSON, in the clear).
+var (
+	dateRangeID = regexp.MustCompile(`#EXT-X-DATERANGE:ID="(c\d+)"`)
+	emsgCueID   = regexp.MustCompile(`\{"v":1,"id":"(c\d+)","type"`)
+)
+
+// cueToViewer posts n cues at "now" while one viewer follows the live
+// edge, and records when the viewer first held each cue.
+func cueToViewer(ctx context.Context, src *source, n int, res *CuesResult) error {
+	srv, err := startCueServer()
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- publish(ctx, srv.publishURL(), src, nil) }()
+	client := newHTTPClient(4)
+	if err := waitReady(ctx, client, srv.baseURL()); err != nil {
+		return errors.Join(err, drainErr(pubErr))
+	}
+
+	var mu sync.Mutex
+	inPlaylist := map[string]time.Time{}
+	inPart := map[string]time.Time{}
+	var partDurs []time.Duration
+	var partTarget time.Duration
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		followCues(fctx, client, srv.baseURL(), func(pl []byte, at time.Time) {
+			mu.Lock()
+			if m := partTargetRe.FindSubmatch(pl); m != nil {
+				if v, err := strconv.ParseFloat(string(m[1]), 64); err == nil {
+					partTarget = time.Duration(v * float64(time.Second))
+				}
+			}
+			for _, m := range dateRangeID.FindAllSubmatch(pl, -1) {
+				if _, ok := inPlaylist[string(m[1])]; !ok {
+					inPlaylist[string(m[1])] = at
+				}
+			}
+			mu.Unlock()
+		}, func(part []byte, dur time.Duration, at time.Time) {
+			mu.Lock()
+			for _, m := range emsgCueID.FindAllSubmatch(part, -1) {
+				if _, ok := inPart[string(m[1])]; !ok {
+					inPart[string(m[1])] = at
+				}
+			}
+			partDurs = append(partDurs, dur)
+			mu.Unlock()
+		})
+	}()
+
+	posted := map[string]time.Time{}
+	for i := range n {
+		// Posts fall anywhere in a part: the wait for the part's end is
+		// part of the figure.
+		wait := time.Duration(150+rand.IntN(300)) * time.Millisecond
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		id := fmt.Sprintf("c%d", i)
+		at, err := postCue(ctx, client, srv.cuesURL(), id, 500)
+		if err != nil {
+			return fmt.Errorf("POST %s: %w", id, err)
+		}
+		posted[id] = at
+	}
+	// The last cue's part: one more part duration, with a margin.
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+	}
+	stopFollow()
+	<-followed
+	cancel()
+	if err := drainErr(pubErr); err != nil {
+		return err
+	}
+
+	var toPl, toPart []time.Duration
+	for id, at := range posted {
+		p, okP := inPlaylist[id]
+		q, okQ := inPart[id]
+		if !okP || !okQ {
+			res.Missed++
+		}
+		if okP {
+			toPl = append(toPl, p.Sub(at))
+		}
+		if okQ {
+			toPart = append(toPart, q.Sub(at))
+		}
+	}
+	res.ToPlaylist, res.ToPart = dist(toPl), dist(toPart)
+	res.PartDur = dist(partDurs).P50
+	res.PartTarget = partTarget
+	return nil
+}
+
+var (
+	partDuration = regexp.MustCompile(`#EXT-X-PART:DURATION=([0-9.]+),URI="part(\d+)\.m4s"`)
+	partTargetRe = regexp.MustCompile(`#EXT-X-PART-INF:PART-TARGET=([0-9.]+)`)
+)
+
+// followCues is a viewer of the live edge that hands every playlist and
+// every new part, with the time it held all of it, to the callbacks.
+func followCues(ctx context.Context, c *http.Client, base string,
+	onPlaylist func(pl []byte, at time.Time), onPart func(part []byte, dur time.Duration, at time.Time)) {
+	var plBuf, partBuf []byte
+	var cur partPos
+	want := partPos{msn: -1}
+	for ctx.Err() == nil {
+		url := base + "stream.m3u8"
+		if want.msn >= 0 {
+			url += fmt.Sprintf("?_HLS_msn=%d&_HLS_part=%d", want.msn, want.idx)
+		}
+		if err := get(ctx, c, url, &plBuf); err != nil {
+			continue
+		}
+		onPlaylist(plBuf, time.Now())
+		pl, err := parsePlaylist(plBuf)
+		if err != nil {
+			continue
+		}
+		durs := map[int64]time.Duration{}
+		for _, m := range partDuration.FindAllSubmatch(plBuf, -1) {
+			d, _ := strconv.ParseFloat(string(m[1]), 64)
+			n, _ := strconv.ParseInt(string(m[2]), 10, 64)
+			durs[n] = time.Duration(d * float64(time.Second))
+		}
+		if want.msn < 0 {
+			cur = pl.parts[len(pl.parts)-1]
+		}
+		for _, p := range pl.parts {
+			if p.n <= cur.n && want.msn >= 0 {
+				continue
+			}
+			if want.msn < 0 {
+				break
+			}
+			if err := get(ctx, c, base+fmt.Sprintf("part%d.m4s", p.n), &partBuf); err != nil {
+				break
+			}
+			onPart(partBuf, durs[p.n], time.Now())
+			cur = p
+		}
+		want = partPos{msn: cur.msn, idx: cur.idx + 1}
+		if pl.lastSeg >= cur.msn {
+			// The segment ended with the part we have.
+			want = partPos{msn: cur.msn + 1}
+		}
+	}
+}
+
+// cueLoad is what the cue posters of a load run did.
+type cueLoad struct {
+	mu              sync.Mutex
+	posted, refused int
+	rtt             []time.Duration
+}
+
+// deliverableUnderCues measures publish-to-deliverable as
+// PublishToDeliverable does, on a server with the cue API, while rate
+// cues/s (none if 0) are posted to the stream, each lasting a second.
+func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rate int) (Dist, *cueLoad, error) {
+	srv, err := startCueServer()
+	if err != nil {
+		return Dist{}, nil, err
+	}
+	defer srv.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var log sendLog
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- publish(ctx, srv.publishURL(), src, &log) }()
+	client := newHTTPClient(2)
+	if err := waitReady(ctx, client, srv.baseURL()); err != nil {
+		return Dist{}, nil, errors.Join(err, drainErr(pubErr))
+	}
+	var initBody, plBody []byte
+	if err := get(ctx, client, srv.baseURL()+"stream.m3u8", &plBody); err != nil {
+		return Dist{}, nil, err
+	}
+	pl, err := parsePlaylist(plBody)
+	if err != nil {
+		return Dist{}, nil, err
+	}
+	if err := get(ctx, client, srv.baseURL()+pl.initURI, &initBody); err != nil {
+		return Dist{}, nil, err
+	}
+	vt, err := parseInit(initBody)
+	if err != nil {
+		return Dist{}, nil, err
+	}
+
+	runCtx, stop := context.WithTimeout(ctx, d)
+	defer stop()
+	load := &cueLoad{}
+	var posters sync.WaitGroup
+	if rate > 0 {
+		// A "now" POST waits for the next frame (up to a frame interval):
+		// several producers keep the rate.
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		jobs := make(chan int)
+		apiClient := newHTTPClient(8)
+		for range 8 {
+			posters.Go(func() {
+				for i := range jobs {
+					t0 := time.Now()
+					_, err := postCue(runCtx, apiClient, srv.cuesURL(), fmt.Sprintf("l%d", i), 1000)
+					load.mu.Lock()
+					if err != nil {
+						if runCtx.Err() == nil {
+							load.refused++
+						}
+					} else {
+						load.posted++
+						load.rtt = append(load.rtt, time.Since(t0))
+					}
+					load.mu.Unlock()
+				}
+			})
+		}
+		posters.Go(func() {
+			defer close(jobs)
+			for i := 0; ; i++ {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-tick.C:
+				}
+				select {
+				case jobs <- i:
+				case <-runCtx.Done():
+					return
+				}
+			}
+		})
+	}
+	v := &viewer{c: client, base: srv.baseURL(), keep: true}
+	var got []receivedPart
+	v.run(runCtx, func(n int64, body []byte, _ int64, at time.Time) {
+		got = append(got, receivedPart{n: n, body: bytes.Clone(body), at: at})
+	})
+	posters.Wait()
+	cancel()
+	if err := drainErr(pubErr); err != nil {
+		return Dist{}, nil, err
+	}
+	firstDTS, ok := log.first()
+	if !ok {
+		return Dist{}, nil, errors.New("no video frame sent")
+	}
+	var lat []time.Duration
+	for _, p := range got {
+		last, err := vt.lastDTS(p.body)
+		if err != nil {
+			return Dist{}, nil, fmt.Errorf("part%d.m4s: %w", p.n, err)
+		}
+		sent, off, ok := log.lookup(firstDTS + last)
+		if !ok || absDur(off) > 2*time.Millisecond {
+			continue
+		}
+		lat = append(lat, p.at.Sub(sent))
+	}
+	return dist(lat), load, nil
+}

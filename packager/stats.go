@@ -1,0 +1,156 @@
+package packager
+
+import (
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// LagBuckets are the upper bounds of the publish-to-deliverable lag
+// histogram (StreamStats.Lag): from 100 µs, where an idle packager answers,
+// to 1 s, three parts late.
+var LagBuckets = [...]time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+}
+
+// Stats is a snapshot of the packager's counters, for metrics. Counters only
+// grow for as long as a stream name stays in the Manager (a publisher
+// coming back after the grace period continues them); they start again
+// from zero when a removed stream is published afresh.
+type Stats struct {
+	// Blocked is the number of requests waiting now, across all streams.
+	Blocked int64
+	// Streams are the streams, sorted by name.
+	Streams []StreamStats
+}
+
+// StreamStats are one stream's counters.
+type StreamStats struct {
+	Name string
+	// Video and Audio count what publishers wrote (WriteUnit), keyframes
+	// awaited at a start included.
+	Video, Audio TrackStats
+	// Parts and Segments count those published.
+	Parts, Segments int64
+	// Publishes counts publications that started; Disconnects those that
+	// ended (publisher gone, replaced, or server shutdown).
+	Publishes, Disconnects int64
+	// Blocked is the number of this stream's requests waiting now.
+	Blocked int64
+	// Lag is the publish-to-deliverable lag of the parts: from the WriteUnit
+	// call that completed a part to the part being published.
+	Lag Histogram
+}
+
+// TrackStats count the units of one kind of track.
+type TrackStats struct {
+	Bytes  int64 // payload bytes: NAL units, OBUs or audio frames
+	Frames int64
+}
+
+// Histogram is a cumulative histogram with the bounds of LagBuckets.
+type Histogram struct {
+	// Buckets[i] counts observations <= LagBuckets[i].
+	Buckets [len(LagBuckets)]uint64
+	Count   uint64
+	Sum     time.Duration
+}
+
+// streamStats are a stream's counters, shared by the Stream values that
+// carry one name while it stays in the Manager. Atomics: Stats reads them
+// without the stream's lock.
+type streamStats struct {
+	videoBytes, videoFrames atomic.Int64
+	audioBytes, audioFrames atomic.Int64
+	parts, segments         atomic.Int64
+	publishes, disconnects  atomic.Int64
+	blocked                 atomic.Int64
+
+	lagBuckets [len(LagBuckets)]atomic.Uint64 // per bucket, not cumulative
+	lagCount   atomic.Uint64
+	lagSum     atomic.Int64
+}
+
+// unit counts a unit a publisher wrote.
+func (st *streamStats) unit(video bool, u *ingest.Unit) {
+	if !video {
+		st.audioBytes.Add(int64(len(u.Frame)))
+		st.audioFrames.Add(1)
+		return
+	}
+	n := 0
+	for _, nalu := range u.AU {
+		n += len(nalu)
+	}
+	st.videoBytes.Add(int64(n))
+	st.videoFrames.Add(1)
+}
+
+// part counts a published part and, when it was completed by a unit being
+// written at unitAt (zero for a part a publisher's end flushed), its lag.
+func (st *streamStats) part(unitAt time.Time) {
+	st.parts.Add(1)
+	if unitAt.IsZero() {
+		return
+	}
+	lag := time.Since(unitAt)
+	if i, _ := slices.BinarySearch(LagBuckets[:], lag); i < len(LagBuckets) {
+		st.lagBuckets[i].Add(1)
+	}
+	st.lagSum.Add(int64(lag))
+	st.lagCount.Add(1) // last: see snapshot
+}
+
+// disconnect counts a publication's first Close.
+func (st *streamStats) disconnect(alreadyDone bool) {
+	if !alreadyDone {
+		st.disconnects.Add(1)
+	}
+}
+
+func (st *streamStats) snapshot(name string) StreamStats {
+	out := StreamStats{
+		Name:        name,
+		Video:       TrackStats{Bytes: st.videoBytes.Load(), Frames: st.videoFrames.Load()},
+		Audio:       TrackStats{Bytes: st.audioBytes.Load(), Frames: st.audioFrames.Load()},
+		Parts:       st.parts.Load(),
+		Segments:    st.segments.Load(),
+		Publishes:   st.publishes.Load(),
+		Disconnects: st.disconnects.Load(),
+		Blocked:     st.blocked.Load(),
+	}
+	// The count is read first and counted last: an observation racing the
+	// snapshot can only raise a bucket above its share of the count, and
+	// the clamp keeps the cumulative buckets monotonic and within it.
+	out.Lag.Count = st.lagCount.Load()
+	out.Lag.Sum = time.Duration(st.lagSum.Load())
+	var cum uint64
+	for i := range st.lagBuckets {
+		cum += st.lagBuckets[i].Load()
+		out.Lag.Buckets[i] = min(cum, out.Lag.Count)
+	}
+	return out
+}
+
+// Stats returns a snapshot of every stream's counters. It takes no stream's
+// lock: publishing is not slowed by a scrape.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	streams := make([]*Stream, 0, len(m.streams))
+	for _, s := range m.streams {
+		streams = append(streams, s)
+	}
+	m.mu.Unlock()
+	out := Stats{Blocked: m.blocked.Load(), Streams: make([]StreamStats, 0, len(streams))}
+	for _, s := range streams {
+		out.Streams = append(out.Streams, s.stats.snapshot(s.name))
+	}
+	slices.SortFunc(out.Streams, func(a, b StreamStats) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
