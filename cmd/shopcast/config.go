@@ -79,6 +79,12 @@ type Config struct {
 	// ("key1=name1,key2=name2"), never from a flag (argv is public), and is
 	// never logged. It defaults to none.
 	PublishKeys map[string]string
+	// MetricsAddr is the listen address of /metrics and /readyz; empty (the
+	// default) serves /metrics on the HTTP port.
+	MetricsAddr string
+	// MetricsMaxStreams is how many streams get their own metrics label;
+	// the rest are summed as "other". It defaults to 50.
+	MetricsMaxStreams int
 	// CueStore is the file of the embedded cue database (bbolt), created
 	// when missing. It defaults to "shopcast-cues.db".
 	CueStore string
@@ -159,6 +165,10 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSPUDPRTP) }},
 	{name: "rtsp_udp_rtcp", arg: "ADDR", usage: "UDP address for RTSP publishers' RTCP (the RTP port + 1)",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSPUDPRTCP) }},
+	{name: "metrics_addr", arg: "ADDR", usage: "listen address of /metrics and /readyz; empty: /metrics on the HTTP port",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.MetricsAddr) }},
+	{name: "metrics_max_streams", arg: "N", usage: "streams with their own metrics label; the rest are summed as \"other\"",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.MetricsMaxStreams) }},
 	{name: "cue_store", arg: "FILE", usage: "embedded cue database (bbolt), created when missing",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueStore) }},
 	{name: "cue_token", noFlag: true, usage: "bearer token of the cue API; empty: loopback clients only; never a flag, never logged",
@@ -327,6 +337,7 @@ func (c *Config) validate() error {
 	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
 	check(c.ShutdownTimeout > 0, "shutdown_timeout: %v is not positive", c.ShutdownTimeout)
 	check(c.MaxCueBytes > 0, "max_cue_bytes: %d is not positive", c.MaxCueBytes)
+	check(c.MetricsMaxStreams > 0, "metrics_max_streams: %d is not positive", c.MetricsMaxStreams)
 	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
 	check(c.CueStore != "", "cue_store: empty")
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")

@@ -57,7 +57,7 @@ func TestConfigPrecedence(t *testing.T) {
 				MaxStreams: 100, MaxBlockedRequests: 20000, RTMPReadTimeout: 10 * time.Second,
 				ShutdownTimeout: 10 * time.Second, PublishKeys: map[string]string{},
 				CueStore: "shopcast-cues.db", MaxCueBytes: 8192, CueRate: 50,
-				RTSPUDPRTP: ":8000", RTSPUDPRTCP: ":8001",
+				RTSPUDPRTP: ":8000", RTSPUDPRTCP: ":8001", MetricsMaxStreams: 50,
 			}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("got %+v\nwant %+v", c, want)

@@ -23,6 +23,7 @@ import (
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/overlay"
 	"github.com/shopcast/shopcast/packager"
+	"github.com/shopcast/shopcast/telemetry"
 	"github.com/shopcast/shopcast/web"
 )
 
@@ -80,6 +81,9 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		return fmt.Errorf("cue store: %w", err)
 	}
 	defer store.Close()
+	readiness := telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
+	readiness.Set(telemetry.ReadyCueStore, true)
+	defer readiness.Set(telemetry.ReadyCueStore, false) // before the store closes
 	cues := &overlay.API{
 		Store:         store,
 		Token:         cfg.CueToken,
@@ -105,6 +109,9 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	}, log)
 	defer manager.Close()
 	cues.Timeline = manager
+	metrics := &telemetry.Metrics{Packager: manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
+	metrics.Start()
+	cues.Observer = metrics
 
 	// One registry for every ingest protocol, so that a publisher coming
 	// back over another protocol replaces its old session.
@@ -124,6 +131,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	// durations; the write timeout and the shutdown wait must outlast it.
 	blockingWait := 3*cfg.TargetDuration + time.Second
 	org := &origin.Server{
+		Observer:     metrics,
 		Address:      cfg.HTTP,
 		Source:       manager,
 		Logger:       log,
@@ -134,11 +142,26 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	}
 	cues.Start()
 	org.Handle("/api/v1/", cues)
+	org.Handle("GET /readyz", readiness)
+	if cfg.MetricsAddr == "" {
+		org.Handle("GET /metrics", metrics.Handler())
+	} else {
+		ms := &telemetry.Server{Address: cfg.MetricsAddr, Metrics: metrics, Ready: readiness, Logger: log}
+		if err := ms.Start(); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = ms.Shutdown(sctx)
+		}()
+	}
 	org.Handle("/sdk/", http.FileServerFS(overlay.SDK))
 	web.New(web.Config{Streams: manager.StreamNames, Logger: log}).Register(org.Handle)
 	if err := org.Start(); err != nil {
 		return err
 	}
+	readiness.Set(telemetry.ReadyListeners, true)
 
 	httpScheme := "http"
 	if cfg.TLSCert != "" {
@@ -152,6 +175,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	}
 
 	<-ctx.Done()
+	// Load balancers stop sending traffic while requests drain.
+	readiness.Set(telemetry.ReadyListeners, false)
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(cfg.ShutdownTimeout, blockingWait))
 	defer cancel()
