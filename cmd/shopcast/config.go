@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/shopcast/shopcast/origin"
 	"io"
 	"log/slog"
 	"maps"
@@ -79,6 +80,28 @@ type Config struct {
 	// ("key1=name1,key2=name2"), never from a flag (argv is public), and is
 	// never logged. It defaults to none.
 	PublishKeys map[string]string
+	// PlaySecret is the HMAC key of signed play URLs (at least 16 bytes);
+	// empty (the default) leaves stream files public. Config file or
+	// SHOPCAST_PLAY_SECRET only, never a flag; never logged.
+	PlaySecret string
+	// PlayTokenTTL is the lifetime of play tokens shopcast makes. It
+	// defaults to 2h.
+	PlayTokenTTL time.Duration
+	// HTTPReadHeaderTimeout, HTTPReadTimeout and HTTPIdleTimeout bound slow
+	// or idle HTTP clients (slowloris). They default to 10s, 15s and 120s.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+	// HTTPWriteTimeout bounds writing one response; it is raised to 3x
+	// target_duration + 11s so blocking requests finish. It defaults to 30s.
+	HTTPWriteTimeout time.Duration
+	// HTTPMaxHeaderBytes caps request headers. It defaults to 65536.
+	HTTPMaxHeaderBytes int
+	// RTMPMaxConns caps concurrent RTMP connections. It defaults to 200.
+	RTMPMaxConns int
+	// RTMPMaxAMFBytes caps one RTMP AMF message (commands, metadata). It
+	// defaults to 65536.
+	RTMPMaxAMFBytes int
 	// MetricsAddr is the listen address of /metrics and /readyz; empty (the
 	// default) serves /metrics on the HTTP port.
 	MetricsAddr string
@@ -165,6 +188,24 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSPUDPRTP) }},
 	{name: "rtsp_udp_rtcp", arg: "ADDR", usage: "UDP address for RTSP publishers' RTCP (the RTP port + 1)",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.RTSPUDPRTCP) }},
+	{name: "play_secret", noFlag: true, usage: "HMAC key of signed play URLs (at least 16 bytes); empty: stream files are public; never a flag, never logged",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.PlaySecret) }},
+	{name: "play_token_ttl", arg: "DURATION", usage: "lifetime of the play tokens shopcast makes",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.PlayTokenTTL) }},
+	{name: "http_read_header_timeout", arg: "DURATION", usage: "time allowed to send request headers",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.HTTPReadHeaderTimeout) }},
+	{name: "http_read_timeout", arg: "DURATION", usage: "time allowed to send a whole request",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.HTTPReadTimeout) }},
+	{name: "http_write_timeout", arg: "DURATION", usage: "time allowed to write a response (at least 3x target_duration + 11s)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.HTTPWriteTimeout) }},
+	{name: "http_idle_timeout", arg: "DURATION", usage: "keep-alive connections idle this long are closed",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.HTTPIdleTimeout) }},
+	{name: "http_max_header_bytes", arg: "N", usage: "largest request headers accepted (bytes)",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.HTTPMaxHeaderBytes) }},
+	{name: "rtmp_max_conns", arg: "N", usage: "maximum concurrent RTMP connections",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.RTMPMaxConns) }},
+	{name: "rtmp_max_amf_bytes", arg: "N", usage: "largest RTMP AMF message accepted (bytes)",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.RTMPMaxAMFBytes) }},
 	{name: "metrics_addr", arg: "ADDR", usage: "listen address of /metrics and /readyz; empty: /metrics on the HTTP port",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.MetricsAddr) }},
 	{name: "metrics_max_streams", arg: "N", usage: "streams with their own metrics label; the rest are summed as \"other\"",
@@ -337,6 +378,14 @@ func (c *Config) validate() error {
 	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
 	check(c.ShutdownTimeout > 0, "shutdown_timeout: %v is not positive", c.ShutdownTimeout)
 	check(c.MaxCueBytes > 0, "max_cue_bytes: %d is not positive", c.MaxCueBytes)
+	check(c.PlaySecret == "" || len(c.PlaySecret) >= origin.MinPlaySecretBytes, "play_secret: shorter than %d bytes", origin.MinPlaySecretBytes)
+	check(c.PlayTokenTTL > 0, "play_token_ttl: %v is not positive", c.PlayTokenTTL)
+	for _, d := range []time.Duration{c.HTTPReadHeaderTimeout, c.HTTPReadTimeout, c.HTTPWriteTimeout, c.HTTPIdleTimeout} {
+		check(d > 0, "http timeouts must be positive, got %v", d)
+	}
+	check(c.HTTPMaxHeaderBytes > 0, "http_max_header_bytes: %d is not positive", c.HTTPMaxHeaderBytes)
+	check(c.RTMPMaxConns > 0, "rtmp_max_conns: %d is not positive", c.RTMPMaxConns)
+	check(c.RTMPMaxAMFBytes > 0, "rtmp_max_amf_bytes: %d is not positive", c.RTMPMaxAMFBytes)
 	check(c.MetricsMaxStreams > 0, "metrics_max_streams: %d is not positive", c.MetricsMaxStreams)
 	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
 	check(c.CueStore != "", "cue_store: empty")
@@ -364,7 +413,7 @@ func (c Config) LogValue() slog.Value {
 		if k.name == "publish_keys" {
 			v = strconv.Itoa(len(c.PublishKeys)) + " keys"
 		}
-		if k.name == "cue_token" && c.CueToken != "" {
+		if (k.name == "cue_token" && c.CueToken != "") || (k.name == "play_secret" && c.PlaySecret != "") {
 			v = "(set)"
 		}
 		attrs = append(attrs, slog.String(k.name, v))

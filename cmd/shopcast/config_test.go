@@ -58,6 +58,9 @@ func TestConfigPrecedence(t *testing.T) {
 				ShutdownTimeout: 10 * time.Second, PublishKeys: map[string]string{},
 				CueStore: "shopcast-cues.db", MaxCueBytes: 8192, CueRate: 50,
 				RTSPUDPRTP: ":8000", RTSPUDPRTCP: ":8001", MetricsMaxStreams: 50,
+				PlayTokenTTL: 2 * time.Hour, HTTPReadHeaderTimeout: 10 * time.Second, HTTPReadTimeout: 15 * time.Second,
+				HTTPWriteTimeout: 30 * time.Second, HTTPIdleTimeout: 120 * time.Second, HTTPMaxHeaderBytes: 65536,
+				RTMPMaxConns: 200, RTMPMaxAMFBytes: 65536,
 			}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("got %+v\nwant %+v", c, want)

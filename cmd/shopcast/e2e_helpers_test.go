@@ -24,13 +24,21 @@ type server struct {
 	stop func() error
 }
 
+// loopbackArgs binds every listener to a free loopback port, turns RTSP's
+// fixed UDP ports off and keeps the cue store in the test's temp dir, so
+// tests can run side by side.
+func loopbackArgs(t *testing.T) []string {
+	return []string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0",
+		"-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}
+}
+
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &server{log: &syncBuffer{}}
 	ready := make(chan listening, 1)
 	errc := make(chan error, 1)
-	all := append([]string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}, args...)
+	all := append(loopbackArgs(t), args...)
 	noEnv := func(string) (string, bool) { return "", false }
 	go func() { errc <- runWith(ctx, all, srv.log, noEnv, func(l listening) { ready <- l }) }()
 	select {

@@ -131,14 +131,21 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	// durations; the write timeout and the shutdown wait must outlast it.
 	blockingWait := 3*cfg.TargetDuration + time.Second
 	org := &origin.Server{
-		Observer:     metrics,
-		Address:      cfg.HTTP,
-		Source:       manager,
-		Logger:       log,
-		CORSOrigin:   cfg.CORSOrigin,
-		TLSCert:      cfg.TLSCert,
-		TLSKey:       cfg.TLSKey,
-		WriteTimeout: max(30*time.Second, blockingWait+10*time.Second),
+		Observer:          metrics,
+		Address:           cfg.HTTP,
+		Source:            manager,
+		Logger:            log,
+		CORSOrigin:        cfg.CORSOrigin,
+		TLSCert:           cfg.TLSCert,
+		TLSKey:            cfg.TLSKey,
+		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    cfg.HTTPMaxHeaderBytes,
+		WriteTimeout:      max(cfg.HTTPWriteTimeout, blockingWait+10*time.Second),
+	}
+	if cfg.PlaySecret != "" {
+		org.PlayAuth = &origin.PlayAuth{Secret: []byte(cfg.PlaySecret), TTL: cfg.PlayTokenTTL}
 	}
 	cues.Start()
 	org.Handle("/api/v1/", cues)

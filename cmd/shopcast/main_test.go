@@ -38,7 +38,7 @@ func startRun(t *testing.T, args []string, env envMap) (listening, func() error,
 	logs := &syncBuffer{}
 	ready := make(chan listening, 1)
 	done := make(chan error, 1)
-	args = append([]string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}, args...)
+	args = append(loopbackArgs(t), args...)
 	go func() {
 		done <- runWith(ctx, args, logs, env.lookup, func(l listening) { ready <- l })
 	}()

@@ -25,10 +25,11 @@ func newRTMPServer(cfg Config, sink ingest.Sink, reg *ingest.Registry, log *slog
 		// One Registry for every ingest protocol, so that a publisher coming
 		// back over another protocol replaces its old session. Only RTMP
 		// exists so far.
-		Registry:    reg,
-		Logger:      log,
-		ReadTimeout: cfg.RTMPReadTimeout,
-		// MaxConns keeps the ingest default.
+		Registry:          reg,
+		Logger:            log,
+		ReadTimeout:       cfg.RTMPReadTimeout,
+		MaxConns:          cfg.RTMPMaxConns,
+		MaxAMFMessageSize: cfg.RTMPMaxAMFBytes,
 	}
 }
 
