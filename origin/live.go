@@ -101,8 +101,24 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Media files are immutable: ServeContent adds ranges, HEAD,
-	// Last-Modified and conditional requests over the shared buffer.
+	// Media files are immutable. A plain GET (what players and CDNs send)
+	// writes the shared buffer directly: going through ServeContent's
+	// io.Copy would hold two 32 KiB copy buffers per slow reader.
+	if r.Header.Get("Range") == "" && r.Header.Get("If-Modified-Since") == "" &&
+		r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Range") == "" {
+		h := w.Header()
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+		if !resp.ModTime.IsZero() {
+			h.Set("Last-Modified", resp.ModTime.UTC().Format(http.TimeFormat))
+		}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(resp.Body)
+		}
+		return
+	}
+	// Ranges and conditional requests: ServeContent over the shared buffer.
 	http.ServeContent(w, r, file, resp.ModTime, bytes.NewReader(resp.Body))
 }
 
