@@ -53,6 +53,10 @@ type eventState struct {
 	removed    bool
 	cancelled  bool
 	pendingNow bool
+	// drLine is the rendered EXT-X-DATERANGE for end drFor.
+	drLine  string
+	drFor   time.Duration
+	drValid bool
 }
 
 // nowWait bounds how long AddEvent waits for the next frame of a "now"
@@ -285,11 +289,16 @@ func (s *Stream) dateRanges(from, skipBefore time.Duration) []string {
 		if es.media < skipBefore {
 			continue
 		}
-		var end time.Time
-		if es.end != 0 {
-			end = s.mediaToWall(es.end)
+		// A line changes only when the event's end does: render it once
+		// per end, not once per playlist version.
+		if !es.drValid || es.drFor != es.end {
+			var end time.Time
+			if es.end != 0 {
+				end = s.mediaToWall(es.end)
+			}
+			es.drLine, es.drFor, es.drValid = es.ev.DateRange(es.wall, end), es.end, true
 		}
-		out = append(out, es.ev.DateRange(es.wall, end))
+		out = append(out, es.drLine)
 	}
 	return out
 }

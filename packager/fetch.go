@@ -56,7 +56,7 @@ func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error)
 	}
 	r := s.mediaPlaylist(req.Skip)
 	return &Response{
-		Kind: kind, ContentType: contentTypePlaylist, Body: r.body, Gzip: r.gz,
+		Kind: kind, ContentType: contentTypePlaylist, Body: r.body, gz: r.gz,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }
@@ -181,10 +181,10 @@ func (s *Stream) fetchMultivariant(ctx context.Context) (*Response, error) {
 	}
 	if s.mvCache.version != s.version {
 		body := s.renderMultivariant()
-		s.mvCache = rendered{version: s.version, body: body, gz: s.m.gzipBytes(body)}
+		s.mvCache = rendered{version: s.version, body: body, gz: newLazyGzip(body)}
 	}
 	return &Response{
-		Kind: KindMultivariant, ContentType: contentTypePlaylist, Body: s.mvCache.body, Gzip: s.mvCache.gz,
+		Kind: KindMultivariant, ContentType: contentTypePlaylist, Body: s.mvCache.body, gz: s.mvCache.gz,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }

@@ -198,6 +198,18 @@ func (m *Manager) Close() {
 
 // Fetch returns a file of a stream, waiting for it when the request blocks.
 func (m *Manager) Fetch(ctx context.Context, req Request) (*Response, error) {
+	resp, err := m.fetch(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.gz != nil {
+		resp.Gzip = resp.gz.get(m)
+		resp.gz = nil
+	}
+	return resp, nil
+}
+
+func (m *Manager) fetch(ctx context.Context, req Request) (*Response, error) {
 	s, ok := m.Stream(req.Stream)
 	if !ok {
 		return nil, ErrNotFound

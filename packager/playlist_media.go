@@ -39,7 +39,7 @@ func (s *Stream) mediaPlaylist(skip Skip) rendered {
 		return *c
 	}
 	body := s.renderMedia(skip)
-	*c = rendered{version: s.version, body: body, gz: s.m.gzipBytes(body)}
+	*c = rendered{version: s.version, body: body, gz: newLazyGzip(body)}
 	return *c
 }
 

@@ -70,4 +70,6 @@ type Response struct {
 	Ended bool
 	// ModTime is when the file was produced.
 	ModTime time.Time
+
+	gz *lazyGzip // compressed into Gzip by Fetch, outside the stream lock
 }

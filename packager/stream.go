@@ -64,7 +64,27 @@ type Stream struct {
 type rendered struct {
 	version int64
 	body    []byte
-	gz      []byte
+	gz      *lazyGzip
+}
+
+// lazyGzip compresses a playlist version once, on the first request that
+// needs it, outside the stream's lock: a large playlist (many date ranges)
+// must not hold up the publisher.
+type lazyGzip struct {
+	once sync.Once
+	src  []byte
+	out  []byte
+}
+
+func newLazyGzip(src []byte) *lazyGzip { return &lazyGzip{src: src} }
+
+// get returns the compressed bytes. Call it without s.mu held.
+func (g *lazyGzip) get(m *Manager) []byte {
+	if g == nil {
+		return nil
+	}
+	g.once.Do(func() { g.out = m.gzipBytes(g.src) })
+	return g.out
 }
 
 func newStream(m *Manager, name string) *Stream {

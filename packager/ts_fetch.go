@@ -49,10 +49,10 @@ func (s *Stream) fetchTS(ctx context.Context, f string) (*Response, error) {
 	}
 	if c.version != s.version {
 		body := render()
-		*c = rendered{version: s.version, body: body, gz: s.m.gzipBytes(body)}
+		*c = rendered{version: s.version, body: body, gz: newLazyGzip(body)}
 	}
 	return &Response{
-		Kind: kind, ContentType: contentTypePlaylist, Body: c.body, Gzip: c.gz,
+		Kind: kind, ContentType: contentTypePlaylist, Body: c.body, gz: c.gz,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }

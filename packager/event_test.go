@@ -1,0 +1,97 @@
+package packager
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// eventDateRange is an Event.DateRange that shows start and end as the
+// playlist would.
+func eventDateRange(id string) func(start, end time.Time) string {
+	return func(start, end time.Time) string {
+		l := fmt.Sprintf(`#EXT-X-DATERANGE:ID="%s",START-DATE="%s"`, id, start.UTC().Format(time.RFC3339Nano))
+		if !end.IsZero() {
+			l += fmt.Sprintf(`,END-DATE="%s"`, end.UTC().Format(time.RFC3339Nano))
+		}
+		return l
+	}
+}
+
+func eventBox(timescale uint32, pt uint64) ([]byte, error) { return nil, nil }
+
+// TestEventNowResolvedByFrame: a "now" event is resolved by the frame that
+// reaches the packager, under the stream lock; a playlist rendered right
+// then, before AddEvent's goroutine wakes up, must already show its
+// START-DATE and end. (It once showed 0001-01-01 and no end.)
+func TestEventNowResolvedByFrame(t *testing.T) {
+	m := newTestManager(t, Config{})
+	sy := publish(t, m)
+	sy.frames(70)
+	s, ok := m.Stream("test")
+	if !ok {
+		t.Fatal("no stream")
+	}
+	// The state AddEvent leaves while it waits for the next frame.
+	s.mu.Lock()
+	es := &eventState{
+		ev:         Event{ID: "now1", Now: true, Duration: time.Second, Box: eventBox, DateRange: eventDateRange("now1")},
+		pendingNow: true,
+		resolved:   make(chan struct{}),
+	}
+	s.events = append(s.events, es)
+	s.mu.Unlock()
+
+	sy.next() // resolves it; AddEvent would wake up only after this
+
+	s.mu.Lock()
+	lines := s.dateRanges(0, -1<<62)
+	media, wall := es.media, s.mediaToWall(es.media)
+	s.mu.Unlock()
+	if len(lines) != 1 {
+		t.Fatalf("date ranges %q", lines)
+	}
+	wantStart := `START-DATE="` + wall.UTC().Format(time.RFC3339Nano) + `"`
+	wantEnd := `END-DATE="` + wall.Add(time.Second).UTC().Format(time.RFC3339Nano) + `"`
+	if !strings.Contains(lines[0], wantStart) || !strings.Contains(lines[0], wantEnd) {
+		t.Errorf("rendered before AddEvent woke up: %s\nwant %s and %s (media %v)", lines[0], wantStart, wantEnd, media)
+	}
+}
+
+// TestEventNowAddEvent: AddEvent with Now returns the time of the next
+// frame, and the playlist shows the same date.
+func TestEventNowAddEvent(t *testing.T) {
+	m := newTestManager(t, Config{})
+	sy := publish(t, m)
+	sy.frames(70)
+	type result struct {
+		at  EventTime
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		at, err := m.AddEvent("test", Event{ID: "now2", Now: true, Box: eventBox, DateRange: eventDateRange("now2")})
+		done <- result{at, err}
+	}()
+	s, _ := m.Stream("test")
+	eventually(t, 5*time.Second, "the event to wait for a frame", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.events) == 1 && s.events[0].pendingNow
+	})
+	sy.next()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	last := sy.sent[len(sy.sent)-1]
+	if r.at.Media != last.pts {
+		t.Errorf("media time %v, the frame's PTS %v", r.at.Media, last.pts)
+	}
+	sy.frames(20)
+	body := string(mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body)
+	if want := `ID="now2",START-DATE="` + r.at.Wall.UTC().Format(time.RFC3339Nano) + `"`; !strings.Contains(body, want) {
+		t.Errorf("playlist lacks %s:\n%s", want, body)
+	}
+}
