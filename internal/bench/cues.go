@@ -57,8 +57,12 @@ type CuesResult struct {
 	// otherwise; PostTime is their round trip.
 	Posted, Refused int
 	PostTime        Dist
-	Rate            int
-	Duration        time.Duration
+	// BaselinePlaylist and LoadedPlaylist are the sizes of the last media
+	// playlist the viewer read in each run: every DATERANGE overlapping
+	// the window is in it.
+	BaselinePlaylist, LoadedPlaylist int
+	Rate                             int
+	Duration                         time.Duration
 }
 
 func (r *CuesResult) String() string {
@@ -70,11 +74,12 @@ func (r *CuesResult) String() string {
 		"  no cues        %s\n"+
 		"  %d cues/s      %s\n"+
 		"  p99 difference %s, p50 difference %s\n"+
-		"  POSTs 201 %d, refused %d, round trip %s",
+		"  POSTs 201 %d, refused %d, round trip %s\n"+
+		"  media playlist %d bytes without cues, %d bytes with",
 		r.Source, ms(r.PartTarget), ms(r.PartDur), r.ToPlaylist, r.ToPart, r.Missed,
 		r.Duration, r.Baseline, r.Rate, r.Loaded,
 		ms(r.Loaded.P99-r.Baseline.P99), ms(r.Loaded.P50-r.Baseline.P50),
-		r.Posted, r.Refused, r.PostTime)
+		r.Posted, r.Refused, r.PostTime, r.BaselinePlaylist, r.LoadedPlaylist)
 }
 
 // cueServer is server with the cue API at /api/v1/ and its bbolt store.
@@ -177,14 +182,15 @@ func Cues(ctx context.Context, cfg CuesConfig) (*CuesResult, error) {
 	if err := cueToViewer(ctx, src, cfg.Cues, res); err != nil {
 		return nil, fmt.Errorf("cue-to-viewer: %w", err)
 	}
-	if res.Baseline, _, err = deliverableUnderCues(ctx, src, cfg.Duration, 0); err != nil {
+	var load *cueLoad
+	if res.Baseline, load, err = deliverableUnderCues(ctx, src, cfg.Duration, 0); err != nil {
 		return nil, fmt.Errorf("no cues: %w", err)
 	}
-	var load *cueLoad
+	res.BaselinePlaylist = load.playlist
 	if res.Loaded, load, err = deliverableUnderCues(ctx, src, cfg.Duration, cfg.Rate); err != nil {
 		return nil, fmt.Errorf("%d cues/s: %w", cfg.Rate, err)
 	}
-	res.Posted, res.Refused, res.PostTime = load.posted, load.refused, dist(load.rtt)
+	res.Posted, res.Refused, res.PostTime, res.LoadedPlaylist = load.posted, load.refused, dist(load.rtt), load.playlist
 	return res, nil
 }
 
@@ -356,6 +362,7 @@ type cueLoad struct {
 	mu              sync.Mutex
 	posted, refused int
 	rtt             []time.Duration
+	playlist        int // bytes of the last media playlist the viewer read
 }
 
 // deliverableUnderCues measures publish-to-deliverable as
@@ -443,6 +450,7 @@ func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rat
 		got = append(got, receivedPart{n: n, body: bytes.Clone(body), at: at})
 	})
 	posters.Wait()
+	load.playlist = len(v.pl)
 	cancel()
 	if err := drainErr(pubErr); err != nil {
 		return Dist{}, nil, err
