@@ -76,7 +76,10 @@ func (s *shopcast) url(path string) string { return "http://" + s.HTTP + path }
 func startShopcast(t *testing.T, bin string) *shopcast {
 	t.Helper()
 	s := &shopcast{HTTP: freePort(t), RTMP: freePort(t), out: &syncBuffer{}}
-	cmd := exec.Command(bin, "-http", s.HTTP, "-rtmp", s.RTMP, "-rtsp", freePort(t))
+	// Every listener on a free port or off: the RTSP UDP ports default to
+	// :8000/:8001, which a shopcast in a parallel test may hold.
+	cmd := exec.Command(bin, "-http", s.HTTP, "-rtmp", s.RTMP, "-rtsp", freePort(t),
+		"-rtsp_udp_rtp=", "-rtsp_udp_rtcp=")
 	cmd.Dir = t.TempDir()
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	if err := cmd.Start(); err != nil {
@@ -201,4 +204,128 @@ func tail(s string, n int) string {
 
 func jsString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", `\n`).Replace(s) + "'"
+}
+
+// partClock follows a media playlist the way an LL-HLS player does, with
+// blocking reloads for the next part, and records when each new part
+// became available. A gap longer than hls.js's blocking-reload timeout
+// (max(3 x PART-TARGET, 0.8 x TARGETDURATION)) is a stall of the publisher
+// or the packager, not of the page; the browser test reports the gaps so
+// that a failure says which side stalled.
+type partClock struct {
+	mu     sync.Mutex
+	last   time.Time
+	gaps   []time.Duration // between consecutive new parts
+	errors int
+}
+
+// startPartClock follows playlistURL until the test ends.
+func startPartClock(t *testing.T, playlistURL string) *partClock {
+	t.Helper()
+	c := &partClock{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		msn, part := int64(-1), int64(-1)
+		for ctx.Err() == nil {
+			u := playlistURL
+			if msn >= 0 {
+				u += fmt.Sprintf("?_HLS_msn=%d&_HLS_part=%d", msn, part)
+			}
+			body, err := get(ctx, u)
+			if err != nil {
+				c.mu.Lock()
+				c.errors++
+				c.mu.Unlock()
+				select {
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
+				continue
+			}
+			lastMSN, lastPart, complete, ok := lastPartOf(body)
+			if !ok {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			now := time.Now()
+			c.mu.Lock()
+			if !c.last.IsZero() {
+				c.gaps = append(c.gaps, now.Sub(c.last))
+			}
+			c.last = now
+			c.mu.Unlock()
+			msn, part = lastMSN, lastPart+1
+			if complete {
+				msn, part = lastMSN+1, 0
+			}
+		}
+	}()
+	return c
+}
+
+// summary describes the gaps between parts: their count, the longest, and
+// how many exceeded over.
+func (c *partClock) summary(over time.Duration) (n int, longest time.Duration, slow int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, g := range c.gaps {
+		longest = max(longest, g)
+		if g > over {
+			slow++
+		}
+	}
+	return len(c.gaps), longest, slow
+}
+
+func get(ctx context.Context, u string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return string(b), nil
+}
+
+// lastPartOf returns the newest part of a media playlist: its segment's
+// media sequence number, its index there, and whether that segment is
+// complete (listed with EXTINF).
+func lastPartOf(playlist string) (msn, part int64, complete, ok bool) {
+	seq := int64(-1)
+	var segs, parts int64
+	for _, line := range strings.Split(playlist, "\n") {
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
+			_, _ = fmt.Sscan(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"), &seq)
+		case strings.HasPrefix(line, "#EXT-X-PART:"):
+			parts++
+		case strings.HasPrefix(line, "#EXTINF:"):
+			segs++
+			part, complete = parts-1, parts > 0
+			parts = 0
+		}
+	}
+	if seq < 0 {
+		return 0, 0, false, false
+	}
+	if parts > 0 {
+		return seq + segs, parts - 1, false, true
+	}
+	if !complete {
+		return 0, 0, false, false
+	}
+	return seq + segs - 1, part, true, true
 }

@@ -17,9 +17,16 @@ export function startPlayer(video, name, report) {
 
   if (Hls && Hls.isSupported()) {
     hls = new Hls({
+      // Stock low-latency mode: the target latency is the playlist's
+      // PART-HOLD-BACK (3 parts, 1 s at the default 333 ms part target),
+      // and hls.js plays up to maxLiveSyncPlaybackRate to get back to it.
       lowLatencyMode: true,
-      // Catch up to the target latency by playing up to 1.25x after a stall.
       maxLiveSyncPlaybackRate: 1.25,
+      // hls.js adds this to the target latency after every stall, up to
+      // one target duration, and never takes it back: with its default of
+      // 1 s two stalls (a publisher that hiccups) put a viewer 3 s behind
+      // for good. A fifth of a second per stall keeps it near the edge.
+      liveSyncOnStallIncrease: 0.2,
       backBufferLength: 30,
       // Cues come as ID3 in emsg and as DATERANGE: both on the 'id3' track.
       enableEmsgMetadataCues: true,
@@ -27,7 +34,20 @@ export function startPlayer(video, name, report) {
       enableID3MetadataCues: true,
     });
     hls.on(Hls.Events.LEVEL_UPDATED, (_, data) => {
-      if (data.details && data.details.live === false) set('ended');
+      const d = data.details;
+      if (d && d.live && hls.config.liveMaxLatencyDuration === undefined) {
+        // Without a maximum latency hls.js never jumps back to the live
+        // edge: it only speeds up while within one target duration of its
+        // target, so after a long stall a viewer stays far behind (and
+        // sees each product long after the host showed it). Jump once the
+        // playhead is a target duration behind the target. The value
+        // depends on the playlist (PART-HOLD-BACK, TARGETDURATION), so it
+        // is set here rather than in the constructor, where hls.js would
+        // also demand a fixed liveSyncDuration that overrides
+        // PART-HOLD-BACK.
+        hls.config.liveMaxLatencyDuration = (d.partHoldBack || d.holdBack || 3 * d.targetduration) + d.targetduration;
+      }
+      if (d && d.live === false) set('ended');
       else if (state !== 'ended') set('live');
     });
     hls.on(Hls.Events.ERROR, (_, data) => {
@@ -63,6 +83,16 @@ export function startPlayer(video, name, report) {
     return s && s.length ? s.end(s.length - 1) - video.currentTime : null;
   };
   setInterval(() => report({ state, latency: latency() }), 500);
+
+  // The page's CSS sizes the video box by the stream's shape (--video-ratio),
+  // so that no viewport crops it.
+  const shape = () => {
+    if (video.videoWidth && video.videoHeight) {
+      video.style.setProperty('--video-ratio', video.videoWidth + ' / ' + video.videoHeight);
+    }
+  };
+  video.addEventListener('loadedmetadata', shape);
+  video.addEventListener('resize', shape);
 
   const tryPlay = () => { video.play().catch(() => { /* autoplay refused: controls remain */ }); };
   video.addEventListener('canplay', tryPlay, { once: true });

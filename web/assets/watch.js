@@ -9,8 +9,29 @@ const carousel = document.getElementById('carousel');
 const empty = document.getElementById('empty');
 
 // Read by tests and handy in the console.
-const shopcast = { hls: null, cues: [], errors: [], state: 'connecting', latency: null, sdk: null };
+const shopcast = { hls: null, cues: [], errors: [], state: 'connecting', latency: null, sdk: null, log: [], stalls: 0, mediaOffset: null };
 window.shopcast = shopcast;
+
+// A short diary of what the player did (its start, stalls, seeks, and every
+// second its latency, forward buffer and rate), read by tests when a wait
+// times out.
+function note(what, extra) {
+  shopcast.log.push(Object.assign({ t: Math.round(performance.now()), ct: +video.currentTime.toFixed(3), what }, extra));
+  if (shopcast.log.length > 300) shopcast.log.splice(0, shopcast.log.length - 300);
+}
+for (const ev of ['loadedmetadata', 'playing', 'waiting', 'stalled', 'seeking', 'seeked', 'pause']) {
+  video.addEventListener(ev, () => note(ev));
+}
+// Stalls: the video ran out of data after it had started playing.
+video.addEventListener('waiting', () => { if (video.played.length) shopcast.stalls++; });
+setInterval(() => {
+  const b = video.buffered;
+  note('tick', {
+    lat: shopcast.latency == null ? null : +shopcast.latency.toFixed(3),
+    buf: b.length ? +(b.end(b.length - 1) - video.currentTime).toFixed(3) : 0,
+    rate: video.playbackRate,
+  });
+}, 1000);
 
 const show = statusReporter(document);
 const player = startPlayer(video, name, (r) => {
@@ -20,6 +41,27 @@ const player = startPlayer(video, name, (r) => {
   show(r);
 });
 shopcast.hls = player.hls;
+if (player.hls) {
+  const H = globalThis.Hls;
+  const hls = player.hls;
+  hls.on(H.Events.LEVEL_LOADED, (_, d) => {
+    if (shopcast.log.some((e) => e.what === 'level')) return; // the first one only
+    note('level', { edge: +d.details.edge.toFixed(3), frags: d.details.fragments.length, partHoldBack: d.details.partHoldBack, start: hls.startPosition });
+  });
+  hls.on(H.Events.FRAG_BUFFERED, (_, d) => {
+    if (shopcast.log.filter((e) => e.what === 'buffered').length >= 3) return;
+    note('buffered', { sn: d.frag.sn, part: d.part ? d.part.index : -1, start: +(d.part || d.frag).start.toFixed(3) });
+  });
+  hls.on(H.Events.ERROR, (_, d) => note('error', { details: d.details, fatal: !!d.fatal }));
+  // hls.js puts the first segment it loads at its playlist position on the
+  // video's timeline, not at the stream's media time (the fMP4 timeline the
+  // cue API speaks), unless the viewer joined at the first segment. The
+  // stream's media time is currentTime + initPTS, found once per
+  // discontinuity.
+  hls.on(H.Events.INIT_PTS_FOUND, (_, d) => {
+    if (d.id === 'main') shopcast.mediaOffset = d.initPTS / d.timescale;
+  });
+}
 
 // First frame, in ms since navigation start.
 if (video.requestVideoFrameCallback) {
@@ -33,10 +75,10 @@ function describe(err) {
   return { details: String(err && err.message || err), fatal: true };
 }
 
-document.getElementById('unmute').addEventListener('click', (e) => {
-  video.muted = !video.muted;
-  e.currentTarget.textContent = video.muted ? 'Unmute' : 'Mute';
-});
+const unmute = document.getElementById('unmute');
+unmute.addEventListener('click', () => { video.muted = !video.muted; });
+// The label follows the sound, whichever control changed it.
+video.addEventListener('volumechange', () => { unmute.textContent = video.muted ? 'Unmute' : 'Mute'; });
 
 function card(cue) {
   const p = cue.product;
@@ -82,10 +124,12 @@ function refreshEmpty() {
 function onStart(cue) {
   if (cue.type !== 'product' || !cue.product) return; // types we do not know are skipped
   const entry = shopcast.sdk && shopcast.sdk.entries.get(cue.id);
+  const start = entry ? entry.start : video.currentTime; // on the video's timeline, seconds
   shopcast.cues.push({
     id: cue.id,
     product: cue.product,
-    start: entry ? entry.start : video.currentTime, // on the video's timeline, seconds
+    start,
+    mediaTime: shopcast.mediaOffset === null ? null : start + shopcast.mediaOffset, // the stream's, seconds
     shownAt: video.currentTime,
     end: null,
   });
