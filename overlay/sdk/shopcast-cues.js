@@ -17,7 +17,12 @@
 // cuts an open ID3 cue short when the next one arrives; Safari 26 leaves
 // ID3 cues open forever), when a product is on screen:
 //
-//   start = the earliest start of any copy
+//   start = the earliest start of an in-band (ID3) copy, which players place
+//           on the exact frame; the DATERANGE copy's start only when no
+//           in-band copy was seen (players that ignore emsg/ID3). A
+//           DATERANGE's START-DATE is mapped through PROGRAM-DATE-TIME,
+//           which players anchor at a segment's earliest sample, so it can
+//           land up to an audio frame early.
 //   end   = the earliest of: start + duration_ms, the END event's time,
 //           the end of the DATERANGE copy (once the playlist gives one)
 //
@@ -176,7 +181,7 @@ export class ShopcastCues extends EventTarget {
     if (!c) return;
     let e = this.entries.get(c.id);
     if (!e) {
-      e = { cue: null, source: null, start: Infinity, endAt: Infinity, rangeEnd: Infinity };
+      e = { cue: null, source: null, start: Infinity, id3Start: Infinity, rangeStart: Infinity, endAt: Infinity, rangeEnd: Infinity };
       this.entries.set(c.id, e);
     }
     const t0 = Number(textTrackCue.startTime);
@@ -191,7 +196,11 @@ export class ShopcastCues extends EventTarget {
       // can preload cue.product.image_url now.
       this.fire('cueadded', c.id, e, this.onAdd);
     }
-    if (Number.isFinite(t0)) e.start = Math.min(e.start, t0);
+    if (Number.isFinite(t0)) {
+      if (c.source === 'id3') e.id3Start = Math.min(e.id3Start, t0);
+      else e.rangeStart = Math.min(e.rangeStart, t0);
+      e.start = Number.isFinite(e.id3Start) ? e.id3Start : e.rangeStart;
+    }
     const t1 = Number(textTrackCue.endTime);
     // Only a DATERANGE copy's end means the cue's end: players end ID3
     // copies when the next ID3 frame arrives, or never.

@@ -156,6 +156,27 @@ test('hls.js: ID3 and DATERANGE copies give one start and one end', () => {
   assert.deepEqual(events, ['cueadded a daterange', 'cuestart a daterange', 'cueend a daterange']);
 });
 
+test('the in-band copy sets the start when the DATERANGE copy lands an audio frame early', () => {
+  const { video, track, log } = setup();
+  const json = productCue('early', { duration_ms: 5000 });
+  // PROGRAM-DATE-TIME is anchored at the segment's first (audio) sample,
+  // 21 ms before the keyframe the emsg names.
+  track.addCue(hlsRange(9.979, 14.979, 'early', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(json))));
+  track.addCue(hlsID3(10, 15, json));
+  video.seek(9.99);
+  assert.deepEqual(log, []);
+  video.seek(10);
+  assert.deepEqual(log, ['start early']);
+});
+
+test('without an in-band copy the DATERANGE copy sets the start', () => {
+  const { video, track, log } = setup();
+  const json = productCue('dr', { duration_ms: 5000 });
+  track.addCue(hlsRange(9.979, 14.979, 'dr', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(json))));
+  video.seek(9.98);
+  assert.deepEqual(log, ['start dr']);
+});
+
 test('hls.js: an open-ended cue outlives its cut-short ID3 copies and ends on the END event', () => {
   const { video, track, log, ctl } = setup();
   const a = productCue('a');
