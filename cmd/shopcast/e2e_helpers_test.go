@@ -34,13 +34,20 @@ func loopbackArgs(t *testing.T) []string {
 
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
+	return startServerEnv(t, nil, args...)
+}
+
+// startServerEnv is startServer with an environment: the way secrets
+// (publish keys, the cue token, the play secret) reach shopcast.
+func startServerEnv(t *testing.T, env map[string]string, args ...string) *server {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &server{log: &syncBuffer{}}
 	ready := make(chan listening, 1)
 	errc := make(chan error, 1)
 	all := append(loopbackArgs(t), args...)
-	noEnv := func(string) (string, bool) { return "", false }
-	go func() { errc <- runWith(ctx, all, srv.log, noEnv, func(l listening) { ready <- l }) }()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	go func() { errc <- runWith(ctx, all, srv.log, lookup, func(l listening) { ready <- l }) }()
 	select {
 	case l := <-ready:
 		srv.http = "http://" + l.HTTP.String()

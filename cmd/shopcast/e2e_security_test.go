@@ -12,7 +12,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,49 +20,6 @@ import (
 	"github.com/shopcast/shopcast/internal/testpub"
 	"github.com/shopcast/shopcast/origin"
 )
-
-// startServerEnv is startServer with an environment: the way secrets
-// (publish keys, the cue token, the play secret) reach shopcast.
-func startServerEnv(t *testing.T, env map[string]string, args ...string) *server {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &server{log: &syncBuffer{}}
-	ready := make(chan listening, 1)
-	errc := make(chan error, 1)
-	all := append(loopbackArgs(t), args...)
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	go func() { errc <- runWith(ctx, all, srv.log, lookup, func(l listening) { ready <- l }) }()
-	select {
-	case l := <-ready:
-		srv.http = "http://" + l.HTTP.String()
-		srv.rtmp = "rtmp://" + l.RTMP.String()
-	case err := <-errc:
-		cancel()
-		t.Fatalf("shopcast did not start: %v\n%s", err, srv.log)
-	}
-	var once sync.Once
-	var stopErr error
-	srv.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case stopErr = <-errc:
-			case <-time.After(20 * time.Second):
-				stopErr = fmt.Errorf("shopcast did not shut down")
-			}
-		})
-		return stopErr
-	}
-	t.Cleanup(func() {
-		if err := srv.stop(); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", srv.log)
-		}
-	})
-	return srv
-}
 
 // rawRequest sends request bytes as they are, with no client-side cleaning
 // of the path, and returns the response (nil and the error when the server
