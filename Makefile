@@ -55,7 +55,9 @@ test-browser:
 ## bench: run every benchmark, no tests
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(GO) run ./cmd/shopcast-bench -duration 60s
+	$(GO) run ./cmd/shopcast-bench -run latency,viewers,cues,ingest -duration 60s
+	$(GO) run ./cmd/shopcast-bench -run ramp,streams,idle
+	$(GO) run ./cmd/shopcast-bench -run ramp -lowrate
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)
 fuzz:

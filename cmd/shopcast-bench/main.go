@@ -1,7 +1,10 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,ramp,streams,idle] [-lowrate]
+//
+// With -role load it is the load process of the ramp, streams and idle
+// benchmarks (bench.LoadRole): they start it themselves.
 package main
 
 import (
@@ -12,7 +15,9 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/shopcast/shopcast/internal/bench"
@@ -22,21 +27,116 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg)")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
+	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
+	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
+	idleN := flag.Int("requests", 10000, "blocked playlist requests of the idle benchmark")
+	role := flag.String("role", "", "internal: \"load\" runs the load process of ramp, streams and idle")
 	flag.Parse()
+	if *role == "load" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := bench.LoadRole(ctx, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "shopcast-bench load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *short {
 		*duration = 10 * time.Second
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	userFLV := *flvPath
 	if err := runBenchmarks(ctx, *duration, *viewers, strings.Split(*run, ","), *flvPath); err != nil {
+		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
+		os.Exit(1)
+	}
+	if err := runRamps(ctx, strings.Split(*run, ","), userFLV, *lowRate, *steps, *idleN); err != nil {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
 }
 
+// runRamps runs the ramp, streams and idle benchmarks named in run.
+func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps string, requests int) error {
+	want := func(name string) bool { return slices.Contains(run, name) }
+	if !want("ramp") && !want("streams") && !want("idle") {
+		return nil
+	}
+	var counts []int
+	for f := range strings.SplitSeq(steps, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return fmt.Errorf("-steps: %w", err)
+		}
+		counts = append(counts, n)
+	}
+	// The idle benchmark's stream matters only through the media the
+	// packager holds while memory is read: the small testdata file.
+	idleFLV := flv
+	if idleFLV == "" {
+		idleFLV = "testdata/h264_aac.flv"
+	}
+	switch {
+	case flv != "":
+	case lowRate:
+		path, err := bench.LowRateFixture(ctx)
+		if err != nil {
+			return err
+		}
+		flv = path
+	default:
+		path, note, err := bench.Fixture(ctx, "testdata/h264_aac.flv")
+		if err != nil {
+			return err
+		}
+		if note != "" {
+			fmt.Println("note:", note)
+		}
+		flv = path
+	}
+	fmt.Printf("shopcast-bench %s, %d CPUs, GOMAXPROCS %d, %s/%s, load average %s\n",
+		time.Now().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, bench.LoadAvg())
+	if want("ramp") {
+		fmt.Printf("ramp: %s; server in-process, publisher and viewers in a load process; load average %s\n", flv, bench.LoadAvg())
+		r, err := bench.Ramp(ctx, bench.RampConfig{FLV: flv, Steps: counts, OnStep: func(s bench.RampStep) { fmt.Println("  step:", s) }})
+		if r != nil {
+			fmt.Println(r)
+		}
+		if err != nil {
+			return fmt.Errorf("ramp: %w", err)
+		}
+	}
+	if want("streams") {
+		fmt.Printf("streams: %s; server in-process, publishers and viewers in a load process; load average %s\n", flv, bench.LoadAvg())
+		r, err := bench.Streams(ctx, bench.StreamsConfig{FLV: flv, Steps: counts, OnStep: func(s bench.StreamsStep) { fmt.Println("  step:", s) }})
+		if r != nil {
+			fmt.Println(r)
+		}
+		if err != nil {
+			return fmt.Errorf("streams: %w", err)
+		}
+	}
+	if want("idle") {
+		fmt.Printf("idle: %s; server in-process, requests from a load process; load average %s\n", idleFLV, bench.LoadAvg())
+		r, err := bench.Idle(ctx, bench.IdleConfig{FLV: idleFLV, Requests: requests})
+		if err != nil {
+			return fmt.Errorf("idle: %w", err)
+		}
+		fmt.Println(r)
+	}
+	return nil
+}
+
 func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []string, flv string) error {
+	if !slices.ContainsFunc(run, func(s string) bool { return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" }) {
+		return nil
+	}
 	if flv == "" {
 		path, note, err := bench.Fixture(ctx, "testdata/h264_aac.flv")
 		if err != nil {

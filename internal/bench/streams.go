@@ -1,0 +1,188 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/packager"
+)
+
+// StreamsConfig sets up Streams.
+type StreamsConfig struct {
+	// FLV is the file every publisher loops. It is required.
+	FLV string
+	// Steps are the stream counts, in increasing order. It defaults to 1,
+	// 2, 5, 10, 20, 30, 40, 60, 80, 100.
+	Steps []int
+	// Settle is the wait after a step's publishers start (each after a
+	// random delay under 2 s, so that keyframes do not line up) before
+	// memory is read and the window opens. It defaults to 6s.
+	Settle time.Duration
+	// Window is each step's measurement window. It defaults to 10s.
+	Window time.Duration
+	// MaxP99 is the publish-to-deliverable p99 that ends the ramp. It
+	// defaults to 50ms.
+	MaxP99 time.Duration
+	// OnStep, when set, is called with each step's result as it is measured.
+	OnStep func(StreamsStep)
+}
+
+// StreamsStep is one step of Streams.
+type StreamsStep struct {
+	Streams int
+	// Live counts the streams whose viewer got a part in the window.
+	Live int
+	// Latency is publish-to-deliverable (as PublishToDeliverable measures
+	// it) over the parts of every stream's viewer in the window.
+	Latency   Dist
+	Unmatched int
+	Errors    int
+	// ServerCores is the server process's CPU per second (getrusage
+	// RUSAGE_SELF; publishers and viewers are in the load process);
+	// LoadCores the load process's.
+	ServerCores, LoadCores float64
+	// RSS is the server's VmRSS after a GC at the end of the settle;
+	// RSSPerStream its growth over the server's idle RSS per stream. The
+	// packager holds up to 13 segments per stream, so this grows with the
+	// streams' age until their windows are full (26 s).
+	RSS, RSSPerStream int64
+	Goroutines        int
+	Load              string
+}
+
+// Passed reports whether every stream delivered and p99 is within max.
+func (s StreamsStep) Passed(max time.Duration) bool {
+	return s.Live == s.Streams && s.Latency.N > 0 && s.Latency.P99 <= max
+}
+
+func (s StreamsStep) String() string {
+	return fmt.Sprintf("%3d streams (%d delivering): publish-to-deliverable %s, %d unmatched, %d errors; "+
+		"server CPU %.2f cores = %.1f%% of a core per stream, RSS %.1f MiB = %.1f MiB/stream, %d goroutines; load process %.2f cores; load %s",
+		s.Streams, s.Live, s.Latency, s.Unmatched, s.Errors,
+		s.ServerCores, 100*s.ServerCores/float64(s.Streams), mb(s.RSS), mb(s.RSSPerStream), s.Goroutines, s.LoadCores, s.Load)
+}
+
+// StreamsResult is the outcome of Streams.
+type StreamsResult struct {
+	Source string
+	Idle   int64 // server VmRSS before any stream
+	Steps  []StreamsStep
+	// Max is the largest step that passed, 0 if none.
+	Max  int
+	Note string
+}
+
+func (r *StreamsResult) String() string {
+	s := fmt.Sprintf("stream ramp (%s per stream): server RSS %.1f MiB idle\n", r.Source, mb(r.Idle))
+	for _, st := range r.Steps {
+		s += "  " + st.String() + "\n"
+	}
+	s += fmt.Sprintf("  largest step within target: %d streams", r.Max)
+	if r.Note != "" {
+		s += " (" + r.Note + ")"
+	}
+	return s
+}
+
+// Streams adds publishers of cfg.FLV to an in-process server step by step,
+// each followed by one blocking LL-HLS viewer that measures
+// publish-to-deliverable, until its p99 passes cfg.MaxP99. Publishers and
+// viewers run in a load process (LoadRole), so the server's CPU and RSS are
+// this process's.
+func Streams(ctx context.Context, cfg StreamsConfig) (*StreamsResult, error) {
+	if len(cfg.Steps) == 0 {
+		cfg.Steps = []int{1, 2, 5, 10, 20, 30, 40, 60, 80, 100}
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 6 * time.Second
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 10 * time.Second
+	}
+	if cfg.MaxP99 <= 0 {
+		cfg.MaxP99 = 50 * time.Millisecond
+	}
+	top := cfg.Steps[len(cfg.Steps)-1]
+	if _, err := RaiseFileLimit(uint64(4*top + 256)); err != nil {
+		return nil, err
+	}
+	src, err := loadSource(cfg.FLV)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startServerConfig(packager.Config{MaxStreams: top + 10})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	lp, err := startLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer lp.close()
+	res := &StreamsResult{Source: src.desc}
+	if res.Idle, err = rss(); err != nil {
+		return nil, err
+	}
+	rtmp := fmt.Sprintf("rtmp://%s/live/", srv.rtmp.Addr())
+	base := fmt.Sprintf("http://%s/live/", srv.origin.Addr())
+	have := 0
+	for _, n := range cfg.Steps {
+		if n <= have {
+			continue
+		}
+		if _, err := lp.call(loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: cfg.FLV, N: n - have}); err != nil {
+			return res, err
+		}
+		have = n
+		if !sleep(ctx, cfg.Settle) {
+			return res, ctx.Err()
+		}
+		st := StreamsStep{Streams: n, Goroutines: runtime.NumGoroutine()}
+		rssNow, err := rss()
+		if err != nil {
+			return res, err
+		}
+		st.RSS, st.RSSPerStream = rssNow, (rssNow-res.Idle)/int64(n)
+		cpu0, t0 := cpuTime(), time.Now()
+		r, err := lp.call(loadCmd{Op: "latency", Window: cfg.Window})
+		if err != nil {
+			return res, err
+		}
+		st.ServerCores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+		st.LoadCores = r.Cores
+		st.Live, st.Latency, st.Unmatched, st.Errors, st.Load = r.Live, r.Latency, r.Unmatched, r.Errors, LoadAvg()
+		res.Steps = append(res.Steps, st)
+		if cfg.OnStep != nil {
+			cfg.OnStep(st)
+		}
+		if !st.Passed(cfg.MaxP99) {
+			res.Note = fmt.Sprintf("%d streams missed the target", n)
+			break
+		}
+		res.Max = n
+	}
+	return res, nil
+}
+
+// startServerConfig is startServer with a packager configuration of the
+// benchmark's own (more streams, a longer target duration).
+func startServerConfig(cfg packager.Config) (*server, error) {
+	discard := slog.New(slog.DiscardHandler)
+	s := &server{pkg: packager.New(cfg, discard)}
+	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
+	if err := s.rtmp.Start(); err != nil {
+		return nil, err
+	}
+	s.origin = &origin.Server{Address: "127.0.0.1:0", Source: s.pkg, Logger: discard}
+	if err := s.origin.Start(); err != nil {
+		s.rtmp.Close()
+		return nil, err
+	}
+	return s, nil
+}
