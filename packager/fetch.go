@@ -13,7 +13,7 @@ const (
 
 // waitFor blocks until cond holds for at most 3 target durations, the limit
 // of RFC 8216bis 6.2.5.2, after which the request gets a 503. Called with
-// s.mu held.
+// s.mu read-locked.
 func (s *Stream) waitFor(ctx context.Context, cond func() bool) error {
 	if cond() {
 		return nil
@@ -31,8 +31,8 @@ func (s *Stream) waitFor(ctx context.Context, cond func() bool) error {
 }
 
 func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	kind := KindPlaylist
 	if req.MSN >= 0 {
 		kind = KindBlockingPlaylist
@@ -171,27 +171,24 @@ func (s *Stream) checkAhead(msn, part int64) error {
 }
 
 func (s *Stream) fetchMultivariant(ctx context.Context) (*Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if err := s.waitFor(ctx, func() bool { return s.ended || s.td > 0 }); err != nil {
 		return nil, err
 	}
 	if s.td == 0 {
 		return nil, ErrNotFound
 	}
-	if s.mvCache.version != s.version {
-		body := s.renderMultivariant()
-		s.mvCache = rendered{version: s.version, body: body, gz: newLazyGzip(body)}
-	}
+	mv := s.cached(&s.mvCache, s.renderMultivariant)
 	return &Response{
-		Kind: KindMultivariant, ContentType: contentTypePlaylist, Body: s.mvCache.body, gz: s.mvCache.gz,
+		Kind: KindMultivariant, ContentType: contentTypePlaylist, Body: mv.body, gz: mv.gz,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }
 
 func (s *Stream) fetchInit(name string) (*Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	f := s.inits[name]
 	if f == nil {
 		return nil, ErrNotFound
@@ -200,8 +197,8 @@ func (s *Stream) fetchInit(name string) (*Response, error) {
 }
 
 func (s *Stream) fetchSegment(msn int64) (*Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, seg := range s.segs {
 		if seg.msn == msn {
 			return &Response{Kind: KindSegment, ContentType: contentTypeMP4, Body: seg.body, TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: seg.at}, nil
@@ -214,8 +211,8 @@ func (s *Stream) fetchSegment(msn int64) (*Response, error) {
 // (EXT-X-PRELOAD-HINT) blocks until the part is complete and is then sent
 // whole (RFC 8216bis 6.2.6).
 func (s *Stream) fetchPart(ctx context.Context, n int64) (*Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if n == s.nextPart && s.pub != nil && !s.ended {
 		if err := s.waitFor(ctx, func() bool { return s.parts[n] != nil || s.ended }); err != nil {
 			return nil, err

@@ -31,16 +31,10 @@ func (s *Stream) window() []*segment {
 // 8216bis 4.4.3.8 allows, so delta updates skip as much as they may.
 func (s *Stream) skipUntil() time.Duration { return 6 * s.tdDuration() }
 
-// mediaPlaylist renders (or returns the cached) media playlist for the
-// current version. Called with s.mu held.
-func (s *Stream) mediaPlaylist(skip Skip) rendered {
-	c := &s.cache[skip]
-	if c.version == s.version {
-		return *c
-	}
-	body := s.renderMedia(skip)
-	*c = rendered{version: s.version, body: body, gz: newLazyGzip(body)}
-	return *c
+// mediaPlaylist returns the media playlist for the current version,
+// rendered once. Called with s.mu held.
+func (s *Stream) mediaPlaylist(skip Skip) *rendered {
+	return s.cached(&s.cache[skip], func() []byte { return s.renderMedia(skip) })
 }
 
 // gzipBytes compresses a playlist. Every new playlist version is compressed

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shopcast/shopcast/ingest"
@@ -28,8 +29,14 @@ type Stream struct {
 	name string
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced whenever anything is published
+	// mu guards the stream: the publisher writes under Lock; viewers'
+	// requests read under RLock, so a part's release wakes a thousand blocked
+	// requests without queueing them one by one on a mutex.
+	mu sync.RWMutex
+	// renderMu makes one reader render a playlist version (and the cached
+	// DATERANGE lines) while others wait for it.
+	renderMu sync.Mutex
+	changed  chan struct{} // closed and replaced whenever anything is published
 
 	segs     []*segment // complete segments still servable, oldest first
 	open     *segment   // segment receiving parts
@@ -47,8 +54,8 @@ type Stream struct {
 	linger   *time.Timer
 	td       int // EXT-X-TARGETDURATION in seconds, fixed by the first segment
 	version  int64
-	cache    [3]rendered // media playlists by Skip, for the current version
-	mvCache  rendered
+	cache    [3]cachedPlaylist // media playlists by Skip
+	mvCache  cachedPlaylist
 	data     []DataMessage
 	lastEnd  time.Duration
 	// tracksEnd is the end of the latest sample published on any track:
@@ -59,6 +66,27 @@ type Stream struct {
 
 	eventTimeline
 	ts tsRendition // the legacy MPEG-TS rendition (ts_segment.go)
+}
+
+// cachedPlaylist holds a playlist rendered for one version. Readers hold
+// s.mu only for reading, so it is swapped atomically.
+type cachedPlaylist struct{ p atomic.Pointer[rendered] }
+
+// cached returns c's rendering for the current version, rendering it once.
+// Called with s.mu held (for reading at least).
+func (s *Stream) cached(c *cachedPlaylist, render func() []byte) *rendered {
+	if r := c.p.Load(); r != nil && r.version == s.version {
+		return r
+	}
+	s.renderMu.Lock()
+	defer s.renderMu.Unlock()
+	if r := c.p.Load(); r != nil && r.version == s.version {
+		return r
+	}
+	body := render()
+	r := &rendered{version: s.version, body: body, gz: newLazyGzip(body)}
+	c.p.Store(r)
+	return r
 }
 
 type rendered struct {
@@ -310,7 +338,7 @@ func (s *Stream) DataMessages() []DataMessage {
 	return append([]DataMessage(nil), s.data...)
 }
 
-// wait blocks, with s.mu held on entry and on return, until cond holds, the
+// wait blocks, with s.mu read-locked on entry and on return, until cond holds, the
 // context ends or the deadline passes. The packager wakes it: no polling.
 func (s *Stream) wait(ctx context.Context, deadline <-chan time.Time, cond func() bool) error {
 	for !cond() {
@@ -318,15 +346,15 @@ func (s *Stream) wait(ctx context.Context, deadline <-chan time.Time, cond func(
 			return ErrNotFound
 		}
 		ch := s.changed
-		s.mu.Unlock()
+		s.mu.RUnlock()
 		select {
 		case <-ch:
-			s.mu.Lock()
+			s.mu.RLock()
 		case <-ctx.Done():
-			s.mu.Lock()
+			s.mu.RLock()
 			return ctx.Err()
 		case <-deadline:
-			s.mu.Lock()
+			s.mu.RLock()
 			if cond() {
 				return nil
 			}

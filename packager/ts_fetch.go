@@ -35,8 +35,8 @@ func (s *Stream) fetchTS(ctx context.Context, f string) (*Response, error) {
 	if f != tsMediaPlaylist && f != tsMultivariantPlaylist {
 		return nil, ErrNotFound
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if err := s.waitFor(ctx, func() bool { return s.ended || len(s.ts.segs) > 0 }); err != nil {
 		return nil, err
 	}
@@ -47,12 +47,9 @@ func (s *Stream) fetchTS(ctx context.Context, f string) (*Response, error) {
 	if f == tsMultivariantPlaylist {
 		c, kind, render = &s.ts.mvCache, KindMultivariant, s.renderTSMultivariant
 	}
-	if c.version != s.version {
-		body := render()
-		*c = rendered{version: s.version, body: body, gz: newLazyGzip(body)}
-	}
+	r := s.cached(c, render)
 	return &Response{
-		Kind: kind, ContentType: contentTypePlaylist, Body: c.body, gz: c.gz,
+		Kind: kind, ContentType: contentTypePlaylist, Body: r.body, gz: r.gz,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }

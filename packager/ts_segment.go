@@ -37,8 +37,8 @@ type tsRendition struct {
 	lastSize int
 	items    []tsItem
 	payload  []byte
-	cache    rendered // stream_ts.m3u8
-	mvCache  rendered // index_ts.m3u8
+	cache    cachedPlaylist // stream_ts.m3u8
+	mvCache  cachedPlaylist // index_ts.m3u8
 }
 
 // tsSegment is a complete TS segment.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,8 @@ func main() {
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
 	idleN := flag.Int("requests", 10000, "blocked playlist requests of the idle benchmark")
 	role := flag.String("role", "", "internal: \"load\" runs the load process of ramp, streams and idle")
+	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile to this file")
+	mutexProfile := flag.String("mutexprofile", "", "write the server process's mutex contention profile to this file")
 	flag.Parse()
 	if *role == "load" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,6 +51,24 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
+			os.Exit(1)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if *mutexProfile != "" {
+		runtime.SetMutexProfileFraction(5)
+		defer func() {
+			if f, err := os.Create(*mutexProfile); err == nil {
+				_ = pprof.Lookup("mutex").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
+	}
 	userFLV := *flvPath
 	if err := runBenchmarks(ctx, *duration, *viewers, strings.Split(*run, ","), *flvPath); err != nil {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
