@@ -36,7 +36,12 @@ func main() {
 	role := flag.String("role", "", "internal: \"load\" runs the load process of ramp, streams and idle")
 	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile to this file")
 	mutexProfile := flag.String("mutexprofile", "", "write the server process's mutex contention profile to this file")
+	h2c := flag.Bool("h2c", false, "viewers and idle requests use HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1")
 	flag.Parse()
+	if *h2c {
+		// The load process inherits it.
+		_ = os.Setenv("SHOPCAST_BENCH_H2C", "1")
+	}
 	if *role == "load" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()

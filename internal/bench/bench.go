@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/shopcast/shopcast/ingest"
@@ -82,6 +83,13 @@ func newHTTPClient(conns int) *http.Client {
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
+	}
+	if os.Getenv("SHOPCAST_BENCH_H2C") == "1" {
+		// HTTP/2 over cleartext with prior knowledge (the origin's h2c):
+		// many requests share a few connections, as behind a CDN edge.
+		p := new(http.Protocols)
+		p.SetUnencryptedHTTP2(true)
+		tr.Protocols = p
 	}
 	return &http.Client{Transport: tr}
 }
