@@ -155,12 +155,14 @@ func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]by
 		// Not started yet: cancel it.
 		es.cancelled = true
 		es.end = now
+		s.evVersion++
 		s.notify()
 		return EventTime{Media: es.media, Wall: es.wall}, nil
 	}
 	if es.end == 0 || es.end > now {
 		es.end = max(now, es.media)
 		es.endBox = box
+		s.evVersion++
 	}
 	s.notify()
 	return EventTime{Media: es.end, Wall: s.mediaToWall(es.end)}, nil
@@ -183,6 +185,7 @@ func (s *Stream) resolveNow(media time.Duration) {
 // resolves it is published, which can be before AddEvent wakes up, so its
 // START-DATE and end must be known here. Called with s.mu held.
 func (s *Stream) resolve(es *eventState, media time.Duration) {
+	s.evVersion++
 	es.pendingNow = false
 	es.media = media
 	es.wall = s.mediaToWall(media)
@@ -272,13 +275,33 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 type eventTimeline struct {
 	events   []*eventState
 	eventIDs map[string]bool // every id ever used on the stream
+	// evVersion changes whenever an event's date range could change;
+	// drBlocks caches the rendered DATERANGE lines by it, so a playlist
+	// holding many cues is not rebuilt line by line for every part.
+	evVersion int64
+	drBlocks  [4]drBlock
+	drNext    int
 }
 
-// dateRanges returns the EXT-X-DATERANGE lines of the events that overlap the
-// playlist from media time from on, leaving out those starting before
-// skipBefore. Called with s.mu held.
-func (s *Stream) dateRanges(from, skipBefore time.Duration) []string {
-	var out []string
+// drBlock is the DATERANGE lines of one (events version, from, skipBefore).
+type drBlock struct {
+	valid          bool
+	version        int64
+	from, skipFrom time.Duration
+	b              []byte
+}
+
+// dateRanges returns the EXT-X-DATERANGE lines (each ending in a newline)
+// of the events that overlap the playlist from media time from on, leaving
+// out those starting before skipBefore. Called with s.mu held and renderMu
+// held.
+func (s *Stream) dateRanges(from, skipBefore time.Duration) []byte {
+	for _, c := range s.drBlocks {
+		if c.valid && c.version == s.evVersion && c.from == from && c.skipFrom == skipBefore {
+			return c.b
+		}
+	}
+	var out []byte
 	for _, es := range s.events {
 		if es.cancelled || es.pendingNow || es.ev.DateRange == nil {
 			continue
@@ -298,8 +321,11 @@ func (s *Stream) dateRanges(from, skipBefore time.Duration) []string {
 			}
 			es.drLine, es.drFor, es.drValid = es.ev.DateRange(es.wall, end), es.end, true
 		}
-		out = append(out, es.drLine)
+		out = append(out, es.drLine...)
+		out = append(out, '\n')
 	}
+	s.drBlocks[s.drNext] = drBlock{valid: true, version: s.evVersion, from: from, skipFrom: skipBefore, b: out}
+	s.drNext = (s.drNext + 1) % len(s.drBlocks)
 	return out
 }
 
@@ -328,6 +354,9 @@ func (s *Stream) trimEvents(now time.Duration) {
 			continue
 		}
 		kept = append(kept, es)
+	}
+	if len(kept) != len(s.events) {
+		s.evVersion++
 	}
 	clear(s.events[len(kept):])
 	s.events = kept

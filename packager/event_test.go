@@ -46,7 +46,7 @@ func TestEventNowResolvedByFrame(t *testing.T) {
 	sy.next() // resolves it; AddEvent would wake up only after this
 
 	s.mu.Lock()
-	lines := s.dateRanges(0, -1<<62)
+	lines := strings.Split(strings.TrimSuffix(string(s.dateRanges(0, -1<<62)), "\n"), "\n")
 	media, wall := es.media, s.mediaToWall(es.media)
 	s.mu.Unlock()
 	if len(lines) != 1 {

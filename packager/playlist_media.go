@@ -108,10 +108,7 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 		if skip == SkipV2 && skipped > 0 {
 			skipBefore = all[skipped].start
 		}
-		for _, line := range s.dateRanges(from, skipBefore) {
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
+		b.Write(s.dateRanges(from, skipBefore))
 	}
 
 	var lastInit *initFile

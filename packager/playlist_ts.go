@@ -55,10 +55,7 @@ func (s *Stream) renderTSMedia() []byte {
 	if win[0].discNum > 0 {
 		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", win[0].discNum)
 	}
-	for _, line := range s.dateRanges(win[0].start, time.Duration(-1<<62)) {
-		b.WriteString(line)
-		b.WriteByte('\n')
-	}
+	b.Write(s.dateRanges(win[0].start, time.Duration(-1<<62)))
 	for i, seg := range win {
 		if seg.disc && i > 0 {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
