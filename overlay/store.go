@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -102,6 +103,29 @@ type Store struct {
 	LockTimeout time.Duration
 
 	db *bolt.DB
+
+	// lastPrune throttles pruneOpen to once per pruneEvery per stream:
+	// scanning the open set on every POST made a burst of cues quadratic.
+	pruneMu   sync.Mutex
+	lastPrune map[string]time.Time
+}
+
+// pruneEvery is how often a stream's open set is swept for ended cues.
+const pruneEvery = time.Second
+
+// prunable reports whether stream's open set is due for a sweep, and
+// records the sweep.
+func (s *Store) prunable(stream string, now time.Time) bool {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
+	if s.lastPrune == nil {
+		s.lastPrune = map[string]time.Time{}
+	}
+	if last, ok := s.lastPrune[stream]; ok && now.Sub(last) < pruneEvery && now.After(last) {
+		return false
+	}
+	s.lastPrune[stream] = now
+	return true
 }
 
 var (
@@ -237,8 +261,10 @@ func (s *Store) Reserve(stream string, c *Cue, now time.Time) (Record, error) {
 		if seq > math.MaxInt32 {
 			return errors.New("overlay store: stream has used every cue sequence number")
 		}
-		if err := pruneOpen(b, now); err != nil {
-			return err
+		if s.prunable(stream, now) {
+			if err := pruneOpen(b, now); err != nil {
+				return err
+			}
 		}
 		rec = Record{Stream: stream, Cue: *c, Seq: uint32(seq), State: StatePending, Created: now, Updated: now}
 		return putRecord(b, &rec)

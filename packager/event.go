@@ -53,6 +53,10 @@ type eventState struct {
 	removed    bool
 	cancelled  bool
 	pendingNow bool
+	// box is the start emsg built for boxTimescale and boxAt.
+	box          []byte
+	boxTimescale uint32
+	boxAt        uint64
 	// drLine is the rendered EXT-X-DATERANGE for end drFor.
 	drLine  string
 	drFor   time.Duration
@@ -254,11 +258,17 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 		}
 		active := es.media < end && (es.end == 0 || es.end > start)
 		if (!es.placed && es.media < end) || (firstOfSegment && active && es.placed) {
-			if b, err := es.ev.Box(timescale, ticks(es.media)); err == nil {
-				out = append(out, b...)
-			} else {
-				s.log.Warn("event box", "id", es.ev.ID, "err", err)
+			// The start box is re-sent at every segment start while the
+			// event is active: build it once.
+			pt := ticks(es.media)
+			if es.box == nil || es.boxTimescale != timescale || es.boxAt != pt {
+				b, err := es.ev.Box(timescale, pt)
+				if err != nil {
+					s.log.Warn("event box", "id", es.ev.ID, "err", err)
+				}
+				es.box, es.boxTimescale, es.boxAt = b, timescale, pt
 			}
+			out = append(out, es.box...)
 			es.placed = true
 		}
 		if es.endBox != nil && !es.endPlaced && es.end < end {
