@@ -177,18 +177,7 @@ func TestBrowserInBandCues(t *testing.T) {
 	t.Cleanup(page.Close)
 
 	// The first Run starts the browser: its context has no timeout.
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath("/usr/bin/chromium"),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	defer cancelAlloc()
+	alloc := newChromium(t)
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
 	if err := chromedp.Do(browser); err != nil {
@@ -349,28 +338,11 @@ func checkCueFragment(t *testing.T, p id3State, c id3Cue) {
 
 func readID3(t *testing.T, ctx context.Context) id3State {
 	t.Helper()
-	p, err := chromedp.Run(ctx, chromedp.Evaluate[id3State](id3StateJS))
-	if err != nil {
-		t.Fatalf("reading the page: %v", err)
-	}
-	return p
+	return evalJS[id3State](t, ctx, id3StateJS)
 }
 
 // pollID3 reads the page every 200 ms until cond holds.
 func pollID3(t *testing.T, ctx context.Context, d time.Duration, what string, cond func(id3State) bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		p := readID3(t, ctx)
-		if cond(p) {
-			return
-		}
-		if time.Now().After(deadline) {
-			b, _ := json.Marshal(p)
-			t.Fatalf("timed out after %v waiting for %s; page: %s", d, what, tail(string(b), 4000))
-		}
-		if err := chromedp.Do(ctx, chromedp.Sleep(200*time.Millisecond)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pollJS(t, ctx, d, what, id3StateJS, 4000, cond)
 }
