@@ -586,8 +586,7 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 			if err := matchAUs(r.video, wantAUs(f.videoFrames, span, loops, 90000, norm), 90); err != nil {
 				t.Errorf("video: %v", err)
 			}
-			ident := func(d [][]byte) [][]byte { return d }
-			if err := matchAUs(r.audio, wantAUs(f.audioFrames, span, loops, int64(f.audioRate), ident), int64(f.audioRate/1000)); err != nil {
+			if err := matchAUs(r.audio, wantAUs(f.audioFrames, span, loops, int64(f.audioRate), identAU), int64(f.audioRate/1000)); err != nil {
 				t.Errorf("audio: %v", err)
 			}
 			if len(r.video) < 60 || len(r.audio) < 50 {

@@ -99,8 +99,7 @@ func TestE2ERTSPFFmpeg(t *testing.T) {
 			checker.strictTfdt = true
 			checkDone := make(chan struct{})
 			go func() { defer close(checkDone); checker.run(ctx) }()
-			ident := func(au [][]byte) [][]byte { return au }
-			r := readHLSCodecs(t, base+"index.m3u8", ident, 40*time.Second)
+			r := readHLSCodecs(t, base+"index.m3u8", identAU, 40*time.Second)
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("ffmpeg: %v\n%s", err, out)
 			}

@@ -7,70 +7,39 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/bluenviron/gohlslib/v2"
-	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 
 	"github.com/shopcast/shopcast/internal/testpub"
 )
 
 const fixture = "../../testdata/h264_aac.flv"
 
-// received is what gohlslib's client got out of a stream.
+// received is the PTS of what gohlslib's client read from a stream.
 type received struct {
-	mu         sync.Mutex
-	videoPTS   []int64
-	audioPTS   []int64
-	videoCodec codecs.Codec
-	audioCodec codecs.Codec
+	videoPTS []int64
+	audioPTS []int64
 }
 
-// readHLS reads a stream with gohlslib's Client from its first segment until
-// the playlist ends.
+// readHLS reads a stream with gohlslib's Client until the playlist ends and
+// keeps the PTS of every AU.
 func readHLS(t *testing.T, url string, timeout time.Duration) *received {
 	t.Helper()
+	c := readHLSCodecs(t, url, identAU, timeout)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	r := &received{}
-	c := &gohlslib.Client{URI: url, StartDistance: 20, MaxDistance: 40}
-	c.OnTracks = func(tracks []*gohlslib.Track) error {
-		for _, tr := range tracks {
-			switch tr.Codec.(type) {
-			case *codecs.H264:
-				r.videoCodec = tr.Codec
-				c.OnDataH26x(tr, func(pts, dts int64, au [][]byte) {
-					r.mu.Lock()
-					r.videoPTS = append(r.videoPTS, pts)
-					r.mu.Unlock()
-				})
-			case *codecs.MPEG4Audio:
-				r.audioCodec = tr.Codec
-				c.OnDataMPEG4Audio(tr, func(pts int64, aus [][]byte) {
-					r.mu.Lock()
-					for i := range aus {
-						r.audioPTS = append(r.audioPTS, pts+int64(i)*1024)
-					}
-					r.mu.Unlock()
-				})
-			}
-		}
-		return nil
+	for _, a := range c.video {
+		r.videoPTS = append(r.videoPTS, a.pts)
 	}
-	if err := c.Start(); err != nil {
-		t.Fatalf("gohlslib client: %v", err)
-	}
-	defer c.Close()
-	select {
-	case err := <-c.Wait():
-		if err != nil && !strings.Contains(err.Error(), "ended") {
-			t.Logf("gohlslib client stopped: %v", err)
-		}
-	case <-time.After(timeout):
-		t.Fatalf("gohlslib client did not reach the end of the stream")
+	for _, a := range c.audio {
+		r.audioPTS = append(r.audioPTS, a.pts)
 	}
 	return r
 }
+
+// identAU leaves an access unit as it is.
+func identAU(au [][]byte) [][]byte { return au }
 
 // TestE2EPublisherToHLS publishes the fixture over RTMP with a publisher
 // independent of the server's RTMP stack, reads the LL-HLS output with
@@ -138,8 +107,6 @@ func TestE2EPublisherToHLS(t *testing.T) {
 	// (it never asks for the playlist with _HLS_msn). Completeness is checked
 	// on the segments above; here every AU gohlslib decoded must be one of
 	// the publisher's frames, in order, with the publisher's exact PTS.
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	want := loopPTS(video, audio, 2, 90000)
 	if err := matchSubsequence(r.videoPTS, want, 0); err != nil {
 		t.Fatalf("video: %v", err)
@@ -196,8 +163,6 @@ func TestE2EFFmpegOBS(t *testing.T) {
 	for _, e := range checker.errs {
 		t.Error(e)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	// 6 s at 30 fps, every frame in the segments; x264 with zerolatency
 	// sends no B-frames, so the PTS gohlslib reads rise a frame at a time.
 	if checker.videoSamples != 180 {
