@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"runtime"
 	"time"
 )
 
@@ -153,27 +152,18 @@ func Ramp(ctx context.Context, cfg RampConfig) (*RampResult, error) {
 		if n <= have {
 			continue
 		}
-		if _, err := lp.call(loadCmd{Op: "viewers", Base: srv.baseURL(), N: n - have, Ramp: cfg.Join}); err != nil {
+		// The measure call lasts the window plus the load's one-second tail
+		// for late parts.
+		m, err := lp.step(ctx, loadCmd{Op: "viewers", Base: srv.baseURL(), N: n - have, Ramp: cfg.Join},
+			loadCmd{Op: "measure", Window: cfg.Window}, cfg.Settle)
+		if err != nil {
 			return res, err
 		}
 		have = n
-		if !sleep(ctx, cfg.Settle) {
-			return res, ctx.Err()
-		}
-		st := RampStep{Viewers: n, Goroutines: runtime.NumGoroutine()}
-		rssNow, err := rss()
-		if err != nil {
-			return res, err
-		}
-		st.RSS, st.RSSPerViewer = rssNow, (rssNow-res.Baseline)/int64(n)
-		// The server's CPU is taken around the measure call, which lasts the
-		// window plus the load's one-second tail for late parts.
-		cpu0, t0 := cpuTime(), time.Now()
-		r, err := lp.call(loadCmd{Op: "measure", Window: cfg.Window})
-		if err != nil {
-			return res, err
-		}
-		st.ServerCores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+		r := m.reply
+		st := RampStep{Viewers: n, Goroutines: m.goroutines}
+		st.RSS, st.RSSPerViewer = m.rss, (m.rss-res.Baseline)/int64(n)
+		st.ServerCores = m.cores
 		st.LoadCores = r.Cores
 		st.Window = cfg.Window
 		st.Spread, st.Incomplete, st.Parts, st.Bytes = r.Spread, r.Incomplete, r.Parts, r.Bytes

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -97,6 +98,37 @@ func startLoad(ctx context.Context) (*loadProcess, error) {
 }
 
 // call sends c and waits for its reply.
+// stepMeasure is what the server side measures at one step of a ramp.
+type stepMeasure struct {
+	goroutines int
+	rss        int64
+	cores      float64 // server CPU around the measure command
+	reply      loadReply
+}
+
+// step adds load (add), lets it settle, then reads the server's RSS and
+// its CPU around the measure command, which lasts the measurement window.
+func (p *loadProcess) step(ctx context.Context, add, measure loadCmd, settle time.Duration) (stepMeasure, error) {
+	var m stepMeasure
+	if _, err := p.call(add); err != nil {
+		return m, err
+	}
+	if !sleep(ctx, settle) {
+		return m, ctx.Err()
+	}
+	m.goroutines = runtime.NumGoroutine()
+	var err error
+	if m.rss, err = rss(); err != nil {
+		return m, err
+	}
+	cpu0, t0 := cpuTime(), time.Now()
+	if m.reply, err = p.call(measure); err != nil {
+		return m, err
+	}
+	m.cores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+	return m, nil
+}
+
 func (p *loadProcess) call(c loadCmd) (loadReply, error) {
 	var r loadReply
 	b, _ := json.Marshal(c)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"time"
 
 	"github.com/shopcast/shopcast/ingest"
@@ -136,25 +135,16 @@ func Streams(ctx context.Context, cfg StreamsConfig) (*StreamsResult, error) {
 		if n <= have {
 			continue
 		}
-		if _, err := lp.call(loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: cfg.FLV, N: n - have}); err != nil {
+		m, err := lp.step(ctx, loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: cfg.FLV, N: n - have},
+			loadCmd{Op: "latency", Window: cfg.Window}, cfg.Settle)
+		if err != nil {
 			return res, err
 		}
 		have = n
-		if !sleep(ctx, cfg.Settle) {
-			return res, ctx.Err()
-		}
-		st := StreamsStep{Streams: n, Goroutines: runtime.NumGoroutine()}
-		rssNow, err := rss()
-		if err != nil {
-			return res, err
-		}
-		st.RSS, st.RSSPerStream = rssNow, (rssNow-res.Idle)/int64(n)
-		cpu0, t0 := cpuTime(), time.Now()
-		r, err := lp.call(loadCmd{Op: "latency", Window: cfg.Window})
-		if err != nil {
-			return res, err
-		}
-		st.ServerCores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+		r := m.reply
+		st := StreamsStep{Streams: n, Goroutines: m.goroutines}
+		st.RSS, st.RSSPerStream = m.rss, (m.rss-res.Idle)/int64(n)
+		st.ServerCores = m.cores
 		st.LoadCores = r.Cores
 		st.Live, st.Latency, st.Unmatched, st.Errors, st.Load = r.Live, r.Latency, r.Unmatched, r.Errors, LoadAvg()
 		res.Steps = append(res.Steps, st)
