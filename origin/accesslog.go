@@ -6,14 +6,10 @@ import (
 	"time"
 )
 
-// logAccess runs next and, when the logger is at debug level, logs one line
-// for the request.
+// logAccess runs next and logs one line for the request (the logger is at
+// debug level).
 func (s *Server) logAccess(w http.ResponseWriter, r *http.Request, next http.HandlerFunc) {
 	log := s.log()
-	if !log.Enabled(r.Context(), slog.LevelDebug) {
-		next(w, r)
-		return
-	}
 	sw := &statusWriter{ResponseWriter: w}
 	start := time.Now()
 	next(sw, r)

@@ -27,29 +27,39 @@ const (
 
 // serveLive answers GET, HEAD and OPTIONS on /live/{name}/{file}.
 func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
+	// fetchLive's frame, on the stack while a request blocks, is gone
+	// before writeLive makes net/http serialize the header (see Handler).
+	if file, resp := s.fetchLive(w, r); resp != nil {
+		writeLive(w, r, file, resp)
+	}
+}
+
+// fetchLive checks the request and fetches the file. It returns a nil
+// response when it has answered the request itself (an error, a preflight).
+func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *packager.Response) {
 	h := w.Header()
 	s.setCORS(h)
 	escaped, grant := r.URL.EscapedPath(), playGrant{}
 	if s.PlayAuth != nil {
 		var ok bool
 		if escaped, grant, ok = s.PlayAuth.authorize(w, r); !ok {
-			return // answered 403
+			return "", nil // answered 403
 		}
 	}
 	name, file, ok := parseLivePath(escaped)
 	if !ok {
 		fail(w, http.StatusNotFound)
-		return
+		return "", nil
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodOptions:
 		preflight(w, r)
-		return
+		return "", nil
 	default:
 		h.Set("Allow", "GET, HEAD, OPTIONS")
 		fail(w, http.StatusMethodNotAllowed)
-		return
+		return "", nil
 	}
 
 	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1}
@@ -58,25 +68,29 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	if file == mediaPlaylist {
 		if err := parseDirectives(r.URL.RawQuery, &req); err != nil {
 			fail(w, http.StatusBadRequest)
-			return
+			return "", nil
 		}
 	}
 
 	resp, err := s.Source.Fetch(r.Context(), req)
 	if err != nil {
 		if r.Context().Err() != nil {
-			return // the client went away: nobody to answer
+			return "", nil // the client went away: nobody to answer
 		}
 		status := statusOf(err)
 		if status == http.StatusInternalServerError {
 			s.log().Error("fetch", "stream", name, "file", file, "remote", r.RemoteAddr, "err", err)
 		}
 		fail(w, status)
-		return
+		return "", nil
 	}
 
-	resp = grant.apply(resp)
+	return file, grant.apply(resp)
+}
 
+// writeLive sends a fetched stream file.
+func writeLive(w http.ResponseWriter, r *http.Request, file string, resp *packager.Response) {
+	h := w.Header()
 	ctype := resp.ContentType
 	if ctype == "" {
 		ctype = contentType(file)
@@ -106,7 +120,6 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	// io.Copy would hold two 32 KiB copy buffers per slow reader.
 	if r.Header.Get("Range") == "" && r.Header.Get("If-Modified-Since") == "" &&
 		r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Range") == "" {
-		h := w.Header()
 		h.Set("Accept-Ranges", "bytes")
 		h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 		if !resp.ModTime.IsZero() {

@@ -56,16 +56,12 @@ func (k RequestKind) IsPlaylist() bool {
 	return false
 }
 
-// observeLive runs serve and tells the Observer, if any, how the request was
+// observeLive runs serveLive and tells the Observer how the request was
 // answered.
-func (s *Server) observeLive(w http.ResponseWriter, r *http.Request, serve http.HandlerFunc) {
-	if s.Observer == nil {
-		serve(w, r)
-		return
-	}
+func (s *Server) observeLive(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	start := time.Now()
-	serve(sw, r)
+	s.serveLive(sw, r)
 	lr := classifyLive(r.URL.Path, r.URL.RawQuery)
 	lr.Status, lr.Duration = sw.status, time.Since(start)
 	s.Observer.ObserveLive(r, lr)

@@ -84,7 +84,7 @@ func newHTTPClient(conns int) *http.Client {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	if os.Getenv("SHOPCAST_BENCH_H2C") == "1" {
+	if useH2C() {
 		// HTTP/2 over cleartext with prior knowledge (the origin's h2c):
 		// many requests share a few connections, as behind a CDN edge.
 		p := new(http.Protocols)
@@ -92,6 +92,19 @@ func newHTTPClient(conns int) *http.Client {
 		tr.Protocols = p
 	}
 	return &http.Client{Transport: tr}
+}
+
+// useH2C says whether viewers and idle requests speak HTTP/2 over cleartext
+// (cmd/shopcast-bench -h2c sets the variable for both processes).
+func useH2C() bool { return os.Getenv("SHOPCAST_BENCH_H2C") == "1" }
+
+// newViewerFetcher returns the client of one viewer of base: its own
+// pipelining HTTP/1.1 connection, or c when viewers speak HTTP/2.
+func newViewerFetcher(c *http.Client, base string) (fetcher, error) {
+	if useH2C() {
+		return stdFetcher{c}, nil
+	}
+	return newPipeFetcher(base)
 }
 
 // waitReady waits until the origin serves the stream's media playlist (the

@@ -444,7 +444,7 @@ func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rat
 			}
 		})
 	}
-	v := &viewer{c: client, base: srv.baseURL(), keep: true}
+	v := &viewer{c: stdFetcher{client}, base: srv.baseURL(), keep: true}
 	var got []receivedPart
 	v.run(runCtx, func(n int64, body []byte, _ int64, at time.Time) {
 		got = append(got, receivedPart{n: n, body: bytes.Clone(body), at: at})

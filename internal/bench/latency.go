@@ -90,7 +90,7 @@ func PublishToDeliverable(ctx context.Context, cfg LatencyConfig) (*LatencyResul
 
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
-	v := &viewer{c: client, base: srv.baseURL(), keep: true}
+	v := &viewer{c: stdFetcher{client}, base: srv.baseURL(), keep: true}
 	var got []receivedPart
 	v.run(runCtx, func(n int64, body []byte, _ int64, at time.Time) {
 		got = append(got, receivedPart{n: n, body: bytes.Clone(body), at: at})

@@ -187,7 +187,7 @@ type load struct {
 	ctx context.Context
 	wg  sync.WaitGroup
 
-	client  *http.Client // shared by viewers and idle requests
+	client  *http.Client // shared by idle requests and, over HTTP/2, viewers
 	viewers []*viewer
 
 	mu        sync.Mutex

@@ -27,7 +27,11 @@ func (l *load) addViewers(c loadCmd) error {
 	}
 	step := c.Ramp / time.Duration(max(c.N, 1))
 	for range c.N {
-		v := &viewer{c: l.httpClient(), base: c.Base}
+		f, err := newViewerFetcher(l.httpClient(), c.Base)
+		if err != nil {
+			return err
+		}
+		v := &viewer{c: f, base: c.Base}
 		l.mu.Lock()
 		l.viewers = append(l.viewers, v)
 		l.mu.Unlock()

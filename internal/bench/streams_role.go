@@ -72,7 +72,7 @@ func (s *latencyStream) follow(l *load, base string) error {
 	if err != nil {
 		return err
 	}
-	v := &viewer{c: c, base: base, keep: true}
+	v := &viewer{c: stdFetcher{c}, base: base, keep: true}
 	v.run(l.ctx, func(_ int64, body []byte, _ int64, at time.Time) {
 		s.mu.Lock()
 		measuring := s.measuring

@@ -8,7 +8,6 @@ import (
 
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -17,6 +16,19 @@ import (
 func get(ctx context.Context, c *http.Client, url string, buf *[]byte) error {
 	_, err := fetch(ctx, c, url, buf)
 	return err
+}
+
+// fetcher is the HTTP client of a viewer: fetch reads url into *buf
+// (reusing its capacity) or, with a nil buf, only counts the body's bytes.
+type fetcher interface {
+	fetch(ctx context.Context, url string, buf *[]byte) (int64, error)
+}
+
+// stdFetcher is net/http's client, which speaks HTTP/2 as well.
+type stdFetcher struct{ c *http.Client }
+
+func (f stdFetcher) fetch(ctx context.Context, url string, buf *[]byte) (int64, error) {
+	return fetch(ctx, f.c, url, buf)
 }
 
 // fetch is get that, with a nil buf, discards the body through a pooled
@@ -71,43 +83,54 @@ type playlist struct {
 // with parts may list only its last ones, numbered from idx 0: the viewer
 // uses idx only for the newest part, whose segment is listed whole.
 func parsePlaylist(b []byte) (playlist, error) {
-	pl := playlist{lastSeg: -1}
-	var open []int64
+	return parsePlaylistInto(b, nil)
+}
+
+// parsePlaylistInto is parsePlaylist appending the parts to parts[:0], so
+// that a viewer reloading its playlist for every part does not allocate:
+// the viewers' CPU is taken from the server they measure.
+func parsePlaylistInto(b []byte, parts []partPos) (playlist, error) {
+	pl := playlist{lastSeg: -1, parts: parts[:0]}
+	var open [64]int64
+	nOpen := 0
 	nextMSN := int64(-1)
 	for len(b) > 0 {
 		var line []byte
 		line, b, _ = bytes.Cut(b, []byte{'\n'})
-		s := string(line)
 		switch {
-		case strings.HasPrefix(s, "#EXT-X-MEDIA-SEQUENCE:"):
-			v, err := strconv.ParseInt(s[len("#EXT-X-MEDIA-SEQUENCE:"):], 10, 64)
+		case bytes.HasPrefix(line, []byte("#EXT-X-PART:")):
+			uri := attr(line, "URI")
+			n, ok := numberIn(uri, "part", ".m4s")
+			if !ok {
+				return pl, fmt.Errorf("part URI %q", uri)
+			}
+			if nOpen == len(open) {
+				return pl, fmt.Errorf("more than %d parts in a segment", len(open))
+			}
+			open[nOpen] = n
+			nOpen++
+		case bytes.HasPrefix(line, []byte("seg")):
+			msn, ok := numberIn(line, "seg", ".m4s")
+			if !ok {
+				return pl, fmt.Errorf("segment URI %q", line)
+			}
+			for i, n := range open[:nOpen] {
+				pl.parts = append(pl.parts, partPos{n: n, msn: msn, idx: i})
+			}
+			nOpen = 0
+			nextMSN = msn + 1
+			pl.lastSeg = msn
+		case bytes.HasPrefix(line, []byte("#EXT-X-MEDIA-SEQUENCE:")):
+			v, err := strconv.ParseInt(string(line[len("#EXT-X-MEDIA-SEQUENCE:"):]), 10, 64)
 			if err != nil {
 				return pl, fmt.Errorf("media sequence: %w", err)
 			}
 			nextMSN = v
-		case strings.HasPrefix(s, "#EXT-X-MAP:"):
-			pl.initURI = attr(s, "URI")
-		case strings.HasPrefix(s, "#EXT-X-PART:"):
-			uri := attr(s, "URI")
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(uri, "part"), ".m4s"), 10, 64)
-			if err != nil {
-				return pl, fmt.Errorf("part URI %q: %w", uri, err)
-			}
-			open = append(open, n)
-		case strings.HasPrefix(s, "seg") && strings.HasSuffix(s, ".m4s"):
-			msn, err := strconv.ParseInt(s[3:len(s)-4], 10, 64)
-			if err != nil {
-				return pl, fmt.Errorf("segment URI %q: %w", s, err)
-			}
-			for i, n := range open {
-				pl.parts = append(pl.parts, partPos{n: n, msn: msn, idx: i})
-			}
-			open = open[:0]
-			nextMSN = msn + 1
-			pl.lastSeg = msn
+		case bytes.HasPrefix(line, []byte("#EXT-X-MAP:")):
+			pl.initURI = string(attr(line, "URI"))
 		}
 	}
-	for i, n := range open {
+	for i, n := range open[:nOpen] {
 		pl.parts = append(pl.parts, partPos{n: n, msn: nextMSN, idx: i})
 	}
 	if len(pl.parts) == 0 {
@@ -116,13 +139,32 @@ func parsePlaylist(b []byte) (playlist, error) {
 	return pl, nil
 }
 
-// attr returns the quoted attribute name of a playlist tag line.
-func attr(line, name string) string {
-	_, v, ok := strings.Cut(line, name+"=\"")
+// numberIn returns the decimal number between prefix and suffix of name.
+func numberIn(name []byte, prefix, suffix string) (int64, bool) {
+	digits, ok := bytes.CutPrefix(name, []byte(prefix))
 	if !ok {
-		return ""
+		return 0, false
 	}
-	v, _, _ = strings.Cut(v, "\"")
+	if digits, ok = bytes.CutSuffix(digits, []byte(suffix)); !ok || len(digits) == 0 || len(digits) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// attr returns the quoted attribute name of a playlist tag line.
+func attr(line []byte, name string) []byte {
+	_, v, ok := bytes.Cut(line, []byte(name+"=\""))
+	if !ok {
+		return nil
+	}
+	v, _, _ = bytes.Cut(v, []byte{'"'})
 	return v
 }
 
@@ -130,7 +172,7 @@ func attr(line, name string) string {
 // blocking playlist reload for the next part (_HLS_msn/_HLS_part), then a
 // GET of that part, as RFC 8216bis 6.2.5.2 lets a client do.
 type viewer struct {
-	c    *http.Client
+	c    fetcher
 	base string
 
 	pl []byte // reused playlist buffer
@@ -166,12 +208,22 @@ func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size
 			if have {
 				url += fmt.Sprintf("?_HLS_msn=%d&_HLS_part=%d", want.msn, want.idx)
 			}
-			if err := get(ctx, v.c, url, &v.pl); err != nil {
+			// A pipelining viewer asks for the part after cur together
+			// with the reload that waits for it.
+			pipe, pipelined := v.c.(pipeliner)
+			pipelined = pipelined && have && !v.keep
+			var err error
+			var partSize int64
+			if pipelined {
+				partSize, err = pipe.fetchPair(ctx, url, &v.pl, v.base+"part"+strconv.FormatInt(cur.n+1, 10)+".m4s")
+			} else {
+				err = v.get(ctx, url, &v.pl)
+			}
+			if err != nil {
 				v.fail(ctx, &have, err)
 				continue
 			}
-			var err error
-			if pl, err = parsePlaylist(v.pl); err != nil {
+			if pl, err = parsePlaylistInto(v.pl, pl.parts); err != nil {
 				v.fail(ctx, &have, err)
 				continue
 			}
@@ -195,12 +247,18 @@ func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size
 				have = false
 				continue
 			}
+			if pipelined {
+				onPart(next.n, nil, partSize, time.Now())
+				cur = next
+				want = partPos{msn: cur.msn, idx: cur.idx + 1}
+				continue
+			}
 		}
 		var buf *[]byte
 		if v.keep {
 			buf = &v.part
 		}
-		size, err := fetch(ctx, v.c, v.base+fmt.Sprintf("part%d.m4s", next.n), buf)
+		size, err := v.c.fetch(ctx, v.base+fmt.Sprintf("part%d.m4s", next.n), buf)
 		if err != nil {
 			v.fail(ctx, &have, err)
 			continue
@@ -213,6 +271,11 @@ func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size
 		cur = next
 		want = partPos{msn: cur.msn, idx: cur.idx + 1}
 	}
+}
+
+func (v *viewer) get(ctx context.Context, url string, buf *[]byte) error {
+	_, err := v.c.fetch(ctx, url, buf)
+	return err
 }
 
 // note counts an error and keeps the first one.

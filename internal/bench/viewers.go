@@ -152,7 +152,11 @@ func Viewers(ctx context.Context, cfg ViewersConfig) (*ViewersResult, error) {
 	var wg sync.WaitGroup
 	step := cfg.Ramp / time.Duration(cfg.Viewers)
 	for i := range viewers {
-		v := &viewer{c: client, base: srv.baseURL()}
+		f, err := newViewerFetcher(client, srv.baseURL())
+		if err != nil {
+			return nil, err
+		}
+		v := &viewer{c: f, base: srv.baseURL()}
 		viewers[i] = v
 		wg.Go(func() { v.run(ctx, onPart) })
 		if !sleep(ctx, step) {
