@@ -30,6 +30,11 @@ const (
 //     durations. Not longer, so that a new stream under the same name is
 //     not hidden behind the ended one.
 func cacheControl(resp *packager.Response) string {
+	return "public, max-age=" + strconv.FormatInt(maxAge(resp), 10)
+}
+
+// maxAge returns the max-age of cacheControl, in seconds.
+func maxAge(resp *packager.Response) int64 {
 	td := resp.TargetDuration
 	if td <= 0 {
 		td = time.Second // a packager bug; stay short
@@ -45,7 +50,7 @@ func cacheControl(resp *packager.Response) string {
 	default: // blocking playlists, init, parts, segments
 		age = long
 	}
-	return "public, max-age=" + strconv.FormatInt(seconds(age), 10)
+	return seconds(age)
 }
 
 // seconds rounds d to whole seconds, at least 1.

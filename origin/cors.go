@@ -4,8 +4,8 @@ import "net/http"
 
 // setCORS lets players on other origins read stream files.
 func (s *Server) setCORS(h http.Header) {
-	h.Set("Access-Control-Allow-Origin", or(s.CORSOrigin, defaultCORSOrigin))
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Age, Date")
+	h["Access-Control-Allow-Origin"] = s.hdr.value(or(s.CORSOrigin, defaultCORSOrigin))
+	h["Access-Control-Expose-Headers"] = s.hdr.value("Content-Length, Content-Range, Age, Date")
 }
 
 // preflight answers a CORS preflight request (OPTIONS) with 204. No

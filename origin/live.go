@@ -30,7 +30,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	// fetchLive's frame, on the stack while a request blocks, is gone
 	// before writeLive makes net/http serialize the header (see Handler).
 	if file, resp := s.fetchLive(w, r); resp != nil {
-		writeLive(w, r, file, resp)
+		s.writeLive(w, r, file, resp)
 	}
 }
 
@@ -89,23 +89,24 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 }
 
 // writeLive sends a fetched stream file.
-func writeLive(w http.ResponseWriter, r *http.Request, file string, resp *packager.Response) {
+// Header values are set by canonical key, from s.hdr (see headerCache).
+func (s *Server) writeLive(w http.ResponseWriter, r *http.Request, file string, resp *packager.Response) {
 	h := w.Header()
 	ctype := resp.ContentType
 	if ctype == "" {
 		ctype = contentType(file)
 	}
-	h.Set("Content-Type", ctype)
-	h.Set("Cache-Control", cacheControl(resp))
+	h["Content-Type"] = s.hdr.value(ctype)
+	h["Cache-Control"] = s.hdr.maxAge(maxAge(resp))
 
 	if isPlaylist(resp.Kind) {
 		// Playlists change within a second, faster than Last-Modified can
 		// tell, so they are always sent whole, never as 304 or a range.
-		h.Set("Vary", "Accept-Encoding")
+		h["Vary"] = s.hdr.value("Accept-Encoding")
 		body := resp.Body
 		if resp.Gzip != nil && acceptsGzip(r.Header) {
 			body = resp.Gzip
-			h.Set("Content-Encoding", "gzip")
+			h["Content-Encoding"] = s.hdr.value("gzip")
 		}
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
@@ -120,10 +121,10 @@ func writeLive(w http.ResponseWriter, r *http.Request, file string, resp *packag
 	// io.Copy would hold two 32 KiB copy buffers per slow reader.
 	if r.Header.Get("Range") == "" && r.Header.Get("If-Modified-Since") == "" &&
 		r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Range") == "" {
-		h.Set("Accept-Ranges", "bytes")
+		h["Accept-Ranges"] = s.hdr.value("bytes")
 		h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 		if !resp.ModTime.IsZero() {
-			h.Set("Last-Modified", resp.ModTime.UTC().Format(http.TimeFormat))
+			h["Last-Modified"] = s.hdr.lastModified(resp.ModTime)
 		}
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {

@@ -63,6 +63,8 @@ type Server struct {
 	// answered, for metrics. It defaults to nil.
 	Observer Observer
 
+	hdr headerCache
+
 	mu   sync.Mutex
 	mux  *http.ServeMux
 	srv  *http.Server

@@ -36,6 +36,7 @@ func main() {
 	role := flag.String("role", "", "internal: \"load\" runs the load process of ramp, streams and idle")
 	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile to this file")
 	mutexProfile := flag.String("mutexprofile", "", "write the server process's mutex contention profile to this file")
+	memProfile := flag.String("memprofile", "", "write the server process's allocation profile to this file")
 	h2c := flag.Bool("h2c", false, "viewers and idle requests use HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1")
 	flag.Parse()
 	if *h2c {
@@ -70,6 +71,14 @@ func main() {
 		defer func() {
 			if f, err := os.Create(*mutexProfile); err == nil {
 				_ = pprof.Lookup("mutex").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
 				_ = f.Close()
 			}
 		}()
