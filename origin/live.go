@@ -62,7 +62,7 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 		return "", nil
 	}
 
-	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1}
+	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1, Gzip: acceptsGzip(r.Header)}
 	// The delivery directives apply to media playlists only; on other files
 	// they are ignored like any other query parameter.
 	if file == mediaPlaylist {

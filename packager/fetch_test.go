@@ -2,9 +2,11 @@ package packager
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -367,5 +369,41 @@ func TestPartWithoutMSN(t *testing.T) {
 	r := mustFetch(t, m, mediaReq(-1, 5, SkipNone))
 	if r.Kind != KindPlaylist || !bytes.Equal(r.Body, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body) {
 		t.Errorf("kind %v:\n%s", r.Kind, r.Body)
+	}
+}
+
+// TestGzipOnlyWhenAccepted checks that a playlist is compressed only for a
+// request that accepts gzip, and that the compressed bytes are the body.
+func TestGzipOnlyWhenAccepted(t *testing.T) {
+	t.Parallel()
+	m := newTestManager(t, Config{})
+	sy := publish(t, m)
+	sy.frames(130)
+	for _, tc := range []struct {
+		name string
+		req  Request
+	}{
+		{"media", mediaReq(-1, -1, SkipNone)},
+		{"multivariant", fileReq("index.m3u8")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := mustFetch(t, m, tc.req); r.Gzip != nil {
+				t.Errorf("gzip computed for a client that did not ask: %d bytes", len(r.Gzip))
+			}
+			req := tc.req
+			req.Gzip = true
+			r := mustFetch(t, m, req)
+			if r.Gzip == nil {
+				t.Fatal("no gzip for a client that accepts it")
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(r.Gzip))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(zr)
+			if err != nil || !bytes.Equal(got, r.Body) {
+				t.Errorf("gunzipped %d bytes (err %v), want the %d-byte body", len(got), err, len(r.Body))
+			}
+		})
 	}
 }

@@ -202,10 +202,10 @@ func (m *Manager) Fetch(ctx context.Context, req Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.gz != nil {
+	if resp.gz != nil && req.Gzip {
 		resp.Gzip = resp.gz.get(m)
-		resp.gz = nil
 	}
+	resp.gz = nil
 	return resp, nil
 }
 

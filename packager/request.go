@@ -40,6 +40,9 @@ type Request struct {
 	Part int64
 	// Skip is the _HLS_skip directive.
 	Skip Skip
+	// Gzip says the client accepts a gzip-compressed playlist: only then
+	// is a playlist version compressed (once, for every such client).
+	Gzip bool
 }
 
 // Kind says what a Response holds, which decides its caching.

@@ -51,8 +51,12 @@ type CuesResult struct {
 	// Missed counts cues the viewer never saw (either form).
 	Missed int
 	// Baseline and Loaded are publish-to-deliverable without cues and with
-	// Rate cues/s posted during the run.
-	Baseline, Loaded Dist
+	// Rate cues/s posted during the run, for the viewer whose part GET was
+	// blocked on the preload hint; BaselineVia and LoadedVia for the viewer
+	// beside it that waits in a blocking reload, then GETs the part (and so
+	// reads the playlist, with every DATERANGE, in the part's time).
+	Baseline, Loaded       Dist
+	BaselineVia, LoadedVia Dist
 	// Posted and Refused count the load run's POSTs answered 201 and
 	// otherwise; PostTime is their round trip.
 	Posted, Refused int
@@ -70,7 +74,11 @@ func (r *CuesResult) String() string {
 		"  201 -> playlist with the DATERANGE  %s\n"+
 		"  201 -> part with the emsg           %s\n"+
 		"  cues missed %d\n"+
-		"publish-to-deliverable, %s each\n"+
+		"publish-to-deliverable, %s each, part request blocked on the preload hint\n"+
+		"  no cues        %s\n"+
+		"  %d cues/s      %s\n"+
+		"  p99 difference %s, p50 difference %s\n"+
+		"publish-to-deliverable, blocking reload then part GET (same runs)\n"+
 		"  no cues        %s\n"+
 		"  %d cues/s      %s\n"+
 		"  p99 difference %s, p50 difference %s\n"+
@@ -79,6 +87,8 @@ func (r *CuesResult) String() string {
 		r.Source, ms(r.PartTarget), ms(r.PartDur), r.ToPlaylist, r.ToPart, r.Missed,
 		r.Duration, r.Baseline, r.Rate, r.Loaded,
 		ms(r.Loaded.P99-r.Baseline.P99), ms(r.Loaded.P50-r.Baseline.P50),
+		r.BaselineVia, r.Rate, r.LoadedVia,
+		ms(r.LoadedVia.P99-r.BaselineVia.P99), ms(r.LoadedVia.P50-r.BaselineVia.P50),
 		r.Posted, r.Refused, r.PostTime, r.BaselinePlaylist, r.LoadedPlaylist)
 }
 
@@ -183,11 +193,11 @@ func Cues(ctx context.Context, cfg CuesConfig) (*CuesResult, error) {
 		return nil, fmt.Errorf("cue-to-viewer: %w", err)
 	}
 	var load *cueLoad
-	if res.Baseline, load, err = deliverableUnderCues(ctx, src, cfg.Duration, 0); err != nil {
+	if res.Baseline, res.BaselineVia, load, err = deliverableUnderCues(ctx, src, cfg.Duration, 0); err != nil {
 		return nil, fmt.Errorf("no cues: %w", err)
 	}
 	res.BaselinePlaylist = load.playlist
-	if res.Loaded, load, err = deliverableUnderCues(ctx, src, cfg.Duration, cfg.Rate); err != nil {
+	if res.Loaded, res.LoadedVia, load, err = deliverableUnderCues(ctx, src, cfg.Duration, cfg.Rate); err != nil {
 		return nil, fmt.Errorf("%d cues/s: %w", cfg.Rate, err)
 	}
 	res.Posted, res.Refused, res.PostTime, res.LoadedPlaylist = load.posted, load.refused, dist(load.rtt), load.playlist
@@ -368,10 +378,10 @@ type cueLoad struct {
 // deliverableUnderCues measures publish-to-deliverable as
 // PublishToDeliverable does, on a server with the cue API, while rate
 // cues/s (none if 0) are posted to the stream, each lasting a second.
-func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rate int) (Dist, *cueLoad, error) {
+func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rate int) (hinted, via Dist, load *cueLoad, err error) {
 	srv, err := startCueServer()
 	if err != nil {
-		return Dist{}, nil, err
+		return hinted, via, nil, err
 	}
 	defer srv.close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -379,29 +389,18 @@ func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rat
 	var log sendLog
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- publish(ctx, srv.publishURL(), src, &log) }()
-	client := newHTTPClient(2)
+	client := newHTTPClient(4)
 	if err := waitReady(ctx, client, srv.baseURL()); err != nil {
-		return Dist{}, nil, errors.Join(err, drainErr(pubErr))
+		return hinted, via, nil, errors.Join(err, drainErr(pubErr))
 	}
-	var initBody, plBody []byte
-	if err := get(ctx, client, srv.baseURL()+"stream.m3u8", &plBody); err != nil {
-		return Dist{}, nil, err
-	}
-	pl, err := parsePlaylist(plBody)
+	vt, err := fetchVideoTrack(ctx, client, srv.baseURL())
 	if err != nil {
-		return Dist{}, nil, err
-	}
-	if err := get(ctx, client, srv.baseURL()+pl.initURI, &initBody); err != nil {
-		return Dist{}, nil, err
-	}
-	vt, err := parseInit(initBody)
-	if err != nil {
-		return Dist{}, nil, err
+		return hinted, via, nil, err
 	}
 
 	runCtx, stop := context.WithTimeout(ctx, d)
 	defer stop()
-	load := &cueLoad{}
+	load = &cueLoad{}
 	var posters sync.WaitGroup
 	if rate > 0 {
 		// A "now" POST waits for the next frame (up to a frame interval):
@@ -444,32 +443,18 @@ func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rat
 			}
 		})
 	}
-	v := &viewer{c: stdFetcher{client}, base: srv.baseURL(), keep: true}
-	var got []receivedPart
-	v.run(runCtx, func(n int64, body []byte, _ int64, at time.Time) {
-		got = append(got, receivedPart{n: n, body: bytes.Clone(body), at: at})
-	})
+	f := followEdge(runCtx, client, srv.baseURL())
 	posters.Wait()
-	load.playlist = len(v.pl)
+	load.playlist = len(f.viaPlaylist.pl)
 	cancel()
 	if err := drainErr(pubErr); err != nil {
-		return Dist{}, nil, err
+		return hinted, via, nil, err
 	}
-	firstDTS, ok := log.first()
-	if !ok {
-		return Dist{}, nil, errors.New("no video frame sent")
+	if hinted, _, err = f.latency(f.hintedParts, vt, &log); err != nil {
+		return hinted, via, nil, err
 	}
-	var lat []time.Duration
-	for _, p := range got {
-		last, err := vt.lastDTS(p.body)
-		if err != nil {
-			return Dist{}, nil, fmt.Errorf("part%d.m4s: %w", p.n, err)
-		}
-		sent, off, ok := log.lookup(firstDTS + last)
-		if !ok || absDur(off) > 2*time.Millisecond {
-			continue
-		}
-		lat = append(lat, p.at.Sub(sent))
+	if via, _, err = f.latency(f.playlistParts, vt, &log); err != nil {
+		return hinted, via, nil, err
 	}
-	return dist(lat), load, nil
+	return hinted, via, load, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"sync"
 	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
@@ -24,8 +26,12 @@ type LatencyResult struct {
 	Source string
 	// Latency is, per part, from the publisher's write of the part's last
 	// video frame into the RTMP socket returning to the viewer holding all
-	// the part's bytes (blocking playlist reload, then part GET).
+	// the part's bytes, for a viewer whose GET of the preload-hinted part
+	// was blocked on it (its blocking playlist reload beside it).
 	Latency Dist
+	// ViaPlaylist is the same for a viewer that first waits in a blocking
+	// playlist reload for the part, then GETs it.
+	ViaPlaylist Dist
 	// Unmatched counts parts whose last video sample matched no sent frame
 	// within 2 ms (timeline not mapped; left out of Latency).
 	Unmatched int
@@ -35,8 +41,8 @@ type LatencyResult struct {
 }
 
 func (r *LatencyResult) String() string {
-	return fmt.Sprintf("publish-to-deliverable (%s)\n  %s\n  unmatched parts %d, viewer errors %d, reloads released at segment end %d",
-		r.Source, r.Latency, r.Unmatched, r.Errors, r.SegmentEnds)
+	return fmt.Sprintf("publish-to-deliverable (%s)\n  part request blocked on the hint   %s\n  blocking reload, then part GET    %s\n  unmatched parts %d, viewer errors %d, reloads released at segment end %d",
+		r.Source, r.Latency, r.ViaPlaylist, r.Unmatched, r.Errors, r.SegmentEnds)
 }
 
 type receivedPart struct {
@@ -46,7 +52,7 @@ type receivedPart struct {
 }
 
 // PublishToDeliverable publishes cfg.FLV over RTMP to an in-process server
-// and follows it with one blocking LL-HLS viewer for cfg.Duration.
+// and follows it with two LL-HLS viewers (followEdge) for cfg.Duration.
 func PublishToDeliverable(ctx context.Context, cfg LatencyConfig) (*LatencyResult, error) {
 	if cfg.Duration <= 0 {
 		cfg.Duration = 60 * time.Second
@@ -67,61 +73,104 @@ func PublishToDeliverable(ctx context.Context, cfg LatencyConfig) (*LatencyResul
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- publish(ctx, srv.publishURL(), src, &log) }()
 
-	client := newHTTPClient(2)
+	client := newHTTPClient(4)
 	if err := waitReady(ctx, client, srv.baseURL()); err != nil {
 		return nil, errors.Join(err, drainErr(pubErr))
 	}
-	var initBody []byte
-	var plBody []byte
-	if err := get(ctx, client, srv.baseURL()+"stream.m3u8", &plBody); err != nil {
+	vt, err := fetchVideoTrack(ctx, client, srv.baseURL())
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
+	defer stop()
+	f := followEdge(runCtx, client, srv.baseURL())
+	cancel()
+	if err := drainErr(pubErr); err != nil {
+		return nil, err
+	}
+	res := &LatencyResult{Source: src.desc, Errors: f.errors(), SegmentEnds: f.viaPlaylist.segmentEnds}
+	if res.Latency, res.Unmatched, err = f.latency(f.hintedParts, vt, &log); err != nil {
+		return nil, err
+	}
+	if res.ViaPlaylist, _, err = f.latency(f.playlistParts, vt, &log); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// edgeFollowers are the two viewers of publish-to-deliverable, run side by
+// side on one stream: hinted (the part GET blocked on the preload hint,
+// the blocking reload beside it: "a client blocked on the part") and
+// viaPlaylist (the blocking reload for the part, then the part GET: the
+// part's time includes the playlist's).
+type edgeFollowers struct {
+	hinted, viaPlaylist        *viewer
+	hintedParts, playlistParts []receivedPart
+}
+
+// followEdge runs the two viewers of base until ctx ends.
+func followEdge(ctx context.Context, client *http.Client, base string) *edgeFollowers {
+	f := &edgeFollowers{
+		hinted:      &viewer{c: stdFetcher{client}, base: base, keep: true},
+		viaPlaylist: &viewer{c: stdFetcher{client}, base: base, keep: true},
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		f.hinted.runHinted(ctx, func(n int64, body []byte, _ int64, at time.Time) {
+			f.hintedParts = append(f.hintedParts, receivedPart{n: n, body: bytes.Clone(body), at: at})
+		})
+	})
+	wg.Go(func() {
+		f.viaPlaylist.run(ctx, func(n int64, body []byte, _ int64, at time.Time) {
+			f.playlistParts = append(f.playlistParts, receivedPart{n: n, body: bytes.Clone(body), at: at})
+		})
+	})
+	wg.Wait()
+	return f
+}
+
+func (f *edgeFollowers) errors() int { return f.hinted.errors + f.viaPlaylist.errors }
+
+// latency returns publish-to-deliverable of parts, once the publisher has
+// stopped writing log, and how many parts matched no sent frame.
+func (f *edgeFollowers) latency(parts []receivedPart, vt *videoTrack, log *sendLog) (Dist, int, error) {
+	firstDTS, ok := log.first()
+	if !ok {
+		return Dist{}, 0, errors.New("no video frame sent")
+	}
+	var lat []time.Duration
+	unmatched := 0
+	for _, p := range parts {
+		last, err := vt.lastDTS(p.body)
+		if err != nil {
+			return Dist{}, 0, fmt.Errorf("part%d.m4s: %w", p.n, err)
+		}
+		// The packager puts the first keyframe (the first video frame the
+		// publisher sends) at media time 0.
+		sent, off, ok := log.lookup(firstDTS + last)
+		if !ok || absDur(off) > 2*time.Millisecond {
+			unmatched++
+			continue
+		}
+		lat = append(lat, p.at.Sub(sent))
+	}
+	return dist(lat), unmatched, nil
+}
+
+// fetchVideoTrack reads the stream's init segment, named by its playlist.
+func fetchVideoTrack(ctx context.Context, client *http.Client, base string) (*videoTrack, error) {
+	var plBody, initBody []byte
+	if err := get(ctx, client, base+"stream.m3u8", &plBody); err != nil {
 		return nil, err
 	}
 	pl, err := parsePlaylist(plBody)
 	if err != nil {
 		return nil, err
 	}
-	if err := get(ctx, client, srv.baseURL()+pl.initURI, &initBody); err != nil {
+	if err := get(ctx, client, base+pl.initURI, &initBody); err != nil {
 		return nil, err
 	}
-	vt, err := parseInit(initBody)
-	if err != nil {
-		return nil, err
-	}
-
-	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
-	defer stop()
-	v := &viewer{c: stdFetcher{client}, base: srv.baseURL(), keep: true}
-	var got []receivedPart
-	v.run(runCtx, func(n int64, body []byte, _ int64, at time.Time) {
-		got = append(got, receivedPart{n: n, body: bytes.Clone(body), at: at})
-	})
-	cancel()
-	if err := drainErr(pubErr); err != nil {
-		return nil, err
-	}
-
-	firstDTS, ok := log.first()
-	if !ok {
-		return nil, errors.New("no video frame sent")
-	}
-	res := &LatencyResult{Source: src.desc, Errors: v.errors, SegmentEnds: v.segmentEnds}
-	var lat []time.Duration
-	for _, p := range got {
-		last, err := vt.lastDTS(p.body)
-		if err != nil {
-			return nil, fmt.Errorf("part%d.m4s: %w", p.n, err)
-		}
-		// The packager puts the first keyframe (the first video frame the
-		// publisher sends) at media time 0.
-		sent, off, ok := log.lookup(firstDTS + last)
-		if !ok || absDur(off) > 2*time.Millisecond {
-			res.Unmatched++
-			continue
-		}
-		lat = append(lat, p.at.Sub(sent))
-	}
-	res.Latency = dist(lat)
-	return res, nil
+	return parseInit(initBody)
 }
 
 func drainErr(ch chan error) error {

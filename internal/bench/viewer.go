@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -74,6 +75,7 @@ type playlist struct {
 	initURI string
 	parts   []partPos
 	lastSeg int64 // msn of the last complete segment, -1 if none
+	hint    int64 // n of the EXT-X-PRELOAD-HINT part{n}.m4s, -1 if none
 }
 
 // parsePlaylist reads the parts of a shopcast media playlist. Segments are
@@ -90,7 +92,7 @@ func parsePlaylist(b []byte) (playlist, error) {
 // that a viewer reloading its playlist for every part does not allocate:
 // the viewers' CPU is taken from the server they measure.
 func parsePlaylistInto(b []byte, parts []partPos) (playlist, error) {
-	pl := playlist{lastSeg: -1, parts: parts[:0]}
+	pl := playlist{lastSeg: -1, hint: -1, parts: parts[:0]}
 	var open [64]int64
 	nOpen := 0
 	nextMSN := int64(-1)
@@ -120,6 +122,13 @@ func parsePlaylistInto(b []byte, parts []partPos) (playlist, error) {
 			nOpen = 0
 			nextMSN = msn + 1
 			pl.lastSeg = msn
+		case bytes.HasPrefix(line, []byte("#EXT-X-PRELOAD-HINT:TYPE=PART,")):
+			uri := attr(line, "URI")
+			n, ok := numberIn(uri, "part", ".m4s")
+			if !ok {
+				return pl, fmt.Errorf("preload hint URI %q", uri)
+			}
+			pl.hint = n
 		case bytes.HasPrefix(line, []byte("#EXT-X-MEDIA-SEQUENCE:")):
 			v, err := strconv.ParseInt(string(line[len("#EXT-X-MEDIA-SEQUENCE:"):]), 10, 64)
 			if err != nil {
@@ -276,6 +285,63 @@ func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size
 func (v *viewer) get(ctx context.Context, url string, buf *[]byte) error {
 	_, err := v.c.fetch(ctx, url, buf)
 	return err
+}
+
+// runHinted follows the stream as Apple's LL-HLS clients do: for each part
+// it sends, at once and on two connections, the blocking playlist reload
+// for it and the GET of the part the last playlist's EXT-X-PRELOAD-HINT
+// names. The origin answers the part request when the part is complete,
+// independently of the playlist, so onPart's time is the part's own; the
+// playlist names the next hint. The viewer keeps the part's bytes.
+func (v *viewer) runHinted(ctx context.Context, onPart func(n int64, body []byte, size int64, at time.Time)) {
+	var pl playlist
+	var cur partPos
+	have := false
+	for ctx.Err() == nil {
+		if !have || pl.hint < 0 {
+			if err := v.get(ctx, v.base+"stream.m3u8", &v.pl); err != nil {
+				v.fail(ctx, &have, err)
+				continue
+			}
+			var err error
+			if pl, err = parsePlaylistInto(v.pl, pl.parts); err != nil {
+				v.fail(ctx, &have, err)
+				continue
+			}
+			if pl.hint < 0 {
+				v.fail(ctx, &have, errors.New("playlist without a preload hint"))
+				continue
+			}
+			cur, have = pl.parts[len(pl.parts)-1], true
+			continue
+		}
+		next := pl.hint
+		plErr := make(chan error, 1)
+		go func() {
+			plErr <- v.get(ctx, v.base+fmt.Sprintf("stream.m3u8?_HLS_msn=%d&_HLS_part=%d", cur.msn, cur.idx+1), &v.pl)
+		}()
+		size, err := v.c.fetch(ctx, v.base+"part"+strconv.FormatInt(next, 10)+".m4s", &v.part)
+		at := time.Now()
+		if perr := <-plErr; err == nil {
+			err = perr
+		}
+		if err != nil {
+			v.fail(ctx, &have, err)
+			continue
+		}
+		if pl, err = parsePlaylistInto(v.pl, pl.parts); err != nil {
+			v.fail(ctx, &have, err)
+			continue
+		}
+		p, ok := find(pl.parts, next)
+		if !ok {
+			v.note(fmt.Errorf("hinted part%d.m4s not in the playlist that waited for it", next))
+			have = false
+			continue
+		}
+		onPart(next, v.part, size, at)
+		cur = p
+	}
 }
 
 // note counts an error and keeps the first one.
