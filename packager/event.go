@@ -99,12 +99,42 @@ func (m *Manager) EndEvent(stream, id string, box func(timescale uint32, pt uint
 // AddEvent implements Manager.AddEvent on one stream.
 func (s *Stream) AddEvent(ev Event) (EventTime, error) {
 	s.mu.Lock()
+	es, err := s.addEvent(ev)
+	if err != nil || !es.pendingNow {
+		at := EventTime{Media: es.media, Wall: es.wall}
+		s.mu.Unlock()
+		return at, err
+	}
+	// The event lands on the next frame: wait for it (a frame interval).
+	ch := es.resolved
+	s.mu.Unlock()
+	select {
+	case <-ch:
+		// The frame path resolved it under s.mu before closing ch, and the
+		// part holding that frame will announce it. Taking s.mu again here
+		// would queue this goroutine, as a writer, ahead of the viewers
+		// blocked on that very part.
+		return EventTime{Media: es.media, Wall: es.wall}, nil
+	case <-time.After(nowWait):
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
+	if es.pendingNow {
+		s.resolve(es, s.lastEnd)
+		s.notify()
+	}
+	return EventTime{Media: es.media, Wall: es.wall}, nil
+}
+
+// addEvent registers ev. A "now" event on a started publication is left
+// pending (es.pendingNow, es.resolved) for the next frame; any other is
+// resolved and announced. Called with s.mu held.
+func (s *Stream) addEvent(ev Event) (*eventState, error) {
 	if s.ended || s.removed {
-		return EventTime{}, ErrNotFound
+		return &eventState{}, ErrNotFound
 	}
 	if s.eventIDs[ev.ID] {
-		return EventTime{}, ErrEventExists
+		return &eventState{}, ErrEventExists
 	}
 	if s.eventIDs == nil {
 		s.eventIDs = map[string]bool{}
@@ -113,20 +143,10 @@ func (s *Stream) AddEvent(ev Event) (EventTime, error) {
 	es := &eventState{ev: ev}
 	switch {
 	case ev.Now && s.pub != nil && s.pub.started:
-		// The event lands on the next frame: wait for it (a frame interval).
 		es.pendingNow = true
 		es.resolved = make(chan struct{})
 		s.events = append(s.events, es)
-		ch := es.resolved
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-time.After(nowWait):
-		}
-		s.mu.Lock()
-		if es.pendingNow {
-			s.resolve(es, s.lastEnd)
-		}
+		return es, nil
 	case ev.Now:
 		s.events = append(s.events, es)
 		s.resolve(es, s.lastEnd)
@@ -138,7 +158,7 @@ func (s *Stream) AddEvent(ev Event) (EventTime, error) {
 		s.resolve(es, s.wallToMedia(ev.Wall))
 	}
 	s.notify()
-	return EventTime{Media: es.media, Wall: es.wall}, nil
+	return es, nil
 }
 
 // EndEvent implements Manager.EndEvent on one stream.
@@ -311,15 +331,12 @@ func (s *Stream) dateRanges(from, skipBefore time.Duration) []byte {
 			return c.b
 		}
 	}
-	var out []byte
+	// Two passes, so that a block of a thousand ranges (50 cues/s) is one
+	// allocation of its size: the garbage of a growing block made the
+	// collector run three times as often under cue load.
+	size := 0
 	for _, es := range s.events {
-		if es.cancelled || es.pendingNow || es.ev.DateRange == nil {
-			continue
-		}
-		if es.end != 0 && es.end <= from {
-			continue
-		}
-		if es.media < skipBefore {
+		if !s.inDateRanges(es, from, skipBefore) {
 			continue
 		}
 		// A line changes only when the event's end does: render it once
@@ -331,12 +348,25 @@ func (s *Stream) dateRanges(from, skipBefore time.Duration) []byte {
 			}
 			es.drLine, es.drFor, es.drValid = es.ev.DateRange(es.wall, end), es.end, true
 		}
-		out = append(out, es.drLine...)
-		out = append(out, '\n')
+		size += len(es.drLine) + 1
+	}
+	out := make([]byte, 0, size)
+	for _, es := range s.events {
+		if s.inDateRanges(es, from, skipBefore) {
+			out = append(out, es.drLine...)
+			out = append(out, '\n')
+		}
 	}
 	s.drBlocks[s.drNext] = drBlock{valid: true, version: s.evVersion, from: from, skipFrom: skipBefore, b: out}
 	s.drNext = (s.drNext + 1) % len(s.drBlocks)
 	return out
+}
+
+// inDateRanges reports whether es has a date range in a playlist from media
+// time from on that leaves out those starting before skipBefore.
+func (s *Stream) inDateRanges(es *eventState, from, skipBefore time.Duration) bool {
+	return !es.cancelled && !es.pendingNow && es.ev.DateRange != nil &&
+		(es.end == 0 || es.end > from) && es.media >= skipBefore
 }
 
 // removedDateRanges returns the ids of events whose date ranges left the

@@ -108,7 +108,12 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 		if skip == SkipV2 && skipped > 0 {
 			skipBefore = all[skipped].start
 		}
-		b.Write(s.dateRanges(from, skipBefore))
+		dr := s.dateRanges(from, skipBefore)
+		// One allocation for the whole playlist: the date ranges, and about
+		// 100 bytes per part and segment line.
+		perSeg := int(td/max(cfg.PartTarget, time.Millisecond)) + 2
+		b.Grow(len(dr) + 128*len(all)*(1+perSeg))
+		b.Write(dr)
 	}
 
 	var lastInit *initFile

@@ -65,8 +65,11 @@ type CuesResult struct {
 	// playlist the viewer read in each run: every DATERANGE overlapping
 	// the window is in it.
 	BaselinePlaylist, LoadedPlaylist int
-	Rate                             int
-	Duration                         time.Duration
+	// BaselineCores and LoadedCores are the server process's CPU over each
+	// window, in cores.
+	BaselineCores, LoadedCores float64
+	Rate                       int
+	Duration                   time.Duration
 }
 
 func (r *CuesResult) String() string {
@@ -74,7 +77,7 @@ func (r *CuesResult) String() string {
 		"  201 -> playlist with the DATERANGE  %s\n"+
 		"  201 -> part with the emsg           %s\n"+
 		"  cues missed %d\n"+
-		"publish-to-deliverable, %s each, part request blocked on the preload hint\n"+
+		"publish-to-deliverable, %s each (server alone in its process), part request blocked on the preload hint\n"+
 		"  no cues        %s\n"+
 		"  %d cues/s      %s\n"+
 		"  p99 difference %s, p50 difference %s\n"+
@@ -83,13 +86,13 @@ func (r *CuesResult) String() string {
 		"  %d cues/s      %s\n"+
 		"  p99 difference %s, p50 difference %s\n"+
 		"  POSTs 201 %d, refused %d, round trip %s\n"+
-		"  media playlist %d bytes without cues, %d bytes with",
+		"  media playlist %d bytes without cues, %d bytes with; server CPU %.3f cores without, %.3f with",
 		r.Source, ms(r.PartTarget), ms(r.PartDur), r.ToPlaylist, r.ToPart, r.Missed,
 		r.Duration, r.Baseline, r.Rate, r.Loaded,
 		ms(r.Loaded.P99-r.Baseline.P99), ms(r.Loaded.P50-r.Baseline.P50),
 		r.BaselineVia, r.Rate, r.LoadedVia,
 		ms(r.LoadedVia.P99-r.BaselineVia.P99), ms(r.LoadedVia.P50-r.BaselineVia.P50),
-		r.Posted, r.Refused, r.PostTime, r.BaselinePlaylist, r.LoadedPlaylist)
+		r.Posted, r.Refused, r.PostTime, r.BaselinePlaylist, r.LoadedPlaylist, r.BaselineCores, r.LoadedCores)
 }
 
 // cueServer is server with the cue API at /api/v1/ and its bbolt store.
@@ -192,15 +195,9 @@ func Cues(ctx context.Context, cfg CuesConfig) (*CuesResult, error) {
 	if err := cueToViewer(ctx, src, cfg.Cues, res); err != nil {
 		return nil, fmt.Errorf("cue-to-viewer: %w", err)
 	}
-	var load *cueLoad
-	if res.Baseline, res.BaselineVia, load, err = deliverableUnderCues(ctx, src, cfg.Duration, 0); err != nil {
-		return nil, fmt.Errorf("no cues: %w", err)
+	if err := deliverableUnderCues(ctx, cfg.FLV, cfg.Duration, cfg.Rate, res); err != nil {
+		return nil, fmt.Errorf("publish-to-deliverable under cues: %w", err)
 	}
-	res.BaselinePlaylist = load.playlist
-	if res.Loaded, res.LoadedVia, load, err = deliverableUnderCues(ctx, src, cfg.Duration, cfg.Rate); err != nil {
-		return nil, fmt.Errorf("%d cues/s: %w", cfg.Rate, err)
-	}
-	res.Posted, res.Refused, res.PostTime, res.LoadedPlaylist = load.posted, load.refused, dist(load.rtt), load.playlist
 	return res, nil
 }
 
@@ -367,94 +364,72 @@ func followCues(ctx context.Context, c *http.Client, base string,
 	}
 }
 
-// cueLoad is what the cue posters of a load run did.
+// cueLoad counts the cue POSTs of the load process's producers.
 type cueLoad struct {
 	mu              sync.Mutex
 	posted, refused int
 	rtt             []time.Duration
-	playlist        int // bytes of the last media playlist the viewer read
 }
 
-// deliverableUnderCues measures publish-to-deliverable as
-// PublishToDeliverable does, on a server with the cue API, while rate
-// cues/s (none if 0) are posted to the stream, each lasting a second.
-func deliverableUnderCues(ctx context.Context, src *source, d time.Duration, rate int) (hinted, via Dist, load *cueLoad, err error) {
+// deliverableUnderCues measures publish-to-deliverable on one server with
+// the cue API, first without cues, then with rate cues/s. The server is
+// alone in this process; its publisher, its two viewers (followEdge's
+// hinted and via-playlist ones) and the cue producers run in a load
+// process, so that their work and garbage are not the server's. The loaded
+// window starts once the playlist holds a full window of cues.
+func deliverableUnderCues(ctx context.Context, flv string, d time.Duration, rate int, res *CuesResult) error {
 	srv, err := startCueServer()
 	if err != nil {
-		return hinted, via, nil, err
+		return err
 	}
 	defer srv.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var log sendLog
-	pubErr := make(chan error, 1)
-	go func() { pubErr <- publish(ctx, srv.publishURL(), src, &log) }()
-	client := newHTTPClient(4)
-	if err := waitReady(ctx, client, srv.baseURL()); err != nil {
-		return hinted, via, nil, errors.Join(err, drainErr(pubErr))
-	}
-	vt, err := fetchVideoTrack(ctx, client, srv.baseURL())
+	lp, err := startLoad(ctx)
 	if err != nil {
-		return hinted, via, nil, err
+		return err
 	}
-
-	runCtx, stop := context.WithTimeout(ctx, d)
-	defer stop()
-	load = &cueLoad{}
-	var posters sync.WaitGroup
-	if rate > 0 {
-		// A "now" POST waits for the next frame (up to a frame interval):
-		// several producers keep the rate.
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		defer tick.Stop()
-		jobs := make(chan int)
-		apiClient := newHTTPClient(8)
-		for range 8 {
-			posters.Go(func() {
-				for i := range jobs {
-					t0 := time.Now()
-					_, err := postCue(runCtx, apiClient, srv.cuesURL(), fmt.Sprintf("l%d", i), 1000)
-					load.mu.Lock()
-					if err != nil {
-						if runCtx.Err() == nil {
-							load.refused++
-						}
-					} else {
-						load.posted++
-						load.rtt = append(load.rtt, time.Since(t0))
-					}
-					load.mu.Unlock()
-				}
-			})
+	defer lp.close()
+	// The load process names its first stream s0.
+	const name = "s0"
+	rtmp := fmt.Sprintf("rtmp://%s/live/", srv.rtmp.Addr())
+	base := fmt.Sprintf("http://%s/live/", srv.origin.Addr())
+	if _, err := lp.call(loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: flv, N: 1, Hinted: true}); err != nil {
+		return err
+	}
+	client := newHTTPClient(2)
+	if err := waitReady(ctx, client, base+name+"/"); err != nil {
+		return err
+	}
+	measure := func(settle time.Duration) (loadReply, float64, int, error) {
+		if !sleep(ctx, settle) {
+			return loadReply{}, 0, 0, ctx.Err()
 		}
-		posters.Go(func() {
-			defer close(jobs)
-			for i := 0; ; i++ {
-				select {
-				case <-runCtx.Done():
-					return
-				case <-tick.C:
-				}
-				select {
-				case jobs <- i:
-				case <-runCtx.Done():
-					return
-				}
-			}
-		})
+		cpu0, t0 := cpuTime(), time.Now()
+		r, err := lp.call(loadCmd{Op: "latency", Window: d})
+		if err != nil {
+			return r, 0, 0, err
+		}
+		cores := (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+		var pl []byte
+		err = get(ctx, client, base+name+"/stream.m3u8", &pl)
+		return r, cores, len(pl), err
 	}
-	f := followEdge(runCtx, client, srv.baseURL())
-	posters.Wait()
-	load.playlist = len(f.viaPlaylist.pl)
-	cancel()
-	if err := drainErr(pubErr); err != nil {
-		return hinted, via, nil, err
+	r0, cores0, size0, err := measure(5 * time.Second)
+	if err != nil {
+		return fmt.Errorf("no cues: %w", err)
 	}
-	if hinted, _, err = f.latency(f.hintedParts, vt, &log); err != nil {
-		return hinted, via, nil, err
+	api := fmt.Sprintf("http://%s/api/v1/streams/%s/cues", srv.origin.Addr(), name)
+	if _, err := lp.call(loadCmd{Op: "cues", Base: api, Rate: rate}); err != nil {
+		return err
 	}
-	if via, _, err = f.latency(f.playlistParts, vt, &log); err != nil {
-		return hinted, via, nil, err
+	cfg := srv.pkg.Config()
+	full := time.Duration(cfg.WindowSegments)*cfg.TargetDuration + 2*time.Second
+	r1, cores1, size1, err := measure(full)
+	if err != nil {
+		return fmt.Errorf("%d cues/s: %w", rate, err)
 	}
-	return hinted, via, load, nil
+	res.Baseline, res.BaselineVia, res.Loaded, res.LoadedVia = r0.Hinted, r0.Latency, r1.Hinted, r1.Latency
+	res.BaselineCores, res.LoadedCores = cores0, cores1
+	res.BaselinePlaylist, res.LoadedPlaylist = size0, size1
+	res.Posted, res.Refused, res.PostTime = r1.Posted, r1.Refused, r1.PostTime
+	return nil
 }

@@ -32,8 +32,11 @@ type loadCmd struct {
 	// Ramp: add N viewers of Base), "measure" (Window: spread of the
 	// viewers' parts), "streams" (RTMP, Base, FLV, N: add N publishers, each
 	// with one latency viewer; RTMP and Base take the stream name appended),
-	// "latency" (Window: publish-to-deliverable of those viewers) or "idle"
-	// (Base, N, Ramp: hold N blocking playlist requests).
+	// "latency" (Window: publish-to-deliverable of those viewers), "idle"
+	// (Base, N, Ramp: hold N blocking playlist requests) or "cues" (Base:
+	// the cue API URL of a stream, Rate: cues/s posted from now on).
+	// Hinted, with "streams", gives each stream a second viewer whose part
+	// requests wait on the preload hint (viewer.runHinted).
 	Op     string
 	RTMP   string        `json:",omitempty"`
 	Base   string        `json:",omitempty"`
@@ -41,6 +44,8 @@ type loadCmd struct {
 	N      int           `json:",omitempty"`
 	Ramp   time.Duration `json:",omitempty"`
 	Window time.Duration `json:",omitempty"`
+	Rate   int           `json:",omitempty"`
+	Hinted bool          `json:",omitempty"`
 }
 
 // loadReply answers a loadCmd.
@@ -61,6 +66,12 @@ type loadReply struct {
 	Latency   Dist
 	Unmatched int
 	Live      int
+	// Hinted is Latency for the hinted viewers ("streams" with Hinted).
+	Hinted Dist
+	// Posted, Refused and PostTime count the cue POSTs of the window
+	// answered 201 and otherwise, and the 201s' round trips.
+	Posted, Refused int
+	PostTime        Dist
 }
 
 // loadProcess is the parent's handle on a load process.
@@ -197,6 +208,7 @@ type load struct {
 	partSize  map[int64]int64
 
 	streams []*latencyStream
+	cues    *cueLoad // the producers of "cues", nil before
 }
 
 // httpClient returns the load's HTTP client, able to keep a connection per
@@ -231,6 +243,8 @@ func (l *load) do(c loadCmd, r *loadReply) error {
 		return l.latency(c, r)
 	case "idle":
 		return l.addIdle(c)
+	case "cues":
+		return l.addCueLoad(c)
 	}
 	return errors.New("unknown op " + c.Op)
 }

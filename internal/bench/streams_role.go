@@ -17,6 +17,7 @@ type latencyStream struct {
 	mu        sync.Mutex
 	measuring bool
 	lat       []time.Duration
+	hinted    []time.Duration // of the hinted viewer, if any
 	unmatched int
 	errors    int
 }
@@ -41,7 +42,7 @@ func (l *load) addStreams(c loadCmd) error {
 					fmt.Fprintln(os.Stderr, "load publisher", s.name+":", err)
 				}
 			})
-			if err := s.follow(l, c.Base+s.name+"/"); err != nil && l.ctx.Err() == nil {
+			if err := s.follow(l, c.Base+s.name+"/", c.Hinted); err != nil && l.ctx.Err() == nil {
 				fmt.Fprintln(os.Stderr, "load viewer", s.name+":", err)
 			}
 		})
@@ -51,52 +52,58 @@ func (l *load) addStreams(c loadCmd) error {
 
 // follow reads the stream part by part at the live edge, and while
 // measuring records each part's publish-to-deliverable time, as
-// PublishToDeliverable does.
-func (s *latencyStream) follow(l *load, base string) error {
+// PublishToDeliverable does: with hinted, for a second viewer as well, the
+// one whose part requests wait on the preload hint.
+func (s *latencyStream) follow(l *load, base string, hinted bool) error {
 	c := l.httpClient()
 	if err := waitReady(l.ctx, c, base); err != nil {
 		return err
 	}
-	var b []byte
-	if err := get(l.ctx, c, base+"stream.m3u8", &b); err != nil {
-		return err
-	}
-	pl, err := parsePlaylist(b)
-	if err != nil {
-		return err
-	}
-	if err := get(l.ctx, c, base+pl.initURI, &b); err != nil {
-		return err
-	}
-	vt, err := parseInit(b)
+	vt, err := fetchVideoTrack(l.ctx, c, base)
 	if err != nil {
 		return err
 	}
 	v := &viewer{c: stdFetcher{c}, base: base, keep: true}
+	if hinted {
+		hv := &viewer{c: stdFetcher{c}, base: base, keep: true}
+		l.wg.Go(func() {
+			hv.runHinted(l.ctx, func(_ int64, body []byte, _ int64, at time.Time) {
+				s.record(vt, body, at, &s.hinted)
+			})
+		})
+	}
 	v.run(l.ctx, func(_ int64, body []byte, _ int64, at time.Time) {
 		s.mu.Lock()
-		measuring := s.measuring
 		s.errors = v.errors
 		s.mu.Unlock()
-		if !measuring {
-			return
-		}
-		last, err := vt.lastDTS(body)
-		firstDTS, ok := s.log.first()
-		var sent time.Time
-		var off time.Duration
-		if err == nil && ok {
-			sent, off, ok = s.log.lookup(firstDTS + last)
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err != nil || !ok || absDur(off) > 2*time.Millisecond {
-			s.unmatched++
-			return
-		}
-		s.lat = append(s.lat, at.Sub(sent))
+		s.record(vt, body, at, &s.lat)
 	})
 	return nil
+}
+
+// record adds the publish-to-deliverable time of a part received at at to
+// *into, while measuring.
+func (s *latencyStream) record(vt *videoTrack, body []byte, at time.Time, into *[]time.Duration) {
+	s.mu.Lock()
+	measuring := s.measuring
+	s.mu.Unlock()
+	if !measuring {
+		return
+	}
+	last, err := vt.lastDTS(body)
+	firstDTS, ok := s.log.first()
+	var sent time.Time
+	var off time.Duration
+	if err == nil && ok {
+		sent, off, ok = s.log.lookup(firstDTS + last)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil || !ok || absDur(off) > 2*time.Millisecond {
+		s.unmatched++
+		return
+	}
+	*into = append(*into, at.Sub(sent))
 }
 
 // latency measures every stream's publish-to-deliverable for c.Window
@@ -105,18 +112,22 @@ func (l *load) latency(c loadCmd, r *loadReply) error {
 	errs0 := make([]int, len(l.streams))
 	for i, s := range l.streams {
 		s.mu.Lock()
-		s.measuring, s.lat, s.unmatched = true, nil, 0
+		s.measuring, s.lat, s.hinted, s.unmatched = true, nil, nil, 0
 		errs0[i] = s.errors
 		s.mu.Unlock()
+	}
+	if l.cues != nil {
+		l.cues.take() // count the window's POSTs only
 	}
 	cpu0, t0 := cpuTime(), time.Now()
 	sleep(l.ctx, c.Window)
 	r.Cores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
-	var all []time.Duration
+	var all, hinted []time.Duration
 	for i, s := range l.streams {
 		s.mu.Lock()
 		s.measuring = false
 		all = append(all, s.lat...)
+		hinted = append(hinted, s.hinted...)
 		r.Unmatched += s.unmatched
 		r.Errors += s.errors - errs0[i]
 		if len(s.lat) > 0 {
@@ -124,6 +135,9 @@ func (l *load) latency(c loadCmd, r *loadReply) error {
 		}
 		s.mu.Unlock()
 	}
-	r.Latency = dist(all)
+	r.Latency, r.Hinted = dist(all), dist(hinted)
+	if l.cues != nil {
+		r.Posted, r.Refused, r.PostTime = l.cues.take()
+	}
 	return nil
 }
