@@ -3,6 +3,7 @@ package overlay
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,6 +164,9 @@ func (s *Store) Open() error {
 		db.Close()
 		return fmt.Errorf("overlay store: %w", err)
 	}
+	// Placements arrive together, at the frame their cues land on: wait
+	// no longer than that for a batch to fill.
+	db.MaxBatchDelay = time.Millisecond
 	s.db = db
 	return nil
 }
@@ -224,10 +228,23 @@ func putRecord(b *bolt.Bucket, r *Record) error {
 	}
 	open := b.Bucket(bucketOpen)
 	if r.State == StatePending || r.State == statePlaced {
-		return open.Put([]byte(r.Cue.ID), nil)
+		return open.Put([]byte(r.Cue.ID), openValue(r))
 	}
 	return open.Delete([]byte(r.Cue.ID))
 }
+
+// openValue is what the open set keeps of a record, so that pruneOpen
+// decodes no record: its end (8 bytes, big-endian Unix nanoseconds) once it
+// is placed with one, openNoEnd otherwise. Sets written before held no value.
+func openValue(r *Record) []byte {
+	if r.State != statePlaced || r.End.IsZero() {
+		return []byte{openNoEnd}
+	}
+	return binary.BigEndian.AppendUint64(nil, uint64(r.End.UnixNano()))
+}
+
+// openNoEnd is the open-set value of a cue without a known end.
+const openNoEnd = '-'
 
 // newID generates a cue id: 16 characters from the URL-safe base64
 // alphabet (96 random bits).
@@ -276,7 +293,16 @@ func (s *Store) Reserve(stream string, c *Cue, now time.Time) (Record, error) {
 // listing stays proportional to the live cues, not the history.
 func pruneOpen(b *bolt.Bucket, now time.Time) error {
 	var done [][]byte
-	err := b.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
+	err := b.Bucket(bucketOpen).ForEach(func(k, v []byte) error {
+		switch len(v) {
+		case 8:
+			if !now.Before(time.Unix(0, int64(binary.BigEndian.Uint64(v)))) {
+				done = append(done, append([]byte(nil), k...))
+			}
+			return nil
+		case 1: // openNoEnd
+			return nil
+		}
 		r, err := getRecord(b, string(k))
 		if err != nil {
 			return err
@@ -300,7 +326,10 @@ func pruneOpen(b *bolt.Bucket, now time.Time) error {
 // update applies fn to the record of id in stream and writes it back.
 func (s *Store) update(stream, id string, now time.Time, fn func(r *Record) error) (Record, error) {
 	var rec Record
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// Batch: the "now" cues that land on one frame are placed together, in
+	// one commit and one fsync. fn may run twice (a failed batch is retried
+	// call by call), which rewriting the record allows.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		b, err := streamBucket(tx, stream, false)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shopcast/shopcast/packager"
+	bolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2025, 6, 1, 18, 0, 0, 0, time.UTC)
@@ -183,5 +184,43 @@ func TestStoreLocked(t *testing.T) {
 	if err := s2.Open(); err == nil {
 		s2.Close()
 		t.Fatal("opened a file another store holds")
+	}
+}
+
+// TestStorePrunesLegacyOpenSet checks that open-set entries written without
+// an end (before ends were kept there) are still pruned by reading the
+// record.
+func TestStorePrunesLegacyOpenSet(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "cues.db"))
+	defer s.Close()
+	c := exampleCue(t)
+	c.ID, c.DurationMs = "old", 1000
+	if _, err := s.Reserve("live", c, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Place("live", "old", packager.EventTime{Wall: t0}, t0); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := streamBucket(tx, "live", false)
+		if err != nil {
+			return err
+		}
+		return b.Bucket(bucketOpen).Put([]byte("old"), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := exampleCue(t)
+	c2.ID = "new"
+	if _, err := s.Reserve("live", c2, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.OpenCues("live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Cue.ID != "new" {
+		t.Fatalf("open cues %+v, want only new", recs)
 	}
 }
