@@ -107,6 +107,16 @@ func newViewerFetcher(c *http.Client, base string) (fetcher, error) {
 	return newPipeFetcher(base)
 }
 
+// untilWindowFull sleeps until the packager holds as much media as it
+// keeps (its playlist window and the segments retained after it, from a
+// stream that became ready at ready): memory read before that grows with
+// the stream, not with the viewers added.
+func (s *server) untilWindowFull(ctx context.Context, ready time.Time) bool {
+	cfg := s.pkg.Config()
+	full := time.Duration(cfg.WindowSegments+cfg.RetainSegments+1) * cfg.TargetDuration
+	return sleep(ctx, time.Until(ready.Add(full)))
+}
+
 // waitReady waits until the origin serves the stream's media playlist (the
 // packager holds the first one until the first segment is complete).
 func waitReady(ctx context.Context, c *http.Client, base string) error {

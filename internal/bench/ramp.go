@@ -140,7 +140,7 @@ func Ramp(ctx context.Context, cfg RampConfig) (*RampResult, error) {
 	if err := waitReady(ctx, &http.Client{}, srv.baseURL()); err != nil {
 		return nil, err
 	}
-	if !sleep(ctx, cfg.Settle) {
+	if !srv.untilWindowFull(ctx, time.Now()) {
 		return nil, ctx.Err()
 	}
 	res := &RampResult{Source: src.desc}

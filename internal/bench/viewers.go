@@ -114,6 +114,9 @@ func Viewers(ctx context.Context, cfg ViewersConfig) (*ViewersResult, error) {
 	if err := waitReady(ctx, client, srv.baseURL()); err != nil {
 		return nil, errors.Join(err, drainErr(pubErr))
 	}
+	if !srv.untilWindowFull(ctx, time.Now()) {
+		return nil, errors.Join(ctx.Err(), drainErr(pubErr))
+	}
 	rssBefore, err := rss()
 	if err != nil {
 		return nil, err
