@@ -3,6 +3,7 @@ package overlay
 import (
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,5 +223,48 @@ func TestStorePrunesLegacyOpenSet(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].Cue.ID != "new" {
 		t.Fatalf("open cues %+v, want only new", recs)
+	}
+}
+
+// TestStoreConcurrentReserve checks the group-committed reservations: of
+// many concurrent reservations of one id exactly one wins, and concurrent
+// generated ids and sequence numbers are all distinct.
+func TestStoreConcurrentReserve(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "cues.db"))
+	defer s.Close()
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	recs := make([]Record, n)
+	for i := range n {
+		dup, gen := exampleCue(t), exampleCue(t)
+		dup.ID, gen.ID = "dup", ""
+		wg.Go(func() { _, errs[i] = s.Reserve("live", dup, t0) })
+		wg.Go(func() {
+			var err error
+			if recs[i], err = s.Reserve("live", gen, t0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, ErrIDUsed):
+			t.Errorf("reserve dup: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d reservations of one id succeeded, want 1", won)
+	}
+	ids, seqs := map[string]bool{}, map[uint32]bool{}
+	for _, r := range recs {
+		ids[r.Cue.ID], seqs[r.Seq] = true, true
+	}
+	if len(ids) != n || len(seqs) != n {
+		t.Errorf("%d distinct ids and %d distinct sequence numbers for %d reservations", len(ids), len(seqs), n)
 	}
 }
