@@ -1,7 +1,6 @@
 package origin
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/shopcast/shopcast/packager"
@@ -16,8 +15,9 @@ const (
 	cacheNoStore = "no-store"
 )
 
-// cacheControl returns the Cache-Control of a stream file, after RFC 8216bis
-// appendix B and the usual LL-HLS CDN practice, in whole seconds, at least 1:
+// maxAge returns the max-age of a stream file's Cache-Control ("public,
+// max-age=N", see headerCache.maxAge), after RFC 8216bis appendix B and the
+// usual LL-HLS CDN practice, in whole seconds, at least 1:
 //
 //   - Blocking playlist responses, parts and segments do not change once
 //     published: 6 target durations, longer than a live viewer needs them.
@@ -29,11 +29,6 @@ const (
 //   - Once ended (EXT-X-ENDLIST) a playlist no longer changes: 6 target
 //     durations. Not longer, so that a new stream under the same name is
 //     not hidden behind the ended one.
-func cacheControl(resp *packager.Response) string {
-	return "public, max-age=" + strconv.FormatInt(maxAge(resp), 10)
-}
-
-// maxAge returns the max-age of cacheControl, in seconds.
 func maxAge(resp *packager.Response) int64 {
 	td := resp.TargetDuration
 	if td <= 0 {
