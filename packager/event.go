@@ -100,10 +100,14 @@ func (m *Manager) EndEvent(stream, id string, box func(timescale uint32, pt uint
 func (s *Stream) AddEvent(ev Event) (EventTime, error) {
 	s.mu.Lock()
 	es, err := s.addEvent(ev)
-	if err != nil || !es.pendingNow {
+	if err != nil {
+		s.mu.Unlock()
+		return EventTime{}, err
+	}
+	if !es.pendingNow {
 		at := EventTime{Media: es.media, Wall: es.wall}
 		s.mu.Unlock()
-		return at, err
+		return at, nil
 	}
 	// The event lands on the next frame: wait for it (a frame interval).
 	ch := es.resolved
@@ -131,10 +135,10 @@ func (s *Stream) AddEvent(ev Event) (EventTime, error) {
 // resolved and announced. Called with s.mu held.
 func (s *Stream) addEvent(ev Event) (*eventState, error) {
 	if s.ended || s.removed {
-		return &eventState{}, ErrNotFound
+		return nil, ErrNotFound
 	}
 	if s.eventIDs[ev.ID] {
-		return &eventState{}, ErrEventExists
+		return nil, ErrEventExists
 	}
 	if s.eventIDs == nil {
 		s.eventIDs = map[string]bool{}
