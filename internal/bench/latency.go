@@ -141,20 +141,35 @@ func (f *edgeFollowers) latency(parts []receivedPart, vt *videoTrack, log *sendL
 	var lat []time.Duration
 	unmatched := 0
 	for _, p := range parts {
-		last, err := vt.lastDTS(p.body)
-		if err != nil {
+		d, ok, err := deliverable(vt, log, firstDTS, p.body, p.at)
+		switch {
+		case err != nil:
 			return Dist{}, 0, fmt.Errorf("part%d.m4s: %w", p.n, err)
-		}
-		// The packager puts the first keyframe (the first video frame the
-		// publisher sends) at media time 0.
-		sent, off, ok := log.lookup(firstDTS + last)
-		if !ok || absDur(off) > 2*time.Millisecond {
+		case !ok:
 			unmatched++
-			continue
+		default:
+			lat = append(lat, d)
 		}
-		lat = append(lat, p.at.Sub(sent))
 	}
 	return dist(lat), unmatched, nil
+}
+
+// deliverable returns the publish-to-deliverable time of a part received
+// at at: from the send of its last video frame, found in log by its decode
+// time, to at. firstDTS is log's first frame. ok is false when the part's
+// last sample matches no sent frame within 2 ms.
+func deliverable(vt *videoTrack, log *sendLog, firstDTS time.Duration, body []byte, at time.Time) (time.Duration, bool, error) {
+	last, err := vt.lastDTS(body)
+	if err != nil {
+		return 0, false, err
+	}
+	// The packager puts the first keyframe (the first video frame the
+	// publisher sends) at media time 0.
+	sent, off, ok := log.lookup(firstDTS + last)
+	if !ok || absDur(off) > 2*time.Millisecond {
+		return 0, false, nil
+	}
+	return at.Sub(sent), true, nil
 }
 
 // fetchVideoTrack reads the stream's init segment, named by its playlist.

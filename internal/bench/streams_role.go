@@ -90,20 +90,19 @@ func (s *latencyStream) record(vt *videoTrack, body []byte, at time.Time, into *
 	if !measuring {
 		return
 	}
-	last, err := vt.lastDTS(body)
 	firstDTS, ok := s.log.first()
-	var sent time.Time
-	var off time.Duration
-	if err == nil && ok {
-		sent, off, ok = s.log.lookup(firstDTS + last)
+	var d time.Duration
+	var err error
+	if ok {
+		d, ok, err = deliverable(vt, &s.log, firstDTS, body, at)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil || !ok || absDur(off) > 2*time.Millisecond {
+	if err != nil || !ok {
 		s.unmatched++
 		return
 	}
-	*into = append(*into, at.Sub(sent))
+	*into = append(*into, d)
 }
 
 // latency measures every stream's publish-to-deliverable for c.Window
