@@ -2,9 +2,11 @@ package overlay
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/abema/go-mp4"
 )
@@ -85,11 +87,11 @@ func StartBox(c *Cue, seq uint32) (func(timescale uint32, presentationTime uint6
 	if err != nil {
 		return nil, err
 	}
-	tag, err := EncodeID3(ID3Description, wire)
+	id, _ := EmsgIDs(seq)
+	tmpl, err := emsgTemplate(id, wire)
 	if err != nil {
 		return nil, err
 	}
-	id, _ := EmsgIDs(seq)
 	ms := c.DurationMs
 	return func(timescale uint32, pt uint64) ([]byte, error) {
 		if timescale == 0 {
@@ -99,7 +101,7 @@ func StartBox(c *Cue, seq uint32) (func(timescale uint32, presentationTime uint6
 		if err != nil {
 			return nil, err
 		}
-		return Emsg(timescale, pt, d, id, tag)
+		return tmpl.box(timescale, pt, d), nil
 	}, nil
 }
 
@@ -110,15 +112,43 @@ func EndBox(id string, seq uint32) (func(timescale uint32, presentationTime uint
 	if err != nil {
 		return nil, err
 	}
-	tag, err := EncodeID3(ID3Description, wire)
+	_, eid := EmsgIDs(seq)
+	tmpl, err := emsgTemplate(eid, wire)
 	if err != nil {
 		return nil, err
 	}
-	_, eid := EmsgIDs(seq)
 	return func(timescale uint32, pt uint64) ([]byte, error) {
 		if timescale == 0 {
 			return nil, errors.New("emsg: timescale 0")
 		}
-		return Emsg(timescale, pt, 0, eid, tag)
+		return tmpl.box(timescale, pt, 0), nil
 	}, nil
+}
+
+// emsgTmpl is a cue's emsg box, marshalled once. The packager asks for it
+// under the stream's lock, in the part that closes on the frame a viewer is
+// waiting for, and again at every segment start while the cue is active:
+// a copy with the three time fields set costs a fraction of a marshal.
+type emsgTmpl []byte
+
+// emsgTemplate marshals the box of id carrying the ID3 tag of wire, with
+// the time fields zero.
+func emsgTemplate(id uint32, wire []byte) (emsgTmpl, error) {
+	tag, err := EncodeID3(ID3Description, wire)
+	if err != nil {
+		return nil, err
+	}
+	b, err := Emsg(0, 0, 0, id, tag)
+	return emsgTmpl(b), err
+}
+
+// box returns a copy of the template with timescale, presentation_time and
+// event_duration set, at their offsets in version 1 (see Emsg): after the
+// 8-byte box header and the 4 bytes of version and flags.
+func (t emsgTmpl) box(timescale uint32, pt uint64, duration uint32) []byte {
+	b := slices.Clone(t)
+	binary.BigEndian.PutUint32(b[12:], timescale)
+	binary.BigEndian.PutUint64(b[16:], pt)
+	binary.BigEndian.PutUint32(b[24:], duration)
+	return b
 }

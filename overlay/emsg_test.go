@@ -77,9 +77,20 @@ func TestEmsgFields(t *testing.T) {
 			if err != nil || len(frames) != 1 || frames[0].Description != ID3Description {
 				t.Fatalf("message_data: %v %+v", err, frames)
 			}
-			// Same inputs, same bytes: re-sends are identical boxes.
+			// The box built from the cue's template is the one go-mp4
+			// marshals for these fields.
+			want, err := Emsg(tc.timescale, tc.pt, tc.duration, tc.id, e.MessageData)
+			if err != nil || !bytes.Equal(box, want) {
+				t.Errorf("box differs from a marshalled one (%v)", err)
+			}
+			// Same inputs, same bytes: re-sends are identical boxes, and a
+			// box for other times does not change an earlier one.
+			sent := bytes.Clone(box)
+			if _, err := fn(tc.timescale+1, tc.pt+1); err != nil {
+				t.Fatal(err)
+			}
 			again, _ := fn(tc.timescale, tc.pt)
-			if !bytes.Equal(again, box) {
+			if !bytes.Equal(again, box) || !bytes.Equal(box, sent) {
 				t.Error("box not stable")
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +13,17 @@ import (
 )
 
 // BenchmarkWriteUnit feeds a 30 fps H.264 + AAC stream (about 47 audio
-// frames a second) through a publication; an op is one WriteUnit.
+// frames a second) through a publication; an op is one WriteUnit. With
+// cues, events of one second arrive at that rate (at media times, so that
+// no call waits for a frame), each with a 400-byte ID3 emsg and DATERANGE,
+// as the cue API's do: a window holds about a thousand of them.
 func BenchmarkWriteUnit(b *testing.B) {
+	for _, rate := range []int{0, 50} {
+		b.Run(fmt.Sprintf("cues=%d/s", rate), func(b *testing.B) { benchmarkWriteUnit(b, rate) })
+	}
+}
+
+func benchmarkWriteUnit(b *testing.B, cueRate int) {
 	m := New(Config{}, nil)
 	defer m.Close()
 	sy, info := newSynth(b)
@@ -21,6 +31,7 @@ func BenchmarkWriteUnit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	s, _ := m.Stream("test")
 	// The units of one GOP, sent again and again with later timestamps.
 	key := [][]byte{testSPS, testPPS, make([]byte, 20000)}
 	key[2][0] = 0x65
@@ -44,6 +55,11 @@ func BenchmarkWriteUnit(b *testing.B) {
 		units = append(units, ingest.Unit{Track: sy.video, PTS: at, DTS: at, AU: au})
 	}
 	gop := time.Duration(sy.gop) * time.Second / time.Duration(sy.fps)
+	box, err := testEmsg(testID3(strings.Repeat("x", 400)), 1)(90000, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cues int
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -51,6 +67,17 @@ func BenchmarkWriteUnit(b *testing.B) {
 		shift := time.Duration(i/len(units)) * gop
 		u.PTS += shift
 		u.DTS += shift
+		for cueRate > 0 && time.Duration(cues)*time.Second < u.DTS*time.Duration(cueRate) {
+			id := fmt.Sprintf("c%d", cues)
+			cues++
+			if _, err := s.AddEvent(Event{
+				ID: id, Time: u.DTS + 10*time.Millisecond, Duration: time.Second,
+				Box:       func(uint32, uint64) ([]byte, error) { return box, nil },
+				DateRange: eventDateRange(id),
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if err := pub.WriteUnit(&u); err != nil {
 			b.Fatal(err)
 		}

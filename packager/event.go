@@ -45,10 +45,13 @@ type eventState struct {
 	wall  time.Time     // its program date-time
 	end   time.Duration // resolved end; 0 while open-ended
 	// endBox is the emsg of an explicit end, placed once like a start.
-	endBox     func(timescale uint32, pt uint64) ([]byte, error)
-	resolved   chan struct{} // closed once a "now" event has its frame
-	placed     bool          // start emsg written into a part
-	endPlaced  bool
+	endBox    func(timescale uint32, pt uint64) ([]byte, error)
+	resolved  chan struct{} // closed once a "now" event has its frame
+	placed    bool          // start emsg written into a part
+	endPlaced bool
+	// tsPlaced records which of its ID3 PES (tsPlacedStart, tsPlacedEnd)
+	// the TS rendition carries, as placed and endPlaced do for emsg.
+	tsPlaced   uint8
 	removedAt  time.Duration // media time its DATERANGE left the playlist
 	removed    bool
 	cancelled  bool
@@ -145,20 +148,19 @@ func (s *Stream) addEvent(ev Event) (*eventState, error) {
 	}
 	s.eventIDs[ev.ID] = true
 	es := &eventState{ev: ev}
+	s.events = append(s.events, es)
+	s.live = append(s.live, es)
 	switch {
 	case ev.Now && s.pub != nil && s.pub.started:
 		es.pendingNow = true
 		es.resolved = make(chan struct{})
-		s.events = append(s.events, es)
+		s.nowPending = append(s.nowPending, es)
 		return es, nil
 	case ev.Now:
-		s.events = append(s.events, es)
 		s.resolve(es, s.lastEnd)
 	case ev.Time >= 0:
-		s.events = append(s.events, es)
 		s.resolve(es, ev.Time)
 	default:
-		s.events = append(s.events, es)
 		s.resolve(es, s.wallToMedia(ev.Wall))
 	}
 	s.notify()
@@ -183,14 +185,12 @@ func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]by
 		// Not started yet: cancel it.
 		es.cancelled = true
 		es.end = now
-		s.evVersion++
 		s.notify()
 		return EventTime{Media: es.media, Wall: es.wall}, nil
 	}
 	if es.end == 0 || es.end > now {
 		es.end = max(now, es.media)
 		es.endBox = box
-		s.evVersion++
 	}
 	s.notify()
 	return EventTime{Media: es.end, Wall: s.mediaToWall(es.end)}, nil
@@ -199,12 +199,14 @@ func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]by
 // resolveNow gives pending "now" events the time of the frame that just
 // arrived. Called with s.mu held.
 func (s *Stream) resolveNow(media time.Duration) {
-	for _, es := range s.events {
+	for _, es := range s.nowPending {
 		if es.pendingNow {
 			s.resolve(es, media)
 			close(es.resolved)
 		}
 	}
+	clear(s.nowPending)
+	s.nowPending = s.nowPending[:0]
 }
 
 // resolve fixes where an event starts: its media time, its program
@@ -213,7 +215,6 @@ func (s *Stream) resolveNow(media time.Duration) {
 // resolves it is published, which can be before AddEvent wakes up, so its
 // START-DATE and end must be known here. Called with s.mu held.
 func (s *Stream) resolve(es *eventState, media time.Duration) {
-	s.evVersion++
 	es.pendingNow = false
 	es.media = media
 	es.wall = s.mediaToWall(media)
@@ -272,11 +273,12 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 	if firstOfSegment {
 		s.trimEvents(start)
 	}
+	s.pruneLive(start)
 	var out []byte
 	ticks := func(d time.Duration) uint64 {
 		return uint64(int64(d) / int64(time.Microsecond) * int64(timescale) / 1e6)
 	}
-	for _, es := range s.events {
+	for _, es := range s.live {
 		if es.cancelled || es.pendingNow {
 			continue
 		}
@@ -305,40 +307,39 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 	return out
 }
 
+// pruneLive drops from s.live the events no part from media time start on
+// carries: cancelled ones, and those whose boxes are all placed and that
+// ended by start (parts only move forward). Called with s.mu held.
+func (s *Stream) pruneLive(start time.Duration) {
+	kept := s.live[:0]
+	for _, es := range s.live {
+		done := es.placed && (es.endBox == nil || es.endPlaced) && es.end != 0 && es.end <= start
+		if !es.cancelled && !done {
+			kept = append(kept, es)
+		}
+	}
+	clear(s.live[len(kept):])
+	s.live = kept
+}
+
 // eventTimeline is the events of a stream, embedded in Stream.
 type eventTimeline struct {
 	events   []*eventState
 	eventIDs map[string]bool // every id ever used on the stream
-	// evVersion changes whenever an event's date range could change;
-	// drBlocks caches the rendered DATERANGE lines by it, so a playlist
-	// holding many cues is not rebuilt line by line for every part.
-	evVersion int64
-	drBlocks  [4]drBlock
-	drNext    int
+	// nowPending is the "now" events waiting for a frame, so that frames
+	// do not look through every event of the window for them.
+	nowPending []*eventState
+	// live is the events a part may still carry, in order of events: not
+	// placed yet, or active. Parts look through these (a few dozen at 50
+	// cues/s), not through the thousand a playlist window lists.
+	live []*eventState
 }
 
-// drBlock is the DATERANGE lines of one (events version, from, skipBefore).
-type drBlock struct {
-	valid          bool
-	version        int64
-	from, skipFrom time.Duration
-	b              []byte
-}
-
-// dateRanges returns the EXT-X-DATERANGE lines (each ending in a newline)
-// of the events that overlap the playlist from media time from on, leaving
-// out those starting before skipBefore. Called with s.mu held and renderMu
-// held.
-func (s *Stream) dateRanges(from, skipBefore time.Duration) []byte {
-	for _, c := range s.drBlocks {
-		if c.valid && c.version == s.evVersion && c.from == from && c.skipFrom == skipBefore {
-			return c.b
-		}
-	}
-	// Two passes, so that a block of a thousand ranges (50 cues/s) is one
-	// allocation of its size: the garbage of a growing block made the
-	// collector run three times as often under cue load.
-	size := 0
+// dateRanges returns the EXT-X-DATERANGE tags of the events that overlap
+// the playlist from media time from on, leaving out those starting before
+// skipBefore. Called with s.mu held and renderMu held.
+func (s *Stream) dateRanges(from, skipBefore time.Duration) []string {
+	var out []string
 	for _, es := range s.events {
 		if !s.inDateRanges(es, from, skipBefore) {
 			continue
@@ -352,17 +353,8 @@ func (s *Stream) dateRanges(from, skipBefore time.Duration) []byte {
 			}
 			es.drLine, es.drFor, es.drValid = es.ev.DateRange(es.wall, end), es.end, true
 		}
-		size += len(es.drLine) + 1
+		out = append(out, es.drLine)
 	}
-	out := make([]byte, 0, size)
-	for _, es := range s.events {
-		if s.inDateRanges(es, from, skipBefore) {
-			out = append(out, es.drLine...)
-			out = append(out, '\n')
-		}
-	}
-	s.drBlocks[s.drNext] = drBlock{valid: true, version: s.evVersion, from: from, skipFrom: skipBefore, b: out}
-	s.drNext = (s.drNext + 1) % len(s.drBlocks)
 	return out
 }
 
@@ -398,9 +390,6 @@ func (s *Stream) trimEvents(now time.Duration) {
 			continue
 		}
 		kept = append(kept, es)
-	}
-	if len(kept) != len(s.events) {
-		s.evVersion++
 	}
 	clear(s.events[len(kept):])
 	s.events = kept

@@ -35,18 +35,16 @@ func TestEventNowResolvedByFrame(t *testing.T) {
 	}
 	// The state AddEvent leaves while it waits for the next frame.
 	s.mu.Lock()
-	es := &eventState{
-		ev:         Event{ID: "now1", Now: true, Duration: time.Second, Box: eventBox, DateRange: eventDateRange("now1")},
-		pendingNow: true,
-		resolved:   make(chan struct{}),
-	}
-	s.events = append(s.events, es)
+	es, err := s.addEvent(Event{ID: "now1", Now: true, Duration: time.Second, Box: eventBox, DateRange: eventDateRange("now1")})
 	s.mu.Unlock()
+	if err != nil || !es.pendingNow {
+		t.Fatalf("addEvent: %v, pending %v", err, es != nil && es.pendingNow)
+	}
 
 	sy.next() // resolves it; AddEvent would wake up only after this
 
 	s.mu.Lock()
-	lines := strings.Split(strings.TrimSuffix(string(s.dateRanges(0, -1<<62)), "\n"), "\n")
+	lines := s.dateRanges(0, -1<<62)
 	media, wall := es.media, s.mediaToWall(es.media)
 	s.mu.Unlock()
 	if len(lines) != 1 {

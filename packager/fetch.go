@@ -54,9 +54,9 @@ func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error)
 	if s.td == 0 {
 		return nil, ErrNotFound
 	}
-	r := s.mediaPlaylist(req.Skip)
+	r, build := s.mediaPlaylist(req.Skip)
 	return &Response{
-		Kind: kind, ContentType: contentTypePlaylist, Body: r.body, gz: r.gz,
+		Kind: kind, ContentType: contentTypePlaylist, playlist: r, build: build,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }
@@ -179,9 +179,9 @@ func (s *Stream) fetchMultivariant(ctx context.Context) (*Response, error) {
 	if s.td == 0 {
 		return nil, ErrNotFound
 	}
-	mv := s.cached(&s.mvCache, s.renderMultivariant)
+	mv, build := s.cached(&s.mvCache, func() *draft { return &draft{head: s.renderMultivariant()} })
 	return &Response{
-		Kind: KindMultivariant, ContentType: contentTypePlaylist, Body: mv.body, gz: mv.gz,
+		Kind: KindMultivariant, ContentType: contentTypePlaylist, playlist: mv, build: build,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }

@@ -202,10 +202,19 @@ func (m *Manager) Fetch(ctx context.Context, req Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.gz != nil && req.Gzip {
-		resp.Gzip = resp.gz.get(m)
+	if r := resp.playlist; r != nil {
+		if resp.build != nil {
+			resp.build()
+		}
+		if err := r.wait(ctx); err != nil {
+			return nil, err
+		}
+		resp.Body = r.body
+		if req.Gzip {
+			resp.Gzip = r.gz.get(m)
+		}
+		resp.playlist, resp.build = nil, nil
 	}
-	resp.gz = nil
 	return resp, nil
 }
 

@@ -32,9 +32,9 @@ func (s *Stream) window() []*segment {
 func (s *Stream) skipUntil() time.Duration { return 6 * s.tdDuration() }
 
 // mediaPlaylist returns the media playlist for the current version,
-// rendered once. Called with s.mu held.
-func (s *Stream) mediaPlaylist(skip Skip) *rendered {
-	return s.cached(&s.cache[skip], func() []byte { return s.renderMedia(skip) })
+// rendered once (see cached). Called with s.mu held.
+func (s *Stream) mediaPlaylist(skip Skip) (*rendered, func()) {
+	return s.cached(&s.cache[skip], func() *draft { return s.draftMedia(skip) })
 }
 
 // gzipBytes compresses a playlist. Every new playlist version is compressed
@@ -53,7 +53,9 @@ func (m *Manager) gzipBytes(b []byte) []byte {
 	return buf.Bytes()
 }
 
-func (s *Stream) renderMedia(skip Skip) []byte {
+// draftMedia takes the media playlist out of the stream. Called with s.mu
+// held.
+func (s *Stream) draftMedia(skip Skip) *draft {
 	cfg := &s.m.cfg
 	td := s.tdDuration()
 	win := s.window()
@@ -72,7 +74,7 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 		all = append(win[:len(win):len(win)], s.open)
 	}
 	if len(all) == 0 {
-		return b.Bytes()
+		return &draft{head: b.Bytes()}
 	}
 	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", all[0].msn)
 	if all[0].discNum > 0 {
@@ -102,19 +104,19 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 	// Date ranges overlapping the window, and scheduled ones ahead of it so
 	// that players can preload their images. A v2 delta update leaves out
 	// those that start in the skipped segments: the client has them.
+	d := &draft{}
 	if len(win) > 0 || s.open != nil {
 		from := all[0].start
 		skipBefore := time.Duration(-1 << 62)
 		if skip == SkipV2 && skipped > 0 {
 			skipBefore = all[skipped].start
 		}
-		dr := s.dateRanges(from, skipBefore)
-		// One allocation for the whole playlist: the date ranges, and about
-		// 100 bytes per part and segment line.
-		perSeg := int(td/max(cfg.PartTarget, time.Millisecond)) + 2
-		b.Grow(len(dr) + 128*len(all)*(1+perSeg))
-		b.Write(dr)
+		d.lines = s.dateRanges(from, skipBefore)
 	}
+	d.head = b.Bytes()
+	// The segment and part lines: about 100 bytes each.
+	b = bytes.Buffer{}
+	b.Grow(128 * len(all) * (2 + int(td/max(cfg.PartTarget, time.Millisecond))))
 
 	var lastInit *initFile
 	if skipped > 0 {
@@ -148,5 +150,6 @@ func (s *Stream) renderMedia(skip Skip) []byte {
 	} else if s.pub != nil {
 		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part%d.m4s\"\n", s.nextPart)
 	}
-	return b.Bytes()
+	d.tail = b.Bytes()
+	return d
 }

@@ -34,10 +34,10 @@ func (s *Stream) tsWindow() []*segment {
 	return out
 }
 
-// renderTSMedia writes stream_ts.m3u8: the fMP4 playlist's segments with
+// draftTSMedia takes stream_ts.m3u8: the fMP4 playlist's segments with
 // the same media sequence numbers, durations, discontinuities, program
 // date-times and date ranges, as segN.ts. Called with s.mu held.
-func (s *Stream) renderTSMedia() []byte {
+func (s *Stream) draftTSMedia() *draft {
 	win := s.tsWindow()
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n")
@@ -49,13 +49,14 @@ func (s *Stream) renderTSMedia() []byte {
 		if s.ended {
 			b.WriteString("#EXT-X-ENDLIST\n")
 		}
-		return b.Bytes()
+		return &draft{head: b.Bytes()}
 	}
 	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", win[0].msn)
 	if win[0].discNum > 0 {
 		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", win[0].discNum)
 	}
-	b.Write(s.dateRanges(win[0].start, time.Duration(-1<<62)))
+	d := &draft{head: b.Bytes(), lines: s.dateRanges(win[0].start, time.Duration(-1<<62))}
+	b = bytes.Buffer{}
 	for i, seg := range win {
 		if seg.disc && i > 0 {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
@@ -66,7 +67,8 @@ func (s *Stream) renderTSMedia() []byte {
 	if s.ended {
 		b.WriteString("#EXT-X-ENDLIST\n")
 	}
-	return b.Bytes()
+	d.tail = b.Bytes()
+	return d
 }
 
 // renderTSMultivariant writes index_ts.m3u8: one variant, stream_ts.m3u8,

@@ -212,10 +212,19 @@ func (p *publication) closePart() error {
 	// segment gets the same bytes.
 	start := p.lead.duration(p.partStart)
 	end := p.lead.duration(p.partStart + leadDur)
-	var buf seekablebuffer.Buffer
-	if boxes := s.partBoxes(start, end, len(s.open.parts) == 0, p.lead.timescale); len(boxes) > 0 {
-		_, _ = buf.Write(boxes)
+	boxes := s.partBoxes(start, end, len(s.open.parts) == 0, p.lead.timescale)
+	// The part in one allocation: the samples' bytes and a margin for the
+	// moof, which gives a trun entry to each sample.
+	size := len(boxes) + 1024
+	for _, pt := range fp.Tracks {
+		size += 64 + 16*len(pt.Samples)
+		for _, smp := range pt.Samples {
+			size += len(smp.Payload)
+		}
 	}
+	var buf seekablebuffer.Buffer
+	buf.Grow(size)
+	_, _ = buf.Write(boxes)
 	if err := fp.Marshal(&buf); err != nil {
 		return fmt.Errorf("part: %w", err)
 	}

@@ -74,5 +74,9 @@ type Response struct {
 	// ModTime is when the file was produced.
 	ModTime time.Time
 
-	gz *lazyGzip // compressed into Gzip by Fetch, outside the stream lock
+	// playlist is the rendering whose bytes Fetch puts into Body (and
+	// Gzip), outside the stream lock, running build first when this
+	// request is the one to make them.
+	playlist *rendered
+	build    func()
 }

@@ -33,8 +33,8 @@ type Stream struct {
 	// requests read under RLock, so a part's release wakes a thousand blocked
 	// requests without queueing them one by one on a mutex.
 	mu sync.RWMutex
-	// renderMu makes one reader render a playlist version (and the cached
-	// DATERANGE lines) while others wait for it.
+	// renderMu makes one reader take a playlist version (and render the
+	// DATERANGE lines it needs) while others wait for it.
 	renderMu sync.Mutex
 	changed  chan struct{} // closed and replaced whenever anything is published
 
@@ -72,27 +72,80 @@ type Stream struct {
 // s.mu only for reading, so it is swapped atomically.
 type cachedPlaylist struct{ p atomic.Pointer[rendered] }
 
-// cached returns c's rendering for the current version, rendering it once.
-// Called with s.mu held (for reading at least).
-func (s *Stream) cached(c *cachedPlaylist, render func() []byte) *rendered {
+// cached returns c's rendering for the current version. Called with s.mu
+// held (for reading at least). Only take, which copies out of the stream
+// what the playlist says, runs under the lock: the returned build makes the
+// bytes (a playlist with a thousand date ranges is a megabyte) once the
+// caller has let go of s.mu, so that the publisher's next frame, and the
+// viewers blocked on the part it completes, never queue behind a render.
+// build is nil when another request renders this version; either way the
+// body is there once r.ready is closed.
+func (s *Stream) cached(c *cachedPlaylist, take func() *draft) (r *rendered, build func()) {
 	if r := c.p.Load(); r != nil && r.version == s.version {
-		return r
+		return r, nil
 	}
 	s.renderMu.Lock()
 	defer s.renderMu.Unlock()
 	if r := c.p.Load(); r != nil && r.version == s.version {
-		return r
+		return r, nil
 	}
-	body := render()
-	r := &rendered{version: s.version, body: body, gz: newLazyGzip(body)}
+	d := take()
+	r = &rendered{version: s.version, ready: make(chan struct{})}
 	c.p.Store(r)
-	return r
+	return r, func() {
+		r.body = d.bytes()
+		r.gz = newLazyGzip(r.body)
+		close(r.ready)
+	}
 }
 
+// rendered is one version of a playlist; body and gz are set once ready
+// is closed.
 type rendered struct {
 	version int64
+	ready   chan struct{}
 	body    []byte
 	gz      *lazyGzip
+}
+
+// wait returns once the body is there: at once if it is, whatever ctx,
+// else when another request made it or ctx ends.
+func (r *rendered) wait(ctx context.Context) error {
+	select {
+	case <-r.ready:
+		return nil
+	default:
+	}
+	select {
+	case <-r.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// draft is a playlist taken out of the stream under its lock: the text
+// before and after its date ranges, and the date range lines, which the
+// events keep rendered and so cost a reference each here.
+type draft struct {
+	head  []byte
+	lines []string // EXT-X-DATERANGE tags, without newlines
+	tail  []byte
+}
+
+// bytes assembles the playlist in one allocation.
+func (d *draft) bytes() []byte {
+	n := len(d.head) + len(d.tail)
+	for _, l := range d.lines {
+		n += len(l) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, d.head...)
+	for _, l := range d.lines {
+		out = append(out, l...)
+		out = append(out, '\n')
+	}
+	return append(out, d.tail...)
 }
 
 // lazyGzip compresses a playlist version once, on the first request that

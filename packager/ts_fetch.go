@@ -43,13 +43,13 @@ func (s *Stream) fetchTS(ctx context.Context, f string) (*Response, error) {
 	if len(s.ts.segs) == 0 {
 		return nil, ErrNotFound
 	}
-	c, kind, render := &s.ts.cache, KindPlaylist, s.renderTSMedia
+	c, kind, take := &s.ts.cache, KindPlaylist, s.draftTSMedia
 	if f == tsMultivariantPlaylist {
-		c, kind, render = &s.ts.mvCache, KindMultivariant, s.renderTSMultivariant
+		c, kind, take = &s.ts.mvCache, KindMultivariant, func() *draft { return &draft{head: s.renderTSMultivariant()} }
 	}
-	r := s.cached(c, render)
+	r, build := s.cached(c, take)
 	return &Response{
-		Kind: kind, ContentType: contentTypePlaylist, Body: r.body, gz: r.gz,
+		Kind: kind, ContentType: contentTypePlaylist, playlist: r, build: build,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }

@@ -24,16 +24,13 @@ import (
 // from its sample rate, rounding to the nearest tick). A cue's ID3 PES has
 // PTS = its media time plus tsTimeOffset, on the same clock as the video.
 type tsRendition struct {
-	mux     tsMuxer
-	pub     *publication
-	tracks  map[int]*tsTrack // by fMP4 track ID; empty if no track fits TS
-	id3     *tsES
-	open    []byte // the open segment's TS bytes so far
-	openMSN int64
-	segs    []*tsSegment // complete segments still servable, oldest first
-	// placed records which of an event's ID3 PES (start, end) the TS
-	// stream carries, as eventState.placed and endPlaced do for emsg.
-	placed   map[*eventState]uint8
+	mux      tsMuxer
+	pub      *publication
+	tracks   map[int]*tsTrack // by fMP4 track ID; empty if no track fits TS
+	id3      *tsES
+	open     []byte // the open segment's TS bytes so far
+	openMSN  int64
+	segs     []*tsSegment // complete segments still servable, oldest first
 	lastSize int
 	items    []tsItem
 	payload  []byte
@@ -212,9 +209,6 @@ func (r *tsRendition) writePES(s *Stream, b []byte, es *tsES, streamID byte, pts
 // is the event's media time, or the segment start for an event that began
 // before the segment (a PES is not presented before its segment).
 func (r *tsRendition) eventItems(s *Stream, items []tsItem, start, end time.Duration, first bool) []tsItem {
-	if r.placed == nil {
-		r.placed = map[*eventState]uint8{}
-	}
 	segStart := s.open.start
 	add := func(box func(uint32, uint64) ([]byte, error), at time.Duration) {
 		if box == nil {
@@ -229,11 +223,11 @@ func (r *tsRendition) eventItems(s *Stream, items []tsItem, start, end time.Dura
 			items = append(items, tsItem{dts: t, pts: t, id3: tag})
 		}
 	}
-	for _, es := range s.events {
+	for _, es := range s.live {
 		if es.cancelled || es.pendingNow {
 			continue
 		}
-		st := r.placed[es]
+		st := es.tsPlaced
 		active := es.media < end && (es.end == 0 || es.end > start)
 		if (st&tsPlacedStart == 0 && es.media < end) || (first && active && st&tsPlacedStart != 0) {
 			add(es.ev.Box, es.media)
@@ -243,7 +237,7 @@ func (r *tsRendition) eventItems(s *Stream, items []tsItem, start, end time.Dura
 			add(es.endBox, es.end)
 			st |= tsPlacedEnd
 		}
-		r.placed[es] = st
+		es.tsPlaced = st
 	}
 	return items
 }
@@ -260,11 +254,6 @@ func (r *tsRendition) closeSegment(s *Stream, seg *segment) {
 	for len(r.segs) > 0 && (len(s.segs) == 0 || r.segs[0].msn < s.segs[0].msn) {
 		r.segs[0] = nil
 		r.segs = r.segs[1:]
-	}
-	for es := range r.placed {
-		if !slices.Contains(s.events, es) {
-			delete(r.placed, es)
-		}
 	}
 }
 
