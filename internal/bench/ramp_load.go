@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -171,6 +172,15 @@ func (p *loadProcess) close() {
 func LoadRole(ctx context.Context, in io.Reader, out io.Writer) error {
 	// Viewers and idle requests each hold a socket.
 	_, _ = RaiseFileLimit(1 << 20)
+	if os.Getenv("GOGC") == "" {
+		// The load process's heap is a few MB while its viewers read
+		// megabyte playlists (50 cues/s), so at the default target its
+		// collector runs every second and its pauses land in the receive
+		// times it measures. It stands for viewers on other machines: let
+		// it collect rarely, within a bound. The server keeps the default.
+		debug.SetGCPercent(800)
+		debug.SetMemoryLimit(2 << 30)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &load{ctx: ctx, parts: map[int64]*partTimes{}, partSize: map[int64]int64{}}
