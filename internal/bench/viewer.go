@@ -197,6 +197,14 @@ type viewer struct {
 	segmentEnds int
 }
 
+// reloadURL is the blocking reload of base's media playlist for the part at
+// p. It asks for a delta update with date ranges skipped (_HLS_skip=v2), as
+// hls.js does whenever a playlist says CAN-SKIP-DATERANGES=YES and its copy
+// is recent: the viewer has the skipped lines from its previous reload.
+func reloadURL(base string, p partPos) string {
+	return fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d&_HLS_part=%d&_HLS_skip=v2", base, p.msn, p.idx)
+}
+
 // run follows the stream until ctx is done, calling onPart with each part's
 // number, bytes (valid until onPart returns) and the time they were all in.
 func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size int64, at time.Time)) {
@@ -214,7 +222,7 @@ func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size
 		if !ok {
 			url := v.base + "stream.m3u8"
 			if have {
-				url += fmt.Sprintf("?_HLS_msn=%d&_HLS_part=%d", want.msn, want.idx)
+				url = reloadURL(v.base, want)
 			}
 			// A pipelining viewer asks for the part after cur together
 			// with the reload that waits for it.
@@ -317,7 +325,7 @@ func (v *viewer) runHinted(ctx context.Context, onPart func(n int64, body []byte
 		next := pl.hint
 		plErr := make(chan error, 1)
 		go func() {
-			plErr <- v.get(ctx, v.base+fmt.Sprintf("stream.m3u8?_HLS_msn=%d&_HLS_part=%d", cur.msn, cur.idx+1), &v.pl)
+			plErr <- v.get(ctx, reloadURL(v.base, partPos{msn: cur.msn, idx: cur.idx + 1}), &v.pl)
 		}()
 		size, err := v.c.fetch(ctx, v.base+"part"+strconv.FormatInt(next, 10)+".m4s", &v.part)
 		at := time.Now()
