@@ -102,6 +102,9 @@ type Store struct {
 	// LockTimeout is how long Open waits for another process holding the
 	// file. It defaults to 1s.
 	LockTimeout time.Duration
+	// CommitDelay is how long a write waits for others to share its
+	// commit. It defaults to DefaultCommitDelay.
+	CommitDelay time.Duration
 
 	db *bolt.DB
 
@@ -167,20 +170,23 @@ func (s *Store) Open() error {
 	// Reservations and placements are group-committed (DB.Batch): at 50
 	// cues/s, two fsynced commits per cue were most of the server's CPU per
 	// cue, and the media path shares those cores. A write waits up to
-	// commitDelay for others to join its commit; it still returns only once
+	// CommitDelay for others to join its commit; it still returns only once
 	// committed and fsynced.
-	db.MaxBatchDelay = commitDelay
+	if s.CommitDelay <= 0 {
+		s.CommitDelay = DefaultCommitDelay
+	}
+	db.MaxBatchDelay = s.CommitDelay
 	s.db = db
 	return nil
 }
 
-// commitDelay is how long a write waits for others to join its commit. At
-// 50 cues/s a POST comes every 20 ms and makes two writes (reserve, place):
-// with bbolt's default 10 ms most commits held one write, each with two
-// fdatasyncs, about 200 a second, and the kernel's work for them delayed
-// parts by up to a millisecond. 25 ms lets each commit take the writes of
-// two or three cues, for 15 ms more on a POST's round trip.
-const commitDelay = 25 * time.Millisecond
+// DefaultCommitDelay is Store.CommitDelay's default. At 50 cues/s a POST
+// comes every 20 ms and makes two writes (reserve, place): with bbolt's
+// default 10 ms most commits held one write, each with two fdatasyncs,
+// about 200 a second, and the kernel's work for them delayed parts by up
+// to a millisecond. 50 ms makes about 20 commits a second of up to five
+// writes each, for about 60 ms more on a POST's round trip.
+const DefaultCommitDelay = 50 * time.Millisecond
 
 // Close closes the file.
 func (s *Store) Close() error {

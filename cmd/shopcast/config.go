@@ -119,6 +119,9 @@ type Config struct {
 	MaxCueBytes int
 	// CueRate caps cues posted per second per stream. It defaults to 50.
 	CueRate int
+	// CueCommitDelay is how long a write to the cue store waits for others
+	// to share its fsynced commit. It defaults to 50ms.
+	CueCommitDelay time.Duration
 	// CueSchedule is a JSON file of cues (times relative to stream start)
 	// applied to every stream when it starts. It defaults to "" (none).
 	CueSchedule string
@@ -218,6 +221,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxCueBytes) }},
 	{name: "cue_rate", arg: "N", usage: "cues accepted per second per stream",
 		value: func(c *Config) flag.Value { return (*intValue)(&c.CueRate) }},
+	{name: "cue_commit_delay", arg: "DURATION", usage: "how long a cue store write waits for others to share its fsynced commit (longer: fewer fsyncs beside the media, slower POSTs)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueCommitDelay) }},
 	{name: "cue_schedule", arg: "FILE", usage: "JSON cue schedule (ms from stream start) applied to every stream",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueSchedule) }},
 	{name: "publish_keys", noFlag: true, usage: `secret stream key -> public name; file: {"KEY": "NAME"}, env: KEY=NAME,KEY2=NAME2; never a flag, never logged`,
@@ -388,6 +393,7 @@ func (c *Config) validate() error {
 	check(c.RTMPMaxAMFBytes > 0, "rtmp_max_amf_bytes: %d is not positive", c.RTMPMaxAMFBytes)
 	check(c.MetricsMaxStreams > 0, "metrics_max_streams: %d is not positive", c.MetricsMaxStreams)
 	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
+	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
 	check(c.CueStore != "", "cue_store: empty")
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")

@@ -56,7 +56,7 @@ func TestConfigPrecedence(t *testing.T) {
 				WindowSegments: 10, GracePeriod: 30 * time.Second, EndedLinger: 30 * time.Second,
 				MaxStreams: 100, MaxBlockedRequests: 20000, RTMPReadTimeout: 10 * time.Second,
 				ShutdownTimeout: 10 * time.Second, PublishKeys: map[string]string{},
-				CueStore: "shopcast-cues.db", MaxCueBytes: 8192, CueRate: 50,
+				CueStore: "shopcast-cues.db", MaxCueBytes: 8192, CueRate: 50, CueCommitDelay: 50 * time.Millisecond,
 				RTSPUDPRTP: ":8000", RTSPUDPRTCP: ":8001", MetricsMaxStreams: 50,
 				PlayTokenTTL: 2 * time.Hour, HTTPReadHeaderTimeout: 10 * time.Second, HTTPReadTimeout: 15 * time.Second,
 				HTTPWriteTimeout: 30 * time.Second, HTTPIdleTimeout: 120 * time.Second, HTTPMaxHeaderBytes: 65536,

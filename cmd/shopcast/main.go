@@ -76,8 +76,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	// ingest that feeds it, the origin that reads it.
 	// The cue store opens first and closes last: nothing acknowledged to a
 	// producer is lost while the rest shuts down.
-	store, err := overlay.OpenStore(cfg.CueStore)
-	if err != nil {
+	store := &overlay.Store{Path: cfg.CueStore, CommitDelay: cfg.CueCommitDelay}
+	if err := store.Open(); err != nil {
 		return fmt.Errorf("cue store: %w", err)
 	}
 	defer store.Close()
