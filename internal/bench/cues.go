@@ -383,7 +383,11 @@ func deliverableUnderCues(ctx context.Context, flv string, d time.Duration, rate
 		return err
 	}
 	defer srv.close()
-	lp, err := startLoad(ctx)
+	// At a part's end the load process reads the part and, for its two
+	// viewers, two playlists of half a megabyte (50 cues/s): with a P per
+	// core, the part waited for a P held in those reads' syscalls. Viewers
+	// on other machines would not.
+	lp, err := startLoad(ctx, "GOMAXPROCS=4")
 	if err != nil {
 		return err
 	}

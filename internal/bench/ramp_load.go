@@ -83,13 +83,17 @@ type loadProcess struct {
 	done chan error
 }
 
-// startLoad starts this executable as a load process.
-func startLoad(ctx context.Context) (*loadProcess, error) {
+// startLoad starts this executable as a load process, with env added to
+// its environment.
+func startLoad(ctx context.Context, env ...string) (*loadProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("load process: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, exe, LoadRoleArgs...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stderr = os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
