@@ -2,6 +2,7 @@ package packager
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,77 @@ func TestEventNowAddEvent(t *testing.T) {
 	body := string(mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body)
 	if want := `ID="now2",START-DATE="` + r.at.Wall.UTC().Format(time.RFC3339Nano) + `"`; !strings.Contains(body, want) {
 		t.Errorf("playlist lacks %s:\n%s", want, body)
+	}
+}
+
+// TestLiveEvents: parts look through Stream.live, which must keep every
+// event a part may still carry (not placed yet, or active, or with an end
+// box to place) and drop the others, while the playlist keeps listing
+// them.
+func TestLiveEvents(t *testing.T) {
+	m := newTestManager(t, Config{})
+	sy := publish(t, m)
+	sy.frames(70)
+	s, ok := m.Stream("test")
+	if !ok {
+		t.Fatal("no stream")
+	}
+	s.mu.Lock()
+	start := s.lastEnd
+	s.mu.Unlock()
+	add := func(id string, at, dur time.Duration) {
+		t.Helper()
+		if _, err := s.AddEvent(Event{ID: id, Time: at, Duration: dur, Box: eventBox, DateRange: eventDateRange(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		add(fmt.Sprintf("short%d", i), start+time.Duration(i)*50*time.Millisecond, 100*time.Millisecond)
+	}
+	add("open", start, 0)
+	add("later", start+10*time.Second, time.Second) // scheduled past the frames below
+	sy.frames(90)                                   // 3 s: the short ones start and end
+
+	live := func() []string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var ids []string
+		for _, es := range s.live {
+			ids = append(ids, es.ev.ID)
+		}
+		return ids
+	}
+	if got := live(); !slices.Equal(got, []string{"open", "later"}) {
+		t.Fatalf("live after the short events ended: %v", got)
+	}
+	s.mu.Lock()
+	listed := len(s.dateRanges(0, -1<<62))
+	s.mu.Unlock()
+	if listed != 12 {
+		t.Errorf("playlist lists %d date ranges, want all 12", listed)
+	}
+
+	// An explicit end keeps the event until its end box is placed.
+	if _, err := s.EndEvent("open", eventBox); err != nil {
+		t.Fatal(err)
+	}
+	if got := live(); !slices.Contains(got, "open") {
+		t.Fatalf("ended event left before its end box was placed: %v", got)
+	}
+	sy.frames(30)
+	s.mu.Lock()
+	var open *eventState
+	for _, es := range s.events {
+		if es.ev.ID == "open" {
+			open = es
+		}
+	}
+	endPlaced := open.endPlaced
+	s.mu.Unlock()
+	if !endPlaced {
+		t.Fatal("end box not placed")
+	}
+	if got := live(); !slices.Equal(got, []string{"later"}) {
+		t.Fatalf("live after the end: %v", got)
 	}
 }
