@@ -407,3 +407,52 @@ func TestGzipOnlyWhenAccepted(t *testing.T) {
 		})
 	}
 }
+
+// TestPlaylistVersionShared: requests released by the same part get one
+// rendering of the playlist, made once outside the stream lock: the same
+// bytes, with the date ranges between the header and the segments.
+func TestPlaylistVersionShared(t *testing.T) {
+	t.Parallel()
+	m := newTestManager(t, Config{})
+	sy := publish(t, m)
+	sy.frames(130)
+	s, _ := m.Stream("test")
+	for i := range 50 {
+		id := fmt.Sprintf("cue%d", i)
+		if _, err := s.AddEvent(Event{ID: id, Time: time.Duration(i) * 20 * time.Millisecond, Duration: time.Hour,
+			Box: eventBox, DateRange: eventDateRange(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, k, _ := liveEdge(t, m)
+	const n = 20
+	chs := make([]<-chan fetchResult, n)
+	for i := range chs {
+		chs[i] = fetchAsync(m, mediaReq(l, k+1, SkipNone))
+	}
+	waitBlocked(t, m, n)
+	sy.frames(10)
+	var first []byte
+	for _, ch := range chs {
+		r := await(t, ch, 5*time.Second)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if first == nil {
+			first = r.resp.Body
+			continue
+		}
+		if &r.resp.Body[0] != &first[0] {
+			t.Fatal("requests released together got different renderings")
+		}
+	}
+	mp := parseMedia(t, first, m.Config())
+	if !hasPart(mp, l, k+1) {
+		t.Fatalf("playlist without part %d.%d", l, k+1)
+	}
+	head, rest, _ := bytes.Cut(first, []byte("#EXT-X-DATERANGE:"))
+	if bytes.Contains(head, []byte("#EXTINF")) || bytes.Count(first, []byte("#EXT-X-DATERANGE:")) != 50 ||
+		bytes.Contains(rest[:bytes.LastIndex(rest, []byte("#EXT-X-DATERANGE:"))], []byte("#EXTINF")) {
+		t.Fatalf("date ranges not all between the header and the segments:\n%s", first)
+	}
+}
