@@ -83,6 +83,14 @@ func newPublication(s *Stream, info ingest.PublishInfo, initName string) (*publi
 
 // WriteUnit implements ingest.Publication.
 func (p *publication) WriteUnit(u *ingest.Unit) error {
+	err := p.writeUnit(u)
+	// The TS copy of a part this unit completed is muxed once the fMP4
+	// part is out and the stream unlocked.
+	p.s.ts.drain(p.s)
+	return err
+}
+
+func (p *publication) writeUnit(u *ingest.Unit) error {
 	s, at := p.s, time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()

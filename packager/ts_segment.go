@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
@@ -17,13 +18,21 @@ import (
 // (stream_ts.m3u8). Each TS segment is written part by part, from the very
 // samples of the fMP4 parts, as the packager publishes them; when the fMP4
 // segment closes its TS bytes are complete and from then on immutable and
-// shared by every viewer. Guarded by the stream's lock.
+// shared by every viewer.
+//
+// Locking: mu guards the muxer state (mux, open, openMSN, lastSize,
+// items, payload). Fields changed under both the stream's write lock and mu
+// (pub, tracks, id3, segs) can be read under either. A part's TS packets
+// are muxed after the stream lock is released (drain), so that the fMP4
+// part is published without waiting for them.
 //
 // Timestamps: a sample's TS PTS and DTS are its fMP4 presentation and
 // decode times plus tsTimeOffset, on the 90 kHz clock (audio converted
 // from its sample rate, rounding to the nearest tick). A cue's ID3 PES has
 // PTS = its media time plus tsTimeOffset, on the same clock as the video.
 type tsRendition struct {
+	mu       sync.Mutex
+	pending  bool // items hold a part to mux
 	mux      tsMuxer
 	pub      *publication
 	tracks   map[int]*tsTrack // by fMP4 track ID; empty if no track fits TS
@@ -119,10 +128,14 @@ func (r *tsRendition) setup(p *publication) {
 	r.mux.setStreams(append(es, r.id3), pcr)
 }
 
-// writePart writes the samples of a part just published, and the ID3 of the
-// events it carries, to the open TS segment. start and end are the part's
-// media time range, first says it opens its segment. Called with s.mu held.
+// writePart queues the samples of a part just published, and the ID3 of
+// the events it carries, for the open TS segment; drain muxes them. start
+// and end are the part's media time range, first says it opens its
+// segment. Called with s.mu held.
 func (r *tsRendition) writePart(s *Stream, p *publication, tracks []*fmp4.PartTrack, start, end time.Duration, first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.muxPending(s)
 	if r.pub != p {
 		r.setup(p)
 	}
@@ -150,7 +163,26 @@ func (r *tsRendition) writePart(s *Stream, p *publication, tracks []*fmp4.PartTr
 			dts += uint64(smp.Duration)
 		}
 	}
-	items = r.eventItems(s, items, start, end, first)
+	r.items = r.eventItems(s, items, start, end, first)
+	r.pending = true
+}
+
+// drain muxes the part writePart queued, if any. The publisher calls it
+// after releasing s.mu.
+func (r *tsRendition) drain(s *Stream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.muxPending(s)
+}
+
+// muxPending writes the queued part's PES packets to the open segment.
+// Called with r.mu held.
+func (r *tsRendition) muxPending(s *Stream) {
+	if !r.pending {
+		return
+	}
+	r.pending = false
+	items := r.items
 	// One stream in decode order: the demuxer buffers least.
 	slices.SortStableFunc(items, func(a, b tsItem) int { return cmp.Compare(a.dts, b.dts) })
 
@@ -246,6 +278,9 @@ func (r *tsRendition) eventItems(s *Stream, items []tsItem, start, end time.Dura
 // completed, and drops the TS segments that left the fMP4 retention.
 // Called with s.mu held, after s.trim.
 func (r *tsRendition) closeSegment(s *Stream, seg *segment) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.muxPending(s)
 	if r.open != nil && r.openMSN == seg.msn {
 		r.segs = append(r.segs, &tsSegment{msn: seg.msn, body: r.open, at: seg.at})
 		r.lastSize = len(r.open)
