@@ -22,11 +22,9 @@ func eventDateRange(id string) func(start, end time.Time) string {
 
 func eventBox(timescale uint32, pt uint64) ([]byte, error) { return nil, nil }
 
-// TestEventNowResolvedByFrame: a "now" event is resolved by the frame that
-// reaches the packager, under the stream lock; a playlist rendered right
-// then, before AddEvent's goroutine wakes up, must already show its
-// START-DATE and end. (It once showed 0001-01-01 and no end.)
-func TestEventNowResolvedByFrame(t *testing.T) {
+// liveStream returns a stream on default settings with 70 frames published.
+func liveStream(t *testing.T) (*synth, *Stream) {
+	t.Helper()
 	m := newTestManager(t, Config{})
 	sy := publish(t, m)
 	sy.frames(70)
@@ -34,6 +32,15 @@ func TestEventNowResolvedByFrame(t *testing.T) {
 	if !ok {
 		t.Fatal("no stream")
 	}
+	return sy, s
+}
+
+// TestEventNowResolvedByFrame: a "now" event is resolved by the frame that
+// reaches the packager, under the stream lock; a playlist rendered right
+// then, before AddEvent's goroutine wakes up, must already show its
+// START-DATE and end. (It once showed 0001-01-01 and no end.)
+func TestEventNowResolvedByFrame(t *testing.T) {
+	sy, s := liveStream(t)
 	// The state AddEvent leaves while it waits for the next frame.
 	s.mu.Lock()
 	es, err := s.addEvent(Event{ID: "now1", Now: true, Duration: time.Second, Box: eventBox, DateRange: eventDateRange("now1")})
@@ -100,13 +107,7 @@ func TestEventNowAddEvent(t *testing.T) {
 // box to place) and drop the others, while the playlist keeps listing
 // them.
 func TestLiveEvents(t *testing.T) {
-	m := newTestManager(t, Config{})
-	sy := publish(t, m)
-	sy.frames(70)
-	s, ok := m.Stream("test")
-	if !ok {
-		t.Fatal("no stream")
-	}
+	sy, s := liveStream(t)
 	s.mu.Lock()
 	start := s.lastEnd
 	s.mu.Unlock()
