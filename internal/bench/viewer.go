@@ -235,12 +235,7 @@ func (v *viewer) run(ctx context.Context, onPart func(n int64, body []byte, size
 			} else {
 				err = v.get(ctx, url, &v.pl)
 			}
-			if err != nil {
-				v.fail(ctx, &have, err)
-				continue
-			}
-			if pl, err = parsePlaylistInto(v.pl, pl.parts); err != nil {
-				v.fail(ctx, &have, err)
+			if !v.readPlaylist(ctx, &have, &pl, err) {
 				continue
 			}
 			if !have {
@@ -306,13 +301,7 @@ func (v *viewer) runHinted(ctx context.Context, onPart func(n int64, body []byte
 	have := false
 	for ctx.Err() == nil {
 		if !have || pl.hint < 0 {
-			if err := v.get(ctx, v.base+"stream.m3u8", &v.pl); err != nil {
-				v.fail(ctx, &have, err)
-				continue
-			}
-			var err error
-			if pl, err = parsePlaylistInto(v.pl, pl.parts); err != nil {
-				v.fail(ctx, &have, err)
+			if !v.readPlaylist(ctx, &have, &pl, v.get(ctx, v.base+"stream.m3u8", &v.pl)) {
 				continue
 			}
 			if pl.hint < 0 {
@@ -332,12 +321,7 @@ func (v *viewer) runHinted(ctx context.Context, onPart func(n int64, body []byte
 		if perr := <-plErr; err == nil {
 			err = perr
 		}
-		if err != nil {
-			v.fail(ctx, &have, err)
-			continue
-		}
-		if pl, err = parsePlaylistInto(v.pl, pl.parts); err != nil {
-			v.fail(ctx, &have, err)
+		if !v.readPlaylist(ctx, &have, &pl, err) {
 			continue
 		}
 		p, ok := find(pl.parts, next)
@@ -357,6 +341,20 @@ func (v *viewer) note(err error) {
 	if v.firstErr == nil {
 		v.firstErr = err
 	}
+}
+
+// readPlaylist parses the playlist in v.pl into *pl after the requests
+// that fetched it returned err. On an error of either it fails (see fail)
+// and returns false.
+func (v *viewer) readPlaylist(ctx context.Context, have *bool, pl *playlist, err error) bool {
+	if err == nil {
+		*pl, err = parsePlaylistInto(v.pl, pl.parts)
+	}
+	if err != nil {
+		v.fail(ctx, have, err)
+		return false
+	}
+	return true
 }
 
 func (v *viewer) fail(ctx context.Context, have *bool, err error) {
