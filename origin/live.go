@@ -111,7 +111,7 @@ func (s *Server) writeLive(w http.ResponseWriter, r *http.Request, file string, 
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
-			_, _ = w.Write(body)
+			writeBody(w, r, body)
 		}
 		return
 	}
@@ -128,12 +128,26 @@ func (s *Server) writeLive(w http.ResponseWriter, r *http.Request, file string, 
 		}
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
-			_, _ = w.Write(resp.Body)
+			writeBody(w, r, resp.Body)
 		}
 		return
 	}
 	// Ranges and conditional requests: ServeContent over the shared buffer.
 	http.ServeContent(w, r, file, resp.ModTime, bytes.NewReader(resp.Body))
+}
+
+// writeBody writes a response's body, sending a large one in the same write
+// as the header where the connection can (see coalescingConn).
+func writeBody(w http.ResponseWriter, r *http.Request, body []byte) {
+	if len(body) >= coalesceMin {
+		if cc := coalescer(r.Context(), r.ProtoMajor); cc != nil {
+			cc.holdNext()
+			_, _ = w.Write(body)
+			_ = cc.release()
+			return
+		}
+	}
+	_, _ = w.Write(body)
 }
 
 // statusOf maps a Fetch error to an HTTP status.

@@ -204,6 +204,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
+	if !useTLS {
+		ln = &coalescingListener{Listener: ln}
+		srv.ConnContext = withConn
+	}
 	done := make(chan struct{})
 	s.mu.Lock()
 	s.srv, s.ln, s.done = srv, ln, done

@@ -1,7 +1,7 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,ramp,streams,idle] [-lowrate]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,ramp,streams,idle] [-lowrate] [-window 10s]
 //
 // With -role load it is the load process of the ramp, streams and idle
 // benchmarks (bench.LoadRole): they start it themselves.
@@ -32,6 +32,7 @@ func main() {
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
+	window := flag.Duration("window", 10*time.Second, "measurement window of each ramp and streams step")
 	idleN := flag.Int("requests", 10000, "blocked playlist requests of the idle benchmark")
 	role := flag.String("role", "", "internal: \"load\" runs the load process of ramp, streams and idle")
 	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile to this file")
@@ -88,14 +89,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
-	if err := runRamps(ctx, strings.Split(*run, ","), userFLV, *lowRate, *steps, *idleN); err != nil {
+	if err := runRamps(ctx, strings.Split(*run, ","), userFLV, *lowRate, *steps, *window, *idleN); err != nil {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
 }
 
 // runRamps runs the ramp, streams and idle benchmarks named in run.
-func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps string, requests int) error {
+func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps string, window time.Duration, requests int) error {
 	want := func(name string) bool { return slices.Contains(run, name) }
 	if !want("ramp") && !want("streams") && !want("idle") {
 		return nil
@@ -139,7 +140,7 @@ func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps
 		time.Now().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, bench.LoadAvg())
 	if want("ramp") {
 		fmt.Printf("ramp: %s; server in-process, publisher and viewers in a load process; load average %s\n", flv, bench.LoadAvg())
-		r, err := bench.Ramp(ctx, bench.RampConfig{FLV: flv, Steps: counts, OnStep: func(s bench.RampStep) { fmt.Println("  step:", s) }})
+		r, err := bench.Ramp(ctx, bench.RampConfig{FLV: flv, Steps: counts, Window: window, OnStep: func(s bench.RampStep) { fmt.Println("  step:", s) }})
 		if r != nil {
 			fmt.Println(r)
 		}
@@ -149,7 +150,7 @@ func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps
 	}
 	if want("streams") {
 		fmt.Printf("streams: %s; server in-process, publishers and viewers in a load process; load average %s\n", flv, bench.LoadAvg())
-		r, err := bench.Streams(ctx, bench.StreamsConfig{FLV: flv, Steps: counts, OnStep: func(s bench.StreamsStep) { fmt.Println("  step:", s) }})
+		r, err := bench.Streams(ctx, bench.StreamsConfig{FLV: flv, Steps: counts, Window: window, OnStep: func(s bench.StreamsStep) { fmt.Println("  step:", s) }})
 		if r != nil {
 			fmt.Println(r)
 		}
