@@ -57,6 +57,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/shopcast-bench -run latency,viewers,cues,ingest -duration 60s
 	$(GO) run ./cmd/shopcast-bench -run ramp,streams,idle
+	$(GO) run ./cmd/shopcast-bench -run ramp -steps 1000 -window 60s
 	$(GO) run ./cmd/shopcast-bench -run ramp -lowrate
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)
