@@ -120,8 +120,9 @@ func (c *rtmpConn) serve() (err error) {
 		return err
 	}
 
-	// The Reader reads the first 2s of media to find the tracks, then
-	// replays them. rtmpProbe keeps the AV1/VP9 parameters it leaves out.
+	// The Reader reads the first 2s of media to find the tracks (less when
+	// the probe's fastStart ends it), then replays them. rtmpProbe keeps the
+	// AV1/VP9 parameters it leaves out.
 	probe := &rtmpProbe{Conn: sc}
 	r := &gortmplib.Reader{Conn: probe}
 	if err := r.Initialize(); err != nil {

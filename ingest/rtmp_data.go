@@ -82,6 +82,10 @@ func messageDTS(msg message.Message) (time.Duration, bool) {
 	case *message.AudioExMultitrack:
 		return messageDTS(m.Wrapped)
 	case *message.Video:
+		// An end-of-sequence marker (fastStart's among them) is no frame.
+		if m.Type == message.VideoTypeEOS {
+			return 0, false
+		}
 		return m.DTS, true
 	case *message.Audio:
 		return m.DTS, true

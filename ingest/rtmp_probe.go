@@ -8,7 +8,8 @@ import (
 )
 
 // rtmpProbe sits under gortmplib's Reader while the Reader detects tracks
-// (Reader.Initialize reads the first 2s of media, then replays them). It keeps
+// (Reader.Initialize reads the first 2s of media, or less with fastStart,
+// then replays them). It keeps
 // what gortmplib's tracks leave out and the fMP4 init segment needs: the AV1
 // sequence header and the VP9 frame size and colour configuration, both
 // carried by the first key frame. gortmplib's codecs.AV1 and codecs.VP9 are
@@ -18,6 +19,11 @@ type rtmpProbe struct {
 
 	// stopped is set once tracks are known; later messages pass untouched.
 	stopped bool
+
+	// fast ends the analysis early; marker is its message to the Reader,
+	// handed out at the next Read.
+	fast   fastStart
+	marker message.Message
 
 	// av1Config holds the sequence header OBU of the Enhanced RTMP
 	// sequence start (av1C configOBUs) per track ID.
@@ -29,9 +35,14 @@ type rtmpProbe struct {
 }
 
 func (p *rtmpProbe) Read() (message.Message, error) {
+	if m := p.marker; m != nil {
+		p.marker = nil
+		return m, nil
+	}
 	msg, err := p.Conn.Read()
 	if err == nil && !p.stopped {
 		p.inspect(msg)
+		p.marker = p.fast.observe(msg, p)
 	}
 	return msg, err
 }
