@@ -1,7 +1,7 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,ramp,streams,idle] [-lowrate] [-window 10s]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle] [-lowrate] [-window 10s]
 //
 // With -role load it is the load process of the ramp, streams and idle
 // benchmarks (bench.LoadRole): they start it themselves.
@@ -28,7 +28,7 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests)")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
@@ -170,7 +170,7 @@ func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps
 }
 
 func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []string, flv string) error {
-	if !slices.ContainsFunc(run, func(s string) bool { return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" }) {
+	if !slices.ContainsFunc(run, func(s string) bool { return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" || s == "reconnect" }) {
 		return nil
 	}
 	if flv == "" {
@@ -214,6 +214,14 @@ func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []stri
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
+	}
+	if slices.Contains(run, "reconnect") {
+		fmt.Println("reconnect: ffmpeg -re -stream_loop -1 -c copy", flv, "(a separate process), killed and restarted; server in-process")
+		r, err := bench.Reconnect(ctx, bench.ReconnectConfig{FLV: flv})
+		if err != nil {
+			return fmt.Errorf("reconnect: %w", err)
+		}
+		fmt.Println(r)
 	}
 	if slices.Contains(run, "cues") {
 		r, err := bench.Cues(ctx, bench.CuesConfig{FLV: flv, Duration: d})
