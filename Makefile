@@ -55,7 +55,7 @@ test-browser:
 ## bench: run every benchmark, no tests
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(GO) run ./cmd/shopcast-bench -run latency,viewers,cues,ingest -duration 60s
+	$(GO) run ./cmd/shopcast-bench -run latency,viewers,cues,ingest,reconnect -duration 60s
 	$(GO) run ./cmd/shopcast-bench -run ramp,streams,idle
 	$(GO) run ./cmd/shopcast-bench -run ramp -steps 1000 -window 60s
 	$(GO) run ./cmd/shopcast-bench -run ramp -lowrate

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +30,20 @@ type ReconnectResult struct {
 	Load   string
 }
 
+var partURI = regexp.MustCompile(`URI="part(\d+)\.m4s"`)
+
+// lastPart returns the highest part number in a media playlist's text, or
+// -1.
+func lastPart(text string) int64 {
+	n := int64(-1)
+	for _, m := range partURI.FindAllStringSubmatch(text, -1) {
+		if v, err := strconv.ParseInt(m[1], 10, 64); err == nil {
+			n = max(n, v)
+		}
+	}
+	return n
+}
+
 func (r ReconnectResult) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "reconnect: new publish to its first part in the playlist, %d rounds:", len(r.Resume))
@@ -43,8 +59,8 @@ func (r ReconnectResult) String() string {
 // network drop. ffmpeg publishes the fixture in real time (-re -c copy, with
 // the onMetaData an encoder sends) to an in-process server; each round kills
 // it (SIGKILL: the kernel closes its socket), waits Gap, starts a new
-// ffmpeg and polls the media playlist every 5 ms until a part follows the
-// new EXT-X-DISCONTINUITY. The time includes ffmpeg's own start and the
+// ffmpeg and polls the media playlist every 5 ms until a part newer than
+// the old session's follows the last EXT-X-DISCONTINUITY. The time includes ffmpeg's own start and the
 // RTMP handshake, and ends when the new session's first part (a PART-TARGET
 // of media) is complete.
 func Reconnect(ctx context.Context, cfg ReconnectConfig) (ReconnectResult, error) {
@@ -99,11 +115,12 @@ func Reconnect(ctx context.Context, cfg ReconnectConfig) (ReconnectResult, error
 		if !sleep(ctx, cfg.Gap) {
 			return res, ctx.Err()
 		}
+		// The old session's parts are all in the playlist by now.
 		text, err := playlist()
 		if err != nil {
 			return res, err
 		}
-		before := strings.Count(text, "#EXT-X-DISCONTINUITY\n")
+		last := lastPart(text)
 		t0 := time.Now()
 		if stop, err = publish(); err != nil {
 			return res, err
@@ -113,12 +130,9 @@ func Reconnect(ctx context.Context, cfg ReconnectConfig) (ReconnectResult, error
 			if err != nil {
 				return res, err
 			}
-			if n := strings.Count(text, "#EXT-X-DISCONTINUITY\n"); n > before {
-				after := text[strings.LastIndex(text, "#EXT-X-DISCONTINUITY\n"):]
-				if strings.Contains(after, "#EXT-X-PART:") {
-					res.Resume = append(res.Resume, time.Since(t0))
-					break
-				}
+			if i := strings.LastIndex(text, "#EXT-X-DISCONTINUITY\n"); i >= 0 && lastPart(text[i:]) > last {
+				res.Resume = append(res.Resume, time.Since(t0))
+				break
 			}
 			if time.Since(t0) > 20*time.Second {
 				return res, errors.New("no part of the new session within 20 s")
