@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bluenviron/gortmplib"
 )
 
 // notifier wakes waiters whenever something changes.
@@ -226,4 +229,25 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// gortmplibPublisher connects gortmplib's client to ts as a publisher of
+// path and sends what its Writer sends first: onMetaData and the tracks'
+// configurations.
+func gortmplibPublisher(t *testing.T, ts *testServer, path string, tracks ...*gortmplib.Track) *gortmplib.Writer {
+	t.Helper()
+	u, err := url.Parse(ts.url(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &gortmplib.Client{URL: u, Publish: true}
+	if err := c.Initialize(testContext(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	w := &gortmplib.Writer{Conn: c, Tracks: tracks}
+	if err := w.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -107,19 +107,7 @@ func TestRTMPCodecs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := startTestServer(t, nil)
 			name := strings.NewReplacer(" ", "-", "+", "").Replace(tc.name)
-			u, err := url.Parse(ts.url("/live/" + name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := &gortmplib.Client{URL: u, Publish: true}
-			if err := c.Initialize(testContext(t, 10*time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			w := &gortmplib.Writer{Conn: c, Tracks: tc.tracks}
-			if err := w.Initialize(); err != nil {
-				t.Fatal(err)
-			}
+			w := gortmplibPublisher(t, ts, "/live/"+name, tc.tracks...)
 			// 2.5s of media: gortmplib reads 2s ahead to find the tracks.
 			for pts := time.Duration(0); pts <= 2500*time.Millisecond; pts += 40 * time.Millisecond {
 				for _, tr := range tc.tracks {

@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
@@ -21,22 +20,10 @@ import (
 // the first ones included, arrives once with its timestamps.
 func TestRTMPFastStart(t *testing.T) {
 	ts := startTestServer(t, nil)
-	u, err := url.Parse(ts.url("/live/fast"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &gortmplib.Client{URL: u, Publish: true}
-	if err := c.Initialize(testContext(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	aacConfig := mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 44100, ChannelConfig: 2, ChannelCount: 2}
 	video := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: testH264SPS, PPS: testH264PPS}}
 	audio := &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: &aacConfig}}
-	w := &gortmplib.Writer{Conn: c, Tracks: []*gortmplib.Track{video, audio}}
-	if err := w.Initialize(); err != nil { // onMetaData and both configurations
-		t.Fatal(err)
-	}
+	w := gortmplibPublisher(t, ts, "/live/fast", video, audio)
 	const frames = 6
 	write := func(i int) {
 		t.Helper()

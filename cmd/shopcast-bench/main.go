@@ -170,7 +170,9 @@ func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps
 }
 
 func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []string, flv string) error {
-	if !slices.ContainsFunc(run, func(s string) bool { return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" || s == "reconnect" }) {
+	if !slices.ContainsFunc(run, func(s string) bool {
+		return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" || s == "reconnect"
+	}) {
 		return nil
 	}
 	if flv == "" {
