@@ -15,6 +15,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/httpserve"
 )
 
 // Server is the HTTP origin. Set its fields, then call Start, or mount
@@ -65,11 +67,9 @@ type Server struct {
 
 	hdr headerCache
 
-	mu   sync.Mutex
-	mux  *http.ServeMux
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
+	mu  sync.Mutex // guards mux
+	mux *http.ServeMux
+	run httpserve.Runner
 }
 
 // Defaults of the Server fields.
@@ -204,57 +204,24 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
-	if !useTLS {
+	serve := srv.Serve
+	if useTLS {
+		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+	} else {
 		ln = &coalescingListener{Listener: ln}
 		srv.ConnContext = withConn
 	}
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.srv, s.ln, s.done = srv, ln, done
-	s.mu.Unlock()
-
-	go func() {
-		defer close(done)
-		var err error
-		if useTLS {
-			err = srv.ServeTLS(ln, "", "")
-		} else {
-			err = srv.Serve(ln)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
-			log.Error("origin stopped", "err", err)
-		}
-	}()
+	s.run.Serve(srv, ln, serve, log, "origin")
 	return nil
 }
 
 // Addr returns the bound address, or nil before Start.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
+func (s *Server) Addr() net.Addr { return s.run.Addr() }
 
 // Shutdown stops accepting connections and waits for the requests in
 // flight, blocked playlist requests included, to be answered. When ctx ends
 // first it closes the remaining connections and returns ctx's error.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	srv, done := s.srv, s.done
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	err := srv.Shutdown(ctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	<-done
-	return err
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.run.Shutdown(ctx) }
 
 func (s *Server) log() *slog.Logger {
 	if s.Logger == nil {

@@ -7,8 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/httpserve"
 )
 
 // Server serves GET /metrics (and /readyz, /healthz when given) on a port
@@ -27,10 +28,7 @@ type Server struct {
 	// Logger receives serve errors. It defaults to discarding them.
 	Logger *slog.Logger
 
-	mu   sync.Mutex
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
+	run httpserve.Runner
 }
 
 // Start binds Address and serves in the background.
@@ -65,44 +63,15 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.srv, s.ln, s.done = srv, ln, done
-	s.mu.Unlock()
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
+	s.run.Serve(srv, ln, srv.Serve, log, "metrics server")
 	return nil
 }
 
 // Addr returns the bound address, or nil before Start.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
+func (s *Server) Addr() net.Addr { return s.run.Addr() }
 
 // Shutdown stops the server, waiting for scrapes in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	srv, done := s.srv, s.done
-	s.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	err := srv.Shutdown(ctx)
-	if err != nil {
-		_ = srv.Close()
-	}
-	<-done
-	return err
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.run.Shutdown(ctx) }
 
 func orDefault(v, def time.Duration) time.Duration {
 	if v <= 0 {

@@ -141,30 +141,35 @@ func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps
 	if want("ramp") {
 		fmt.Printf("ramp: %s; server in-process, publisher and viewers in a load process; load average %s\n", flv, bench.LoadAvg())
 		r, err := bench.Ramp(ctx, bench.RampConfig{FLV: flv, Steps: counts, Window: window, OnStep: func(s bench.RampStep) { fmt.Println("  step:", s) }})
-		if r != nil {
-			fmt.Println(r)
-		}
-		if err != nil {
-			return fmt.Errorf("ramp: %w", err)
+		if err := report("ramp", r, err); err != nil {
+			return err
 		}
 	}
 	if want("streams") {
 		fmt.Printf("streams: %s; server in-process, publishers and viewers in a load process; load average %s\n", flv, bench.LoadAvg())
 		r, err := bench.Streams(ctx, bench.StreamsConfig{FLV: flv, Steps: counts, Window: window, OnStep: func(s bench.StreamsStep) { fmt.Println("  step:", s) }})
-		if r != nil {
-			fmt.Println(r)
-		}
-		if err != nil {
-			return fmt.Errorf("streams: %w", err)
+		if err := report("streams", r, err); err != nil {
+			return err
 		}
 	}
 	if want("idle") {
 		fmt.Printf("idle: %s; server in-process, requests from a load process; load average %s\n", idleFLV, bench.LoadAvg())
 		r, err := bench.Idle(ctx, bench.IdleConfig{FLV: idleFLV, Requests: requests})
-		if err != nil {
-			return fmt.Errorf("idle: %w", err)
+		if err := report("idle", r, err); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// report prints a benchmark's result, whole or up to the step that failed,
+// and returns its error named after the benchmark.
+func report[R any](name string, r *R, err error) error {
+	if r != nil {
 		fmt.Println(r)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }

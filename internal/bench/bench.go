@@ -39,9 +39,13 @@ type server struct {
 	origin *origin.Server
 }
 
-func startServer() (*server, error) {
+func startServer() (*server, error) { return startServerConfig(packager.Config{}) }
+
+// startServerConfig is startServer with a packager configuration of the
+// benchmark's own (more streams, a longer target duration).
+func startServerConfig(cfg packager.Config) (*server, error) {
 	discard := slog.New(slog.DiscardHandler)
-	s := &server{pkg: packager.New(packager.Config{}, discard)}
+	s := &server{pkg: packager.New(cfg, discard)}
 	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
 	if err := s.rtmp.Start(); err != nil {
 		return nil, err

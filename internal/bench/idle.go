@@ -74,23 +74,15 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	if lim, err := RaiseFileLimit(uint64(cfg.Requests + 256)); err != nil || lim < uint64(cfg.Requests+64) {
 		return nil, fmt.Errorf("file limit %d too low for %d requests: %v", lim, cfg.Requests, err)
 	}
-	src, err := loadSource(cfg.FLV)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := startServerConfig(packager.Config{
+	rg, err := startRig(ctx, cfg.FLV, packager.Config{
 		TargetDuration:     cfg.TargetDuration,
 		MaxBlockedRequests: cfg.Requests + 1000,
 	})
 	if err != nil {
 		return nil, err
 	}
-	defer srv.close()
-	lp, err := startLoad(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer lp.close()
+	defer rg.close()
+	src, srv, lp := rg.src, rg.srv, rg.lp
 	if _, err := lp.call(loadCmd{Op: "publish", RTMP: srv.publishURL(), FLV: cfg.FLV}); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/shopcast/shopcast/packager"
 )
 
 // RampConfig sets up Ramp.
@@ -88,11 +90,7 @@ func (r *RampResult) String() string {
 			s += "    first viewer error: " + st.FirstErr + "\n"
 		}
 	}
-	s += fmt.Sprintf("  largest step within target: %d viewers", r.Max)
-	if r.Note != "" {
-		s += " (" + r.Note + ")"
-	}
-	return s
+	return s + climbSummary(r.Max, "viewers", r.Note)
 }
 
 // Ramp publishes cfg.FLV to an in-process server and adds LL-HLS viewers
@@ -120,20 +118,12 @@ func Ramp(ctx context.Context, cfg RampConfig) (*RampResult, error) {
 	if lim, err := RaiseFileLimit(uint64(top + 256)); err != nil || lim < uint64(top+64) {
 		return nil, fmt.Errorf("file limit %d too low for %d viewers: %v", lim, top, err)
 	}
-	src, err := loadSource(cfg.FLV)
+	rg, err := startRig(ctx, cfg.FLV, packager.Config{})
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServer()
-	if err != nil {
-		return nil, err
-	}
-	defer srv.close()
-	lp, err := startLoad(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer lp.close()
+	defer rg.close()
+	srv, lp := rg.srv, rg.lp
 	if _, err := lp.call(loadCmd{Op: "publish", RTMP: srv.publishURL(), FLV: cfg.FLV}); err != nil {
 		return nil, err
 	}
@@ -143,23 +133,18 @@ func Ramp(ctx context.Context, cfg RampConfig) (*RampResult, error) {
 	if !srv.untilWindowFull(ctx, time.Now()) {
 		return nil, ctx.Err()
 	}
-	res := &RampResult{Source: src.desc}
+	res := &RampResult{Source: rg.src.desc}
 	if res.Baseline, err = rss(); err != nil {
 		return nil, err
 	}
-	have := 0
-	for _, n := range cfg.Steps {
-		if n <= have {
-			continue
-		}
+	res.Steps, res.Max, res.Note, err = climb(cfg.Steps, "viewers", func(n, add int) (RampStep, error) {
 		// The measure call lasts the window plus the load's one-second tail
 		// for late parts.
-		m, err := lp.step(ctx, loadCmd{Op: "viewers", Base: srv.baseURL(), N: n - have, Ramp: cfg.Join},
+		m, err := lp.step(ctx, loadCmd{Op: "viewers", Base: srv.baseURL(), N: add, Ramp: cfg.Join},
 			loadCmd{Op: "measure", Window: cfg.Window}, cfg.Settle)
 		if err != nil {
-			return res, err
+			return RampStep{}, err
 		}
-		have = n
 		r := m.reply
 		st := RampStep{Viewers: n, Goroutines: m.goroutines}
 		st.RSS, st.RSSPerViewer = m.rss, (m.rss-res.Baseline)/int64(n)
@@ -168,15 +153,10 @@ func Ramp(ctx context.Context, cfg RampConfig) (*RampResult, error) {
 		st.Window = cfg.Window
 		st.Spread, st.Incomplete, st.Parts, st.Bytes = r.Spread, r.Incomplete, r.Parts, r.Bytes
 		st.Errors, st.FirstErr, st.Load = r.Errors, r.FirstErr, LoadAvg()
-		res.Steps = append(res.Steps, st)
-		if cfg.OnStep != nil {
-			cfg.OnStep(st)
-		}
-		if !st.Passed(cfg.MaxSpread) {
-			res.Note = fmt.Sprintf("%d viewers missed the target", n)
-			break
-		}
-		res.Max = n
+		return st, nil
+	}, func(st RampStep) bool { return st.Passed(cfg.MaxSpread) }, cfg.OnStep)
+	if err != nil {
+		return res, err
 	}
 	return res, nil
 }

@@ -3,11 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
-	"github.com/shopcast/shopcast/ingest"
-	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -81,11 +78,7 @@ func (r *StreamsResult) String() string {
 	for _, st := range r.Steps {
 		s += "  " + st.String() + "\n"
 	}
-	s += fmt.Sprintf("  largest step within target: %d streams", r.Max)
-	if r.Note != "" {
-		s += " (" + r.Note + ")"
-	}
-	return s
+	return s + climbSummary(r.Max, "streams", r.Note)
 }
 
 // Streams adds publishers of cfg.FLV to an in-process server step by step,
@@ -110,69 +103,33 @@ func Streams(ctx context.Context, cfg StreamsConfig) (*StreamsResult, error) {
 	if _, err := RaiseFileLimit(uint64(4*top + 256)); err != nil {
 		return nil, err
 	}
-	src, err := loadSource(cfg.FLV)
+	rg, err := startRig(ctx, cfg.FLV, packager.Config{MaxStreams: top + 10})
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServerConfig(packager.Config{MaxStreams: top + 10})
-	if err != nil {
-		return nil, err
-	}
-	defer srv.close()
-	lp, err := startLoad(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer lp.close()
-	res := &StreamsResult{Source: src.desc}
+	defer rg.close()
+	res := &StreamsResult{Source: rg.src.desc}
 	if res.Idle, err = rss(); err != nil {
 		return nil, err
 	}
-	rtmp := fmt.Sprintf("rtmp://%s/live/", srv.rtmp.Addr())
-	base := fmt.Sprintf("http://%s/live/", srv.origin.Addr())
-	have := 0
-	for _, n := range cfg.Steps {
-		if n <= have {
-			continue
-		}
-		m, err := lp.step(ctx, loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: cfg.FLV, N: n - have},
+	rtmp := fmt.Sprintf("rtmp://%s/live/", rg.srv.rtmp.Addr())
+	base := fmt.Sprintf("http://%s/live/", rg.srv.origin.Addr())
+	res.Steps, res.Max, res.Note, err = climb(cfg.Steps, "streams", func(n, add int) (StreamsStep, error) {
+		m, err := rg.lp.step(ctx, loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: cfg.FLV, N: add},
 			loadCmd{Op: "latency", Window: cfg.Window}, cfg.Settle)
 		if err != nil {
-			return res, err
+			return StreamsStep{}, err
 		}
-		have = n
 		r := m.reply
 		st := StreamsStep{Streams: n, Goroutines: m.goroutines}
 		st.RSS, st.RSSPerStream = m.rss, (m.rss-res.Idle)/int64(n)
 		st.ServerCores = m.cores
 		st.LoadCores = r.Cores
 		st.Live, st.Latency, st.Unmatched, st.Errors, st.Load = r.Live, r.Latency, r.Unmatched, r.Errors, LoadAvg()
-		res.Steps = append(res.Steps, st)
-		if cfg.OnStep != nil {
-			cfg.OnStep(st)
-		}
-		if !st.Passed(cfg.MaxP99) {
-			res.Note = fmt.Sprintf("%d streams missed the target", n)
-			break
-		}
-		res.Max = n
+		return st, nil
+	}, func(st StreamsStep) bool { return st.Passed(cfg.MaxP99) }, cfg.OnStep)
+	if err != nil {
+		return res, err
 	}
 	return res, nil
-}
-
-// startServerConfig is startServer with a packager configuration of the
-// benchmark's own (more streams, a longer target duration).
-func startServerConfig(cfg packager.Config) (*server, error) {
-	discard := slog.New(slog.DiscardHandler)
-	s := &server{pkg: packager.New(cfg, discard)}
-	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
-	if err := s.rtmp.Start(); err != nil {
-		return nil, err
-	}
-	s.origin = &origin.Server{Address: "127.0.0.1:0", Source: s.pkg, Logger: discard}
-	if err := s.origin.Start(); err != nil {
-		s.rtmp.Close()
-		return nil, err
-	}
-	return s, nil
 }
