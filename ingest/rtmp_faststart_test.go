@@ -11,74 +11,111 @@ import (
 	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 )
 
-// TestRTMPFastStart publishes the configurations and one frame of each
-// track, then nothing: gortmplib alone would wait for 2 s of media before
-// the tracks are known. The publication starts anyway, and every frame,
-// the first ones included, arrives once with its timestamps.
+// TestRTMPFastStart publishes, with gortmplib's client and Writer (which
+// send onMetaData), the configurations and one frame of each track, then
+// nothing: gortmplib alone would wait for 2 s of media before the tracks
+// are known. The publication starts anyway, and every frame, the first ones
+// included, arrives once with its timestamps, through each of gortmplib's
+// video callbacks (which must ignore the marker that ended the analysis).
 func TestRTMPFastStart(t *testing.T) {
-	ts := startTestServer(t, nil)
 	aacConfig := mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 44100, ChannelConfig: 2, ChannelCount: 2}
-	video := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: testH264SPS, PPS: testH264PPS}}
-	audio := &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: &aacConfig}}
-	w := gortmplibPublisher(t, ts, "/live/fast", video, audio)
-	const frames = 6
-	write := func(i int) {
-		t.Helper()
-		pts := time.Duration(i) * 40 * time.Millisecond
-		nalu := byte(0x41) // non-IDR slice
-		if i == 0 {
-			nalu = 0x65
-		}
-		if err := w.WriteH264(video, pts, pts, [][]byte{{nalu, 0x88, byte(i)}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.WriteMPEG4Audio(audio, pts, []byte{0x21, 0x10, byte(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(0)
-	p := ts.sink.waitPub(t, 0, 5*time.Second)
-	for i := 1; i < frames; i++ {
-		write(i)
-	}
-	waitUntil(t, &ts.sink.notifier, 5*time.Second, "every frame", func() bool {
-		ts.sink.mu.Lock()
-		defer ts.sink.mu.Unlock()
-		return len(p.units) >= 2*frames
-	}, nil)
+	aac := &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: &aacConfig}}
+	opusTrack := &gortmplib.Track{Codec: &rtmpcodecs.Opus{IDHeader: &opus.IDHeader{Version: 1, ChannelCount: 2, PreSkip: 312}}}
+	h264 := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: testH264SPS, PPS: testH264PPS}}
+	h265 := &gortmplib.Track{Codec: &rtmpcodecs.H265{VPS: testH265VPS, SPS: testH265SPS, PPS: testH265PPS}}
+	av1 := &gortmplib.Track{Codec: &rtmpcodecs.AV1{}}
+	vp9 := &gortmplib.Track{Codec: &rtmpcodecs.VP9{}}
 
-	ts.sink.snapshot(func() {
-		if len(p.info.Tracks) != 2 {
-			t.Fatalf("%d tracks, want 2", len(p.info.Tracks))
-		}
-		if _, ok := p.info.Tracks[0].Codec.(*codecs.H264); !ok {
-			t.Fatalf("track 1 is %T", p.info.Tracks[0].Codec)
-		}
-		if _, ok := p.info.Tracks[1].Codec.(*codecs.MPEG4Audio); !ok {
-			t.Fatalf("track 2 is %T", p.info.Tracks[1].Codec)
-		}
-		var got, want []string
-		for i := range frames {
-			pts := time.Duration(i) * 40 * time.Millisecond
-			want = append(want, fmt.Sprintf("1 %v %v %d", pts, pts, i), fmt.Sprintf("2 %v %v %d", pts, pts, i))
-		}
-		for _, u := range p.units {
-			var last byte
-			if u.Track.ID == 1 {
-				au := u.AU[len(u.AU)-1]
-				last = au[len(au)-1]
-			} else {
-				last = u.Frame[len(u.Frame)-1]
+	// write sends frame i of tr; frame 0 is a key frame.
+	write := func(w *gortmplib.Writer, tr *gortmplib.Track, i int) error {
+		pts := time.Duration(i) * 40 * time.Millisecond
+		key := i == 0
+		switch tr {
+		case h264:
+			nalu := byte(0x41) // non-IDR slice
+			if key {
+				nalu = 0x65
 			}
-			got = append(got, fmt.Sprintf("%d %v %v %d", u.Track.ID, u.PTS, u.DTS, last))
+			return w.WriteH264(tr, pts, pts, [][]byte{{nalu, 0x88, byte(i)}})
+		case h265:
+			nalu := byte(0x02) // TRAIL_R
+			if key {
+				nalu = 0x26 // IDR_W_RADL
+			}
+			return w.WriteH265(tr, pts, pts, [][]byte{{nalu, 0x01, byte(i)}})
+		case av1:
+			if key {
+				return w.WriteAV1(tr, pts, [][]byte{testAV1SequenceHeader, {0x30, byte(i)}})
+			}
+			return w.WriteAV1(tr, pts, [][]byte{{0x30, byte(i)}})
+		case vp9:
+			return w.WriteVP9(tr, pts, testVP9KeyFrame)
+		case aac:
+			return w.WriteMPEG4Audio(tr, pts, []byte{0x21, 0x10, byte(i)})
+		case opusTrack:
+			return w.WriteOpus(tr, pts, []byte{0xfc, 0xff, byte(i)})
 		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("units\n%v\nwant\n%v", got, want)
-		}
-	})
+		return fmt.Errorf("unknown track")
+	}
+
+	for _, tc := range []struct {
+		name         string
+		video, audio *gortmplib.Track
+	}{
+		{"H264 AAC", h264, aac},
+		{"H265 Opus", h265, opusTrack},
+		{"AV1 AAC", av1, aac},
+		{"VP9 Opus", vp9, opusTrack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startTestServer(t, nil)
+			w := gortmplibPublisher(t, ts, "/live/fast", tc.video, tc.audio)
+			const frames = 6
+			send := func(i int) {
+				t.Helper()
+				for _, tr := range []*gortmplib.Track{tc.video, tc.audio} {
+					if err := write(w, tr, i); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			send(0)
+			p := ts.sink.waitPub(t, 0, 5*time.Second)
+			for i := 1; i < frames; i++ {
+				send(i)
+			}
+			waitUntil(t, &ts.sink.notifier, 5*time.Second, "every frame", func() bool {
+				ts.sink.mu.Lock()
+				defer ts.sink.mu.Unlock()
+				return len(p.units) >= 2*frames
+			}, nil)
+
+			ts.sink.snapshot(func() {
+				var cs []codecs.Codec
+				for _, tr := range p.info.Tracks {
+					cs = append(cs, tr.Codec)
+				}
+				if len(cs) != 2 || !cs[0].IsVideo() || cs[1].IsVideo() {
+					t.Fatalf("tracks %s, want video and audio", dumpCodecs(cs))
+				}
+				var got, want []string
+				for i := range frames {
+					pts := time.Duration(i) * 40 * time.Millisecond
+					want = append(want, fmt.Sprintf("1 %v %v", pts, pts), fmt.Sprintf("2 %v %v", pts, pts))
+				}
+				for _, u := range p.units {
+					got = append(got, fmt.Sprintf("%d %v %v", u.Track.ID, u.PTS, u.DTS))
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("units\n%v\nwant\n%v", got, want)
+				}
+			})
+		})
+	}
 }
 
 func TestFastStartObserve(t *testing.T) {
