@@ -3,7 +3,8 @@ package ingest
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/shopcast/shopcast/internal/streamname"
 )
 
 // ErrUnknownKey is returned by Auth.Resolve when authentication is on and the
@@ -12,11 +13,7 @@ var ErrUnknownKey = errors.New("unknown stream key")
 
 // ErrInvalidName is returned by Auth.Resolve when a public stream name is not
 // 1-64 characters of [A-Za-z0-9_.-], contains "..", or starts with '.'.
-var ErrInvalidName = errors.New("invalid stream name")
-
-// maxNameLen is the longest public stream name: names end up in URLs and
-// metric labels, so they stay short.
-const maxNameLen = 64
+var ErrInvalidName = streamname.ErrInvalid
 
 // Auth maps the stream key a publisher presents (in the RTMP URL, the OBS
 // "Stream Key" field or the RTSP path) to the public stream name viewers use.
@@ -55,26 +52,6 @@ func (a *Auth) Resolve(key string) (string, error) {
 	return name, nil
 }
 
-// ValidateName checks that name can be a public stream name: 1-64 characters
-// of [A-Za-z0-9_.-], without "..", not starting with '.'. Such a name is safe
-// in a URL path segment, a file name and a log line.
-func ValidateName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: empty", ErrInvalidName)
-	case len(name) > maxNameLen:
-		return fmt.Errorf("%w: longer than %d characters", ErrInvalidName, maxNameLen)
-	case name[0] == '.':
-		return fmt.Errorf("%w: starts with '.'", ErrInvalidName)
-	case strings.Contains(name, ".."):
-		return fmt.Errorf("%w: contains \"..\"", ErrInvalidName)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '_' || c == '-' || c == '.') {
-			return fmt.Errorf("%w: character %q at %d is not one of [A-Za-z0-9_.-]", ErrInvalidName, c, i)
-		}
-	}
-	return nil
-}
+// ValidateName checks that name can be a public stream name (see package
+// streamname); the error wraps ErrInvalidName.
+func ValidateName(name string) error { return streamname.Validate(name) }

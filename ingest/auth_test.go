@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/shopcast/shopcast/internal/streamname"
 )
 
 func TestAuthResolve(t *testing.T) {
@@ -60,7 +62,7 @@ func FuzzAuthResolve(f *testing.F) {
 			return
 		}
 		// An accepted name is safe as a path segment and a file name.
-		if name != key || name == "" || len(name) > maxNameLen || name[0] == '.' ||
+		if name != key || name == "" || len(name) > streamname.MaxLen || name[0] == '.' ||
 			strings.Contains(name, "..") || strings.ContainsAny(name, "/\\?#% \x00") {
 			t.Fatalf("accepted unsafe name %q", name)
 		}

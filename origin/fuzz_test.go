@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shopcast/shopcast/internal/streamname"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -21,7 +22,7 @@ func FuzzParseLivePath(f *testing.F) {
 			return
 		}
 		for _, s := range []string{name, file} {
-			if s == "" || s[0] == '.' || strings.Contains(s, "..") || !safeChars(s) {
+			if s == "" || s[0] == '.' || strings.Contains(s, "..") || !streamname.SafeChars(s) {
 				t.Fatalf("%q -> %q %q", p, name, file)
 			}
 		}

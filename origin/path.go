@@ -5,16 +5,16 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/shopcast/shopcast/internal/streamname"
 )
 
 // The stream namespace is /live/{name}/{file}.
 const livePrefix = "/live/"
 
-// Limits of the names in a stream path.
-const (
-	maxNameLen   = 64
-	maxFileInfix = 48 // characters between a file's prefix and its extension
-)
+// maxFileInfix is the most characters between a stream file's prefix and
+// its extension.
+const maxFileInfix = 48
 
 // The playlist file names.
 const (
@@ -48,7 +48,7 @@ func parseLivePath(escaped string) (name, file string, ok bool) {
 		return "", "", false
 	}
 	name, err := url.PathUnescape(rawName)
-	if err != nil || !validName(name) {
+	if err != nil || !streamname.Valid(name) {
 		return "", "", false
 	}
 	file, err = url.PathUnescape(rawFile)
@@ -56,14 +56,6 @@ func parseLivePath(escaped string) (name, file string, ok bool) {
 		return "", "", false
 	}
 	return name, file, true
-}
-
-// validName reports whether s is a valid stream name: 1 to 64 characters of
-// [A-Za-z0-9_.-], not starting with '.', with no "..". These are the names
-// ingest accepts from publishers.
-func validName(s string) bool {
-	return len(s) >= 1 && len(s) <= maxNameLen && s[0] != '.' &&
-		!strings.Contains(s, "..") && safeChars(s)
 }
 
 // validFile reports whether s is one of a stream's file names: index.m3u8,
@@ -88,19 +80,5 @@ func validFile(s string) bool {
 	default:
 		return false
 	}
-	return len(infix) <= maxFileInfix && !strings.Contains(s, "..") && safeChars(infix)
-}
-
-// safeChars reports whether s has only characters of [A-Za-z0-9_.-].
-func safeChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '_', c == '.', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
+	return len(infix) <= maxFileInfix && !strings.Contains(s, "..") && streamname.SafeChars(infix)
 }

@@ -22,6 +22,8 @@ import (
 	"net/http"
 	"os"
 	"slices"
+
+	"github.com/shopcast/shopcast/internal/streamname"
 )
 
 // DefaultCatalog is the demo catalog served when Config.Catalog is empty:
@@ -94,7 +96,7 @@ func (p *Pages) serveIndex(w http.ResponseWriter, r *http.Request) {
 
 func (p *Pages) serveWatch(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if !ValidName(name) {
+	if !streamname.Valid(name) {
 		http.Error(w, "invalid stream name", http.StatusNotFound)
 		return
 	}
@@ -103,7 +105,7 @@ func (p *Pages) serveWatch(w http.ResponseWriter, r *http.Request) {
 
 func (p *Pages) serveStudio(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if !ValidName(name) {
+	if !streamname.Valid(name) {
 		http.Error(w, "invalid stream name", http.StatusNotFound)
 		return
 	}
@@ -160,22 +162,4 @@ func (p *Pages) catalog() ([]byte, error) {
 		return nil, fmt.Errorf("catalog %s: %w", p.cfg.Catalog, err)
 	}
 	return body, nil
-}
-
-// ValidName reports whether s is a stream name the origin serves: 1 to 64
-// characters of [A-Za-z0-9_.-], not starting with '.', without "..".
-func ValidName(s string) bool {
-	if len(s) < 1 || len(s) > 64 || s[0] == '.' || bytes.Contains([]byte(s), []byte("..")) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '_', c == '.', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
