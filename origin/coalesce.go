@@ -1,6 +1,8 @@
 package origin
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -45,9 +47,12 @@ func (l *coalescingListener) Accept() (net.Conn, error) {
 }
 
 // coalescingConn is a TCP connection that can hold one small write and send
-// it together with the following write. Only the goroutine serving an
+// it together with the following write, and that reads an HTTP/2
+// connection through a buffer (see Read). Only the goroutine serving an
 // HTTP/1.x connection writes it (and calls holdNext and release), so its
-// fields need no lock; on HTTP/2 connections nothing is ever held.
+// fields need no lock; on HTTP/2 connections nothing is ever held. The
+// read fields are set by the first Read, before net/http starts any other
+// reader of the connection.
 type coalescingConn struct {
 	*net.TCPConn
 	bufs *sync.Pool
@@ -55,6 +60,44 @@ type coalescingConn struct {
 	hold bool           // hold the next write if it is small
 	held *[heldMax]byte // a held write's bytes, from bufs
 	n    int            // length of the held write
+
+	read bool          // the first Read happened
+	br   *bufio.Reader // reads of an HTTP/2 connection, after its preface
+}
+
+// h2cPreface starts the client preface of HTTP/2 with prior knowledge.
+var h2cPreface = []byte("PRI * HTTP/2.0")
+
+// h2cReadBuffer is the read buffer of an HTTP/2 connection.
+const h2cReadBuffer = 16 << 10
+
+// Read reads the connection. Once it has seen the HTTP/2 preface it reads
+// through a buffer: net/http's HTTP/2 server reads each frame's 9-byte
+// header and then its payload straight from the connection, two syscalls
+// for every frame (most of them the client's WINDOW_UPDATEs). net/http
+// reads the preface itself with a limit, so that what follows it is left
+// to this connection's reads. HTTP/1.x connections keep reading unbuffered
+// into net/http's own buffer.
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	if c.br != nil {
+		return c.br.Read(p)
+	}
+	n, err := c.TCPConn.Read(p)
+	if !c.read {
+		c.read = true
+		if bytes.HasPrefix(p[:n], h2cPreface) {
+			c.br = bufio.NewReaderSize(c.TCPConn, h2cReadBuffer)
+		}
+	}
+	return n, err
+}
+
+// WriteTo copies what the connection reads to w, buffered bytes first.
+func (c *coalescingConn) WriteTo(w io.Writer) (int64, error) {
+	if c.br != nil {
+		return c.br.WriteTo(w)
+	}
+	return c.TCPConn.WriteTo(w)
 }
 
 // holdNext makes the connection keep its next write, when it is no larger

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,13 +184,69 @@ func TestCoalescedResponses(t *testing.T) {
 	protos.SetUnencryptedHTTP2(true)
 	h2 := &http.Client{Transport: &http.Transport{Protocols: &protos, TLSClientConfig: &tls.Config{}}}
 	defer h2.CloseIdleConnections()
-	resp, err := h2.Get("http://" + addr + "/live/shop/part9.m4s")
-	if err != nil {
-		t.Fatal(err)
+	// Many streams at once on one connection, whose reads are buffered.
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*len(sizes))
+	for range 3 {
+		for i := range sizes {
+			wg.Go(func() {
+				file := fmt.Sprintf("part%d.m4s", i)
+				resp, err := h2.Get("http://" + addr + "/live/shop/" + file)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if err != nil || resp.ProtoMajor != 2 || !bytes.Equal(got, bodies[file]) {
+					errs <- fmt.Errorf("h2c %s: proto %s, %d bytes (want %d), err %v", file, resp.Proto, len(got), len(bodies[file]), err)
+				}
+			})
+		}
 	}
-	got, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if err != nil || resp.ProtoMajor != 2 || !bytes.Equal(got, bodies["part9.m4s"]) {
-		t.Fatalf("h2c: proto %s, %d bytes, err %v", resp.Proto, len(got), err)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestCoalescingConnH2CReads: after the HTTP/2 preface a connection reads
+// through a buffer, handing out the bytes in order however small the
+// reads; an HTTP/1.1 connection does not.
+func TestCoalescingConnH2CReads(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		first    string
+		buffered bool
+	}{
+		{"h2c", "PRI * HTTP/2.0", true},
+		{"HTTP/1.1", "GET / HTTP/1.1\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cc, client := coalescingPair(t)
+			rest := pattern(50_000, 3)
+			go func() { _, _ = client.Write(append([]byte(tc.first), rest...)) }()
+			_ = cc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			first := make([]byte, len(tc.first))
+			if _, err := io.ReadFull(cc, first); err != nil || string(first) != tc.first {
+				t.Fatalf("first read %q, %v", first, err)
+			}
+			if (cc.br != nil) != tc.buffered {
+				t.Fatalf("buffered %v, want %v", cc.br != nil, tc.buffered)
+			}
+			var got []byte
+			buf := make([]byte, 9)
+			for len(got) < len(rest) {
+				n, err := cc.Read(buf[:min(9, len(rest)-len(got))])
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, buf[:n]...)
+			}
+			if !bytes.Equal(got, rest) {
+				t.Fatal("bytes after the preface changed")
+			}
+		})
 	}
 }
