@@ -9,11 +9,10 @@ import (
 
 // rtmpProbe sits under gortmplib's Reader while the Reader detects tracks
 // (Reader.Initialize reads the first 2s of media, or less with fastStart,
-// then replays them). It keeps
-// what gortmplib's tracks leave out and the fMP4 init segment needs: the AV1
-// sequence header and the VP9 frame size and colour configuration, both
-// carried by the first key frame. gortmplib's codecs.AV1 and codecs.VP9 are
-// empty structs.
+// then replays them). It keeps what gortmplib's tracks leave out and the
+// fMP4 init segment needs: the AV1 sequence header and the VP9 frame size
+// and colour configuration, both carried by the first key frame.
+// gortmplib's codecs.AV1 and codecs.VP9 are empty structs.
 type rtmpProbe struct {
 	gortmplib.Conn
 

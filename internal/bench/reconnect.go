@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -60,9 +59,9 @@ func (r ReconnectResult) String() string {
 // the onMetaData an encoder sends) to an in-process server; each round kills
 // it (SIGKILL: the kernel closes its socket), waits Gap, starts a new
 // ffmpeg and polls the media playlist every 5 ms until a part newer than
-// the old session's follows the last EXT-X-DISCONTINUITY. The time includes ffmpeg's own start and the
-// RTMP handshake, and ends when the new session's first part (a PART-TARGET
-// of media) is complete.
+// the old session's follows the last EXT-X-DISCONTINUITY. The time includes
+// ffmpeg's own start and the RTMP handshake, and ends when the new
+// session's first part (a PART-TARGET of media) is complete.
 func Reconnect(ctx context.Context, cfg ReconnectConfig) (ReconnectResult, error) {
 	var res ReconnectResult
 	if cfg.Rounds <= 0 {
@@ -91,7 +90,6 @@ func Reconnect(ctx context.Context, cfg ReconnectConfig) (ReconnectResult, error
 	publish := func() (stop func(), err error) {
 		cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
 			"-re", "-stream_loop", "-1", "-i", cfg.FLV, "-c", "copy", "-f", "flv", srv.publishURL())
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
@@ -122,9 +120,11 @@ func Reconnect(ctx context.Context, cfg ReconnectConfig) (ReconnectResult, error
 		}
 		last := lastPart(text)
 		t0 := time.Now()
-		if stop, err = publish(); err != nil {
+		again, err := publish()
+		if err != nil {
 			return res, err
 		}
+		stop = again
 		for {
 			text, err := playlist()
 			if err != nil {
