@@ -101,7 +101,7 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 				case <-ctx.Done():
 					return ctx.Err()
 				case <-c.Done():
-					return c.Err()
+					return ended(ctx, c)
 				}
 			}
 
@@ -114,7 +114,7 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 					case <-ctx.Done():
 						return ctx.Err()
 					case <-c.Done():
-						return c.Err()
+						return ended(ctx, c)
 					}
 				}
 			}
@@ -123,7 +123,7 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-c.Done():
-				return c.Err()
+				return ended(ctx, c)
 			default:
 			}
 
@@ -141,6 +141,15 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 	return nil
 }
 
+// ended says why the connection ended. Cancelling ctx closes the
+// connection, so both can be done when a select looks: the context wins.
+func ended(ctx context.Context, c *Client) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.Err()
+}
+
 // fail explains a write error: the context ended, or the server left. A
 // write can fail on a reset before the reading side has seen the close, so
 // it waits a little for the reading side to end.
@@ -152,12 +161,15 @@ func fail(ctx context.Context, c *Client, err error) error {
 	defer t.Stop()
 	select {
 	case <-c.Done():
-		if cerr := c.Err(); cerr != nil && errors.Is(cerr, ErrServerClosed) {
+		if cerr := ended(ctx, c); cerr != nil && errors.Is(cerr, ErrServerClosed) {
 			return fmt.Errorf("%w (write: %v)", cerr, err)
 		}
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	return err
 }
