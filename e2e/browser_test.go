@@ -120,21 +120,9 @@ func TestBrowserWatchAndStudio(t *testing.T) {
 
 	// A product through the cue API.
 	api := base + "/api/v1/streams/" + name + "/cues"
-	resp, body := postCue(t, api, apiSKU)
-	if resp != http.StatusCreated {
-		t.Fatalf("POST cue: %d %s", resp, body)
-	}
-	var created struct {
-		Cue struct {
-			ID string `json:"id"`
-		} `json:"cue"`
-		MediaTimeMs int64 `json:"media_time_ms"`
-	}
-	if err := json.Unmarshal([]byte(body), &created); err != nil {
-		t.Fatal(err)
-	}
+	cueID, cueMs := postCue(t, api, apiSKU)
 	pollPage(t, watch, 10*time.Second, "the carousel to show "+apiSKU, func(p pageState) bool { return p.has(apiSKU) })
-	checkCueStart(t, readPage(t, watch), created.Cue.ID, created.MediaTimeMs)
+	checkCueStart(t, readPage(t, watch), cueID, cueMs)
 
 	// Accessibility, with a card on screen: names, alt text, and the
 	// controls reached and worked by the keyboard alone.
@@ -152,7 +140,7 @@ func TestBrowserWatchAndStudio(t *testing.T) {
 	waitEval(t, watch, 5*time.Second, "Enter on Mute to mute again", `document.querySelector('video').muted`)
 	shot(t, watch, "watch-phone-product.png")
 
-	if code, b := do(t, http.MethodDelete, api+"/"+created.Cue.ID, ""); code != http.StatusOK {
+	if code, b := do(t, http.MethodDelete, api+"/"+cueID, ""); code != http.StatusOK {
 		t.Fatalf("DELETE cue: %d %s", code, b)
 	}
 	pollPage(t, watch, 10*time.Second, "the card of "+apiSKU+" to go", func(p pageState) bool { return !p.has(apiSKU) })
@@ -520,8 +508,8 @@ func shot(t *testing.T, ctx context.Context, file string) {
 }
 
 // postCue posts a "now" cue for a catalog product, with absolute URLs as
-// the API wants them.
-func postCue(t *testing.T, api, sku string) (int, string) {
+// the API wants them, and returns the cue's id and media time in ms.
+func postCue(t *testing.T, api, sku string) (string, int64) {
 	t.Helper()
 	raw, err := os.ReadFile("../testdata/catalog.json")
 	if err != nil {
@@ -542,10 +530,23 @@ func postCue(t *testing.T, api, sku string) (int, string) {
 			p["image_url"] = base + s
 		}
 		cue, _ := json.Marshal(map[string]any{"v": 1, "type": "product", "product": p, "at": "now"})
-		return do(t, http.MethodPost, api, string(cue))
+		code, body := do(t, http.MethodPost, api, string(cue))
+		if code != http.StatusCreated {
+			t.Fatalf("POST cue: %d %s", code, body)
+		}
+		var created struct {
+			Cue struct {
+				ID string `json:"id"`
+			} `json:"cue"`
+			MediaTimeMs int64 `json:"media_time_ms"`
+		}
+		if err := json.Unmarshal([]byte(body), &created); err != nil {
+			t.Fatal(err)
+		}
+		return created.Cue.ID, created.MediaTimeMs
 	}
 	t.Fatalf("no product %s in testdata/catalog.json", sku)
-	return 0, ""
+	return "", 0
 }
 
 func do(t *testing.T, method, u, body string) (int, string) {

@@ -263,22 +263,9 @@ func TestBrowserInBandCues(t *testing.T) {
 // in s; the cue is deleted when the test ends.
 func postNowCue(t *testing.T, api string) (string, float64) {
 	t.Helper()
-	code, body := postCue(t, api, apiSKU)
-	if code != http.StatusCreated {
-		t.Fatalf("POST cue: %d %s", code, body)
-	}
-	var created struct {
-		Cue struct {
-			ID string `json:"id"`
-		} `json:"cue"`
-		MediaTimeMs int64 `json:"media_time_ms"`
-	}
-	if err := json.Unmarshal([]byte(body), &created); err != nil {
-		t.Fatal(err)
-	}
-	id := created.Cue.ID
+	id, ms := postCue(t, api, apiSKU)
 	t.Cleanup(func() { do(t, http.MethodDelete, api+"/"+id, "") })
-	return id, float64(created.MediaTimeMs) / 1000
+	return id, float64(ms) / 1000
 }
 
 // waitCue waits for a cue with id on the page. A TS segment reaches the

@@ -1124,6 +1124,26 @@ func (f *cueFollower) readInit(ctx context.Context, pl []byte) error {
 	return nil
 }
 
+// fetchNew returns the body of uri, or nil when seen (called under f.mu)
+// says it was read already or the GET failed; a failure is reported unless
+// ctx ended.
+func (f *cueFollower) fetchNew(ctx context.Context, uri string, seen func() bool) []byte {
+	f.mu.Lock()
+	done := seen()
+	f.mu.Unlock()
+	if done {
+		return nil
+	}
+	body, err := fetchBody(ctx, f.base+uri)
+	if err != nil {
+		if ctx.Err() == nil {
+			f.errorf("%v", err)
+		}
+		return nil
+	}
+	return body
+}
+
 func (f *cueFollower) readPart(ctx context.Context, uri string, msn, idx int) {
 	m := partNum.FindStringSubmatch(uri)
 	if m == nil {
@@ -1131,17 +1151,8 @@ func (f *cueFollower) readPart(ctx context.Context, uri string, msn, idx int) {
 		return
 	}
 	n, _ := strconv.Atoi(m[1])
-	f.mu.Lock()
-	_, seen := f.parts[n]
-	f.mu.Unlock()
-	if seen {
-		return
-	}
-	body, err := fetchBody(ctx, f.base+uri)
-	if err != nil {
-		if ctx.Err() == nil {
-			f.errorf("%v", err)
-		}
+	body := f.fetchNew(ctx, uri, func() bool { _, ok := f.parts[n]; return ok })
+	if body == nil {
 		return
 	}
 	file, err := mp4.DecodeFile(bytes.NewReader(body))
@@ -1174,17 +1185,8 @@ func (f *cueFollower) readPart(ctx context.Context, uri string, msn, idx int) {
 }
 
 func (f *cueFollower) readSegment(ctx context.Context, uri string, msn int) {
-	f.mu.Lock()
-	_, seen := f.segs[msn]
-	f.mu.Unlock()
-	if seen {
-		return
-	}
-	body, err := fetchBody(ctx, f.base+uri)
-	if err != nil {
-		if ctx.Err() == nil {
-			f.errorf("%v", err)
-		}
+	body := f.fetchNew(ctx, uri, func() bool { _, ok := f.segs[msn]; return ok })
+	if body == nil {
 		return
 	}
 	s, err := decodeCueSegment(body, f.videoID)
