@@ -2,6 +2,7 @@ package packager
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ func TestParts(t *testing.T) {
 			}
 
 			// A segment and its parts carry the same bytes.
-			checked := 0
+			checked, views := 0, 0
 			for msn, parts := range rec.segParts {
 				if rec.segs[msn] == nil {
 					continue
@@ -117,10 +118,31 @@ func TestParts(t *testing.T) {
 				if !bytes.Equal(seg.Body, cat) {
 					t.Errorf("segment %d differs from its parts", msn)
 				}
+				// Once the segment is complete, its parts still servable are
+				// views of its bytes, not a second copy.
+				off := 0
+				for _, p := range parts {
+					r, err := fetchNow(m, fileReq(p.URI))
+					if errors.Is(err, ErrNotFound) {
+						off += len(rec.parts[partNumber(t, p.URI)])
+						continue
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(r.Body) == 0 || off+len(r.Body) > len(seg.Body) || &r.Body[0] != &seg.Body[off] {
+						t.Errorf("segment %d: part %s is not a view of the segment's bytes at %d", msn, p.URI, off)
+					}
+					views++
+					off += len(r.Body)
+				}
 				checked++
 			}
 			if checked < 3 {
 				t.Errorf("only %d segments checked against their parts", checked)
+			}
+			if views < 3 {
+				t.Errorf("only %d parts of complete segments were still servable", views)
 			}
 		})
 	}

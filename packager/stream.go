@@ -319,7 +319,12 @@ func (s *Stream) closeSegment() {
 	}
 	seg.body = make([]byte, 0, n)
 	for _, p := range seg.parts {
+		off := len(seg.body)
 		seg.body = append(seg.body, p.body...)
+		// From now on the part is served from the segment's bytes (the same
+		// bytes), so the stream keeps its media once: the part's own buffer
+		// goes once no response holds it. Readers take p.body under s.mu.
+		p.body = seg.body[off:len(seg.body):len(seg.body)]
 	}
 	seg.size = n
 	seg.complete = true
