@@ -6,8 +6,10 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 )
 
-// part is a partial segment. Its body is immutable once published and
-// shared by every viewer, and the parent segment carries the same bytes.
+// part is a partial segment. Its bytes are immutable once published and
+// shared by every viewer, and the parent segment carries the same bytes;
+// when the segment completes, body is re-pointed at them (under the stream
+// lock, like every read of body).
 type part struct {
 	n           int64 // global part number: the file is partN.m4s
 	index       int   // position within its segment
