@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -29,18 +27,14 @@ type ReconnectResult struct {
 	Load   string
 }
 
-var partURI = regexp.MustCompile(`URI="part(\d+)\.m4s"`)
-
-// lastPart returns the highest part number in a media playlist's text, or
-// -1.
+// lastPart returns the number of the last part a media playlist's text
+// lists, or -1 when it lists none.
 func lastPart(text string) int64 {
-	n := int64(-1)
-	for _, m := range partURI.FindAllStringSubmatch(text, -1) {
-		if v, err := strconv.ParseInt(m[1], 10, 64); err == nil {
-			n = max(n, v)
-		}
+	pl, err := parsePlaylist([]byte(text))
+	if err != nil {
+		return -1
 	}
-	return n
+	return pl.parts[len(pl.parts)-1].n
 }
 
 func (r ReconnectResult) String() string {
