@@ -58,14 +58,22 @@ func startServerConfig(cfg packager.Config) (*server, error) {
 	return s, nil
 }
 
+// liveURLs returns the publish and play URLs of the live namespace, which
+// a stream name completes: rtmp://HOST/live/ and http://HOST/live/.
+func (s *server) liveURLs() (publish, play string) {
+	return fmt.Sprintf("rtmp://%s/live/", s.rtmp.Addr()), fmt.Sprintf("http://%s/live/", s.origin.Addr())
+}
+
 // publishURL is where the publisher sends the stream.
 func (s *server) publishURL() string {
-	return fmt.Sprintf("rtmp://%s/live/%s", s.rtmp.Addr(), streamName)
+	publish, _ := s.liveURLs()
+	return publish + streamName
 }
 
 // baseURL is the directory of the stream's HLS files, with a trailing slash.
 func (s *server) baseURL() string {
-	return fmt.Sprintf("http://%s/live/%s/", s.origin.Addr(), streamName)
+	_, play := s.liveURLs()
+	return play + streamName + "/"
 }
 
 func (s *server) close() {

@@ -394,8 +394,7 @@ func deliverableUnderCues(ctx context.Context, flv string, d time.Duration, rate
 	defer lp.close()
 	// The load process names its first stream s0.
 	const name = "s0"
-	rtmp := fmt.Sprintf("rtmp://%s/live/", srv.rtmp.Addr())
-	base := fmt.Sprintf("http://%s/live/", srv.origin.Addr())
+	rtmp, base := srv.liveURLs()
 	if _, err := lp.call(loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: flv, N: 1, Hinted: true}); err != nil {
 		return err
 	}

@@ -112,8 +112,7 @@ func Streams(ctx context.Context, cfg StreamsConfig) (*StreamsResult, error) {
 	if res.Idle, err = rss(); err != nil {
 		return nil, err
 	}
-	rtmp := fmt.Sprintf("rtmp://%s/live/", rg.srv.rtmp.Addr())
-	base := fmt.Sprintf("http://%s/live/", rg.srv.origin.Addr())
+	rtmp, base := rg.srv.liveURLs()
 	res.Steps, res.Max, res.Note, err = climb(cfg.Steps, "streams", func(n, add int) (StreamsStep, error) {
 		m, err := rg.lp.step(ctx, loadCmd{Op: "streams", RTMP: rtmp, Base: base, FLV: cfg.FLV, N: add},
 			loadCmd{Op: "latency", Window: cfg.Window}, cfg.Settle)
