@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/web"
 )
 
@@ -157,8 +157,8 @@ func pagesBase(t *testing.T, s *shopcast, name string) string {
 	if code, _ := status(http.MethodGet, s.url("/sdk/shopcast-cues.js")); code == http.StatusOK {
 		mux.Handle("/sdk/", proxy)
 	} else {
-		t.Log("the binary does not serve /sdk/shopcast-cues.js yet; the harness serves overlay.SDK")
-		mux.Handle("GET /sdk/", http.FileServerFS(overlay.SDK))
+		t.Log("the binary does not serve /sdk/shopcast-cues.js yet; the harness serves cues.SDK")
+		mux.Handle("GET /sdk/", http.FileServerFS(cues.SDK))
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

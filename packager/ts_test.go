@@ -22,7 +22,7 @@ import (
 )
 
 // testID3 returns an ID3v2.4 tag with one TXXX frame, built by hand so that
-// the test does not depend on the overlay's encoder.
+// the test does not depend on the cues package's encoder.
 func testID3(value string) []byte {
 	frame := append([]byte{3}, "shopcast\x00"+value...)
 	size := func(n int) []byte {

@@ -9,12 +9,12 @@ import (
 	"testing"
 
 	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/cues"
 )
 
 type noCues struct{}
 
-func (noCues) OpenCues(string) ([]overlay.Record, error) { return nil, nil }
+func (noCues) OpenCues(string) ([]cues.Record, error) { return nil, nil }
 
 // TestDashboardUsesExportedMetrics checks that every metric the Grafana
 // dashboard queries is one /metrics exports, so that a renamed metric
@@ -42,7 +42,7 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 	req := httptest.NewRequest("GET", "/live/s/stream.m3u8", nil)
 	m.ObserveLive(req, origin.LiveRequest{Stream: "s", Kind: origin.KindPlain, Status: 200})
 	m.ObserveLive(req, origin.LiveRequest{Stream: "s", Kind: origin.KindPart, Status: 200})
-	m.CueRejected(overlay.RejectInvalid)
+	m.CueRejected(cues.RejectInvalid)
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -37,14 +37,14 @@ type StatsSource interface {
 	Stats() packager.Stats
 }
 
-// CueLister lists a stream's open cues; overlay.Store implements it.
+// CueLister lists a stream's open cues; cues.Store implements it.
 type CueLister interface {
-	OpenCues(stream string) ([]overlay.Record, error)
+	OpenCues(stream string) ([]cues.Record, error)
 }
 
 // Metrics holds shopcast's metrics. Set its fields, then call Start (or let
 // the first use do it). It implements origin.Observer and
-// overlay.CueObserver.
+// cues.CueObserver.
 type Metrics struct {
 	// Packager is read at every scrape for the per-stream ingest, part,
 	// segment, publisher, lag and blocked-request metrics. Required.
@@ -164,13 +164,13 @@ func (m *Metrics) ObserveLive(r *http.Request, lr origin.LiveRequest) {
 	}
 }
 
-// CuePosted implements overlay.CueObserver.
+// CuePosted implements cues.CueObserver.
 func (m *Metrics) CuePosted(stream string) {
 	m.Start()
 	m.streams.cuePosted(stream)
 }
 
-// CueRejected implements overlay.CueObserver.
+// CueRejected implements cues.CueObserver.
 func (m *Metrics) CueRejected(reason string) {
 	m.Start()
 	m.cuesRejected.WithLabelValues(reason).Inc()

@@ -21,7 +21,7 @@ import (
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/internal/testpub"
 	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -40,14 +40,14 @@ func newRig(t *testing.T) *rig {
 	discard := slog.New(slog.DiscardHandler)
 	mgr := packager.New(packager.Config{}, discard)
 	t.Cleanup(mgr.Close)
-	store, err := overlay.OpenStore(t.TempDir() + "/cues.db")
+	store, err := cues.OpenStore(t.TempDir() + "/cues.db")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
 
 	met := &Metrics{Packager: mgr, Cues: store}
-	api := &overlay.API{Store: store, Timeline: mgr, Logger: discard, Observer: met}
+	api := &cues.API{Store: store, Timeline: mgr, Logger: discard, Observer: met}
 	org := &origin.Server{Address: "127.0.0.1:0", Source: mgr, Observer: met}
 	org.Handle("/api/v1/", api)
 	org.Handle("GET /metrics", met.Handler())

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -107,7 +107,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 				continue
 			}
 			for i := range recs {
-				if recs[i].StateAt(now) == overlay.StateActive {
+				if recs[i].StateAt(now) == cues.StateActive {
 					active[st.Name]++
 				}
 			}

@@ -7,7 +7,7 @@
 //	GET /assets/...      css, js and hls.js (versioned paths cache for a year)
 //	GET /catalog.json    the product catalog the studio offers
 //
-// The pages read product cues only through the overlay SDK,
+// The pages read product cues only through the cue SDK,
 // /sdk/shopcast-cues.js, and post them to the cue API,
 // /api/v1/streams/{name}/cues; both are served by other packages.
 package web

@@ -21,7 +21,7 @@ import (
 
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/packager"
 	"github.com/shopcast/shopcast/telemetry"
 	"github.com/shopcast/shopcast/web"
@@ -76,7 +76,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	// ingest that feeds it, the origin that reads it.
 	// The cue store opens first and closes last: nothing acknowledged to a
 	// producer is lost while the rest shuts down.
-	store := &overlay.Store{Path: cfg.CueStore, CommitDelay: cfg.CueCommitDelay}
+	store := &cues.Store{Path: cfg.CueStore, CommitDelay: cfg.CueCommitDelay}
 	if err := store.Open(); err != nil {
 		return fmt.Errorf("cue store: %w", err)
 	}
@@ -84,7 +84,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	readiness := telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
 	readiness.Set(telemetry.ReadyCueStore, true)
 	defer readiness.Set(telemetry.ReadyCueStore, false) // before the store closes
-	cues := &overlay.API{
+	cueAPI := &cues.API{
 		Store:         store,
 		Token:         cfg.CueToken,
 		MaxCueBytes:   cfg.MaxCueBytes,
@@ -92,13 +92,13 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		Logger:        log,
 	}
 	if cfg.CueSchedule != "" {
-		if err := cues.LoadSchedule(cfg.CueSchedule); err != nil {
+		if err := cueAPI.LoadSchedule(cfg.CueSchedule); err != nil {
 			return fmt.Errorf("cue schedule: %w", err)
 		}
 	}
 
 	manager := packager.New(packager.Config{
-		OnStreamStart:      cues.StreamStarted,
+		OnStreamStart:      cueAPI.StreamStarted,
 		TargetDuration:     cfg.TargetDuration,
 		PartTarget:         cfg.PartTarget,
 		WindowSegments:     cfg.WindowSegments,
@@ -108,10 +108,10 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		MaxBlockedRequests: cfg.MaxBlockedRequests,
 	}, log)
 	defer manager.Close()
-	cues.Timeline = manager
+	cueAPI.Timeline = manager
 	metrics := &telemetry.Metrics{Packager: manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
 	metrics.Start()
-	cues.Observer = metrics
+	cueAPI.Observer = metrics
 
 	// One registry for every ingest protocol, so that a publisher coming
 	// back over another protocol replaces its old session.
@@ -147,8 +147,8 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	if cfg.PlaySecret != "" {
 		org.PlayAuth = &origin.PlayAuth{Secret: []byte(cfg.PlaySecret), TTL: cfg.PlayTokenTTL}
 	}
-	cues.Start()
-	org.Handle("/api/v1/", cues)
+	cueAPI.Start()
+	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", readiness)
 	if cfg.MetricsAddr == "" {
 		org.Handle("GET /metrics", metrics.Handler())
@@ -163,7 +163,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 			_ = ms.Shutdown(sctx)
 		}()
 	}
-	org.Handle("/sdk/", http.FileServerFS(overlay.SDK))
+	org.Handle("/sdk/", http.FileServerFS(cues.SDK))
 	web.New(web.Config{Streams: manager.StreamNames, Logger: log}).Register(org.Handle)
 	if err := org.Start(); err != nil {
 		return err

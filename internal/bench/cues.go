@@ -18,7 +18,7 @@ import (
 
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/overlay"
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -98,7 +98,7 @@ func (r *CuesResult) String() string {
 // cueServer is server with the cue API at /api/v1/ and its bbolt store.
 type cueServer struct {
 	*server
-	store *overlay.Store
+	store *cues.Store
 	dir   string
 }
 
@@ -108,12 +108,12 @@ func startCueServer() (*cueServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := overlay.OpenStore(filepath.Join(dir, "cues.db"))
+	store, err := cues.OpenStore(filepath.Join(dir, "cues.db"))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	api := &overlay.API{Store: store, Logger: discard}
+	api := &cues.API{Store: store, Logger: discard}
 	s := &server{pkg: packager.New(packager.Config{OnStreamStart: api.StreamStarted}, discard)}
 	api.Timeline = s.pkg
 	api.Start()

@@ -1,5 +1,5 @@
 // watch.js: the viewer's page. The carousel follows the stream's own cues,
-// read by the overlay SDK from the video's metadata tracks, so a card shows
+// read by the cue SDK from the video's metadata tracks, so a card shows
 // when its cue starts on the picture and leaves when it ends.
 import { startPlayer, statusReporter, formatPrice } from './player.js';
 

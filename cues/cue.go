@@ -1,9 +1,9 @@
-// Package overlay turns product cues posted by a merchant into timed metadata
+// Package cues turns product cues posted by a merchant into timed metadata
 // that stock players read: an ID3 tag in an emsg box in the fMP4 parts and an
 // EXT-X-DATERANGE in every media playlist. It owns the cue schema, the cue
 // API, the cue store and the player SDK; the packager places the events.
 // docs/cues.md is the player developer's view of all of it.
-package overlay
+package cues
 
 import (
 	"bytes"

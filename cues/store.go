@@ -1,4 +1,4 @@
-package overlay
+package cues
 
 import (
 	"crypto/rand"
@@ -150,14 +150,14 @@ func OpenStore(path string) (*Store, error) {
 // Open opens the file.
 func (s *Store) Open() error {
 	if s.Path == "" {
-		return errors.New("overlay store: no path")
+		return errors.New("cue store: no path")
 	}
 	if s.LockTimeout <= 0 {
 		s.LockTimeout = time.Second
 	}
 	db, err := bolt.Open(s.Path, 0o600, &bolt.Options{Timeout: s.LockTimeout})
 	if err != nil {
-		return fmt.Errorf("overlay store: %w", err)
+		return fmt.Errorf("cue store: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucketStreams)
@@ -165,7 +165,7 @@ func (s *Store) Open() error {
 	})
 	if err != nil {
 		db.Close()
-		return fmt.Errorf("overlay store: %w", err)
+		return fmt.Errorf("cue store: %w", err)
 	}
 	// Reservations and placements are group-committed (DB.Batch): at 50
 	// cues/s, two fsynced commits per cue were most of the server's CPU per
@@ -199,13 +199,13 @@ func (s *Store) Close() error {
 func streamBucket(tx *bolt.Tx, stream string, create bool) (*bolt.Bucket, error) {
 	root := tx.Bucket(bucketStreams)
 	if root == nil {
-		return nil, errors.New("overlay store: not initialised")
+		return nil, errors.New("cue store: not initialised")
 	}
 	if !create {
 		return root.Bucket([]byte(stream)), nil
 	}
 	if stream == "" {
-		return nil, errors.New("overlay store: empty stream name")
+		return nil, errors.New("cue store: empty stream name")
 	}
 	b, err := root.CreateBucketIfNotExists([]byte(stream))
 	if err != nil {
@@ -230,7 +230,7 @@ func getRecord(b *bolt.Bucket, id string) (*Record, error) {
 	}
 	r := &Record{}
 	if err := json.Unmarshal(v, r); err != nil {
-		return nil, fmt.Errorf("overlay store: record %q: %w", id, err)
+		return nil, fmt.Errorf("cue store: record %q: %w", id, err)
 	}
 	return r, nil
 }
@@ -296,7 +296,7 @@ func (s *Store) Reserve(stream string, c *Cue, now time.Time) (Record, error) {
 			return err
 		}
 		if seq > math.MaxInt32 {
-			return errors.New("overlay store: stream has used every cue sequence number")
+			return errors.New("cue store: stream has used every cue sequence number")
 		}
 		if s.prunable(stream, now) {
 			if err := pruneOpen(b, now); err != nil {
@@ -433,7 +433,7 @@ func (s *Store) Release(stream, id string) error {
 			return err
 		}
 		if r.State != StatePending {
-			return fmt.Errorf("overlay store: release of %s cue %q", r.State, id)
+			return fmt.Errorf("cue store: release of %s cue %q", r.State, id)
 		}
 		if err := b.Bucket(bucketCues).Delete([]byte(id)); err != nil {
 			return err
