@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/cues"
+	"github.com/shopcast/shopcast/origin"
 )
 
 type noCues struct{}

@@ -23,8 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/cues"
+	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/packager"
 )
 

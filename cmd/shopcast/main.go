@@ -19,9 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/packager"
 	"github.com/shopcast/shopcast/telemetry"
 	"github.com/shopcast/shopcast/web"

@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/packager"
 )
 
