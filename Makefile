@@ -3,7 +3,7 @@
 GO       ?= go
 FUZZTIME ?= 30s
 
-.PHONY: all run build test test-browser deps vet fmt-check bench fuzz clean
+.PHONY: all run build test test-browser deps vet lint fmt-check bench fuzz clean
 
 all: build
 
@@ -20,14 +20,16 @@ test: deps vet fmt-check
 	$(GO) test -race -count=1 ./...
 
 ## deps: install what the end-to-end tests need beyond Go when missing and root: ffmpeg (the OBS
-## stand-in), chromium (player tests), nginx-light and varnish (CDN edge tests), nodejs (SDK tests)
+## stand-in), chromium (player tests), nginx-light and varnish (CDN edge tests), nodejs (SDK tests),
+## GStreamer (a second RTSP publisher and HLS player), make
+DEB_PACKAGES = ffmpeg chromium nginx-light varnish nodejs make \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
 deps:
 	@missing=""; \
-	command -v ffmpeg >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx-light"; \
-	command -v varnishd >/dev/null 2>&1 || missing="$$missing varnish"; \
-	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update && \
@@ -36,6 +38,10 @@ deps:
 			echo "make: missing$$missing; run 'make deps' as root" >&2; \
 		fi; \
 	fi
+
+## lint: staticcheck, pinned in go.mod as a tool
+lint:
+	$(GO) tool staticcheck ./...
 
 vet:
 	$(GO) vet ./...
