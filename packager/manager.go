@@ -45,7 +45,27 @@ type Config struct {
 	// stream starts afresh, so that stored timed metadata can be put back
 	// on its timeline.
 	OnStreamStart func(name string)
+	// FirstNumber gives a stream this manager does not hold yet its first
+	// media sequence, part, discontinuity sequence and init-section numbers.
+	// After a restart they must exceed every number the stream used before,
+	// or a CDN that cached the old session's seg5.m4s serves it as the new
+	// session's seg5.m4s (RFC 8216bis 6.2.1: a segment's Media Sequence
+	// Number never decreases, and names are never reused for other bytes).
+	// nil starts at 0, right for a packager whose streams never outlive it
+	// (tests); the server sets WallClockNumbers.
+	FirstNumber func() int64
 }
+
+// WallClockNumbers numbers a new stream from the wall clock in
+// milliseconds. Each counter advances by one per segment, part,
+// discontinuity or publication, and each of those spans at least a
+// millisecond of wall time unless a publisher pushes media more than a
+// thousand times faster than real time, so a stream started after a
+// restart is numbered after everything the crashed process served, with
+// no state kept on disk. A wall clock stepped backwards by more than a
+// stream's age breaks that; the numbers stay far below 2^53, which
+// JavaScript players parse exactly.
+func WallClockNumbers() int64 { return time.Now().UnixMilli() }
 
 func (c *Config) setDefaults() {
 	if c.TargetDuration <= 0 {
@@ -132,6 +152,10 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 			return nil, fmt.Errorf("%w (max %d)", ErrTooManyStreams, m.cfg.MaxStreams)
 		}
 		s = newStream(m, info.Name)
+		if m.cfg.FirstNumber != nil {
+			n := max(m.cfg.FirstNumber(), 0)
+			s.nextMSN, s.nextPart, s.pubSeq, s.discNum = n, n, n, n
+		}
 	}
 	p, err := s.attach(info)
 	if err != nil {

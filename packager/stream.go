@@ -45,7 +45,7 @@ type Stream struct {
 	nextMSN  int64
 	nextPart int64
 	discNum  int64 // discontinuity sequence number of the last segment opened
-	pubSeq   int
+	pubSeq   int64
 	pub      *publication
 	ended    bool
 	removed  bool

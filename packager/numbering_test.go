@@ -1,0 +1,64 @@
+package packager
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestNumberingAfterRestart plays a crash: a second Manager (the restarted
+// process) takes the same stream name. Every number it serves must be past
+// the first one's, so that no URL of the old session names other bytes, and
+// the discontinuity sequence must grow as well.
+func TestNumberingAfterRestart(t *testing.T) {
+	t.Parallel()
+	clock := int64(1_000)
+	cfg := Config{FirstNumber: func() int64 { return clock }}
+
+	type session struct {
+		msn, disc int64
+		init      string
+		parts     map[string][]byte
+	}
+	run := func() session {
+		m := New(cfg, nil)
+		defer m.Close()
+		sy := publish(t, m)
+		sy.frames(130)
+		body := mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body
+		mp := parseMedia(t, body, m.Config())
+		s := session{msn: int64(mp.MediaSequence), init: mp.Map.URI, parts: map[string][]byte{}}
+		if mp.DiscontinuitySequence != nil {
+			s.disc = int64(*mp.DiscontinuitySequence)
+		}
+		for _, seg := range mp.Segments {
+			for _, p := range seg.Parts {
+				s.parts[p.URI] = mustFetch(t, m, fileReq(p.URI)).Body
+			}
+			s.parts[seg.URI] = mustFetch(t, m, fileReq(seg.URI)).Body
+		}
+		if !bytes.Contains(body, fmt.Appendf(nil, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", clock)) {
+			t.Errorf("playlist does not start its discontinuity sequence at %d:\n%s", clock, body)
+		}
+		return s
+	}
+
+	first := run()
+	if first.msn != clock || first.init != fmt.Sprintf("init%d.mp4", clock) {
+		t.Fatalf("first session: media sequence %d, map %s; want both from %d", first.msn, first.init, clock)
+	}
+	// The restart comes a second later: fewer milliseconds than the first
+	// session used numbers would be a clock stepped back, not a restart.
+	clock += int64(time.Second / time.Millisecond)
+	second := run()
+	if second.msn <= first.msn+int64(len(first.parts)) || second.disc <= first.disc || second.init == first.init {
+		t.Errorf("after restart: media sequence %d, discontinuity sequence %d, map %s; before: %d, %d, %s",
+			second.msn, second.disc, second.init, first.msn, first.disc, first.init)
+	}
+	for name, body := range second.parts {
+		if old, ok := first.parts[name]; ok && !bytes.Equal(old, body) {
+			t.Errorf("%s names different bytes after the restart", name)
+		}
+	}
+}
