@@ -25,11 +25,11 @@ import (
 type Timeline interface {
 	// AddEvent places ev in stream and returns where it landed.
 	AddEvent(stream string, ev packager.Event) (packager.EventTime, error)
-	// EndEvent ends event id now: box builds the emsg of its END event,
-	// and the DATERANGE gets its END-DATE. For an event whose start is
-	// still ahead it cancels the event instead and returns a zero
+	// EndEvent ends event id now: the packager sends the event's End in
+	// band, and the DATERANGE gets its END-DATE. For an event whose start
+	// is still ahead it cancels the event instead and returns a zero
 	// EventTime (or one not after the start).
-	EndEvent(stream, id string, box func(timescale uint32, presentationTime uint64) ([]byte, error)) (packager.EventTime, error)
+	EndEvent(stream, id string) (packager.EventTime, error)
 	// HasStream reports whether stream is live.
 	HasStream(stream string) bool
 }
@@ -392,12 +392,7 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 	if !a.allow(w, stream) {
 		return
 	}
-	box, err := EndBox(id, rec.Seq)
-	if err != nil {
-		a.internal(w, r, stream, "END event could not be built", err)
-		return
-	}
-	end, err := a.Timeline.EndEvent(stream, id, box)
+	end, err := a.Timeline.EndEvent(stream, id)
 	gone := errors.Is(err, packager.ErrNotFound) // stream or event gone: only the store changes
 	if err != nil && !gone {
 		a.internal(w, r, stream, "cue could not be ended", err)

@@ -89,7 +89,7 @@ func (f *fakeTimeline) AddEvent(s string, ev packager.Event) (packager.EventTime
 	default:
 		m = ev.Wall.Sub(f.wall0)
 	}
-	box, err := ev.Box(90000, uint64(m/time.Millisecond)*90)
+	box, err := ev.StartBox(90000, uint64(m/time.Millisecond)*90)
 	if err != nil {
 		return packager.EventTime{}, err
 	}
@@ -98,7 +98,7 @@ func (f *fakeTimeline) AddEvent(s string, ev packager.Event) (packager.EventTime
 	return at, nil
 }
 
-func (f *fakeTimeline) EndEvent(s, id string, box func(uint32, uint64) ([]byte, error)) (packager.EventTime, error) {
+func (f *fakeTimeline) EndEvent(s, id string) (packager.EventTime, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.events[s][id]
@@ -109,7 +109,7 @@ func (f *fakeTimeline) EndEvent(s, id string, box func(uint32, uint64) ([]byte, 
 	if f.cur < e.at.Media { // not started: cancelled
 		return packager.EventTime{}, nil
 	}
-	b, err := box(90000, uint64(f.cur/time.Millisecond)*90)
+	b, err := e.ev.EndBox(90000, uint64(f.cur/time.Millisecond)*90)
 	if err != nil {
 		return packager.EventTime{}, err
 	}
@@ -222,8 +222,8 @@ func TestAPIPost(t *testing.T) {
 	if em.ID != start || em.PresentationTime != 900000 || em.EventDuration != 30*90000 {
 		t.Fatalf("emsg %+v", em)
 	}
-	if dr := ev.ev.DateRange(ev.at.Wall, time.Time{}); !strings.HasPrefix(dr, `#EXT-X-DATERANGE:ID="c1",`) {
-		t.Fatalf("DATERANGE %s", dr)
+	if dr, err := ev.ev.DateRangeTag(ev.at.Wall, time.Time{}); err != nil || !strings.HasPrefix(dr, `#EXT-X-DATERANGE:ID="c1",`) {
+		t.Fatalf("DATERANGE %s %v", dr, err)
 	}
 	// Stored before the 201: a new store on the same file has it.
 	rec, err := e.store.Get("live", "c1")
