@@ -126,6 +126,7 @@ func (f *fakeTimeline) event(s, id string) *fakeEvent {
 type apiEnv struct {
 	t     *testing.T
 	api   *API
+	svc   *Service
 	fake  *fakeTimeline
 	store *Store
 	path  string
@@ -138,12 +139,14 @@ func newAPIEnv(t *testing.T, configure func(*API)) *apiEnv {
 	t.Cleanup(func() { store.Close() })
 	fake := newFake("live")
 	fake.cur = 10 * time.Second
-	a := &API{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler)}
+	// The wiring's order: the service, then the API over it.
+	svc := &Service{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler), now: fake.now}
+	a := &API{Service: svc, Logger: svc.Logger}
 	a.now = fake.now
 	if configure != nil {
 		configure(a)
 	}
-	return &apiEnv{t: t, api: a, fake: fake, store: store, path: path}
+	return &apiEnv{t: t, api: a, svc: svc, fake: fake, store: store, path: path}
 }
 
 type reqOpt func(*http.Request)

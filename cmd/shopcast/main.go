@@ -84,21 +84,22 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	readiness := telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
 	readiness.Set(telemetry.ReadyCueStore, true)
 	defer readiness.Set(telemetry.ReadyCueStore, false) // before the store closes
+	cueService := &cues.Service{Store: store, Logger: log}
 	cueAPI := &cues.API{
-		Store:         store,
+		Service:       cueService,
 		Token:         cfg.CueToken,
 		MaxCueBytes:   cfg.MaxCueBytes,
 		RatePerSecond: float64(cfg.CueRate),
 		Logger:        log,
 	}
 	if cfg.CueSchedule != "" {
-		if err := cueAPI.LoadSchedule(cfg.CueSchedule); err != nil {
+		if err := cueService.LoadSchedule(cfg.CueSchedule); err != nil {
 			return fmt.Errorf("cue schedule: %w", err)
 		}
 	}
 
 	manager := packager.New(packager.Config{
-		OnStreamStart:      cueAPI.StreamStarted,
+		OnStreamStart:      cueService.StreamStarted,
 		TargetDuration:     cfg.TargetDuration,
 		PartTarget:         cfg.PartTarget,
 		WindowSegments:     cfg.WindowSegments,
@@ -108,7 +109,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		MaxBlockedRequests: cfg.MaxBlockedRequests,
 	}, log)
 	defer manager.Close()
-	cueAPI.Timeline = manager
+	cueService.Timeline = manager
 	metrics := &telemetry.Metrics{Packager: manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
 	metrics.Start()
 	cueAPI.Observer = metrics
