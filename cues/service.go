@@ -37,6 +37,9 @@ type Service struct {
 	Timeline Timeline
 	// Logger receives the service's logs. It defaults to slog.Default().
 	Logger *slog.Logger
+	// DataQueue is how many publisher cues (PublisherData) may wait to be
+	// placed; more are dropped and logged. It defaults to 64.
+	DataQueue int
 
 	once sync.Once
 	now  func() time.Time // tests replace it
@@ -46,6 +49,8 @@ type Service struct {
 
 	schedMu  sync.Mutex
 	schedule []*Cue
+
+	data publisherData
 }
 
 // Start applies the defaults. The other methods call it if the wiring did
@@ -57,6 +62,9 @@ func (s *Service) Start() {
 		}
 		if s.now == nil {
 			s.now = time.Now
+		}
+		if s.DataQueue <= 0 {
+			s.DataQueue = 64
 		}
 		s.started = s.now()
 	})

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopcast/shopcast/ingest"
 )
 
 // eventDateRange is the DateRange of a test event: no CLASS, one
@@ -161,5 +163,42 @@ func TestLiveEvents(t *testing.T) {
 	}
 	if got := live(); !slices.Equal(got, []string{"later"}) {
 		t.Fatalf("live after the end: %v", got)
+	}
+}
+
+// TestDataMessageMediaTime: a publisher's data message reaches OnData on
+// the media timeline of the frames it was sent with.
+func TestDataMessageMediaTime(t *testing.T) {
+	var got []DataMessage
+	m := newTestManager(t, Config{OnData: func(stream string, msg DataMessage) {
+		if stream != "test" {
+			t.Errorf("stream %q", stream)
+		}
+		got = append(got, msg) // called on the publisher's goroutine: this one
+	}})
+	sy := publish(t, m, func(s *synth) { s.start = 21 * time.Millisecond })
+	sy.pub.WriteData(&ingest.Data{Name: "early", Time: 0})
+	sy.frames(30)
+	first, tenth := sy.sent[0].dts, sy.sent[10].dts
+	sy.pub.WriteData(&ingest.Data{Name: "tenth", Time: tenth})
+	sy.pub.WriteData(&ingest.Data{Name: "before the first frame", Time: first - time.Second})
+	sy.pub.Close()
+	sy.pub.WriteData(&ingest.Data{Name: "after close", Time: tenth})
+
+	want := []struct {
+		name  string
+		media time.Duration
+	}{
+		{"early", 0}, // no frame yet: where the first one lands
+		{"tenth", tenth - first},
+		{"before the first frame", 0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].Name != w.name || got[i].MediaTime != w.media {
+			t.Errorf("message %d: %s at %v, want %s at %v", i, got[i].Name, got[i].MediaTime, w.name, w.media)
+		}
 	}
 }

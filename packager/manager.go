@@ -45,6 +45,11 @@ type Config struct {
 	// stream starts afresh, so that stored timed metadata can be put back
 	// on its timeline.
 	OnStreamStart func(name string)
+	// OnData, when set, is given each data message a publisher sends
+	// (onCuePoint, onTextData), placed on the stream's media timeline. It
+	// is called on the publisher's goroutine, without the stream's lock,
+	// and must not block: media waits behind it.
+	OnData func(stream string, msg DataMessage)
 }
 
 func (c *Config) setDefaults() {

@@ -85,6 +85,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	readiness.Set(telemetry.ReadyCueStore, true)
 	defer readiness.Set(telemetry.ReadyCueStore, false) // before the store closes
 	cueService := &cues.Service{Store: store, Logger: log}
+	defer cueService.Close() // after the ingest and the packager, before the store
 	cueAPI := &cues.API{
 		Service:       cueService,
 		Token:         cfg.CueToken,
@@ -100,6 +101,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 
 	manager := packager.New(packager.Config{
 		OnStreamStart:      cueService.StreamStarted,
+		OnData:             cueService.PublisherData,
 		TargetDuration:     cfg.TargetDuration,
 		PartTarget:         cfg.PartTarget,
 		WindowSegments:     cfg.WindowSegments,
