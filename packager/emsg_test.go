@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +123,38 @@ func TestEventJSON(t *testing.T) {
 		if err1 != nil || err2 != nil || a != b {
 			t.Errorf("%s differs after JSON (%v, %v):\n%q\n%q", name, err1, err2, a, b)
 		}
+	}
+}
+
+// BenchmarkEventStartBox is the emsg of an active event re-sent at a
+// segment start for another presentation time: a copy of the template
+// framed when the event was added, not a new framing.
+func BenchmarkEventStartBox(b *testing.B) {
+	f, err := newEventFrames(&Event{ID: "a", ID3: testID3(strings.Repeat("x", 400)), EmsgID: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := f.startBox(30*time.Second, 90000, uint64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEventDateRange is an event's DATERANGE line rendered for a new
+// end: the dates only, the attributes were rendered when it was added.
+func BenchmarkEventDateRange(b *testing.B) {
+	ev := &Event{ID: "sneaker-42", DateRange: &DateRange{Class: "com.shopcast.product", Attrs: []DateRangeAttr{
+		QuotedAttr("X-COM-SHOPCAST-TITLE", "Court Classic Sneaker"), HexAttr("X-COM-SHOPCAST-CUE", bytes.Repeat([]byte("x"), 400)),
+	}}}
+	f, err := newEventFrames(ev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Date(2025, 6, 1, 18, 0, 12, 0, time.UTC)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = renderDateRange(f.drHead, f.drTail, start, start.Add(time.Duration(i)*time.Millisecond), 0)
 	}
 }
