@@ -16,7 +16,8 @@ var ErrEventExists = errors.New("event id already used")
 //
 // It is plain data: the packager frames the emsg boxes, the PES and the
 // tag lines from it, so that an event can be stored, sent to another node
-// or read back for a recording and give the same bytes there.
+// or read back for a recording and give the same bytes there. AddEvent
+// keeps its byte slices: they must not change afterwards.
 type Event struct {
 	// ID identifies the event in the stream; never reused.
 	ID string `json:"id"`
@@ -131,7 +132,8 @@ func (m *Manager) HasStream(name string) bool {
 // AddEvent places an event on a stream's timeline: at the next frame that
 // reaches the packager (Now), at a media time, or at a wall-clock time
 // mapped through EXT-X-PROGRAM-DATE-TIME. Future events are announced in
-// the playlist (EXT-X-DATERANGE) ahead of their start.
+// the playlist (EXT-X-DATERANGE) ahead of their start. An event the
+// packager cannot frame is refused with an error wrapping ErrInvalidEvent.
 func (m *Manager) AddEvent(stream string, ev Event) (EventTime, error) {
 	s, ok := m.Stream(stream)
 	if !ok {
