@@ -19,21 +19,6 @@ import (
 	"github.com/shopcast/shopcast/packager"
 )
 
-// Timeline places events in live streams. The packager.Manager implements
-// it. Errors: packager.ErrNotFound for a stream that does not exist,
-// packager.ErrEventExists for an id the stream already has.
-type Timeline interface {
-	// AddEvent places ev in stream and returns where it landed.
-	AddEvent(stream string, ev packager.Event) (packager.EventTime, error)
-	// EndEvent ends event id now: box builds the emsg of its END event,
-	// and the DATERANGE gets its END-DATE. For an event whose start is
-	// still ahead it cancels the event instead and returns a zero
-	// EventTime (or one not after the start).
-	EndEvent(stream, id string, box func(timescale uint32, presentationTime uint64) ([]byte, error)) (packager.EventTime, error)
-	// HasStream reports whether stream is live.
-	HasStream(stream string) bool
-}
-
 // API is the cue API, JSON over HTTP:
 //
 //	POST   /api/v1/streams/{name}/cues       201 the placed cue
@@ -42,10 +27,14 @@ type Timeline interface {
 //	DELETE /api/v1/streams/{name}/cues/{id}  200 the ended or cancelled cue
 //
 // Errors are JSON: {"error": "..."} (400 adds "field" and "message").
+// It is the HTTP layer over a Service, which places and ends the cues.
 type API struct {
-	// Store keeps the cues. Required.
+	// Service places and ends the cues. When nil, the API makes its own of
+	// Store, Timeline and Logger; it defaults to nil.
+	Service *Service
+	// Store keeps the cues; used only when Service is nil.
 	Store *Store
-	// Timeline places cues in streams. Required.
+	// Timeline places cues in streams; used only when Service is nil.
 	Timeline Timeline
 	// Token is the bearer token the API requires (Authorization: Bearer
 	// TOKEN). Empty means no token: the API then answers only loopback
@@ -64,15 +53,10 @@ type API struct {
 	Observer CueObserver
 
 	once sync.Once
+	svc  *Service
 	mux  *http.ServeMux
 	lim  *limiter
 	now  func() time.Time // tests replace it
-	// started is when the API started: pending cues older than it were
-	// left by a previous process.
-	started time.Time
-
-	schedMu  sync.Mutex
-	schedule []*Cue
 }
 
 // Start applies the defaults and logs how the API is protected. ServeHTTP
@@ -91,10 +75,14 @@ func (a *API) init() {
 	if a.Logger == nil {
 		a.Logger = slog.Default()
 	}
-	if a.now == nil {
-		a.now = time.Now
+	a.svc = a.Service
+	if a.svc == nil {
+		a.svc = &Service{Store: a.Store, Timeline: a.Timeline, Logger: a.Logger, now: a.now}
 	}
-	a.started = a.now()
+	a.svc.Start()
+	if a.now == nil {
+		a.now = a.svc.now
+	}
 	a.lim = newLimiter(a.RatePerSecond, a.RatePerSecond)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/streams/{name}/cues", a.post)
@@ -108,8 +96,6 @@ func (a *API) init() {
 		a.Logger.Info("cue API requires a bearer token")
 	}
 }
-
-func (a *API) startedAt() time.Time { return a.started }
 
 // ServeHTTP serves the cue API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -256,7 +242,7 @@ func (a *API) allow(w http.ResponseWriter, stream string) bool {
 
 func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	stream := r.PathValue("name")
-	if !a.Timeline.HasStream(stream) {
+	if !a.svc.Timeline.HasStream(stream) {
 		writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
 		return
 	}
@@ -278,7 +264,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, err)
 		return
 	}
-	rec, err := a.place(stream, c)
+	rec, err := a.svc.Place(stream, c)
 	switch {
 	case errors.Is(err, ErrIDUsed):
 		writeJSON(w, http.StatusConflict, apiError{Error: "cue id already used in this stream", Field: "id"})
@@ -296,34 +282,9 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, a.response(&rec))
 }
 
-// place reserves c's id in the store, has the packager place it and records
-// where it landed: when it returns nil, the cue is in the stream and on disk.
-func (a *API) place(stream string, c *Cue) (Record, error) {
-	rec, err := a.Store.Reserve(stream, c, a.now())
-	if err != nil {
-		return Record{}, err
-	}
-	id := rec.Cue.ID
-	ev, err := NewEvent(&rec.Cue, rec.Seq)
-	if err != nil {
-		return Record{}, errors.Join(err, a.Store.Release(stream, id))
-	}
-	at, err := a.Timeline.AddEvent(stream, ev)
-	if err != nil {
-		if errors.Is(err, packager.ErrEventExists) {
-			// The packager has the id already, so players may have seen
-			// it: it stays used.
-			_, ferr := a.Store.Finish(stream, id, StateFailed, packager.EventTime{}, a.now())
-			return Record{}, errors.Join(ErrIDUsed, ferr)
-		}
-		return Record{}, errors.Join(err, a.Store.Release(stream, id))
-	}
-	return a.Store.Place(stream, id, at, a.now())
-}
-
 // knownStream is a stream that is live or has cues on record.
 func (a *API) knownStream(w http.ResponseWriter, stream string) bool {
-	if a.Timeline.HasStream(stream) || a.Store.Known(stream) {
+	if a.svc.Timeline.HasStream(stream) || a.svc.Store.Known(stream) {
 		return true
 	}
 	writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
@@ -336,7 +297,7 @@ func (a *API) record(w http.ResponseWriter, r *http.Request) (string, *Record, b
 	if !a.knownStream(w, stream) {
 		return stream, nil, false
 	}
-	rec, err := a.Store.Get(stream, id)
+	rec, err := a.svc.Store.Get(stream, id)
 	if errors.Is(err, ErrCueNotFound) || (err == nil && (rec.State == StateFailed || rec.State == StatePending)) {
 		writeJSON(w, http.StatusNotFound, errorBody("unknown cue"))
 		return stream, nil, false
@@ -353,7 +314,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if !a.knownStream(w, stream) {
 		return
 	}
-	recs, err := a.Store.OpenCues(stream)
+	recs, err := a.svc.Store.OpenCues(stream)
 	if err != nil {
 		a.internal(w, r, stream, "cue store failed", err)
 		return
@@ -392,32 +353,11 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 	if !a.allow(w, stream) {
 		return
 	}
-	box, err := EndBox(id, rec.Seq)
+	out, err := a.svc.End(stream, rec)
 	if err != nil {
-		a.internal(w, r, stream, "END event could not be built", err)
-		return
-	}
-	end, err := a.Timeline.EndEvent(stream, id, box)
-	gone := errors.Is(err, packager.ErrNotFound) // stream or event gone: only the store changes
-	if err != nil && !gone {
 		a.internal(w, r, stream, "cue could not be ended", err)
 		return
 	}
-	state := StateEnded
-	switch {
-	case st == StateScheduled && (gone || end.Wall.IsZero()):
-		state = StateCancelled
-	case !end.Wall.IsZero() && !end.Wall.After(rec.Start):
-		state = StateCancelled // the packager had not started it yet
-	}
-	if state == StateCancelled {
-		end = packager.EventTime{}
-	}
-	out, err := a.Store.Finish(stream, id, state, end, a.now())
-	if err != nil {
-		a.internal(w, r, stream, "cue store failed", err)
-		return
-	}
-	a.Logger.Info("cue finished", "stream", stream, "remote", r.RemoteAddr, "cue", id, "state", state)
+	a.Logger.Info("cue finished", "stream", stream, "remote", r.RemoteAddr, "cue", id, "state", out.State)
 	writeJSON(w, http.StatusOK, a.response(&out))
 }

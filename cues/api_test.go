@@ -89,7 +89,7 @@ func (f *fakeTimeline) AddEvent(s string, ev packager.Event) (packager.EventTime
 	default:
 		m = ev.Wall.Sub(f.wall0)
 	}
-	box, err := ev.Box(90000, uint64(m/time.Millisecond)*90)
+	box, err := ev.StartBox(90000, uint64(m/time.Millisecond)*90)
 	if err != nil {
 		return packager.EventTime{}, err
 	}
@@ -98,7 +98,7 @@ func (f *fakeTimeline) AddEvent(s string, ev packager.Event) (packager.EventTime
 	return at, nil
 }
 
-func (f *fakeTimeline) EndEvent(s, id string, box func(uint32, uint64) ([]byte, error)) (packager.EventTime, error) {
+func (f *fakeTimeline) EndEvent(s, id string) (packager.EventTime, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.events[s][id]
@@ -109,7 +109,7 @@ func (f *fakeTimeline) EndEvent(s, id string, box func(uint32, uint64) ([]byte, 
 	if f.cur < e.at.Media { // not started: cancelled
 		return packager.EventTime{}, nil
 	}
-	b, err := box(90000, uint64(f.cur/time.Millisecond)*90)
+	b, err := e.ev.EndBox(90000, uint64(f.cur/time.Millisecond)*90)
 	if err != nil {
 		return packager.EventTime{}, err
 	}
@@ -126,6 +126,7 @@ func (f *fakeTimeline) event(s, id string) *fakeEvent {
 type apiEnv struct {
 	t     *testing.T
 	api   *API
+	svc   *Service
 	fake  *fakeTimeline
 	store *Store
 	path  string
@@ -138,12 +139,14 @@ func newAPIEnv(t *testing.T, configure func(*API)) *apiEnv {
 	t.Cleanup(func() { store.Close() })
 	fake := newFake("live")
 	fake.cur = 10 * time.Second
-	a := &API{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler)}
+	// The wiring's order: the service, then the API over it.
+	svc := &Service{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler), now: fake.now}
+	a := &API{Service: svc, Logger: svc.Logger}
 	a.now = fake.now
 	if configure != nil {
 		configure(a)
 	}
-	return &apiEnv{t: t, api: a, fake: fake, store: store, path: path}
+	return &apiEnv{t: t, api: a, svc: svc, fake: fake, store: store, path: path}
 }
 
 type reqOpt func(*http.Request)
@@ -222,8 +225,8 @@ func TestAPIPost(t *testing.T) {
 	if em.ID != start || em.PresentationTime != 900000 || em.EventDuration != 30*90000 {
 		t.Fatalf("emsg %+v", em)
 	}
-	if dr := ev.ev.DateRange(ev.at.Wall, time.Time{}); !strings.HasPrefix(dr, `#EXT-X-DATERANGE:ID="c1",`) {
-		t.Fatalf("DATERANGE %s", dr)
+	if dr, err := ev.ev.DateRangeTag(ev.at.Wall, time.Time{}); err != nil || !strings.HasPrefix(dr, `#EXT-X-DATERANGE:ID="c1",`) {
+		t.Fatalf("DATERANGE %s %v", dr, err)
 	}
 	// Stored before the 201: a new store on the same file has it.
 	rec, err := e.store.Get("live", "c1")
@@ -552,5 +555,24 @@ func TestAPILogsAuthMode(t *testing.T) {
 		if !strings.Contains(buf.String(), tc.want) {
 			t.Fatalf("token %q: log %q", tc.token, buf.String())
 		}
+	}
+}
+
+// TestAPIWithoutService: an API given a Store and a Timeline, as before
+// the Service, makes its own and serves the same.
+func TestAPIWithoutService(t *testing.T) {
+	store := openStore(t, filepath.Join(t.TempDir(), "cues.db"))
+	t.Cleanup(func() { store.Close() })
+	fake := newFake("live")
+	a := &API{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler), now: fake.now}
+	r := httptest.NewRequest("POST", cuesPath, strings.NewReader(validCue))
+	r.RemoteAddr = "127.0.0.1:40000"
+	w := httptest.NewRecorder()
+	a.ServeHTTP(w, r)
+	if w.Code != http.StatusCreated || fake.event("live", "sneaker-42") == nil {
+		t.Fatalf("status %d %s", w.Code, w.Body)
+	}
+	if rec, err := store.Get("live", "sneaker-42"); err != nil || rec.State != statePlaced {
+		t.Fatalf("stored %+v %v", rec, err)
 	}
 }

@@ -39,6 +39,8 @@ func TestDocsExamples(t *testing.T) {
 		"DATERANGE":              string(dr),
 		"wire JSON":              string(wire) + "\n",
 		"END JSON":               string(endWire) + "\n",
+		"onCuePoint name":        `name: "` + PublisherCue + `"`,
+		"onCuePoint end name":    `name: "` + PublisherCueEnd + `"`,
 	} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("docs/cues.md lacks the %s; it is now:\n%s", name, want)

@@ -6,7 +6,36 @@ import (
 	"testing"
 
 	"github.com/Eyevinn/mp4ff/mp4"
+	gomp4 "github.com/abema/go-mp4"
+
+	"github.com/shopcast/shopcast/packager"
 )
+
+// goMP4Emsg marshals an emsg box, version 1 of the ID3 scheme, with
+// github.com/abema/go-mp4, an encoder we did not write.
+func goMP4Emsg(t *testing.T, timescale uint32, pt uint64, duration, id uint32, message []byte) []byte {
+	t.Helper()
+	e := &gomp4.Emsg{SchemeIdUri: "https://aomedia.org/emsg/ID3", Timescale: timescale, PresentationTime: pt,
+		EventDuration: duration, Id: id, MessageData: message}
+	e.SetVersion(1)
+	var body bytes.Buffer
+	if _, err := gomp4.Marshal(&body, e, gomp4.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	hdr := gomp4.EncodeBoxInfo(&gomp4.BoxInfo{Type: gomp4.BoxTypeEmsg(),
+		Size: uint64(gomp4.SmallHeaderSize + body.Len()), HeaderSize: gomp4.SmallHeaderSize})
+	return append(hdr, body.Bytes()...)
+}
+
+// cueEvent is the packager event of c with sequence number seq.
+func cueEvent(t testing.TB, c *Cue, seq uint32) packager.Event {
+	t.Helper()
+	ev, err := NewEvent(c, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
 
 // parseEmsg reads a box with github.com/Eyevinn/mp4ff, a parser we did not
 // write.
@@ -45,15 +74,12 @@ func TestEmsgFields(t *testing.T) {
 		{"90 kHz", c, 1, 90000, 12000 * 90, 30 * 90000, 2},
 		{"1 kHz", c, 7, 1000, 12000, 30000, 14},
 		{"large pt", c, 3, 90000, 1 << 40, 30 * 90000, 6},
-		{"open-ended", &open, 2, 90000, 5, DurationUnknown, 4},
+		{"open-ended", &open, 2, 90000, 5, 0xFFFFFFFF, 4},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			fn, err := StartBox(tc.cue, tc.seq)
-			if err != nil {
-				t.Fatal(err)
-			}
-			box, err := fn(tc.timescale, tc.pt)
+			ev := cueEvent(t, tc.cue, tc.seq)
+			box, err := ev.StartBox(tc.timescale, tc.pt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,19 +103,18 @@ func TestEmsgFields(t *testing.T) {
 			if err != nil || len(frames) != 1 || frames[0].Description != ID3Description {
 				t.Fatalf("message_data: %v %+v", err, frames)
 			}
-			// The box built from the cue's template is the one go-mp4
-			// marshals for these fields.
-			want, err := Emsg(tc.timescale, tc.pt, tc.duration, tc.id, e.MessageData)
-			if err != nil || !bytes.Equal(box, want) {
-				t.Errorf("box differs from a marshalled one (%v)", err)
+			// The box the packager frames is the one go-mp4 marshals for
+			// these fields.
+			if want := goMP4Emsg(t, tc.timescale, tc.pt, tc.duration, tc.id, e.MessageData); !bytes.Equal(box, want) {
+				t.Errorf("box differs from a marshalled one")
 			}
 			// Same inputs, same bytes: re-sends are identical boxes, and a
 			// box for other times does not change an earlier one.
 			sent := bytes.Clone(box)
-			if _, err := fn(tc.timescale+1, tc.pt+1); err != nil {
+			if _, err := ev.StartBox(tc.timescale+1, tc.pt+1); err != nil {
 				t.Fatal(err)
 			}
-			again, _ := fn(tc.timescale, tc.pt)
+			again, _ := ev.StartBox(tc.timescale, tc.pt)
 			if !bytes.Equal(again, box) || !bytes.Equal(box, sent) {
 				t.Error("box not stable")
 			}
@@ -98,11 +123,8 @@ func TestEmsgFields(t *testing.T) {
 }
 
 func TestEmsgEnd(t *testing.T) {
-	fn, err := EndBox("sneaker-42", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := fn(90000, 42*90000)
+	ev := cueEvent(t, exampleCue(t), 1) // sneaker-42
+	box, err := ev.EndBox(90000, 42*90000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,39 +142,23 @@ func TestEmsgEnd(t *testing.T) {
 func TestEmsgDurationRange(t *testing.T) {
 	c := exampleCue(t)
 	c.DurationMs = MaxDurationMs // 12 h: fits at 90 kHz
-	fn, _ := StartBox(c, 1)
-	if _, err := fn(90000, 0); err != nil {
+	ev := cueEvent(t, c, 1)
+	if _, err := ev.StartBox(90000, 0); err != nil {
 		t.Fatalf("12 h at 90 kHz: %v", err)
 	}
-	if _, err := fn(1_000_000, 0); !errors.Is(err, ErrDurationRange) {
+	if _, err := ev.StartBox(1_000_000, 0); !errors.Is(err, packager.ErrDurationRange) {
 		t.Fatalf("12 h at 1 MHz: %v", err)
 	}
-	if _, err := fn(0, 0); err == nil {
+	if _, err := ev.StartBox(0, 0); err == nil {
 		t.Fatal("timescale 0 accepted")
 	}
 }
 
 func TestEmsgGolden(t *testing.T) {
-	fn, err := StartBox(exampleCue(t), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := fn(90000, 12000*90)
+	ev := cueEvent(t, exampleCue(t), 1)
+	box, err := ev.StartBox(90000, 12000*90)
 	if err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "example.emsg", box)
-}
-
-func BenchmarkStartBox(b *testing.B) {
-	fn, err := StartBox(exampleCue(b), 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		if _, err := fn(90000, uint64(i)); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

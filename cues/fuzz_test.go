@@ -51,11 +51,8 @@ func FuzzDecodeCue(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		box, err := StartBox(c, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := box(90000, 0); err != nil {
+		ev := cueEvent(t, c, 1)
+		if _, err := ev.StartBox(90000, 0); err != nil {
 			t.Fatal(err)
 		}
 		tag, err := EncodeID3(ID3Description, wire)
@@ -66,12 +63,11 @@ func FuzzDecodeCue(f *testing.F) {
 		if err != nil || len(frames) != 1 || frames[0].Value != string(wire) {
 			t.Fatalf("ID3 %v %+v", err, frames)
 		}
-		// In the playlist: one line, quoted strings closed, the hex intact.
-		dr, err := DateRangeFunc(c)
-		if err != nil {
-			t.Fatal(err)
+		if !bytes.Equal(ev.ID3, tag) {
+			t.Fatal("the event's ID3 is not the tag of the wire JSON")
 		}
-		line := dr(time.Unix(1e9, 0), time.Time{})
+		// In the playlist: one line, quoted strings closed, the hex intact.
+		line := dateRangeLine(t, c, time.Unix(1e9, 0), time.Time{})
 		if strings.ContainsAny(line, "\r\n") || strings.Count(line, `"`)%2 != 0 {
 			t.Fatalf("bad line %q", line)
 		}

@@ -46,10 +46,10 @@ func TestDecodeSchedule(t *testing.T) {
 func TestScheduleAndRestart(t *testing.T) {
 	e := newAPIEnv(t, nil)
 	e.fake.cur = 0
-	if err := e.api.LoadSchedule("../testdata/cues_schedule.json"); err != nil {
+	if err := e.svc.LoadSchedule("../testdata/cues_schedule.json"); err != nil {
 		t.Fatal(err)
 	}
-	e.api.StreamStarted("live")
+	e.svc.StreamStarted("live")
 	want := map[string]time.Duration{"demo-espresso": 5 * time.Second, "demo-grinder": 30 * time.Second, "demo-beans": 55 * time.Second}
 	for id, at := range want {
 		ev := e.fake.event("live", id)
@@ -59,13 +59,13 @@ func TestScheduleAndRestart(t *testing.T) {
 	}
 	// A second start of the same stream (the packager kept its events)
 	// places nothing twice.
-	e.api.StreamStarted("live")
+	e.svc.StreamStarted("live")
 	if n := len(e.fake.events["live"]); n != 3 {
 		t.Fatalf("%d events after a second start", n)
 	}
 	// A new stream gets the schedule too.
 	e.fake.streams["second"] = true
-	e.api.StreamStarted("second")
+	e.svc.StreamStarted("second")
 	if n := len(e.fake.events["second"]); n != 3 {
 		t.Fatalf("second stream: %d events", n)
 	}
@@ -89,8 +89,8 @@ func TestScheduleAndRestart(t *testing.T) {
 	defer store.Close()
 	fake := newFake("live")
 	fake.cur = 37 * time.Second
-	a := &API{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler), now: fake.now}
-	a.StreamStarted("live") // no schedule loaded: stored cues only
+	svc := &Service{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler), now: fake.now}
+	svc.StreamStarted("live") // no schedule loaded: stored cues only
 
 	if ev := fake.event("live", "demo-espresso"); ev != nil {
 		t.Fatalf("ended cue re-added: %+v", ev.ev)

@@ -55,10 +55,7 @@ func benchmarkWriteUnit(b *testing.B, cueRate int) {
 		units = append(units, ingest.Unit{Track: sy.video, PTS: at, DTS: at, AU: au})
 	}
 	gop := time.Duration(sy.gop) * time.Second / time.Duration(sy.fps)
-	box, err := testEmsg(testID3(strings.Repeat("x", 400)), 1)(90000, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
+	tag := testID3(strings.Repeat("x", 400))
 	var cues int
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -72,8 +69,7 @@ func benchmarkWriteUnit(b *testing.B, cueRate int) {
 			cues++
 			if _, err := s.AddEvent(Event{
 				ID: id, Time: u.DTS + 10*time.Millisecond, Duration: time.Second,
-				Box:       func(uint32, uint64) ([]byte, error) { return box, nil },
-				DateRange: eventDateRange(id),
+				ID3: tag, DateRange: eventDateRange(id),
 			}); err != nil {
 				b.Fatal(err)
 			}

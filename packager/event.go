@@ -2,6 +2,7 @@ package packager
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -9,25 +10,47 @@ import (
 var ErrEventExists = errors.New("event id already used")
 
 // Event is timed metadata carried in the stream: in-band as an emsg box in
-// the part (and segment) whose time range holds it, and in every media
-// playlist as an EXT-X-DATERANGE while it overlaps the window.
+// the part (and segment) whose time range holds it and as an ID3 PES in
+// the MPEG-TS rendition, and in every media playlist as an EXT-X-DATERANGE
+// while it overlaps the window.
+//
+// It is plain data: the packager frames the emsg boxes, the PES and the
+// tag lines from it, so that an event can be stored, sent to another node
+// or read back for a recording and give the same bytes there. AddEvent
+// keeps its byte slices: they must not change afterwards.
 type Event struct {
 	// ID identifies the event in the stream; never reused.
-	ID string
+	ID string `json:"id"`
 	// Now places the event on the next frame that reaches the packager;
 	// otherwise Time (media time) or, when Time is negative, Wall (mapped
 	// through EXT-X-PROGRAM-DATE-TIME) places it.
-	Now  bool
-	Time time.Duration
-	Wall time.Time
+	Now  bool          `json:"now,omitempty"`
+	Time time.Duration `json:"time"`
+	Wall time.Time     `json:"wall,omitzero"`
 	// Duration is how long the event lasts; zero means until ended.
-	Duration time.Duration
-	// Box returns the emsg box that carries the event start, given the video
-	// timescale and the resolved presentation time in that timescale.
-	Box func(timescale uint32, presentationTime uint64) ([]byte, error)
-	// DateRange returns the EXT-X-DATERANGE tag line (without newline) for
-	// the event's start date and, once known, its end date (zero if open).
-	DateRange func(start, end time.Time) string
+	Duration time.Duration `json:"duration,omitempty"`
+	// ID3 is the ID3v2 tag of the event's start: the message_data of its
+	// emsg box and the payload of its TS ID3 PES, the same bytes in both.
+	// Nil: the event has no in-band start.
+	ID3 []byte `json:"id3,omitempty"`
+	// EmsgID is the id of the start's emsg box. A viewer joining later gets
+	// the start again at a segment start, in a box with the same id.
+	EmsgID uint32 `json:"emsg_id"`
+	// End is the in-band message of an explicit end (EndEvent).
+	End EventEnd `json:"end,omitzero"`
+	// DateRange, when set, lists the event in the media playlists.
+	DateRange *DateRange `json:"daterange,omitempty"`
+}
+
+// EventEnd is the in-band message sent when an event is ended explicitly,
+// before its Duration ran out: an emsg box with event_duration 0 in fMP4,
+// an ID3 PES in TS.
+type EventEnd struct {
+	// ID3 is the tag of the end; nil sends no in-band end (the DATERANGE
+	// still gets its END-DATE).
+	ID3 []byte `json:"id3,omitempty"`
+	// EmsgID is the id of the end's emsg box.
+	EmsgID uint32 `json:"emsg_id"`
 }
 
 // EventTime is where an event landed on the stream's timelines.
@@ -38,22 +61,52 @@ type EventTime struct {
 	Wall time.Time
 }
 
+// eventFrames is what the packager frames of an event before its placement
+// is known, once, outside the stream's lock: the emsg boxes with their
+// time fields zero and the DATERANGE line without its dates.
+type eventFrames struct {
+	start, end     emsgTmpl // nil without ID3
+	drHead, drTail string
+}
+
+func newEventFrames(ev *Event) (eventFrames, error) {
+	var f eventFrames
+	var err error
+	if ev.ID3 != nil {
+		if f.start, err = newEmsgTemplate(ev.EmsgID, ev.ID3); err != nil {
+			return f, err
+		}
+	}
+	if ev.End.ID3 != nil {
+		if f.end, err = newEmsgTemplate(ev.End.EmsgID, ev.End.ID3); err != nil {
+			return f, err
+		}
+	}
+	if ev.DateRange != nil {
+		if err := ev.DateRange.check(); err != nil {
+			return f, err
+		}
+		f.drHead, f.drTail = dateRangeParts(ev.ID, ev.DateRange)
+	}
+	return f, nil
+}
+
 // eventState is an event on a stream's timeline.
 type eventState struct {
-	ev    Event
-	media time.Duration // resolved start (media time)
-	wall  time.Time     // its program date-time
-	end   time.Duration // resolved end; 0 while open-ended
-	// endBox is the emsg of an explicit end, placed once like a start.
-	endBox    func(timescale uint32, pt uint64) ([]byte, error)
-	resolved  chan struct{} // closed once a "now" event has its frame
-	placed    bool          // start emsg written into a part
-	endPlaced bool
+	ev     Event
+	frames eventFrames
+	media  time.Duration // resolved start (media time)
+	wall   time.Time     // its program date-time
+	end    time.Duration // resolved end; 0 while open-ended
+	// explicitEnd is an end set by EndEvent, whose in-band message is
+	// placed once like a start.
+	explicitEnd bool
+	resolved    chan struct{} // closed once a "now" event has its frame
+	placed      bool          // start emsg written into a part
+	endPlaced   bool
 	// tsPlaced records which of its ID3 PES (tsPlacedStart, tsPlacedEnd)
 	// the TS rendition carries, as placed and endPlaced do for emsg.
 	tsPlaced   uint8
-	removedAt  time.Duration // media time its DATERANGE left the playlist
-	removed    bool
 	cancelled  bool
 	pendingNow bool
 	// box is the start emsg built for boxTimescale and boxAt.
@@ -79,7 +132,8 @@ func (m *Manager) HasStream(name string) bool {
 // AddEvent places an event on a stream's timeline: at the next frame that
 // reaches the packager (Now), at a media time, or at a wall-clock time
 // mapped through EXT-X-PROGRAM-DATE-TIME. Future events are announced in
-// the playlist (EXT-X-DATERANGE) ahead of their start.
+// the playlist (EXT-X-DATERANGE) ahead of their start. An event the
+// packager cannot frame is refused with an error wrapping ErrInvalidEvent.
 func (m *Manager) AddEvent(stream string, ev Event) (EventTime, error) {
 	s, ok := m.Stream(stream)
 	if !ok {
@@ -88,21 +142,27 @@ func (m *Manager) AddEvent(stream string, ev Event) (EventTime, error) {
 	return s.AddEvent(ev)
 }
 
-// EndEvent ends an event now: an end emsg goes into the next part and the
+// EndEvent ends an event now: its End goes into the next part and the
 // DATERANGE gets its END-DATE. A scheduled event that has not started is
 // cancelled instead and leaves the playlist.
-func (m *Manager) EndEvent(stream, id string, box func(timescale uint32, pt uint64) ([]byte, error)) (EventTime, error) {
+func (m *Manager) EndEvent(stream, id string) (EventTime, error) {
 	s, ok := m.Stream(stream)
 	if !ok {
 		return EventTime{}, ErrNotFound
 	}
-	return s.EndEvent(id, box)
+	return s.EndEvent(id)
 }
 
 // AddEvent implements Manager.AddEvent on one stream.
 func (s *Stream) AddEvent(ev Event) (EventTime, error) {
+	// Framed before the lock: the publisher's next frame and the viewers
+	// waiting on its part do not queue behind an event's bytes.
+	es, err := newEventState(ev)
+	if err != nil {
+		return EventTime{}, err
+	}
 	s.mu.Lock()
-	es, err := s.addEvent(ev)
+	err = s.addEvent(es)
 	if err != nil {
 		s.mu.Unlock()
 		return EventTime{}, err
@@ -133,21 +193,33 @@ func (s *Stream) AddEvent(ev Event) (EventTime, error) {
 	return EventTime{Media: es.media, Wall: es.wall}, nil
 }
 
-// addEvent registers ev. A "now" event on a started publication is left
+// newEventState frames ev, before the stream's lock is taken.
+func newEventState(ev Event) (*eventState, error) {
+	if ev.ID == "" {
+		return nil, fmt.Errorf("%w: no id", ErrInvalidEvent)
+	}
+	f, err := newEventFrames(&ev)
+	if err != nil {
+		return nil, err
+	}
+	return &eventState{ev: ev, frames: f}, nil
+}
+
+// addEvent registers es. A "now" event on a started publication is left
 // pending (es.pendingNow, es.resolved) for the next frame; any other is
 // resolved and announced. Called with s.mu held.
-func (s *Stream) addEvent(ev Event) (*eventState, error) {
+func (s *Stream) addEvent(es *eventState) error {
+	ev := es.ev
 	if s.ended || s.removed {
-		return nil, ErrNotFound
+		return ErrNotFound
 	}
 	if s.eventIDs[ev.ID] {
-		return nil, ErrEventExists
+		return ErrEventExists
 	}
 	if s.eventIDs == nil {
 		s.eventIDs = map[string]bool{}
 	}
 	s.eventIDs[ev.ID] = true
-	es := &eventState{ev: ev}
 	s.events = append(s.events, es)
 	s.live = append(s.live, es)
 	switch {
@@ -155,7 +227,7 @@ func (s *Stream) addEvent(ev Event) (*eventState, error) {
 		es.pendingNow = true
 		es.resolved = make(chan struct{})
 		s.nowPending = append(s.nowPending, es)
-		return es, nil
+		return nil
 	case ev.Now:
 		s.resolve(es, s.lastEnd)
 	case ev.Time >= 0:
@@ -164,11 +236,11 @@ func (s *Stream) addEvent(ev Event) (*eventState, error) {
 		s.resolve(es, s.wallToMedia(ev.Wall))
 	}
 	s.notify()
-	return es, nil
+	return nil
 }
 
 // EndEvent implements Manager.EndEvent on one stream.
-func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]byte, error)) (EventTime, error) {
+func (s *Stream) EndEvent(id string) (EventTime, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var es *eventState
@@ -190,7 +262,7 @@ func (s *Stream) EndEvent(id string, box func(timescale uint32, pt uint64) ([]by
 	}
 	if es.end == 0 || es.end > now {
 		es.end = max(now, es.media)
-		es.endBox = box
+		es.explicitEnd = true
 	}
 	s.notify()
 	return EventTime{Media: es.end, Wall: s.mediaToWall(es.end)}, nil
@@ -262,7 +334,7 @@ func (s *Stream) wallToMedia(wall time.Time) time.Duration {
 	if s.pub != nil && s.pub.started {
 		return s.pub.mediaBase + wall.Sub(s.pub.wallBase)
 	}
-	return s.lastEnd + wall.Sub(time.Now())
+	return s.lastEnd + time.Until(wall)
 }
 
 // partBoxes returns the emsg boxes of the part covering media time
@@ -288,7 +360,7 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 			// event is active: build it once.
 			pt := ticks(es.media)
 			if es.box == nil || es.boxTimescale != timescale || es.boxAt != pt {
-				b, err := es.ev.Box(timescale, pt)
+				b, err := es.frames.startBox(es.ev.Duration, timescale, pt)
 				if err != nil {
 					s.log.Warn("event box", "id", es.ev.ID, "err", err)
 				}
@@ -297,8 +369,8 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 			out = append(out, es.box...)
 			es.placed = true
 		}
-		if es.endBox != nil && !es.endPlaced && es.end < end {
-			if b, err := es.endBox(timescale, ticks(es.end)); err == nil {
+		if es.explicitEnd && !es.endPlaced && es.end < end {
+			if b, err := es.frames.endBox(timescale, ticks(es.end)); err == nil {
 				out = append(out, b...)
 			}
 			es.endPlaced = true
@@ -313,7 +385,7 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 func (s *Stream) pruneLive(start time.Duration) {
 	kept := s.live[:0]
 	for _, es := range s.live {
-		done := es.placed && (es.endBox == nil || es.endPlaced) && es.end != 0 && es.end <= start
+		done := es.placed && (!es.explicitEnd || es.endPlaced) && es.end != 0 && es.end <= start
 		if !es.cancelled && !done {
 			kept = append(kept, es)
 		}
@@ -351,7 +423,8 @@ func (s *Stream) dateRanges(from, skipBefore time.Duration) []string {
 			if es.end != 0 {
 				end = s.mediaToWall(es.end)
 			}
-			es.drLine, es.drFor, es.drValid = es.ev.DateRange(es.wall, end), es.end, true
+			es.drLine = renderDateRange(es.frames.drHead, es.frames.drTail, es.wall, end, es.ev.Duration)
+			es.drFor, es.drValid = es.end, true
 		}
 		out = append(out, es.drLine)
 	}

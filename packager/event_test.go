@@ -6,21 +6,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopcast/shopcast/ingest"
 )
 
-// eventDateRange is an Event.DateRange that shows start and end as the
-// playlist would.
-func eventDateRange(id string) func(start, end time.Time) string {
-	return func(start, end time.Time) string {
-		l := fmt.Sprintf(`#EXT-X-DATERANGE:ID="%s",START-DATE="%s"`, id, start.UTC().Format(time.RFC3339Nano))
-		if !end.IsZero() {
-			l += fmt.Sprintf(`,END-DATE="%s"`, end.UTC().Format(time.RFC3339Nano))
-		}
-		return l
-	}
+// eventDateRange is the DateRange of a test event: no CLASS, one
+// attribute.
+func eventDateRange(id string) *DateRange {
+	return &DateRange{Attrs: []DateRangeAttr{QuotedAttr("X-TEST-ID", id)}}
 }
-
-func eventBox(timescale uint32, pt uint64) ([]byte, error) { return nil, nil }
 
 // liveStream returns a stream on default settings with 70 frames published.
 func liveStream(t *testing.T) (*synth, *Stream) {
@@ -43,7 +37,10 @@ func TestEventNowResolvedByFrame(t *testing.T) {
 	sy, s := liveStream(t)
 	// The state AddEvent leaves while it waits for the next frame.
 	s.mu.Lock()
-	es, err := s.addEvent(Event{ID: "now1", Now: true, Duration: time.Second, Box: eventBox, DateRange: eventDateRange("now1")})
+	es, err := newEventState(Event{ID: "now1", Now: true, Duration: time.Second, DateRange: eventDateRange("now1")})
+	if err == nil {
+		err = s.addEvent(es)
+	}
 	s.mu.Unlock()
 	if err != nil || !es.pendingNow {
 		t.Fatalf("addEvent: %v, pending %v", err, es != nil && es.pendingNow)
@@ -58,8 +55,8 @@ func TestEventNowResolvedByFrame(t *testing.T) {
 	if len(lines) != 1 {
 		t.Fatalf("date ranges %q", lines)
 	}
-	wantStart := `START-DATE="` + wall.UTC().Format(time.RFC3339Nano) + `"`
-	wantEnd := `END-DATE="` + wall.Add(time.Second).UTC().Format(time.RFC3339Nano) + `"`
+	wantStart := `START-DATE="` + wall.UTC().Format(dateRangeTime) + `"`
+	wantEnd := `END-DATE="` + wall.Add(time.Second).UTC().Format(dateRangeTime) + `"`
 	if !strings.Contains(lines[0], wantStart) || !strings.Contains(lines[0], wantEnd) {
 		t.Errorf("rendered before AddEvent woke up: %s\nwant %s and %s (media %v)", lines[0], wantStart, wantEnd, media)
 	}
@@ -77,7 +74,7 @@ func TestEventNowAddEvent(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		at, err := m.AddEvent("test", Event{ID: "now2", Now: true, Box: eventBox, DateRange: eventDateRange("now2")})
+		at, err := m.AddEvent("test", Event{ID: "now2", Now: true, DateRange: eventDateRange("now2")})
 		done <- result{at, err}
 	}()
 	s, _ := m.Stream("test")
@@ -97,7 +94,7 @@ func TestEventNowAddEvent(t *testing.T) {
 	}
 	sy.frames(20)
 	body := string(mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body)
-	if want := `ID="now2",START-DATE="` + r.at.Wall.UTC().Format(time.RFC3339Nano) + `"`; !strings.Contains(body, want) {
+	if want := `ID="now2",START-DATE="` + r.at.Wall.UTC().Format(dateRangeTime) + `"`; !strings.Contains(body, want) {
 		t.Errorf("playlist lacks %s:\n%s", want, body)
 	}
 }
@@ -113,7 +110,8 @@ func TestLiveEvents(t *testing.T) {
 	s.mu.Unlock()
 	add := func(id string, at, dur time.Duration) {
 		t.Helper()
-		if _, err := s.AddEvent(Event{ID: id, Time: at, Duration: dur, Box: eventBox, DateRange: eventDateRange(id)}); err != nil {
+		if _, err := s.AddEvent(Event{ID: id, Time: at, Duration: dur, ID3: testID3(id), End: EventEnd{ID3: testID3(id + " end")},
+			DateRange: eventDateRange(id)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,7 +142,7 @@ func TestLiveEvents(t *testing.T) {
 	}
 
 	// An explicit end keeps the event until its end box is placed.
-	if _, err := s.EndEvent("open", eventBox); err != nil {
+	if _, err := s.EndEvent("open"); err != nil {
 		t.Fatal(err)
 	}
 	if got := live(); !slices.Contains(got, "open") {
@@ -165,5 +163,42 @@ func TestLiveEvents(t *testing.T) {
 	}
 	if got := live(); !slices.Equal(got, []string{"later"}) {
 		t.Fatalf("live after the end: %v", got)
+	}
+}
+
+// TestDataMessageMediaTime: a publisher's data message reaches OnData on
+// the media timeline of the frames it was sent with.
+func TestDataMessageMediaTime(t *testing.T) {
+	var got []DataMessage
+	m := newTestManager(t, Config{OnData: func(stream string, msg DataMessage) {
+		if stream != "test" {
+			t.Errorf("stream %q", stream)
+		}
+		got = append(got, msg) // called on the publisher's goroutine: this one
+	}})
+	sy := publish(t, m, func(s *synth) { s.start = 21 * time.Millisecond })
+	sy.pub.WriteData(&ingest.Data{Name: "early", Time: 0})
+	sy.frames(30)
+	first, tenth := sy.sent[0].dts, sy.sent[10].dts
+	sy.pub.WriteData(&ingest.Data{Name: "tenth", Time: tenth})
+	sy.pub.WriteData(&ingest.Data{Name: "before the first frame", Time: first - time.Second})
+	sy.pub.Close()
+	sy.pub.WriteData(&ingest.Data{Name: "after close", Time: tenth})
+
+	want := []struct {
+		name  string
+		media time.Duration
+	}{
+		{"early", 0}, // no frame yet: where the first one lands
+		{"tenth", tenth - first},
+		{"before the first frame", 0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].Name != w.name || got[i].MediaTime != w.media {
+			t.Errorf("message %d: %s at %v, want %s at %v", i, got[i].Name, got[i].MediaTime, w.name, w.media)
+		}
 	}
 }

@@ -420,7 +420,7 @@ func TestPlaylistVersionShared(t *testing.T) {
 	for i := range 50 {
 		id := fmt.Sprintf("cue%d", i)
 		if _, err := s.AddEvent(Event{ID: id, Time: time.Duration(i) * 20 * time.Millisecond, Duration: time.Hour,
-			Box: eventBox, DateRange: eventDateRange(id)}); err != nil {
+			DateRange: eventDateRange(id)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -54,6 +54,11 @@ type Config struct {
 	// nil starts at 0, right for a packager whose streams never outlive it
 	// (tests); the server sets WallClockNumbers.
 	FirstNumber func() int64
+	// OnData, when set, is given each data message a publisher sends
+	// (onCuePoint, onTextData), placed on the stream's media timeline. It
+	// is called on the publisher's goroutine, without the stream's lock,
+	// and must not block: media waits behind it.
+	OnData func(stream string, msg DataMessage)
 }
 
 // WallClockNumbers numbers a new stream from the wall clock in

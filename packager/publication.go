@@ -261,12 +261,18 @@ func (p *publication) flush() {
 // WriteData implements ingest.Publication.
 func (p *publication) WriteData(d *ingest.Data) {
 	s := p.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p.superseded || p.done {
+	on := s.m.cfg.OnData
+	if on == nil {
 		return
 	}
-	s.addData(d)
+	s.mu.Lock()
+	if p.superseded || p.done {
+		s.mu.Unlock()
+		return
+	}
+	msg := s.dataMessage(p, d)
+	s.mu.Unlock()
+	on(s.name, msg)
 }
 
 // Close implements ingest.Publication.

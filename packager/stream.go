@@ -12,14 +12,25 @@ import (
 	"github.com/shopcast/shopcast/ingest"
 )
 
-// maxDataMessages bounds the publisher data messages kept per stream.
-const maxDataMessages = 64
-
 // DataMessage is a publisher data message (AMF onCuePoint, onTextData) placed
-// on the stream's media timeline.
+// on the stream's media timeline, as Config.OnData receives it.
 type DataMessage struct {
 	ingest.Data
+	// MediaTime is where the message's timestamp falls on the media
+	// timeline of the parts (the timeline of Event.Time).
 	MediaTime time.Duration
+}
+
+// dataMessage places d, from publication p, on the media timeline: its
+// timestamp through the lead track's clock once p started, else the end of
+// the published media, where p's first frame will land. Called with s.mu
+// held.
+func (s *Stream) dataMessage(p *publication, d *ingest.Data) DataMessage {
+	at := s.mediaEnd()
+	if p.started {
+		at = max(d.Time-p.lead.shift-p.origin+p.mediaBase, p.mediaBase)
+	}
+	return DataMessage{Data: *d, MediaTime: at}
 }
 
 // Stream is one named live stream: the segments, parts and playlists that
@@ -56,7 +67,6 @@ type Stream struct {
 	version  int64
 	cache    [3]cachedPlaylist // media playlists by Skip
 	mvCache  cachedPlaylist
-	data     []DataMessage
 	lastEnd  time.Duration
 	// tracksEnd is the end of the latest sample published on any track:
 	// audio may run ahead of the video that sets lastEnd.
@@ -380,20 +390,6 @@ func (s *Stream) tdDuration() time.Duration {
 		return s.m.cfg.TargetDuration
 	}
 	return time.Duration(s.td) * time.Second
-}
-
-func (s *Stream) addData(d *ingest.Data) {
-	s.data = append(s.data, DataMessage{Data: *d, MediaTime: s.lastEnd})
-	if len(s.data) > maxDataMessages {
-		s.data = s.data[len(s.data)-maxDataMessages:]
-	}
-}
-
-// DataMessages returns the latest publisher data messages.
-func (s *Stream) DataMessages() []DataMessage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]DataMessage(nil), s.data...)
 }
 
 // wait blocks, with s.mu read-locked on entry and on return, until cond holds, the

@@ -6,19 +6,6 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 )
 
-// FuzzEmsgID3 feeds the emsg reader arbitrary boxes: it returns a slice of
-// its input or nil, and never panics.
-func FuzzEmsgID3(f *testing.F) {
-	box, _ := testEmsg(testID3(`{"id":"a"}`), 1)(90000, 1234)
-	f.Add(box)
-	f.Add([]byte("\x00\x00\x00\x0cemsg\x00\x00\x00\x00"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if tag := emsgID3(b); len(tag) > len(b) {
-			t.Fatal("tag longer than the box")
-		}
-	})
-}
-
 // FuzzTSAnnexB feeds the sample converter arbitrary length-prefixed data:
 // it errors or returns Annex-B that starts with an AUD, and never panics.
 func FuzzTSAnnexB(f *testing.F) {

@@ -237,23 +237,17 @@ func (r *tsRendition) writePES(s *Stream, b []byte, es *tsES, streamID byte, pts
 // carries, by the rules of partBoxes for emsg: a start or an end not
 // carried yet once its time is before the part's end, and, in the first
 // part of a segment, every active event again for viewers who join there.
-// The tag is the message_data of the event's emsg: the same bytes. Its PTS
+// The tag is the one the event's emsg carries: the same bytes. Its PTS
 // is the event's media time, or the segment start for an event that began
 // before the segment (a PES is not presented before its segment).
 func (r *tsRendition) eventItems(s *Stream, items []tsItem, start, end time.Duration, first bool) []tsItem {
 	segStart := s.open.start
-	add := func(box func(uint32, uint64) ([]byte, error), at time.Duration) {
-		if box == nil {
+	add := func(tag []byte, at time.Duration) {
+		if tag == nil {
 			return
 		}
 		t := max(clock90k(max(at, segStart)), 0)
-		b, err := box(90000, uint64(t))
-		if err != nil {
-			return
-		}
-		if tag := emsgID3(b); tag != nil {
-			items = append(items, tsItem{dts: t, pts: t, id3: tag})
-		}
+		items = append(items, tsItem{dts: t, pts: t, id3: tag})
 	}
 	for _, es := range s.live {
 		if es.cancelled || es.pendingNow {
@@ -262,11 +256,11 @@ func (r *tsRendition) eventItems(s *Stream, items []tsItem, start, end time.Dura
 		st := es.tsPlaced
 		active := es.media < end && (es.end == 0 || es.end > start)
 		if (st&tsPlacedStart == 0 && es.media < end) || (first && active && st&tsPlacedStart != 0) {
-			add(es.ev.Box, es.media)
+			add(es.ev.ID3, es.media)
 			st |= tsPlacedStart
 		}
-		if es.endBox != nil && st&tsPlacedEnd == 0 && es.end < end {
-			add(es.endBox, es.end)
+		if es.explicitEnd && st&tsPlacedEnd == 0 && es.end < end {
+			add(es.ev.End.ID3, es.end)
 			st |= tsPlacedEnd
 		}
 		es.tsPlaced = st

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/asticode/go-astits"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -35,26 +34,8 @@ func testID3(value string) []byte {
 	return append(tag, frame...)
 }
 
-// testEmsg returns an Event.Box that writes an emsg v1 of the ID3 scheme
-// carrying tag, encoded by mp4ff.
-func testEmsg(tag []byte, id uint32) func(uint32, uint64) ([]byte, error) {
-	return func(timescale uint32, pt uint64) ([]byte, error) {
-		e := &mp4.EmsgBox{Version: 1, TimeScale: timescale, PresentationTime: pt, EventDuration: 0xFFFFFFFF,
-			ID: id, SchemeIDURI: schemeID3, MessageData: tag}
-		var b bytes.Buffer
-		err := e.Encode(&b)
-		return b.Bytes(), err
-	}
-}
-
-func testDateRange(id string) func(start, end time.Time) string {
-	return func(start, end time.Time) string {
-		l := fmt.Sprintf(`#EXT-X-DATERANGE:ID="%s",CLASS="com.shopcast.product",START-DATE="%s"`, id, start.UTC().Format(time.RFC3339Nano))
-		if !end.IsZero() {
-			l += fmt.Sprintf(`,END-DATE="%s"`, end.UTC().Format(time.RFC3339Nano))
-		}
-		return l
-	}
+func testDateRange(id string) *DateRange {
+	return &DateRange{Class: "com.shopcast.product", Attrs: []DateRangeAttr{QuotedAttr("X-TEST-ID", id)}}
 }
 
 // tsPES is a PES packet as go-astits reads it.
@@ -184,15 +165,15 @@ func TestTSRendition(t *testing.T) {
 
 			tag1, tag2, end2 := testID3(`{"id":"c1"}`), testID3(`{"id":"c2"}`), testID3(`{"id":"c2","end":true}`)
 			if _, err := s.AddEvent(Event{ID: "c1", Time: 3500 * time.Millisecond, Duration: time.Second,
-				Box: testEmsg(tag1, 2), DateRange: testDateRange("c1")}); err != nil {
+				ID3: tag1, EmsgID: 2, DateRange: testDateRange("c1")}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.AddEvent(Event{ID: "c2", Time: 5200 * time.Millisecond,
-				Box: testEmsg(tag2, 4), DateRange: testDateRange("c2")}); err != nil {
+				ID3: tag2, EmsgID: 4, End: EventEnd{ID3: end2, EmsgID: 5}, DateRange: testDateRange("c2")}); err != nil {
 				t.Fatal(err)
 			}
 			sy.frames(7 * 30)
-			endAt, err := s.EndEvent("c2", testEmsg(end2, 5))
+			endAt, err := s.EndEvent("c2")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -486,7 +467,7 @@ func TestTSFFprobe(t *testing.T) {
 	sy := publish(t, m)
 	sy.next()
 	s, _ := m.Stream("test")
-	if _, err := s.AddEvent(Event{ID: "c1", Time: time.Second, Box: testEmsg(testID3(`{"id":"c1"}`), 2)}); err != nil {
+	if _, err := s.AddEvent(Event{ID: "c1", Time: time.Second, ID3: testID3(`{"id":"c1"}`), EmsgID: 2}); err != nil {
 		t.Fatal(err)
 	}
 	sy.frames(4 * 30)

@@ -84,21 +84,24 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 	readiness := telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
 	readiness.Set(telemetry.ReadyCueStore, true)
 	defer readiness.Set(telemetry.ReadyCueStore, false) // before the store closes
+	cueService := &cues.Service{Store: store, Logger: log}
+	defer cueService.Close() // after the ingest and the packager, before the store
 	cueAPI := &cues.API{
-		Store:         store,
+		Service:       cueService,
 		Token:         cfg.CueToken,
 		MaxCueBytes:   cfg.MaxCueBytes,
 		RatePerSecond: float64(cfg.CueRate),
 		Logger:        log,
 	}
 	if cfg.CueSchedule != "" {
-		if err := cueAPI.LoadSchedule(cfg.CueSchedule); err != nil {
+		if err := cueService.LoadSchedule(cfg.CueSchedule); err != nil {
 			return fmt.Errorf("cue schedule: %w", err)
 		}
 	}
 
 	manager := packager.New(packager.Config{
-		OnStreamStart:      cueAPI.StreamStarted,
+		OnStreamStart:      cueService.StreamStarted,
+		OnData:             cueService.PublisherData,
 		TargetDuration:     cfg.TargetDuration,
 		PartTarget:         cfg.PartTarget,
 		WindowSegments:     cfg.WindowSegments,
@@ -108,7 +111,7 @@ func runWith(ctx context.Context, args []string, stderr io.Writer,
 		MaxBlockedRequests: cfg.MaxBlockedRequests,
 	}, log)
 	defer manager.Close()
-	cueAPI.Timeline = manager
+	cueService.Timeline = manager
 	metrics := &telemetry.Metrics{Packager: manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
 	metrics.Start()
 	cueAPI.Observer = metrics

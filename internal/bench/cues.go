@@ -113,9 +113,10 @@ func startCueServer() (*cueServer, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	api := &cues.API{Store: store, Logger: discard}
-	s := &server{pkg: packager.New(packager.Config{OnStreamStart: api.StreamStarted}, discard)}
-	api.Timeline = s.pkg
+	svc := &cues.Service{Store: store, Logger: discard}
+	api := &cues.API{Service: svc, Logger: discard}
+	s := &server{pkg: packager.New(packager.Config{OnStreamStart: svc.StreamStarted}, discard)}
+	svc.Timeline = s.pkg
 	api.Start()
 	cs := &cueServer{server: s, store: store, dir: dir}
 	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
