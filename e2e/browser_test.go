@@ -1,6 +1,11 @@
-// Package e2e checks shopcast from the outside: the built binary, a real
-// ffmpeg publishing over RTMP like OBS, and Debian's chromium playing the
-// watch page with hls.js. Screenshots go to e2e/artifacts/.
+// Package e2e checks shopcast from the outside with software nobody here
+// wrote: a real ffmpeg publishing over RTMP like OBS, Debian's chromium
+// playing the watch page with hls.js, and nginx and Varnish as CDN edges in
+// front of the origin. The server is internal/server, the wiring the binary
+// runs, started in this process by internal/e2etest. Screenshots go to
+// e2e/artifacts/. The end-to-end tests of ingest, packaging, cues, faults
+// and security are in e2e/live, a package of their own so that the two run
+// side by side.
 package e2e
 
 import (
@@ -64,7 +69,7 @@ func TestBrowserWatchAndStudio(t *testing.T) {
 	}
 
 	const name = "shop"
-	srv := startShopcast(t, buildShopcast(t))
+	srv := startShopcast(t)
 	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 90)
 	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/index.m3u8"))

@@ -142,7 +142,7 @@ func TestBrowserInBandCues(t *testing.T) {
 	}
 
 	const name = "inband"
-	srv := startShopcast(t, buildShopcast(t))
+	srv := startShopcast(t)
 	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 180)
 	var td float64
 	waitUntil(t, 20*time.Second, "the stream's TS playlist", func() bool {
@@ -158,7 +158,7 @@ func TestBrowserInBandCues(t *testing.T) {
 		return td > 0
 	})
 
-	// The page, with /live/ and /assets/ (hls.js) from the binary on the
+	// The page, with /live/ and /assets/ (hls.js) from the server on the
 	// same origin.
 	target, _ := url.Parse(srv.url(""))
 	proxy := &httputil.ReverseProxy{
@@ -321,11 +321,6 @@ func checkCueFragment(t *testing.T, p id3State, c id3Cue) {
 		}
 	}
 	t.Logf("cue %s: no ID3 sample at %.3f s among the last %d fragments with metadata", c.ID, c.Start, len(p.Meta))
-}
-
-func readID3(t *testing.T, ctx context.Context) id3State {
-	t.Helper()
-	return evalJS[id3State](t, ctx, id3StateJS)
 }
 
 // pollID3 reads the page every 200 ms until cond holds.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 // An edge is a CDN cache from Debian's packages, run from the repository's
@@ -54,7 +56,7 @@ func isExecutable(p string) bool {
 // edgeProc is a running edge; it is stopped at the test's cleanup.
 type edgeProc struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *e2etest.Buffer
 	// logs are files whose tail is shown when the test fails.
 	logs []string
 }
@@ -105,7 +107,7 @@ func startNginx(t *testing.T, bin, dir, listen, origin string) *edgeProc {
 	errLog := filepath.Join(dir, "error.log")
 	p := &edgeProc{
 		cmd:  exec.Command(bin, "-p", dir+"/", "-c", confPath, "-e", errLog),
-		out:  &syncBuffer{},
+		out:  &e2etest.Buffer{},
 		logs: []string{errLog},
 	}
 	p.run(t, syscall.SIGQUIT)
@@ -135,7 +137,7 @@ func startVarnish(t *testing.T, bin, dir, listen, origin string) *edgeProc {
 		// (-j unix), who cannot enter the test's temp dir.
 		args = append(args, "-j", "none")
 	}
-	p := &edgeProc{cmd: exec.Command(bin, args...), out: &syncBuffer{}}
+	p := &edgeProc{cmd: exec.Command(bin, args...), out: &e2etest.Buffer{}}
 	p.run(t, syscall.SIGTERM)
 	return p
 }

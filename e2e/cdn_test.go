@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
 
@@ -24,7 +25,7 @@ const (
 )
 
 // TestCDNEdge runs the edge configs of deploy/ from Debian's packages in
-// front of the shopcast binary on loopback, plays the stream through each
+// front of shopcast on loopback, plays the stream through each
 // with cdnViewers LL-HLS viewers, and checks what a CDN operator relies on:
 // the origin sees about one request per part and per playlist version (not
 // one per viewer), every viewer gets the same bytes, the origin's
@@ -49,7 +50,7 @@ func TestCDNEdge(t *testing.T) {
 	}
 
 	const name = "shop"
-	srv := startShopcast(t, buildShopcast(t))
+	srv := startShopcast(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	pubDone := make(chan error, 1)
 	go func() {
@@ -129,7 +130,7 @@ func runCDN(t *testing.T, e edge, bin string, srv *shopcast, name string) cdnRes
 	directSide := startCountingProxy(t, srv.HTTP)
 	edgeBase := "http://" + originSide.addr + "/live/" + name + "/"
 	if e.start != nil {
-		listen := freePort(t)
+		listen := e2etest.FreeAddr(t)
 		e.start(t, bin, t.TempDir(), listen, originSide.addr)
 		edgeBase = "http://" + listen + "/live/" + name + "/"
 		waitUntil(t, 15*time.Second, e.name+" serving the playlist", func() bool {

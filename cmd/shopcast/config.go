@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/shopcast/shopcast/origin"
 	"io"
 	"log/slog"
 	"maps"
@@ -16,115 +15,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/server"
 )
 
-// Config is shopcast's configuration. Each key is read, highest precedence
-// first, from a flag (-http), an environment variable (SHOPCAST_HTTP), the
-// JSON file given by -config, and the defaults in defaults.json.
+// Config is shopcast's configuration: the server's settings and how it
+// logs. Each key is read, highest precedence first, from a flag (-http), an
+// environment variable (SHOPCAST_HTTP), the JSON file given by -config, and
+// the defaults in defaults.json.
 type Config struct {
-	// HTTP is the listen address of the HLS origin. It defaults to ":8080".
-	HTTP string
-	// RTMP is the listen address of the RTMP ingest. It defaults to ":1935".
-	RTMP string
-	// RTSP is the listen address of the RTSP ingest. It defaults to ":8554".
-	RTSP string
-	// RTSPUDPRTP and RTSPUDPRTCP are the UDP ports of RTSP publishers that
-	// use UDP transport: RTP on an even port, RTCP on the next one. Empty
-	// turns UDP off (TCP only). They default to ":8000" and ":8001".
-	RTSPUDPRTP  string
-	RTSPUDPRTCP string
-	// TLSCert and TLSKey are PEM files; when both are set the origin serves
-	// HTTPS with HTTP/2. They default to "" (cleartext HTTP/1.1 and h2c).
-	TLSCert string
-	TLSKey  string
+	server.Config
 	// LogFormat is "text" or "json". It defaults to "text".
 	LogFormat string
 	// LogLevel is "debug", "info", "warn" or "error"; debug adds an access
 	// log line per HTTP request. It defaults to "info".
 	LogLevel string
-	// CORSOrigin is the Access-Control-Allow-Origin sent with stream files.
-	// It defaults to "*".
-	CORSOrigin string
-	// TargetDuration is the segment target duration (EXT-X-TARGETDURATION).
-	// It defaults to 2s.
-	TargetDuration time.Duration
-	// PartTarget is the partial segment target duration (EXT-X-PART-INF
-	// PART-TARGET). It defaults to 333ms.
-	PartTarget time.Duration
-	// WindowSegments is the number of segments in a media playlist, at
-	// least 6. It defaults to 10.
-	WindowSegments int
-	// GracePeriod is how long a stream waits for its publisher to reconnect
-	// before it ends. It defaults to 30s.
-	GracePeriod time.Duration
-	// EndedLinger is how long an ended stream stays servable. It defaults
-	// to 30s.
-	EndedLinger time.Duration
-	// MaxStreams caps concurrent streams. It defaults to 100.
-	MaxStreams int
-	// MaxBlockedRequests caps blocking playlist and preload-hint requests
-	// waiting at once. It defaults to 20000.
-	MaxBlockedRequests int
-	// RTMPReadTimeout closes an RTMP connection that sends nothing this
-	// long. It defaults to 10s.
-	RTMPReadTimeout time.Duration
-	// ShutdownTimeout is how long a graceful shutdown waits for HTTP
-	// requests in flight; it is raised to 3x TargetDuration + 1s so blocked
-	// playlist requests are answered. It defaults to 10s.
-	ShutdownTimeout time.Duration
-	// PublishAuth makes publishers present one of PublishKeys as their
-	// stream key. It defaults to false: the stream key is the public name.
-	PublishAuth bool
-	// PublishKeys maps each secret stream key to the public stream name it
-	// publishes. It is read from the config file or SHOPCAST_PUBLISH_KEYS
-	// ("key1=name1,key2=name2"), never from a flag (argv is public), and is
-	// never logged. It defaults to none.
-	PublishKeys map[string]string
-	// PlaySecret is the HMAC key of signed play URLs (at least 16 bytes);
-	// empty (the default) leaves stream files public. Config file or
-	// SHOPCAST_PLAY_SECRET only, never a flag; never logged.
-	PlaySecret string
-	// PlayTokenTTL is the lifetime of play tokens shopcast makes. It
-	// defaults to 2h.
-	PlayTokenTTL time.Duration
-	// HTTPReadHeaderTimeout, HTTPReadTimeout and HTTPIdleTimeout bound slow
-	// or idle HTTP clients (slowloris). They default to 10s, 15s and 120s.
-	HTTPReadHeaderTimeout time.Duration
-	HTTPReadTimeout       time.Duration
-	HTTPIdleTimeout       time.Duration
-	// HTTPWriteTimeout bounds writing one response; it is raised to 3x
-	// target_duration + 11s so blocking requests finish. It defaults to 30s.
-	HTTPWriteTimeout time.Duration
-	// HTTPMaxHeaderBytes caps request headers. It defaults to 65536.
-	HTTPMaxHeaderBytes int
-	// RTMPMaxConns caps concurrent RTMP connections. It defaults to 200.
-	RTMPMaxConns int
-	// RTMPMaxAMFBytes caps one RTMP AMF message (commands, metadata). It
-	// defaults to 65536.
-	RTMPMaxAMFBytes int
-	// MetricsAddr is the listen address of /metrics and /readyz; empty (the
-	// default) serves /metrics on the HTTP port.
-	MetricsAddr string
-	// MetricsMaxStreams is how many streams get their own metrics label;
-	// the rest are summed as "other". It defaults to 50.
-	MetricsMaxStreams int
-	// CueStore is the file of the embedded cue database (bbolt), created
-	// when missing. It defaults to "shopcast-cues.db".
-	CueStore string
-	// CueToken is the bearer token of the cue API. Empty (the default)
-	// serves the API to loopback clients only. Config file or
-	// SHOPCAST_CUE_TOKEN only, never a flag; never logged.
-	CueToken string
-	// MaxCueBytes caps one cue's JSON. It defaults to 8192.
-	MaxCueBytes int
-	// CueRate caps cues posted per second per stream. It defaults to 50.
-	CueRate int
-	// CueCommitDelay is how long a write to the cue store waits for others
-	// to share its fsynced commit. It defaults to 50ms.
-	CueCommitDelay time.Duration
-	// CueSchedule is a JSON file of cues (times relative to stream start)
-	// applied to every stream when it starts. It defaults to "" (none).
-	CueSchedule string
 }
 
 // defaultsJSON holds the default of every key.
@@ -183,6 +88,10 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxBlockedRequests) }},
 	{name: "rtmp_read_timeout", arg: "DURATION", usage: "close an RTMP connection silent this long",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.RTMPReadTimeout) }},
+	{name: "rtsp_read_timeout", arg: "DURATION", usage: "close an RTSP publisher's connection, or a camera pull, silent this long",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.RTSPReadTimeout) }},
+	{name: "rtsp_pull", noFlag: true, usage: `stream name -> RTSP URL of a camera to pull and publish under that name; file: {"NAME": "rtsp://HOST/PATH"}, env: NAME=URL,NAME2=URL2; never a flag (URLs carry camera passwords), never logged with a password`,
+		value: func(c *Config) flag.Value { return (*pullsValue)(&c.RTSPPull) }},
 	{name: "shutdown_timeout", arg: "DURATION", usage: "graceful shutdown wait for HTTP requests in flight (at least 3x target_duration + 1s)",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
 	{name: "publish_auth", usage: "only publish_keys may publish; otherwise the stream key is the public name",
@@ -266,7 +175,7 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 
 	cfg := defaults
-	cfg.PublishKeys = nil // never share the defaults' map
+	cfg.PublishKeys, cfg.RTSPPull = nil, nil // never share the defaults' maps
 
 	// The config file: -config, else SHOPCAST_CONFIG.
 	path := *configFile
@@ -301,6 +210,9 @@ func loadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 
 	if cfg.PublishKeys == nil {
 		cfg.PublishKeys = map[string]string{}
+	}
+	if cfg.RTSPPull == nil {
+		cfg.RTSPPull = map[string]string{}
 	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, err
@@ -361,42 +273,13 @@ func setJSON(v flag.Value, raw json.RawMessage) error {
 // validate checks the values that no single key's parser can.
 func (c *Config) validate() error {
 	var errs []error
-	check := func(ok bool, format string, a ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, a...))
-		}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log_format: %q is not text or json", c.LogFormat))
 	}
-	check(c.HTTP != "", "http: empty address")
-	check(c.RTMP != "", "rtmp: empty address")
-	check((c.TLSCert == "") == (c.TLSKey == ""), "tls_cert and tls_key: set both or neither")
-	check(c.LogFormat == "text" || c.LogFormat == "json", "log_format: %q is not text or json", c.LogFormat)
-	_, err := parseLevel(c.LogLevel)
-	check(err == nil, "log_level: %v", err)
-	check(c.TargetDuration >= time.Second, "target_duration: %v is under 1s", c.TargetDuration)
-	check(c.PartTarget > 0 && c.PartTarget < c.TargetDuration,
-		"part_target: %v is not between 0 and target_duration (%v)", c.PartTarget, c.TargetDuration)
-	check(c.WindowSegments >= 6, "window_segments: %d is under 6", c.WindowSegments)
-	check(c.GracePeriod > 0, "grace_period: %v is not positive", c.GracePeriod)
-	check(c.EndedLinger > 0, "ended_linger: %v is not positive", c.EndedLinger)
-	check(c.MaxStreams > 0, "max_streams: %d is not positive", c.MaxStreams)
-	check(c.MaxBlockedRequests > 0, "max_blocked_requests: %d is not positive", c.MaxBlockedRequests)
-	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
-	check(c.ShutdownTimeout > 0, "shutdown_timeout: %v is not positive", c.ShutdownTimeout)
-	check(c.MaxCueBytes > 0, "max_cue_bytes: %d is not positive", c.MaxCueBytes)
-	check(c.PlaySecret == "" || len(c.PlaySecret) >= origin.MinPlaySecretBytes, "play_secret: shorter than %d bytes", origin.MinPlaySecretBytes)
-	check(c.PlayTokenTTL > 0, "play_token_ttl: %v is not positive", c.PlayTokenTTL)
-	for _, d := range []time.Duration{c.HTTPReadHeaderTimeout, c.HTTPReadTimeout, c.HTTPWriteTimeout, c.HTTPIdleTimeout} {
-		check(d > 0, "http timeouts must be positive, got %v", d)
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("log_level: %w", err))
 	}
-	check(c.HTTPMaxHeaderBytes > 0, "http_max_header_bytes: %d is not positive", c.HTTPMaxHeaderBytes)
-	check(c.RTMPMaxConns > 0, "rtmp_max_conns: %d is not positive", c.RTMPMaxConns)
-	check(c.RTMPMaxAMFBytes > 0, "rtmp_max_amf_bytes: %d is not positive", c.RTMPMaxAMFBytes)
-	check(c.MetricsMaxStreams > 0, "metrics_max_streams: %d is not positive", c.MetricsMaxStreams)
-	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
-	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
-	check(c.CueStore != "", "cue_store: empty")
-	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
-	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
+	errs = append(errs, c.Config.Validate())
 	return errors.Join(errs...)
 }
 
@@ -444,7 +327,7 @@ variable, the JSON config file, and the built-in default.
 	for _, k := range keys {
 		def := k.value(defaults).String()
 		switch {
-		case k.name == "publish_keys":
+		case k.name == "publish_keys" || k.name == "rtsp_pull":
 			def = "none"
 		case def == "":
 			def = `""`
@@ -568,6 +451,56 @@ func (v *keysValue) SetJSON(raw json.RawMessage) error {
 		if k == "" || name == "" {
 			return errors.New("empty key or name")
 		}
+	}
+	*v = m
+	return nil
+}
+
+// pullsValue is rtsp_pull. Its String never shows a password.
+type pullsValue map[string]string
+
+func (v *pullsValue) String() string {
+	if v == nil || len(*v) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i, name := range slices.Sorted(maps.Keys(*v)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(name + "=" + server.RedactURL((*v)[name]))
+	}
+	return b.String()
+}
+
+// Set parses "name1=url1,name2=url2", replacing any earlier entries. A URL
+// holds no comma (RFC 3986 allows one, cameras' paths do not use it).
+func (v *pullsValue) Set(s string) error {
+	m := map[string]string{}
+	for i, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		name, u, ok := strings.Cut(entry, "=")
+		name, u = strings.TrimSpace(name), strings.TrimSpace(u)
+		if !ok || name == "" || u == "" {
+			return fmt.Errorf("entry %d is not NAME=URL", i+1)
+		}
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("entry %d repeats the name %q", i+1, name)
+		}
+		m[name] = u
+	}
+	*v = m
+	return nil
+}
+
+// SetJSON parses {"name1": "url1", ...}, replacing any earlier entries.
+func (v *pullsValue) SetJSON(raw json.RawMessage) error {
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return errors.New(`want an object {"NAME": "rtsp://HOST/PATH"} of strings`)
 	}
 	*v = m
 	return nil

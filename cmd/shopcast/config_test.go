@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/server"
 )
 
 // envMap is an environment for loadConfig.
@@ -50,18 +52,9 @@ func TestConfigPrecedence(t *testing.T) {
 		check func(t *testing.T, c Config)
 	}{
 		{"defaults", nil, nil, func(t *testing.T, c Config) {
-			want := Config{
-				HTTP: ":8080", RTMP: ":1935", RTSP: ":8554", LogFormat: "text", LogLevel: "info",
-				CORSOrigin: "*", TargetDuration: 2 * time.Second, PartTarget: 333 * time.Millisecond,
-				WindowSegments: 10, GracePeriod: 30 * time.Second, EndedLinger: 30 * time.Second,
-				MaxStreams: 100, MaxBlockedRequests: 20000, RTMPReadTimeout: 10 * time.Second,
-				ShutdownTimeout: 10 * time.Second, PublishKeys: map[string]string{},
-				CueStore: "shopcast-cues.db", MaxCueBytes: 8192, CueRate: 50, CueCommitDelay: 50 * time.Millisecond,
-				RTSPUDPRTP: ":8000", RTSPUDPRTCP: ":8001", MetricsMaxStreams: 50,
-				PlayTokenTTL: 2 * time.Hour, HTTPReadHeaderTimeout: 10 * time.Second, HTTPReadTimeout: 15 * time.Second,
-				HTTPWriteTimeout: 30 * time.Second, HTTPIdleTimeout: 120 * time.Second, HTTPMaxHeaderBytes: 65536,
-				RTMPMaxConns: 200, RTMPMaxAMFBytes: 65536,
-			}
+			// defaults.json and server.Defaults (what embedders and tests
+			// start from) agree.
+			want := Config{Config: server.Defaults(), LogFormat: "text", LogLevel: "info"}
 			if !reflect.DeepEqual(c, want) {
 				t.Errorf("got %+v\nwant %+v", c, want)
 			}
@@ -127,6 +120,33 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"secrets and cameras from the file", []string{"-config", writeFile(t, `{
+			"cue_token": "t0ken", "play_secret": "0123456789abcdef0123",
+			"rtsp_pull": {"cam1": "rtsp://admin:pw@10.0.0.9:554/h264", "cam2": "rtsps://cam2.example/live"},
+			"rtsp_read_timeout": "4s"}`)}, nil,
+			func(t *testing.T, c Config) {
+				want := map[string]string{"cam1": "rtsp://admin:pw@10.0.0.9:554/h264", "cam2": "rtsps://cam2.example/live"}
+				if c.CueToken != "t0ken" || c.PlaySecret != "0123456789abcdef0123" || !maps.Equal(c.RTSPPull, want) ||
+					c.RTSPReadTimeout != 4*time.Second || c.RTMPReadTimeout != 10*time.Second {
+					t.Errorf("%+v", c)
+				}
+			}},
+		{"secrets and cameras from the environment", nil, envMap{
+			"SHOPCAST_CUE_TOKEN": "t0ken", "SHOPCAST_PLAY_SECRET": "0123456789abcdef0123",
+			"SHOPCAST_RTSP_PULL":         "cam1=rtsp://admin:pw@10.0.0.9/h264?x=1, cam2=rtsp://cam2/live",
+			"SHOPCAST_RTSP_READ_TIMEOUT": "7s",
+		}, func(t *testing.T, c Config) {
+			want := map[string]string{"cam1": "rtsp://admin:pw@10.0.0.9/h264?x=1", "cam2": "rtsp://cam2/live"}
+			if c.CueToken != "t0ken" || c.PlaySecret != "0123456789abcdef0123" || !maps.Equal(c.RTSPPull, want) ||
+				c.RTSPReadTimeout != 7*time.Second {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"rtsp_read_timeout flag", []string{"-rtsp_read_timeout", "3s"}, nil, func(t *testing.T, c Config) {
+			if c.RTSPReadTimeout != 3*time.Second || c.RTMPReadTimeout != 10*time.Second {
+				t.Errorf("%+v", c)
+			}
+		}},
 		{"flag over defaults", []string{"-tls_cert", "c.pem", "-tls_key", "k.pem", "-rtsp", ":9554"}, nil,
 			func(t *testing.T, c Config) {
 				if c.TLSCert != "c.pem" || c.TLSKey != "k.pem" || c.RTSP != ":9554" {
@@ -175,6 +195,14 @@ func TestConfigErrors(t *testing.T) {
 		{"short window", []string{"-window_segments", "3"}, nil, "", "window_segments"},
 		{"zero timeout", []string{"-rtmp_read_timeout", "0s"}, nil, "", "rtmp_read_timeout"},
 		{"empty address", []string{"-http", ""}, nil, "", "http"},
+		{"zero rtsp timeout", []string{"-rtsp_read_timeout", "0s"}, nil, "", "rtsp_read_timeout"},
+		{"rtsp_pull is not a flag", []string{"-rtsp_pull", "cam=rtsp://cam/x"}, nil, "", "rtsp_pull"},
+		{"bad pull name", nil, envMap{"SHOPCAST_RTSP_PULL": "../cam=rtsp://cam/x"}, "", "rtsp_pull"},
+		{"pull not rtsp", nil, nil, `{"rtsp_pull": {"cam": "http://cam/x"}}`, "rtsp:// or rtsps://"},
+		{"pull without host", nil, nil, `{"rtsp_pull": {"cam": "rtsp:///x"}}`, "no host"},
+		{"pull entry not NAME=URL", nil, envMap{"SHOPCAST_RTSP_PULL": "cam"}, "", "entry 1"},
+		{"pull repeated name", nil, envMap{"SHOPCAST_RTSP_PULL": "cam=rtsp://a/x,cam=rtsp://b/x"}, "", "repeats"},
+		{"bad pull json", nil, nil, `{"rtsp_pull": {"cam": 1}}`, "rtsp_pull"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,8 +247,28 @@ func TestConfigSecretsNeverShown(t *testing.T) {
 	if _, err := loadConfig([]string{"-h"}, envMap{"SHOPCAST_PUBLISH_KEYS": secret + "=shop"}.lookup, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatal(err)
 	}
-	if strings.Contains(out.String(), secret) {
-		t.Errorf("secret shown in:\n%s", out.String())
+	// A camera's password: in the log line of the config, and in the
+	// errors of a URL that is refused or does not parse.
+	const camPass = "campw-7b6a5c"
+	for _, pull := range []string{"cam=ftp://admin:" + camPass + "@10.0.0.9/x", "cam=rtsp://admin:" + camPass + "@[::1/x"} {
+		if _, err := loadConfig(nil, envMap{"SHOPCAST_RTSP_PULL": pull}.lookup, &out); err == nil {
+			t.Errorf("%s: no error", pull)
+		} else {
+			out.WriteString(err.Error())
+		}
+	}
+	c, err = loadConfig(nil, envMap{"SHOPCAST_RTSP_PULL": "cam=rtsp://admin:" + camPass + "@10.0.0.9/x"}.lookup, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slog.New(slog.NewTextHandler(&out, nil)).Info("config", "config", c)
+	if !strings.Contains(out.String(), "cam=rtsp://admin:xxxxx@10.0.0.9/x") {
+		t.Errorf("the log does not show the camera URL without its password:\n%s", out.String())
+	}
+	for _, s := range []string{secret, camPass} {
+		if strings.Contains(out.String(), s) {
+			t.Errorf("secret %q shown in:\n%s", s, out.String())
+		}
 	}
 	if !strings.Contains(out.String(), "1 keys") {
 		t.Errorf("the log does not count the keys:\n%s", out.String())
@@ -311,7 +359,7 @@ func TestReadmeConfigTable(t *testing.T) {
 			flagCell = "none"
 		}
 		for _, want := range []string{"`" + k.env() + "`", flagCell, "`" + defaults[k.name] + "`"} {
-			if k.name == "publish_keys" && want == "`none`" {
+			if defaults[k.name] == "none" && want == "`none`" {
 				want = "none"
 			}
 			if !strings.Contains(row, want) {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/server"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
@@ -30,17 +32,25 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// loopbackArgs binds every listener to a free loopback port, turns RTSP's
+// fixed UDP ports off and keeps the cue store in the test's temp dir, so
+// tests can run side by side.
+func loopbackArgs(t *testing.T) []string {
+	return []string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0",
+		"-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}
+}
+
 // startRun runs shopcast on loopback ports and returns its addresses, a
 // function that stops it and returns run's error, and its log.
-func startRun(t *testing.T, args []string, env envMap) (listening, func() error, *syncBuffer) {
+func startRun(t *testing.T, args []string, env envMap) (server.Addrs, func() error, *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
-	ready := make(chan listening, 1)
+	ready := make(chan server.Addrs, 1)
 	done := make(chan error, 1)
 	args = append(loopbackArgs(t), args...)
 	go func() {
-		done <- runWith(ctx, args, logs, env.lookup, func(l listening) { ready <- l })
+		done <- runWith(ctx, args, logs, env.lookup, func(l server.Addrs) { ready <- l })
 	}()
 	var stopped bool
 	var runErr error
@@ -65,7 +75,7 @@ func startRun(t *testing.T, args []string, env envMap) (listening, func() error,
 	case <-time.After(10 * time.Second):
 		t.Fatalf("run not ready\n%s", logs.String())
 	}
-	return listening{}, nil, nil
+	return server.Addrs{}, nil, nil
 }
 
 func TestRunServesAndShutsDown(t *testing.T) {

@@ -1,7 +1,8 @@
 // Package bench measures shopcast end to end on loopback: a real RTMP
-// publisher (internal/testpub's client, paced in real time) feeds the real
-// ingest.RTMPServer, packager.Manager and origin.Server, and LL-HLS viewers
-// read through HTTP/1.1 with blocking playlist reloads.
+// publisher (internal/testpub's client, paced in real time) feeds the
+// server the binary runs (internal/server: ingest, packager, origin, cue
+// API, metrics), and LL-HLS viewers read through HTTP/1.1 with blocking
+// playlist reloads.
 //
 // Two figures are measured (docs/benchmarks.md explains them):
 // PublishToDeliverable, the time from the publisher writing a part's last
@@ -21,47 +22,61 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
-	"github.com/shopcast/shopcast/ingest"
-	"github.com/shopcast/shopcast/origin"
+	shopcast "github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/packager"
 )
 
 // streamName is the stream every benchmark publishes to.
 const streamName = "bench"
 
-// server is an in-process shopcast: RTMP ingest, packager and HTTP origin,
-// each bound to a free port on 127.0.0.1.
+// server is an in-process shopcast, started through internal/server (the
+// wiring the binary runs: cue store and API, metrics, both ingests), each
+// listener on a free port of 127.0.0.1.
 type server struct {
-	pkg    *packager.Manager
-	rtmp   *ingest.RTMPServer
-	origin *origin.Server
+	pkg   *packager.Manager
+	addrs shopcast.Addrs
+	stop  context.CancelFunc
+	done  chan error
+	dir   string // holds the cue store
 }
 
-func startServer() (*server, error) { return startServerConfig(packager.Config{}) }
+func startServer() (*server, error) { return startServerConfig(nil) }
 
-// startServerConfig is startServer with a packager configuration of the
-// benchmark's own (more streams, a longer target duration).
-func startServerConfig(cfg packager.Config) (*server, error) {
-	discard := slog.New(slog.DiscardHandler)
-	s := &server{pkg: packager.New(cfg, discard)}
-	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
-	if err := s.rtmp.Start(); err != nil {
+// startServerConfig is startServer with settings of the benchmark's own
+// (more streams, a longer target duration), changed by edit when set.
+func startServerConfig(edit func(*shopcast.Config)) (*server, error) {
+	dir, err := os.MkdirTemp("", "shopcast-bench")
+	if err != nil {
 		return nil, err
 	}
-	s.origin = &origin.Server{Address: "127.0.0.1:0", Source: s.pkg, Logger: discard}
-	if err := s.origin.Start(); err != nil {
-		s.rtmp.Close()
+	cfg := shopcast.Defaults()
+	cfg.HTTP, cfg.RTMP, cfg.RTSP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.RTSPUDPRTP, cfg.RTSPUDPRTCP = "", "" // ffmpeg publishes RTSP over TCP
+	cfg.CueStore = filepath.Join(dir, "cues.db")
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := shopcast.New(cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		err = srv.Start()
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{pkg: srv.Packager(), addrs: srv.Addrs(), stop: cancel, done: make(chan error, 1), dir: dir}
+	go func() { s.done <- srv.Run(ctx) }()
 	return s, nil
 }
 
 // liveURLs returns the publish and play URLs of the live namespace, which
 // a stream name completes: rtmp://HOST/live/ and http://HOST/live/.
 func (s *server) liveURLs() (publish, play string) {
-	return fmt.Sprintf("rtmp://%s/live/", s.rtmp.Addr()), fmt.Sprintf("http://%s/live/", s.origin.Addr())
+	return fmt.Sprintf("rtmp://%s/live/", s.addrs.RTMP), fmt.Sprintf("http://%s/live/", s.addrs.HTTP)
 }
 
 // publishURL is where the publisher sends the stream.
@@ -76,12 +91,17 @@ func (s *server) baseURL() string {
 	return play + streamName + "/"
 }
 
+// cuesURL is the cue API of stream name.
+func (s *server) cuesURL(name string) string {
+	return fmt.Sprintf("http://%s/api/v1/streams/%s/cues", s.addrs.HTTP, name)
+}
+
+// close shuts the server down as the binary does at SIGTERM and removes
+// its cue store.
 func (s *server) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = s.origin.Shutdown(ctx)
-	s.rtmp.Close()
-	s.pkg.Close()
+	s.stop()
+	<-s.done
+	_ = os.RemoveAll(s.dir)
 }
 
 // newHTTPClient returns an HTTP/1.1 keep-alive client able to hold conns

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/shopcast/shopcast/packager"
+	shopcast "github.com/shopcast/shopcast/internal/server"
 )
 
 // rig is what the ramps (viewers, streams, idle) measure with: the server
@@ -16,13 +16,13 @@ type rig struct {
 }
 
 // startRig reads the file the load will publish and starts the server
-// (with the packager configuration given) and the load process.
-func startRig(ctx context.Context, flv string, cfg packager.Config) (*rig, error) {
+// (with its settings changed by edit, when set) and the load process.
+func startRig(ctx context.Context, flv string, edit func(*shopcast.Config)) (*rig, error) {
 	src, err := loadSource(flv)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServerConfig(cfg)
+	srv, err := startServerConfig(edit)
 	if err != nil {
 		return nil, err
 	}

@@ -6,20 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/shopcast/shopcast/cues"
-	"github.com/shopcast/shopcast/ingest"
-	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/packager"
 )
 
 // CuesConfig sets up Cues.
@@ -95,59 +87,6 @@ func (r *CuesResult) String() string {
 		r.Posted, r.Refused, r.PostTime, r.BaselinePlaylist, r.LoadedPlaylist, r.BaselineCores, r.LoadedCores)
 }
 
-// cueServer is server with the cue API at /api/v1/ and its bbolt store.
-type cueServer struct {
-	*server
-	store *cues.Store
-	dir   string
-}
-
-func startCueServer() (*cueServer, error) {
-	discard := slog.New(slog.DiscardHandler)
-	dir, err := os.MkdirTemp("", "shopcast-bench-cues")
-	if err != nil {
-		return nil, err
-	}
-	store, err := cues.OpenStore(filepath.Join(dir, "cues.db"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	svc := &cues.Service{Store: store, Logger: discard}
-	api := &cues.API{Service: svc, Logger: discard}
-	s := &server{pkg: packager.New(packager.Config{OnStreamStart: svc.StreamStarted}, discard)}
-	svc.Timeline = s.pkg
-	api.Start()
-	cs := &cueServer{server: s, store: store, dir: dir}
-	s.rtmp = &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: s.pkg, Logger: discard}
-	if err := s.rtmp.Start(); err != nil {
-		cs.closeStore()
-		return nil, err
-	}
-	s.origin = &origin.Server{Address: "127.0.0.1:0", Source: s.pkg, Logger: discard}
-	s.origin.Handle("/api/v1/", api)
-	if err := s.origin.Start(); err != nil {
-		s.rtmp.Close()
-		cs.closeStore()
-		return nil, err
-	}
-	return cs, nil
-}
-
-func (cs *cueServer) closeStore() {
-	_ = cs.store.Close()
-	_ = os.RemoveAll(cs.dir)
-}
-
-func (cs *cueServer) close() {
-	cs.server.close()
-	cs.closeStore()
-}
-
-func (cs *cueServer) cuesURL() string {
-	return fmt.Sprintf("http://%s/api/v1/streams/%s/cues", cs.origin.Addr(), streamName)
-}
-
 // postCue posts a product cue at "now" lasting durMs and returns when the
 // 201 (all of it) was read.
 func postCue(ctx context.Context, c *http.Client, url, id string, durMs int) (time.Time, error) {
@@ -212,7 +151,7 @@ var (
 // cueToViewer posts n cues at "now" while one viewer follows the live
 // edge, and records when the viewer first held each cue.
 func cueToViewer(ctx context.Context, src *source, n int, res *CuesResult) error {
-	srv, err := startCueServer()
+	srv, err := startServer()
 	if err != nil {
 		return err
 	}
@@ -272,7 +211,7 @@ func cueToViewer(ctx context.Context, src *source, n int, res *CuesResult) error
 			return ctx.Err()
 		}
 		id := fmt.Sprintf("c%d", i)
-		at, err := postCue(ctx, client, srv.cuesURL(), id, 500)
+		at, err := postCue(ctx, client, srv.cuesURL(streamName), id, 500)
 		if err != nil {
 			return fmt.Errorf("POST %s: %w", id, err)
 		}
@@ -379,7 +318,7 @@ type cueLoad struct {
 // process, so that their work and garbage are not the server's. The loaded
 // window starts once the playlist holds a full window of cues.
 func deliverableUnderCues(ctx context.Context, flv string, d time.Duration, rate int, res *CuesResult) error {
-	srv, err := startCueServer()
+	srv, err := startServer()
 	if err != nil {
 		return err
 	}
@@ -421,7 +360,7 @@ func deliverableUnderCues(ctx context.Context, flv string, d time.Duration, rate
 	if err != nil {
 		return fmt.Errorf("no cues: %w", err)
 	}
-	api := fmt.Sprintf("http://%s/api/v1/streams/%s/cues", srv.origin.Addr(), name)
+	api := srv.cuesURL(name)
 	if _, err := lp.call(loadCmd{Op: "cues", Base: api, Rate: rate}); err != nil {
 		return err
 	}

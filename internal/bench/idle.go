@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/shopcast/shopcast/packager"
+	shopcast "github.com/shopcast/shopcast/internal/server"
 )
 
 // IdleConfig sets up Idle.
@@ -74,9 +74,8 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	if lim, err := RaiseFileLimit(uint64(cfg.Requests + 256)); err != nil || lim < uint64(cfg.Requests+64) {
 		return nil, fmt.Errorf("file limit %d too low for %d requests: %v", lim, cfg.Requests, err)
 	}
-	rg, err := startRig(ctx, cfg.FLV, packager.Config{
-		TargetDuration:     cfg.TargetDuration,
-		MaxBlockedRequests: cfg.Requests + 1000,
+	rg, err := startRig(ctx, cfg.FLV, func(c *shopcast.Config) {
+		c.TargetDuration, c.MaxBlockedRequests = cfg.TargetDuration, cfg.Requests+1000
 	})
 	if err != nil {
 		return nil, err

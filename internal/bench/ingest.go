@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,10 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/shopcast/shopcast/ingest"
-	"github.com/shopcast/shopcast/origin"
-	"github.com/shopcast/shopcast/packager"
 )
 
 // IngestFixtureArgs is the ffmpeg command line (after "ffmpeg") that makes
@@ -146,52 +141,23 @@ func Ingest(ctx context.Context, cfg IngestConfig) ([]IngestResult, error) {
 	return out, nil
 }
 
-// ingestServer is the ingest listener under test.
-type ingestServer interface {
-	Start() error
-	Close()
-}
-
 func ingestOne(ctx context.Context, ffmpeg, proto string, cfg IngestConfig) (IngestResult, error) {
 	res := IngestResult{Proto: proto}
-	discard := slog.New(slog.DiscardHandler)
-	pkg := packager.New(packager.Config{}, discard)
-	defer pkg.Close()
-	var (
-		srv ingestServer
-		url string
-	)
-	switch proto {
-	case "rtmp":
-		s := &ingest.RTMPServer{Address: "127.0.0.1:0", Sink: pkg, Logger: discard}
-		srv = s
-		if err := s.Start(); err != nil {
-			return res, err
-		}
-		url = fmt.Sprintf("rtmp://%s/live/%s", s.Addr(), streamName)
-	case "rtsp":
-		s := &ingest.RTSPServer{Address: "127.0.0.1:0", Sink: pkg, Logger: discard}
-		srv = s
-		if err := s.Start(); err != nil {
-			return res, err
-		}
-		url = fmt.Sprintf("rtsp://%s/live/%s", s.Addr(), streamName)
-	default:
+	if proto != "rtmp" && proto != "rtsp" {
 		return res, fmt.Errorf("unknown protocol %q", proto)
 	}
-	defer srv.Close()
-	org := &origin.Server{Address: "127.0.0.1:0", Source: pkg, Logger: discard}
-	if err := org.Start(); err != nil {
+	srv, err := startServer()
+	if err != nil {
 		return res, err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = org.Shutdown(sctx)
-	}()
-	base := fmt.Sprintf("http://%s/live/%s/", org.Addr(), streamName)
+	defer srv.close()
+	ingestAddr := srv.addrs.RTMP
+	if proto == "rtsp" {
+		ingestAddr = srv.addrs.RTSP
+	}
+	url := fmt.Sprintf("%s://%s/live/%s", proto, ingestAddr, streamName)
+	base := srv.baseURL()
 
-	var err error
 	if res.RSSIdle, err = rss(); err != nil {
 		return res, err
 	}

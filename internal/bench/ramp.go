@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/shopcast/shopcast/packager"
 )
 
 // RampConfig sets up Ramp.
@@ -118,7 +116,7 @@ func Ramp(ctx context.Context, cfg RampConfig) (*RampResult, error) {
 	if lim, err := RaiseFileLimit(uint64(top + 256)); err != nil || lim < uint64(top+64) {
 		return nil, fmt.Errorf("file limit %d too low for %d viewers: %v", lim, top, err)
 	}
-	rg, err := startRig(ctx, cfg.FLV, packager.Config{})
+	rg, err := startRig(ctx, cfg.FLV, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shopcast/shopcast/packager"
+	shopcast "github.com/shopcast/shopcast/internal/server"
 )
 
 // StreamsConfig sets up Streams.
@@ -103,7 +103,7 @@ func Streams(ctx context.Context, cfg StreamsConfig) (*StreamsResult, error) {
 	if _, err := RaiseFileLimit(uint64(4*top + 256)); err != nil {
 		return nil, err
 	}
-	rg, err := startRig(ctx, cfg.FLV, packager.Config{MaxStreams: top + 10})
+	rg, err := startRig(ctx, cfg.FLV, func(c *shopcast.Config) { c.MaxStreams = top + 10 })
 	if err != nil {
 		return nil, err
 	}

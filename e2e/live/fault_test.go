@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
+	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
 
@@ -146,12 +147,12 @@ func TestE2EFaultPublisherKilledMidPart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	srv := startServer(t, "-grace_period", "20s")
+	srv := startServer(t, func(c *server.Config) { c.GracePeriod = 20 * time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base := srv.http + "/live/kill/"
+	base := srv.HTTP + "/live/kill/"
 
-	c, err := testpub.Dial(ctx, srv.rtmp+"/live/kill")
+	c, err := testpub.Dial(ctx, srv.RTMP+"/live/kill")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestE2EFaultPublisherKilledMidPart(t *testing.T) {
 	// The publisher comes back: a player's blocking request for the next
 	// segment is answered with it.
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- testpub.Publish(ctx, srv.rtmp+"/live/kill", fixture, testpub.Options{}) }()
+	go func() { pubErr <- testpub.Publish(ctx, srv.RTMP+"/live/kill", fixture, testpub.Options{}) }()
 	code, body, _ := get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, before))
 	if code != http.StatusOK {
 		t.Fatalf("blocking request after the reconnect: %d", code)
@@ -225,12 +226,12 @@ func TestE2EFaultTimestampJumps(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	srv := startServer(t, "-grace_period", "1s", "-ended_linger", "10s")
+	srv := startServer(t, func(c *server.Config) { c.GracePeriod, c.EndedLinger = time.Second, 10*time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base := srv.http + "/live/jump/"
+	base := srv.HTTP + "/live/jump/"
 
-	c, err := testpub.Dial(ctx, srv.rtmp+"/live/jump")
+	c, err := testpub.Dial(ctx, srv.RTMP+"/live/jump")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,8 +318,8 @@ func TestE2EFaultStalledViewers(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	srv := startServer(t)
-	publishFor(t, srv.rtmp+"/live/stall")
-	base := srv.http + "/live/stall/"
+	publishFor(t, srv.RTMP+"/live/stall")
+	base := srv.HTTP + "/live/stall/"
 	var m *playlist.Media
 	waitFor(t, 20*time.Second, "two complete segments", func() bool {
 		if code, _, _ := get(t, base+"stream.m3u8"); code != 200 {
@@ -348,7 +349,7 @@ func TestE2EFaultStalledViewers(t *testing.T) {
 	}
 	defer closeAll()
 	for range stalled {
-		c, err := net.Dial("tcp", hostOf(srv.http))
+		c, err := net.Dial("tcp", hostOf(srv.HTTP))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,14 +408,14 @@ func TestE2EFaultRestart(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	store := t.TempDir() + "/cues.db"
-	srv := startServer(t, "-cue_store", store)
+	srv := startServer(t, func(c *server.Config) { c.CueStore = store })
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	pubDone := make(chan struct{})
 	go func() {
 		defer close(pubDone)
-		_ = testpub.Publish(pubCtx, srv.rtmp+"/live/re", fixture, testpub.Options{Loops: 1000})
+		_ = testpub.Publish(pubCtx, srv.RTMP+"/live/re", fixture, testpub.Options{Loops: 1000})
 	}()
-	base := srv.http + "/live/re/"
+	base := srv.HTTP + "/live/re/"
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
 		code, _, _ := get(t, base+"index.m3u8")
 		return code == 200
@@ -432,7 +433,7 @@ func TestE2EFaultRestart(t *testing.T) {
 	doc["at"] = time.Now().Add(40 * time.Second).UTC().Format(time.RFC3339Nano)
 	doc["duration_ms"] = 60000
 	body, _ := json.Marshal(doc)
-	api := srv.http + "/api/v1/streams/re/cues"
+	api := srv.HTTP + "/api/v1/streams/re/cues"
 	resp, err := http.Post(api, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -445,15 +446,15 @@ func TestE2EFaultRestart(t *testing.T) {
 
 	// Restart: stop the server (and with it the publisher's connection),
 	// start it again on the same ports and store.
-	if err := srv.stop(); err != nil {
+	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	stopPub()
 	<-pubDone
-	httpAddr, rtmpAddr := hostOf(srv.http), strings.TrimPrefix(srv.rtmp, "rtmp://")
-	srv2 := startServer(t, "-cue_store", store, "-http", httpAddr, "-rtmp", rtmpAddr)
-	if srv2.http != srv.http || srv2.rtmp != srv.rtmp {
-		t.Fatalf("restarted on other ports: %s %s", srv2.http, srv2.rtmp)
+	httpAddr, rtmpAddr := hostOf(srv.HTTP), strings.TrimPrefix(srv.RTMP, "rtmp://")
+	srv2 := startServer(t, func(c *server.Config) { c.CueStore, c.HTTP, c.RTMP = store, httpAddr, rtmpAddr })
+	if srv2.HTTP != srv.HTTP || srv2.RTMP != srv.RTMP {
+		t.Fatalf("restarted on other ports: %s %s", srv2.HTTP, srv2.RTMP)
 	}
 
 	code, got, _ := get(t, api+"/after-restart")
@@ -463,7 +464,7 @@ func TestE2EFaultRestart(t *testing.T) {
 
 	// The publisher comes back (OBS retries); players at the old URLs
 	// recover: a blocking request for the next part is answered.
-	publishFor(t, srv2.rtmp+"/live/re")
+	publishFor(t, srv2.RTMP+"/live/re")
 	waitFor(t, 15*time.Second, "the stream to be served again", func() bool {
 		code, _, _ := get(t, base+"stream.m3u8")
 		return code == 200

@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/bogem/id3v2/v2"
 
+	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
 
@@ -124,14 +125,16 @@ func TestE2ECueCarriage(t *testing.T) {
 	// 1 s segments (the fixture's GOP) and an 8-segment window, so that
 	// delta updates skip segments and date ranges leave the window within
 	// a few seconds; the publisher sends at twice real time.
-	srv := startServer(t, "-grace_period", "1s", "-target_duration", "1s", "-window_segments", "8")
+	srv := startServer(t, func(c *server.Config) {
+		c.GracePeriod, c.TargetDuration, c.WindowSegments = time.Second, time.Second, 8
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	go func() {
-		_ = testpub.Publish(ctx, srv.rtmp+"/live/cues", fixture, testpub.Options{Loops: 6, Speed: 2})
+		_ = testpub.Publish(ctx, srv.RTMP+"/live/cues", fixture, testpub.Options{Loops: 6, Speed: 2})
 	}()
-	base := srv.http + "/live/cues/"
-	api := srv.http + "/api/v1/streams/cues/cues"
+	base := srv.HTTP + "/live/cues/"
+	api := srv.HTTP + "/api/v1/streams/cues/cues"
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
 		code, _, _ := get(t, base+"stream.m3u8")
 		return code == 200
@@ -666,23 +669,23 @@ func TestE2ECueRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	srvA := startServer(t, "-grace_period", "1s", "-cue_store", store)
+	srvA := startServer(t, func(c *server.Config) { c.GracePeriod, c.CueStore = time.Second, store })
 	pubA, stopA := context.WithCancel(ctx)
-	go func() { _ = testpub.Publish(pubA, srvA.rtmp+"/live/again", fixture, testpub.Options{Loops: 5}) }()
+	go func() { _ = testpub.Publish(pubA, srvA.RTMP+"/live/again", fixture, testpub.Options{Loops: 5}) }()
 	api := "/api/v1/streams/again/cues"
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srvA.http+"/live/again/stream.m3u8")
+		code, _, _ := get(t, srvA.HTTP+"/live/again/stream.m3u8")
 		return code == 200
 	})
-	active := mustCue(t, http.MethodPost, srvA.http+api, cueDoc(t, "on-air", "now", 60000), http.StatusCreated)
+	active := mustCue(t, http.MethodPost, srvA.HTTP+api, cueDoc(t, "on-air", "now", 60000), http.StatusCreated)
 	pdt, err := time.Parse(time.RFC3339Nano, active.ProgramDateTime)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Far enough ahead to come after the restart, near enough to fire soon.
 	at := pdt.Add(5 * time.Second)
-	mustCue(t, http.MethodPost, srvA.http+api, cueDoc(t, "later", at.UTC().Format(time.RFC3339Nano), 0), http.StatusCreated)
-	fA := newCueFollower(t, srvA.http+"/live/again/")
+	mustCue(t, http.MethodPost, srvA.HTTP+api, cueDoc(t, "later", at.UTC().Format(time.RFC3339Nano), 0), http.StatusCreated)
+	fA := newCueFollower(t, srvA.HTTP+"/live/again/")
 	followA, stopFollowA := context.WithCancel(ctx)
 	doneA := make(chan struct{})
 	go func() { defer close(doneA); fA.run(followA) }()
@@ -691,17 +694,17 @@ func TestE2ECueRestart(t *testing.T) {
 	<-doneA
 	onAir, _ := cueEmsgs(t, fA, "on-air")
 	stopA()
-	if err := srvA.stop(); err != nil {
+	if err := srvA.Stop(); err != nil {
 		t.Fatal(err)
 	}
 
-	srvB := startServer(t, "-grace_period", "1s", "-cue_store", store)
-	go func() { _ = testpub.Publish(ctx, srvB.rtmp+"/live/again", fixture, testpub.Options{Loops: 5}) }()
+	srvB := startServer(t, func(c *server.Config) { c.GracePeriod, c.CueStore = time.Second, store })
+	go func() { _ = testpub.Publish(ctx, srvB.RTMP+"/live/again", fixture, testpub.Options{Loops: 5}) }()
 	waitFor(t, 15*time.Second, "the stream to appear again", func() bool {
-		code, _, _ := get(t, srvB.http+"/live/again/stream.m3u8")
+		code, _, _ := get(t, srvB.HTTP+"/live/again/stream.m3u8")
 		return code == 200
 	})
-	fB := newCueFollower(t, srvB.http+"/live/again/")
+	fB := newCueFollower(t, srvB.HTTP+"/live/again/")
 	followB, stopFollowB := context.WithCancel(ctx)
 	doneB := make(chan struct{})
 	go func() { defer close(doneB); fB.run(followB) }()
@@ -718,7 +721,7 @@ func TestE2ECueRestart(t *testing.T) {
 	later, _ := cueEmsgs(t, fB, "later")
 	// It fires at its scheduled date, mapped through the new stream's
 	// program date-time.
-	_, pl, _ := get(t, srvB.http+"/live/again/stream.m3u8")
+	_, pl, _ := get(t, srvB.HTTP+"/live/again/stream.m3u8")
 	p, _ := decodeM3U8(t, pl)
 	if media, ok := mediaOf(fB, p, at.Truncate(time.Millisecond)); ok {
 		if d := media - int64(later[0].e.PresentationTime); d < -90 || d > 90 {
@@ -726,7 +729,7 @@ func TestE2ECueRestart(t *testing.T) {
 		}
 	}
 	// The API calls it active once its program date-time has passed.
-	code, b, _ := callAPI(t, http.MethodGet, srvB.http+api+"/later", "", nil)
+	code, b, _ := callAPI(t, http.MethodGet, srvB.HTTP+api+"/later", "", nil)
 	var r cueReply
 	if err := json.Unmarshal(b, &r); code != http.StatusOK || err != nil {
 		t.Fatalf("GET later: %d %s", code, b)
@@ -736,7 +739,7 @@ func TestE2ECueRestart(t *testing.T) {
 	}
 	start, _ := time.Parse(time.RFC3339Nano, r.ProgramDateTime)
 	time.Sleep(time.Until(start.Add(time.Millisecond))) // a wall-clock time, not a condition anything signals
-	if code, b, _ := callAPI(t, http.MethodGet, srvB.http+api+"/later", "", nil); code != http.StatusOK || !strings.Contains(string(b), `"state":"active"`) {
+	if code, b, _ := callAPI(t, http.MethodGet, srvB.HTTP+api+"/later", "", nil); code != http.StatusOK || !strings.Contains(string(b), `"state":"active"`) {
 		t.Errorf("GET later after its start: %d %s", code, b)
 	}
 }
@@ -769,29 +772,25 @@ func waitEmsg(t *testing.T, f *cueFollower, id string, within time.Duration) {
 }
 
 // TestE2ECueAPIErrors checks every error status of the cue API on a running
-// server: 401 with a token configured (in the config file), 404 for an
+// server: 401 with a token configured, 404 for an
 // unknown stream or cue, 413 for a cue over max_cue_bytes, 429 with
 // Retry-After over cue_rate.
 func TestE2ECueAPIErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	conf := t.TempDir() + "/shopcast.json"
-	if err := os.WriteFile(conf, []byte(`{"cue_token": "s3cret-token"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := startServer(t, "-config", conf, "-max_cue_bytes", "700", "-cue_rate", "1")
+	srv := startServer(t, func(c *server.Config) { c.CueToken, c.MaxCueBytes, c.CueRate = "s3cret-token", 700, 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	go func() { _ = testpub.Publish(ctx, srv.rtmp+"/live/errs", fixture, testpub.Options{Loops: 3}) }()
+	go func() { _ = testpub.Publish(ctx, srv.RTMP+"/live/errs", fixture, testpub.Options{Loops: 3}) }()
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.http+"/live/errs/stream.m3u8")
+		code, _, _ := get(t, srv.HTTP+"/live/errs/stream.m3u8")
 		return code == 200
 	})
-	if strings.Contains(srv.log.String(), "s3cret-token") {
+	if strings.Contains(srv.Log.String(), "s3cret-token") {
 		t.Error("the log shows the token")
 	}
-	api := srv.http + "/api/v1/streams/errs/cues"
+	api := srv.HTTP + "/api/v1/streams/errs/cues"
 	small := cueDoc(t, "small", "now", 0)
 	big := cueDoc(t, "big", "now", 0)
 	big = bytes.Replace(big, []byte(`"title":"`), []byte(`"title":"`+strings.Repeat("x", 800)), 1)
@@ -804,8 +803,8 @@ func TestE2ECueAPIErrors(t *testing.T) {
 		{"no token", http.MethodPost, api, "", small, 401},
 		{"wrong token", http.MethodPost, api, "wrong", small, 401},
 		{"no token, GET", http.MethodGet, api, "", nil, 401},
-		{"unknown stream", http.MethodPost, srv.http + "/api/v1/streams/nope/cues", tok, small, 404},
-		{"unknown stream, GET", http.MethodGet, srv.http + "/api/v1/streams/nope/cues", tok, nil, 404},
+		{"unknown stream", http.MethodPost, srv.HTTP + "/api/v1/streams/nope/cues", tok, small, 404},
+		{"unknown stream, GET", http.MethodGet, srv.HTTP + "/api/v1/streams/nope/cues", tok, nil, 404},
 		{"unknown cue", http.MethodGet, api + "/nope", tok, nil, 404},
 		{"unknown cue, DELETE", http.MethodDelete, api + "/nope", tok, nil, 404},
 		{"oversize", http.MethodPost, api, tok, big, 413},
@@ -850,11 +849,11 @@ func TestE2ECues(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	srv := startServer(t, "-grace_period", "1s")
+	srv := startServer(t, func(c *server.Config) { c.GracePeriod = time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	go func() { _ = testpub.Publish(ctx, srv.rtmp+"/live/shop", fixture, testpub.Options{Loops: 3}) }()
-	base := srv.http + "/live/shop/"
+	go func() { _ = testpub.Publish(ctx, srv.RTMP+"/live/shop", fixture, testpub.Options{Loops: 3}) }()
+	base := srv.HTTP + "/live/shop/"
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
 		code, _, _ := get(t, base+"index.m3u8")
 		return code == 200
@@ -870,7 +869,7 @@ func TestE2ECues(t *testing.T) {
 	}
 	doc["at"] = "now"
 	body, _ := json.Marshal(doc)
-	api := srv.http + "/api/v1/streams/shop/cues"
+	api := srv.HTTP + "/api/v1/streams/shop/cues"
 	resp, err := http.Post(api, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -895,7 +894,7 @@ func TestE2ECues(t *testing.T) {
 		status    int
 	}{
 		{api, `{"v":1,"id":"x1","type":"product","product":{"sku":"a","title":"t","price":{"amount":"oops","currency":"EUR"},"image_url":"https://a/b.jpg","url":"https://a/b"}}`, 400},
-		{srv.http + "/api/v1/streams/nope/cues", string(body), 404},
+		{srv.HTTP + "/api/v1/streams/nope/cues", string(body), 404},
 		{api, string(body), 409},
 	} {
 		r, err := http.Post(c.url, "application/json", strings.NewReader(c.body))

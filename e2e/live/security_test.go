@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"bufio"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
+	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 	"github.com/shopcast/shopcast/origin"
 )
@@ -72,9 +74,9 @@ func TestE2ESecurityPathTraversal(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	srv := startServer(t)
-	publishFor(t, srv.rtmp+"/live/sec")
+	publishFor(t, srv.RTMP+"/live/sec")
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.http+"/live/sec/index.m3u8")
+		code, _, _ := get(t, srv.HTTP+"/live/sec/index.m3u8")
 		return code == 200
 	})
 	secrets := []string{
@@ -101,7 +103,7 @@ func TestE2ESecurityPathTraversal(t *testing.T) {
 			target := route + esc
 			for _, method := range []string{"GET", "HEAD"} {
 				req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", method, target)
-				resp, body, err := rawRequest(t, hostOf(srv.http), []byte(req))
+				resp, body, err := rawRequest(t, hostOf(srv.HTTP), []byte(req))
 				if err != nil {
 					continue // closed without an answer: nothing leaked
 				}
@@ -109,7 +111,7 @@ func TestE2ESecurityPathTraversal(t *testing.T) {
 				// on this server: follow it, as a browser would.
 				if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && strings.HasPrefix(loc, "/") {
 					req := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", method, loc)
-					if resp, body, err = rawRequest(t, hostOf(srv.http), []byte(req)); err != nil {
+					if resp, body, err = rawRequest(t, hostOf(srv.HTTP), []byte(req)); err != nil {
 						continue
 					}
 					target += " -> " + loc
@@ -132,7 +134,7 @@ func TestE2ESecurityPathTraversal(t *testing.T) {
 		}
 	}
 	// The stream is still served.
-	if code, _, _ := get(t, srv.http+"/live/sec/stream.m3u8"); code != 200 {
+	if code, _, _ := get(t, srv.HTTP+"/live/sec/stream.m3u8"); code != 200 {
 		t.Errorf("stream after the scan: %d", code)
 	}
 }
@@ -145,12 +147,12 @@ func TestE2ESecurityOversized(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	srv := startServer(t)
-	publishFor(t, srv.rtmp+"/live/sec")
+	publishFor(t, srv.RTMP+"/live/sec")
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.http+"/live/sec/index.m3u8")
+		code, _, _ := get(t, srv.HTTP+"/live/sec/index.m3u8")
 		return code == 200
 	})
-	host := hostOf(srv.http)
+	host := hostOf(srv.HTTP)
 	for _, route := range everyRoute {
 		// 1 MiB of headers: far over the origin's 64 KiB MaxHeaderBytes.
 		big := strings.Repeat("a", 8<<10)
@@ -194,14 +196,14 @@ func TestE2ESecurityOversized(t *testing.T) {
 		strings.Repeat("_HLS_msn=1&", 1000),
 		"_HLS_msn=1&_HLS_part=" + strings.Repeat("9", 30),
 	} {
-		if code, _, _ := get(t, srv.http+"/live/sec/stream.m3u8?"+q); code != http.StatusBadRequest {
+		if code, _, _ := get(t, srv.HTTP+"/live/sec/stream.m3u8?"+q); code != http.StatusBadRequest {
 			t.Errorf("stream.m3u8?%.40s...: %d, want 400", q, code)
 		}
 	}
 
 	// A cue body over max_cue_bytes (8 KiB by default): 413, with the
 	// limit, and the stream's cues unchanged.
-	api := srv.http + "/api/v1/streams/sec/cues"
+	api := srv.HTTP + "/api/v1/streams/sec/cues"
 	huge := `{"v":1,"type":"product","product":{"sku":"` + strings.Repeat("x", 1<<20) + `"}}`
 	resp, err := http.Post(api, "application/json", strings.NewReader(huge))
 	if err != nil {
@@ -227,8 +229,8 @@ func TestE2ESecurityOversized(t *testing.T) {
 	}
 }
 
-// TestE2ESecurityPublishKey turns publish auth on through the environment,
-// as an operator would: a wrong stream key is refused, the right one
+// TestE2ESecurityPublishKey turns publish auth on: a wrong stream key is
+// refused, the right one
 // publishes under its public name, and neither key is ever logged nor
 // servable as a stream name.
 func TestE2ESecurityPublishKey(t *testing.T) {
@@ -236,26 +238,25 @@ func TestE2ESecurityPublishKey(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	const goodKey, badKey = "k3y-5ecret-0f-shop-7731", "wr0ng-k3y-guess-9920"
-	srv := startServerEnv(t, map[string]string{
-		"SHOPCAST_PUBLISH_AUTH": "true",
-		"SHOPCAST_PUBLISH_KEYS": goodKey + "=shop",
-	}, "-log_level", "debug")
+	srv := startServerDebug(t, func(c *server.Config) {
+		c.PublishAuth, c.PublishKeys = true, map[string]string{goodKey: "shop"}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	for _, key := range []string{badKey, "shop", ""} {
-		c, err := testpub.Dial(ctx, srv.rtmp+"/live/"+key)
+		c, err := testpub.Dial(ctx, srv.RTMP+"/live/"+key)
 		if err == nil {
 			c.Close()
 			t.Errorf("publish with stream key %q accepted", key)
 		}
 	}
-	publishFor(t, srv.rtmp+"/live/"+goodKey)
+	publishFor(t, srv.RTMP+"/live/"+goodKey)
 	waitFor(t, 15*time.Second, "the stream under its public name", func() bool {
-		code, _, _ := get(t, srv.http+"/live/shop/index.m3u8")
+		code, _, _ := get(t, srv.HTTP+"/live/shop/index.m3u8")
 		return code == 200
 	})
-	logs := srv.log.String()
+	logs := srv.Log.String()
 	for _, k := range []string{goodKey, badKey} {
 		if strings.Contains(logs, k) {
 			t.Errorf("the log shows stream key %q", k)
@@ -265,12 +266,12 @@ func TestE2ESecurityPublishKey(t *testing.T) {
 		t.Errorf("no log line for the refused publisher")
 	}
 	// After the log check: the access log shows this request's path.
-	if code, _, _ := get(t, srv.http+"/live/"+goodKey+"/index.m3u8"); code != 404 {
+	if code, _, _ := get(t, srv.HTTP+"/live/"+goodKey+"/index.m3u8"); code != 404 {
 		t.Errorf("the secret key is servable as a stream name: %d", code)
 	}
 }
 
-// TestE2ESecurityCueToken sets a cue token through the environment: no
+// TestE2ESecurityCueToken sets a cue token: no
 // token and a wrong token get 401 with the RFC 6750 challenge, the right one
 // is accepted, and the token is never logged.
 func TestE2ESecurityCueToken(t *testing.T) {
@@ -278,17 +279,17 @@ func TestE2ESecurityCueToken(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	const token = "cue-t0ken-abcdef-42"
-	srv := startServerEnv(t, map[string]string{"SHOPCAST_CUE_TOKEN": token}, "-log_level", "debug")
-	publishFor(t, srv.rtmp+"/live/sec")
+	srv := startServerDebug(t, func(c *server.Config) { c.CueToken = token })
+	publishFor(t, srv.RTMP+"/live/sec")
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.http+"/live/sec/index.m3u8")
+		code, _, _ := get(t, srv.HTTP+"/live/sec/index.m3u8")
 		return code == 200
 	})
 	cue, err := os.ReadFile("../../testdata/cues_example.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := srv.http + "/api/v1/streams/sec/cues"
+	api := srv.HTTP + "/api/v1/streams/sec/cues"
 	for _, c := range []struct {
 		method, auth string
 		status       int
@@ -323,7 +324,7 @@ func TestE2ESecurityCueToken(t *testing.T) {
 			t.Errorf("%s with %q: WWW-Authenticate %q", c.method, c.auth, resp.Header.Get("WWW-Authenticate"))
 		}
 	}
-	if strings.Contains(srv.log.String(), token) {
+	if strings.Contains(srv.Log.String(), token) {
 		t.Error("the log shows the cue token")
 	}
 }
@@ -331,15 +332,13 @@ func TestE2ESecurityCueToken(t *testing.T) {
 // playSecret is the play secret of the play-token tests.
 const playSecret = "play-5ecret-for-tests-0123456789"
 
-// startPlayAuthServer starts shopcast with SHOPCAST_PLAY_SECRET and skips
-// the test when the binary does not wire signed play URLs yet (a stream
-// file then answers 404 without a token instead of 403).
-func startPlayAuthServer(t *testing.T, args ...string) *server {
+// startPlayAuthServer starts shopcast with a play secret: a stream file
+// without a token answers 403.
+func startPlayAuthServer(t *testing.T) *e2etest.Server {
 	t.Helper()
-	srv := startServerEnv(t, map[string]string{"SHOPCAST_PLAY_SECRET": playSecret}, args...)
-	if code, _, _ := get(t, srv.http+"/live/none/index.m3u8"); code != http.StatusForbidden {
-		t.Skipf("signed play URLs are not wired into cmd/shopcast yet (play_secret in the config, origin.Server.PlayAuth): "+
-			"a stream file without a token answered %d, not 403", code)
+	srv := startServerDebug(t, func(c *server.Config) { c.PlaySecret = playSecret })
+	if code, _, _ := get(t, srv.HTTP+"/live/none/index.m3u8"); code != http.StatusForbidden {
+		t.Fatalf("a stream file without a token answered %d, not 403", code)
 	}
 	return srv
 }
@@ -352,11 +351,11 @@ func TestE2ESecurityPlayToken(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	srv := startPlayAuthServer(t, "-log_level", "debug")
-	publishFor(t, srv.rtmp+"/live/paid")
+	srv := startPlayAuthServer(t)
+	publishFor(t, srv.RTMP+"/live/paid")
 	auth := &origin.PlayAuth{Secret: []byte(playSecret)}
 	good := auth.Token("paid", time.Now().Add(time.Hour))
-	base := srv.http + "/live/paid/"
+	base := srv.HTTP + "/live/paid/"
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
 		code, _, _ := get(t, base+"index.m3u8?token="+good)
 		return code == 200
@@ -431,12 +430,12 @@ func TestE2ESecurityPlayToken(t *testing.T) {
 	defer c.Close()
 	select {
 	case <-got:
-	case err := <-c.Wait():
+	case err := <-wait2(c):
 		t.Fatalf("gohlslib stopped on the signed URL: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("gohlslib decoded nothing from the signed URL")
 	}
-	if strings.Contains(srv.log.String(), playSecret) {
+	if strings.Contains(srv.Log.String(), playSecret) {
 		t.Error("the log shows the play secret")
 	}
 }
@@ -458,7 +457,7 @@ func TestE2ESecuritySlowloris(t *testing.T) {
 	results := make(chan result, n)
 	for range n {
 		go func() {
-			conn, err := net.Dial("tcp", hostOf(srv.http))
+			conn, err := net.Dial("tcp", hostOf(srv.HTTP))
 			if err != nil {
 				results <- result{}
 				return
@@ -485,7 +484,7 @@ func TestE2ESecuritySlowloris(t *testing.T) {
 	}
 	// Players are served while the trickling connections are open.
 	for range 3 {
-		if code, _, _ := get(t, srv.http+"/healthz"); code != 200 {
+		if code, _, _ := get(t, srv.HTTP+"/healthz"); code != 200 {
 			t.Errorf("healthz during slowloris: %d", code)
 		}
 		time.Sleep(time.Second) // spreads the probes over the attack; not synchronisation

@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"bytes"
@@ -24,6 +24,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/shopcast/shopcast/internal/server"
 )
 
 // mediaFrame is one access unit of a fixture, on the fixture's clock.
@@ -43,11 +45,11 @@ type mp4Fixture struct {
 	sampleEntries []string
 	// codecs are the RFC 6381 strings derived from the fixture's own
 	// configuration boxes with mp4ff, video first.
-	codecs           []string
-	videoFrames      []mediaFrame
-	audioFrames      []mediaFrame
-	audioRate        int
-	hevcPS, av1SeqHd [][]byte
+	codecs      []string
+	videoFrames []mediaFrame
+	audioFrames []mediaFrame
+	audioRate   int
+	av1SeqHd    [][]byte
 }
 
 // span is the loop period: both tracks' ends, rounded up to a whole audio
@@ -472,7 +474,7 @@ func readHLSCodecs(t *testing.T, uri string, norm func([][]byte) [][]byte, timeo
 	}
 	defer c.Close()
 	select {
-	case err := <-c.Wait():
+	case err := <-wait2(c):
 		if err != nil && !strings.Contains(err.Error(), "ended") {
 			t.Logf("gohlslib client stopped: %v", err)
 		}
@@ -515,14 +517,14 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 				}
 			}
 			const loops = 2
-			srv := startServer(t, "-grace_period", "1s", "-ended_linger", "10s")
+			srv := startServer(t, func(c *server.Config) { c.GracePeriod, c.EndedLinger = time.Second, 10*time.Second })
 			name := strings.NewReplacer("+", "-").Replace(strings.ToLower(tc.name))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			pubErr := make(chan error, 1)
-			go func() { pubErr <- publishEnhancedRTMP(ctx, srv.rtmp+"/live/"+name, f, loops) }()
+			go func() { pubErr <- publishEnhancedRTMP(ctx, srv.RTMP+"/live/"+name, f, loops) }()
 
-			base := srv.http + "/live/" + name + "/"
+			base := srv.HTTP + "/live/" + name + "/"
 			waitFor(t, 15*time.Second, "the stream to appear", func() bool {
 				code, _, _ := get(t, base+"index.m3u8")
 				return code == 200
@@ -595,6 +597,14 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 			t.Logf("%s: %d video AUs and %d audio frames read, payloads and PTS as sent; %s", tc.name, len(r.video), len(r.audio), want)
 		})
 	}
+}
+
+// wait2 delivers the error that ends c, for a select with a deadline
+// (Client.Wait2 blocks).
+func wait2(c *gohlslib.Client) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- c.Wait2() }()
+	return ch
 }
 
 // codecsAttr returns the CODECS="..." attribute of a multivariant playlist.

@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
 
@@ -50,7 +51,7 @@ func TestE2EPublisherToHLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	srv := startServer(t, "-grace_period", "1s", "-ended_linger", "10s")
+	srv := startServer(t, func(c *server.Config) { c.GracePeriod, c.EndedLinger = time.Second, 10*time.Second })
 	video, audio, err := testpub.ReadFLV(fixture)
 	if err != nil {
 		t.Fatal(err)
@@ -59,9 +60,9 @@ func TestE2EPublisherToHLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- testpub.Publish(ctx, srv.rtmp+"/live/e2e", fixture, testpub.Options{Loops: 2}) }()
+	go func() { pubErr <- testpub.Publish(ctx, srv.RTMP+"/live/e2e", fixture, testpub.Options{Loops: 2}) }()
 
-	base := srv.http + "/live/e2e/"
+	base := srv.HTTP + "/live/e2e/"
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
 		code, _, _ := get(t, base+"index.m3u8")
 		return code == 200
@@ -133,20 +134,20 @@ func TestE2EFFmpegOBS(t *testing.T) {
 	if err != nil {
 		t.Fatal("ffmpeg is required (make test installs it)")
 	}
-	srv := startServer(t, "-grace_period", "1s")
+	srv := startServer(t, func(c *server.Config) { c.GracePeriod = time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
 		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
 		"-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high",
 		"-pix_fmt", "yuv420p", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "800k",
-		"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "flv", srv.rtmp+"/live/obs")
+		"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "flv", srv.RTMP+"/live/obs")
 	out := &strings.Builder{}
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	base := srv.http + "/live/obs/"
+	base := srv.HTTP + "/live/obs/"
 	waitFor(t, 20*time.Second, "the stream to appear", func() bool {
 		code, _, _ := get(t, base+"index.m3u8")
 		return code == 200
@@ -193,11 +194,11 @@ func TestE2EReconnect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	srv := startServer(t, "-grace_period", "3s", "-ended_linger", "2s")
+	srv := startServer(t, func(c *server.Config) { c.GracePeriod, c.EndedLinger = 3*time.Second, 2*time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	url := srv.rtmp + "/live/re"
-	base := srv.http + "/live/re/"
+	url := srv.RTMP + "/live/re"
+	base := srv.HTTP + "/live/re/"
 
 	// 1. A publisher that stalls after 3 s and keeps its socket open.
 	stalled := make(chan error, 1)
@@ -222,7 +223,7 @@ func TestE2EReconnect(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Error("the hung session was not closed after being replaced")
 	}
-	if !strings.Contains(srv.log.String(), "publisher replaced") {
+	if !strings.Contains(srv.Log.String(), "publisher replaced") {
 		t.Error("no log line for the replaced publisher")
 	}
 
@@ -259,14 +260,14 @@ func TestE2EBadInput(t *testing.T) {
 	srv := startServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	go func() { _ = testpub.Publish(ctx, srv.rtmp+"/live/good", fixture, testpub.Options{Loops: 3}) }()
-	base := srv.http + "/live/good/"
+	go func() { _ = testpub.Publish(ctx, srv.RTMP+"/live/good", fixture, testpub.Options{Loops: 3}) }()
+	base := srv.HTTP + "/live/good/"
 	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
 		code, _, _ := get(t, base+"index.m3u8")
 		return code == 200
 	})
 	for _, garbage := range []string{"GET / HTTP/1.1\r\n\r\n", "\x03" + strings.Repeat("\xff", 4000), "\x00\x01\x02"} {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.rtmp, "rtmp://"))
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.RTMP, "rtmp://"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +298,7 @@ func TestE2EBadInput(t *testing.T) {
 	if code, _, _ := get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, seq+n+10)); code != 400 {
 		t.Errorf("_HLS_msn far ahead: %d, want 400", code)
 	}
-	if code, _, _ := get(t, srv.http+"/live/good/../../etc/passwd"); code != 404 {
+	if code, _, _ := get(t, srv.HTTP+"/live/good/../../etc/passwd"); code != 404 {
 		t.Errorf("path traversal: %d, want 404", code)
 	}
 }

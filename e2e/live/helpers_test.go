@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"bytes"
@@ -7,78 +7,36 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
+	"github.com/shopcast/shopcast/internal/server"
 )
 
-// server is a shopcast started in-process on loopback ports.
-type server struct {
-	http string // http://127.0.0.1:PORT
-	rtmp string // rtmp://127.0.0.1:PORT
-	rtsp string // rtsp://127.0.0.1:PORT
-	log  *syncBuffer
-	stop func() error
-}
-
-// loopbackArgs binds every listener to a free loopback port, turns RTSP's
-// fixed UDP ports off and keeps the cue store in the test's temp dir, so
-// tests can run side by side.
-func loopbackArgs(t *testing.T) []string {
-	return []string{"-http", "127.0.0.1:0", "-rtmp", "127.0.0.1:0", "-rtsp", "127.0.0.1:0",
-		"-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "", "-cue_store", t.TempDir() + "/cues.db"}
-}
-
-func startServer(t *testing.T, args ...string) *server {
+// startServer starts shopcast (internal/server, as the binary runs it) on
+// loopback ports with the defaults, changed by edit.
+func startServer(t *testing.T, edit ...func(*server.Config)) *e2etest.Server {
 	t.Helper()
-	return startServerEnv(t, nil, args...)
+	return e2etest.Start(t, testConfig(t, edit))
 }
 
-// startServerEnv is startServer with an environment: the way secrets
-// (publish keys, the cue token, the play secret) reach shopcast.
-func startServerEnv(t *testing.T, env map[string]string, args ...string) *server {
+// startServerDebug is startServer logging at debug level: with an access
+// log line per request, for the tests that check what is never logged.
+func startServerDebug(t *testing.T, edit ...func(*server.Config)) *e2etest.Server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := &server{log: &syncBuffer{}}
-	ready := make(chan listening, 1)
-	errc := make(chan error, 1)
-	all := append(loopbackArgs(t), args...)
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	go func() { errc <- runWith(ctx, all, srv.log, lookup, func(l listening) { ready <- l }) }()
-	select {
-	case l := <-ready:
-		srv.http = "http://" + l.HTTP.String()
-		srv.rtmp = "rtmp://" + l.RTMP.String()
-		srv.rtsp = "rtsp://" + l.RTSP.String()
-	case err := <-errc:
-		cancel()
-		t.Fatalf("shopcast did not start: %v\n%s", err, srv.log)
+	return e2etest.StartDebug(t, testConfig(t, edit))
+}
+
+func testConfig(t *testing.T, edit []func(*server.Config)) server.Config {
+	cfg := e2etest.Config(t)
+	for _, e := range edit {
+		e(&cfg)
 	}
-	var once sync.Once
-	var stopErr error
-	srv.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case stopErr = <-errc:
-			case <-time.After(20 * time.Second):
-				stopErr = fmt.Errorf("shopcast did not shut down")
-			}
-		})
-		return stopErr
-	}
-	t.Cleanup(func() {
-		if err := srv.stop(); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", srv.log)
-		}
-	})
-	return srv
+	return cfg
 }
 
 func get(t *testing.T, url string) (int, []byte, http.Header) {

@@ -1,4 +1,4 @@
-package main
+package live
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/shopcast/shopcast/internal/server"
 )
 
 // TestE2ERTSPFFmpeg publishes with real ffmpeg over RTSP (TCP interleaved),
@@ -38,7 +40,7 @@ func TestE2ERTSPFFmpeg(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := startServer(t, "-grace_period", "1s", "-ended_linger", "10s")
+			srv := startServer(t, func(c *server.Config) { c.GracePeriod, c.EndedLinger = time.Second, 10*time.Second })
 			name := strings.ToLower(strings.ReplaceAll(tc.name, "+", "-"))
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -48,14 +50,14 @@ func TestE2ERTSPFFmpeg(t *testing.T) {
 			args = append(args, tc.video...)
 			args = append(args, "-pix_fmt", "yuv420p", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "800k",
 				"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2",
-				"-f", "rtsp", "-rtsp_transport", "tcp", srv.rtsp+"/live/"+name)
+				"-f", "rtsp", "-rtsp_transport", "tcp", srv.RTSP+"/live/"+name)
 			cmd := exec.CommandContext(ctx, ffmpeg, args...)
 			out := &strings.Builder{}
 			cmd.Stderr = out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			base := srv.http + "/live/" + name + "/"
+			base := srv.HTTP + "/live/" + name + "/"
 			waitFor(t, 20*time.Second, "the stream to appear", func() bool {
 				code, _, _ := get(t, base+"index.m3u8")
 				return code == 200

@@ -1,0 +1,248 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/origin"
+)
+
+// Config is the server's settings. Each field's comment states its default,
+// the value Defaults returns; cmd/shopcast reads them from flags, the
+// environment and a JSON file, with the same defaults in its defaults.json.
+type Config struct {
+	// HTTP is the listen address of the HLS origin. It defaults to ":8080".
+	HTTP string
+	// RTMP is the listen address of the RTMP ingest. It defaults to ":1935".
+	RTMP string
+	// RTSP is the listen address of the RTSP ingest. It defaults to ":8554".
+	RTSP string
+	// RTSPUDPRTP and RTSPUDPRTCP are the UDP ports of RTSP publishers that
+	// use UDP transport: RTP on an even port, RTCP on the next one. Empty
+	// turns UDP off (TCP only). They default to ":8000" and ":8001".
+	RTSPUDPRTP  string
+	RTSPUDPRTCP string
+	// TLSCert and TLSKey are PEM files; when both are set the origin serves
+	// HTTPS with HTTP/2. They default to "" (cleartext HTTP/1.1 and h2c).
+	TLSCert string
+	TLSKey  string
+	// CORSOrigin is the Access-Control-Allow-Origin sent with stream files.
+	// It defaults to "*".
+	CORSOrigin string
+	// TargetDuration is the segment target duration (EXT-X-TARGETDURATION).
+	// It defaults to 2s.
+	TargetDuration time.Duration
+	// PartTarget is the partial segment target duration (EXT-X-PART-INF
+	// PART-TARGET). It defaults to 333ms.
+	PartTarget time.Duration
+	// WindowSegments is the number of segments in a media playlist, at
+	// least 6. It defaults to 10.
+	WindowSegments int
+	// GracePeriod is how long a stream waits for its publisher to reconnect
+	// before it ends. It defaults to 30s.
+	GracePeriod time.Duration
+	// EndedLinger is how long an ended stream stays servable. It defaults
+	// to 30s.
+	EndedLinger time.Duration
+	// MaxStreams caps concurrent streams. It defaults to 100.
+	MaxStreams int
+	// MaxBlockedRequests caps blocking playlist and preload-hint requests
+	// waiting at once. It defaults to 20000.
+	MaxBlockedRequests int
+	// RTMPReadTimeout closes an RTMP connection that sends nothing this
+	// long. It defaults to 10s.
+	RTMPReadTimeout time.Duration
+	// RTSPReadTimeout closes an RTSP publisher's connection, or a pull from
+	// a camera, that sends nothing this long. It defaults to 10s.
+	RTSPReadTimeout time.Duration
+	// RTSPPull maps a public stream name to the RTSP URL of a camera (or
+	// encoder, or media server) that shopcast reads and publishes under
+	// that name, reconnecting when the source drops. The URL may carry
+	// credentials (rtsp://USER:PASS@HOST/PATH); they are never logged. It
+	// defaults to none.
+	RTSPPull map[string]string
+	// ShutdownTimeout is how long a graceful shutdown waits for HTTP
+	// requests in flight; it is raised to 3x TargetDuration + 1s so blocked
+	// playlist requests are answered. It defaults to 10s.
+	ShutdownTimeout time.Duration
+	// PublishAuth makes publishers present one of PublishKeys as their
+	// stream key. It defaults to false: the stream key is the public name.
+	PublishAuth bool
+	// PublishKeys maps each secret stream key to the public stream name it
+	// publishes. It is never logged. It defaults to none.
+	PublishKeys map[string]string
+	// PlaySecret is the HMAC key of signed play URLs (at least 16 bytes);
+	// empty (the default) leaves stream files public. It is never logged.
+	PlaySecret string
+	// PlayTokenTTL is the lifetime of play tokens shopcast makes. It
+	// defaults to 2h.
+	PlayTokenTTL time.Duration
+	// HTTPReadHeaderTimeout, HTTPReadTimeout and HTTPIdleTimeout bound slow
+	// or idle HTTP clients (slowloris). They default to 10s, 15s and 120s.
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPIdleTimeout       time.Duration
+	// HTTPWriteTimeout bounds writing one response; it is raised to 3x
+	// target_duration + 11s so blocking requests finish. It defaults to 30s.
+	HTTPWriteTimeout time.Duration
+	// HTTPMaxHeaderBytes caps request headers. It defaults to 65536.
+	HTTPMaxHeaderBytes int
+	// RTMPMaxConns caps concurrent RTMP connections. It defaults to 200.
+	RTMPMaxConns int
+	// RTMPMaxAMFBytes caps one RTMP AMF message (commands, metadata). It
+	// defaults to 65536.
+	RTMPMaxAMFBytes int
+	// MetricsAddr is the listen address of /metrics and /readyz; empty (the
+	// default) serves /metrics on the HTTP port.
+	MetricsAddr string
+	// MetricsMaxStreams is how many streams get their own metrics label;
+	// the rest are summed as "other". It defaults to 50.
+	MetricsMaxStreams int
+	// CueStore is the file of the embedded cue database (bbolt), created
+	// when missing. It defaults to "shopcast-cues.db".
+	CueStore string
+	// CueToken is the bearer token of the cue API. Empty (the default)
+	// serves the API to loopback clients only. It is never logged.
+	CueToken string
+	// MaxCueBytes caps one cue's JSON. It defaults to 8192.
+	MaxCueBytes int
+	// CueRate caps cues posted per second per stream. It defaults to 50.
+	CueRate int
+	// CueCommitDelay is how long a write to the cue store waits for others
+	// to share its fsynced commit. It defaults to 50ms.
+	CueCommitDelay time.Duration
+	// CueSchedule is a JSON file of cues (times relative to stream start)
+	// applied to every stream when it starts. It defaults to "" (none).
+	CueSchedule string
+}
+
+// Defaults returns the default of every setting, for embedders and tests
+// that change a few; cmd/shopcast's defaults.json holds the same values
+// (its tests check that they agree).
+func Defaults() Config {
+	return Config{
+		HTTP:                  ":8080",
+		RTMP:                  ":1935",
+		RTSP:                  ":8554",
+		RTSPUDPRTP:            ":8000",
+		RTSPUDPRTCP:           ":8001",
+		CORSOrigin:            "*",
+		TargetDuration:        2 * time.Second,
+		PartTarget:            333 * time.Millisecond,
+		WindowSegments:        10,
+		GracePeriod:           30 * time.Second,
+		EndedLinger:           30 * time.Second,
+		MaxStreams:            100,
+		MaxBlockedRequests:    20000,
+		RTMPReadTimeout:       10 * time.Second,
+		RTSPReadTimeout:       10 * time.Second,
+		RTSPPull:              map[string]string{},
+		ShutdownTimeout:       10 * time.Second,
+		PublishKeys:           map[string]string{},
+		PlayTokenTTL:          2 * time.Hour,
+		HTTPReadHeaderTimeout: 10 * time.Second,
+		HTTPReadTimeout:       15 * time.Second,
+		HTTPWriteTimeout:      30 * time.Second,
+		HTTPIdleTimeout:       120 * time.Second,
+		HTTPMaxHeaderBytes:    65536,
+		RTMPMaxConns:          200,
+		RTMPMaxAMFBytes:       65536,
+		MetricsMaxStreams:     50,
+		CueStore:              "shopcast-cues.db",
+		MaxCueBytes:           8192,
+		CueRate:               50,
+		CueCommitDelay:        50 * time.Millisecond,
+	}
+}
+
+// Validate checks the settings, naming each bad one by its config key, so
+// that a server never starts with a setting it would only refuse later (a
+// bad stream name at the first publish, a camera URL at the first pull).
+// Errors never show a secret: publish keys, tokens, or credentials in
+// camera URLs.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, a ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, a...))
+		}
+	}
+	check(c.HTTP != "", "http: empty address")
+	check(c.RTMP != "", "rtmp: empty address")
+	check((c.TLSCert == "") == (c.TLSKey == ""), "tls_cert and tls_key: set both or neither")
+	check(c.TargetDuration >= time.Second, "target_duration: %v is under 1s", c.TargetDuration)
+	check(c.PartTarget > 0 && c.PartTarget < c.TargetDuration,
+		"part_target: %v is not between 0 and target_duration (%v)", c.PartTarget, c.TargetDuration)
+	check(c.WindowSegments >= 6, "window_segments: %d is under 6", c.WindowSegments)
+	check(c.GracePeriod > 0, "grace_period: %v is not positive", c.GracePeriod)
+	check(c.EndedLinger > 0, "ended_linger: %v is not positive", c.EndedLinger)
+	check(c.MaxStreams > 0, "max_streams: %d is not positive", c.MaxStreams)
+	check(c.MaxBlockedRequests > 0, "max_blocked_requests: %d is not positive", c.MaxBlockedRequests)
+	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
+	check(c.RTSPReadTimeout > 0, "rtsp_read_timeout: %v is not positive", c.RTSPReadTimeout)
+	check(c.ShutdownTimeout > 0, "shutdown_timeout: %v is not positive", c.ShutdownTimeout)
+	check(c.MaxCueBytes > 0, "max_cue_bytes: %d is not positive", c.MaxCueBytes)
+	check(c.PlaySecret == "" || len(c.PlaySecret) >= origin.MinPlaySecretBytes, "play_secret: shorter than %d bytes", origin.MinPlaySecretBytes)
+	check(c.PlayTokenTTL > 0, "play_token_ttl: %v is not positive", c.PlayTokenTTL)
+	for _, d := range []time.Duration{c.HTTPReadHeaderTimeout, c.HTTPReadTimeout, c.HTTPWriteTimeout, c.HTTPIdleTimeout} {
+		check(d > 0, "http timeouts must be positive, got %v", d)
+	}
+	check(c.HTTPMaxHeaderBytes > 0, "http_max_header_bytes: %d is not positive", c.HTTPMaxHeaderBytes)
+	check(c.RTMPMaxConns > 0, "rtmp_max_conns: %d is not positive", c.RTMPMaxConns)
+	check(c.RTMPMaxAMFBytes > 0, "rtmp_max_amf_bytes: %d is not positive", c.RTMPMaxAMFBytes)
+	check(c.MetricsMaxStreams > 0, "metrics_max_streams: %d is not positive", c.MetricsMaxStreams)
+	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
+	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
+	check(c.CueStore != "", "cue_store: empty")
+	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
+	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
+	// The public names of publish_keys are checked here, not at the first
+	// publish; the error never shows the secret key.
+	for _, name := range c.PublishKeys {
+		if err := ingest.ValidateName(name); err != nil {
+			errs = append(errs, fmt.Errorf("publish_keys: %w", err))
+		}
+	}
+	// In name order, so that a broken config always gives the same errors.
+	for _, name := range slices.Sorted(maps.Keys(c.RTSPPull)) {
+		if err := checkPull(name, c.RTSPPull[name]); err != nil {
+			errs = append(errs, fmt.Errorf("rtsp_pull: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkPull checks one rtsp_pull entry. Its errors show the URL without
+// its password.
+func checkPull(name, raw string) error {
+	if err := ingest.ValidateName(name); err != nil {
+		return err
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error quotes the whole URL, password included.
+		return fmt.Errorf("%s: the URL does not parse", name)
+	}
+	if u.Scheme != "rtsp" && u.Scheme != "rtsps" {
+		return fmt.Errorf("%s: %s is not an rtsp:// or rtsps:// URL", name, u.Redacted())
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%s: %s has no host", name, u.Redacted())
+	}
+	return nil
+}
+
+// RedactURL is raw without the password it may carry, for logs and
+// errors; a URL that does not parse is shown as "(unparsable URL)".
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,349 @@
+// Package server wires shopcast's stages into one server: the cue store,
+// the packager, the RTMP and RTSP ingest (and pulls from RTSP cameras), and
+// the HTTP origin with the cue API, the pages, metrics and readiness. The
+// shopcast command, the end-to-end tests and the benchmarks all start this
+// one wiring, so what they run is what ships; several servers can run in
+// one process (nothing is global).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/shopcast/shopcast/cues"
+	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/fdlimit"
+	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/packager"
+	"github.com/shopcast/shopcast/telemetry"
+	"github.com/shopcast/shopcast/web"
+)
+
+// ErrStarted is returned by Start when the server was already started.
+var ErrStarted = errors.New("server already started")
+
+// Server is one shopcast server. New builds it, Start binds its listeners
+// (after which Addrs holds the bound addresses), and Run serves until its
+// context ends, then shuts down gracefully.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+	addrs   Addrs
+	// closers undo Start in reverse order: origin, pulls, ingest, packager,
+	// store.
+	closers []func()
+	org     *origin.Server
+	ready   *telemetry.Ready
+	manager *packager.Manager
+}
+
+// Addrs are the bound listen addresses, so that callers that listen on
+// port 0 learn the port. Metrics is nil when metrics share the HTTP port.
+type Addrs struct {
+	HTTP, RTMP, RTSP, Metrics net.Addr
+}
+
+// New checks cfg and returns a server that is not yet listening. log
+// receives every component's lines.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, log: log}, nil
+}
+
+// blockingWait is how long an LL-HLS blocking request may be held.
+// RFC 8216bis 6.2.5.2: a blocking request waits up to 3 target durations;
+// the write timeout and the shutdown wait must outlast it.
+func (s *Server) blockingWait() time.Duration { return 3*s.cfg.TargetDuration + time.Second }
+
+// Start opens the cue store and binds every listener. When one fails, what
+// was already started is closed again and the error returned. On success
+// the caller must call Run, which is what closes the server.
+func (s *Server) Start() (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return ErrStarted
+	}
+	s.started = true
+	defer func() {
+		if err != nil {
+			s.closeLocked()
+		}
+	}()
+	cfg, log := s.cfg, s.log
+	s.checkFileLimit()
+
+	// Started in pipeline order, closed in reverse: the packager, the
+	// ingest that feeds it, the origin that reads it.
+	// The cue store opens first and closes last: nothing acknowledged to a
+	// producer is lost while the rest shuts down.
+	store := &cues.Store{Path: cfg.CueStore, CommitDelay: cfg.CueCommitDelay}
+	if err := store.Open(); err != nil {
+		return fmt.Errorf("cue store: %w", err)
+	}
+	s.push(func() { _ = store.Close() })
+	s.ready = telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
+	s.ready.Set(telemetry.ReadyCueStore, true)
+	s.push(func() { s.ready.Set(telemetry.ReadyCueStore, false) }) // before the store closes
+	// The cue service places cues and puts them back when a stream starts
+	// again; it closes after the ingest and the packager that feed it data
+	// messages, before the store.
+	cueService := &cues.Service{Store: store, Logger: log}
+	s.push(cueService.Close)
+	cueAPI := &cues.API{
+		Service:       cueService,
+		Token:         cfg.CueToken,
+		MaxCueBytes:   cfg.MaxCueBytes,
+		RatePerSecond: float64(cfg.CueRate),
+		Logger:        log,
+	}
+	if cfg.CueSchedule != "" {
+		if err := cueService.LoadSchedule(cfg.CueSchedule); err != nil {
+			return fmt.Errorf("cue schedule: %w", err)
+		}
+	}
+
+	s.manager = packager.New(packager.Config{
+		OnStreamStart:      cueService.StreamStarted,
+		OnData:             cueService.PublisherData,
+		FirstNumber:        packager.WallClockNumbers,
+		TargetDuration:     cfg.TargetDuration,
+		PartTarget:         cfg.PartTarget,
+		WindowSegments:     cfg.WindowSegments,
+		GracePeriod:        cfg.GracePeriod,
+		EndedLinger:        cfg.EndedLinger,
+		MaxStreams:         cfg.MaxStreams,
+		MaxBlockedRequests: cfg.MaxBlockedRequests,
+	}, log)
+	s.push(s.manager.Close)
+	cueService.Timeline = s.manager
+	metrics := &telemetry.Metrics{Packager: s.manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
+	metrics.Start()
+	cueAPI.Observer = metrics
+
+	// One registry for every ingest protocol (and the camera pulls), so
+	// that a publisher coming back over another protocol replaces its old
+	// session.
+	reg := ingest.NewRegistry(log)
+	auth := &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys}
+	rtmp := &ingest.RTMPServer{
+		Address:           cfg.RTMP,
+		Sink:              s.manager,
+		Auth:              auth,
+		Registry:          reg,
+		Logger:            log,
+		ReadTimeout:       cfg.RTMPReadTimeout,
+		MaxConns:          cfg.RTMPMaxConns,
+		MaxAMFMessageSize: cfg.RTMPMaxAMFBytes,
+	}
+	if err := rtmp.Start(); err != nil {
+		return err
+	}
+	s.push(rtmp.Close)
+	// ANNOUNCE/RECORD at rtsp://HOST:PORT/live/KEY, TCP and UDP transports,
+	// with the same stream-key rules as RTMP.
+	rtsp := &ingest.RTSPServer{
+		Address:        cfg.RTSP,
+		UDPRTPAddress:  cfg.RTSPUDPRTP,
+		UDPRTCPAddress: cfg.RTSPUDPRTCP,
+		Sink:           s.manager,
+		Auth:           auth,
+		Registry:       reg,
+		Logger:         log,
+		ReadTimeout:    cfg.RTSPReadTimeout,
+	}
+	if err := rtsp.Start(); err != nil {
+		return err
+	}
+	s.push(rtsp.Close)
+	s.startPulls(reg)
+
+	org := &origin.Server{
+		Observer:          metrics,
+		Address:           cfg.HTTP,
+		Source:            s.manager,
+		Logger:            log,
+		CORSOrigin:        cfg.CORSOrigin,
+		TLSCert:           cfg.TLSCert,
+		TLSKey:            cfg.TLSKey,
+		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		MaxHeaderBytes:    cfg.HTTPMaxHeaderBytes,
+		WriteTimeout:      max(cfg.HTTPWriteTimeout, s.blockingWait()+10*time.Second),
+	}
+	if cfg.PlaySecret != "" {
+		org.PlayAuth = &origin.PlayAuth{Secret: []byte(cfg.PlaySecret), TTL: cfg.PlayTokenTTL}
+	}
+	cueAPI.Start()
+	org.Handle("/api/v1/", cueAPI)
+	org.Handle("GET /readyz", s.ready)
+	if cfg.MetricsAddr == "" {
+		org.Handle("GET /metrics", metrics.Handler())
+	} else {
+		ms := &telemetry.Server{Address: cfg.MetricsAddr, Metrics: metrics, Ready: s.ready, Logger: log}
+		if err := ms.Start(); err != nil {
+			return err
+		}
+		s.addrs.Metrics = ms.Addr()
+		s.push(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ms.Shutdown(ctx)
+		})
+	}
+	org.Handle("/sdk/", http.FileServerFS(cues.SDK))
+	web.New(web.Config{Streams: s.manager.StreamNames, Logger: log}).Register(org.Handle)
+	if err := org.Start(); err != nil {
+		return err
+	}
+	s.org = org
+	s.addrs.HTTP, s.addrs.RTMP, s.addrs.RTSP = org.Addr(), rtmp.Addr(), rtsp.Addr()
+	s.ready.Set(telemetry.ReadyListeners, true)
+
+	httpScheme := "http"
+	if cfg.TLSCert != "" {
+		httpScheme = "https"
+	}
+	log.Info("shopcast ready",
+		"publish", "rtmp://"+displayAddr(s.addrs.RTMP)+"/live/{stream key}",
+		"play", httpScheme+"://"+displayAddr(s.addrs.HTTP)+"/live/{name}/index.m3u8")
+	return nil
+}
+
+// checkFileLimit raises the open-file limit to the hard limit and warns,
+// once, when the connections the configured limits allow cannot all have a
+// descriptor: the server would then fail accept() for everyone on its
+// busiest day instead of answering 503 to the requests over a limit.
+func (s *Server) checkFileLimit() {
+	l, err := fdlimit.Raise()
+	if err != nil {
+		s.log.Warn("open-file limit not raised", "err", err, "soft", l.Soft, "hard", l.Hard)
+	}
+	need := uint64(max(s.cfg.MaxBlockedRequests, 0)) + uint64(max(s.cfg.RTMPMaxConns, 0))
+	if l.Soft > 0 && !l.Fits(need) {
+		s.log.Warn("open-file limit below what max_blocked_requests and rtmp_max_conns allow: raise the hard limit (ulimit -Hn, systemd LimitNOFILE) or lower them",
+			"limit", l.Soft, "max_blocked_requests", s.cfg.MaxBlockedRequests, "rtmp_max_conns", s.cfg.RTMPMaxConns)
+	}
+}
+
+// startPulls starts one ingest.RTSPPull per rtsp_pull entry. They stop,
+// and are waited for, before the RTSP and RTMP ingest close.
+func (s *Server) startPulls(reg *ingest.Registry) {
+	if len(s.cfg.RTSPPull) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for name, u := range s.cfg.RTSPPull {
+		p := &ingest.RTSPPull{
+			Name:        name,
+			URL:         u,
+			Sink:        s.manager,
+			Registry:    reg,
+			Logger:      s.log,
+			ReadTimeout: s.cfg.RTSPReadTimeout,
+		}
+		s.log.Info("pulling a camera", "stream", name, "url", RedactURL(u))
+		wg.Go(func() {
+			// Run fails at once only on a configuration Validate has
+			// already checked; it retries everything else itself.
+			if err := p.Run(ctx); err != nil {
+				s.log.Error("rtsp pull stopped", "stream", name, "err", err)
+			}
+		})
+	}
+	s.push(func() { cancel(); wg.Wait() })
+}
+
+// push adds a closer, run before those pushed earlier.
+func (s *Server) push(f func()) { s.closers = append(s.closers, f) }
+
+// closeLocked runs the closers in reverse order of Start.
+func (s *Server) closeLocked() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// Addrs returns the bound listen addresses; they are zero before Start.
+func (s *Server) Addrs() Addrs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs
+}
+
+// Packager returns the server's packager, for benchmarks and tests that
+// look inside (blocked requests, the configuration it applies); nil before
+// Start.
+func (s *Server) Packager() *packager.Manager {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.manager
+}
+
+// Run starts the server unless Start already has, serves until ctx ends,
+// and shuts down: /readyz turns unready, HTTP requests in flight (blocked
+// playlist requests included) get up to max(ShutdownTimeout, 3 target
+// durations + 1s), then the publishers end, then the streams, and the cue
+// store closes last. It returns Start's error, or nil after a shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		if err := s.Start(); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+
+	s.mu.Lock()
+	org, closers := s.org, s.closers
+	s.org, s.closers = nil, nil
+	s.mu.Unlock()
+	if org == nil {
+		return nil // Start failed and has closed what it opened
+	}
+	// Load balancers stop sending traffic while requests drain.
+	s.ready.Set(telemetry.ReadyListeners, false)
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(s.cfg.ShutdownTimeout, s.blockingWait()))
+	defer cancel()
+	if err := org.Shutdown(sctx); err != nil {
+		s.log.Warn("HTTP requests cut short by shutdown", "err", err)
+	}
+	// The publishers, then the streams, then the store.
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+	return nil
+}
+
+// displayAddr writes a listen address for a URL a person can use:
+// "localhost" stands in for the wildcard address.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
+	}
+	return tcp.String()
+}
