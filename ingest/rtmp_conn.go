@@ -150,7 +150,9 @@ func (c *rtmpConn) serve() (err error) {
 	// The Reader reads the first 2s of media to find the tracks (less when
 	// the probe's fastStart ends it), then replays them. rtmpProbe keeps the
 	// AV1/VP9 parameters it leaves out.
-	probe := &rtmpProbe{Conn: sc}
+	// Under everything that reads timestamps, so that all of it sees them
+	// unwrapped.
+	probe := &rtmpProbe{Conn: &rtmpUnwrap{Conn: sc}}
 	r := &gortmplib.Reader{Conn: probe}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading tracks: %w", err)
