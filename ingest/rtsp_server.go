@@ -35,7 +35,9 @@ import (
 // as the key, and it must publish NAME. The user name is not checked.
 //
 // A publisher that comes back under the same name replaces its old session
-// (through Registry), as with RTMP.
+// when Registry's rule says it is the same publisher (same key, same
+// address, or the old session gone or silent), as with RTMP; another one is
+// answered 409 to its ANNOUNCE.
 type RTSPServer struct {
 	// Address is the TCP address of the RTSP listener. It defaults to
 	// ":8554".
