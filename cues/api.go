@@ -1,21 +1,17 @@
 package cues
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/shopcast/shopcast/internal/adminauth"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -108,61 +104,23 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
+// authorize applies the rule every admin endpoint shares (package
+// adminauth): the bearer token when one is configured, else only direct
+// requests from this machine.
 func (a *API) authorize(w http.ResponseWriter, r *http.Request) bool {
-	if a.Token != "" {
-		tok, ok := bearer(r.Header.Get("Authorization"))
-		if ok && tokenEqual(tok, a.Token) {
-			return true
-		}
-		// RFC 6750 3: a request without credentials gets the challenge
-		// alone; one with a wrong token gets error="invalid_token".
-		challenge := `Bearer realm="shopcast"`
-		if ok {
-			challenge += `, error="invalid_token"`
-		}
-		w.Header().Set("WWW-Authenticate", challenge)
-		writeJSON(w, http.StatusUnauthorized, errorBody("bearer token required"))
-		return false
+	ref := adminauth.Rule{Token: a.Token}.Check(r)
+	if ref == nil {
+		return true
 	}
-	if !loopbackClient(r) {
-		writeJSON(w, http.StatusForbidden, errorBody("the cue API has no token configured and answers loopback clients only"))
-		return false
+	if ref.Challenge != "" {
+		w.Header().Set("WWW-Authenticate", ref.Challenge)
 	}
-	return true
-}
-
-// bearer extracts the token of an "Authorization: Bearer TOKEN" header; the
-// scheme is case-insensitive (RFC 9110 11.1).
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+	msg := ref.Error()
+	if errors.Is(ref, adminauth.ErrNotLocal) {
+		msg = "the cue API has no token configured and answers loopback clients only: " + msg
 	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
-
-// tokenEqual compares in constant time, also hiding the token's length.
-func tokenEqual(got, want string) bool {
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
-}
-
-// loopbackClient reports whether r comes from a loopback address and not
-// through a proxy: a proxy on this host (a CDN edge, nginx) would make
-// every client look local.
-func loopbackClient(r *http.Request) bool {
-	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
-		if r.Header.Get(h) != "" {
-			return false
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
+	writeJSON(w, ref.Status, errorBody(msg))
+	return false
 }
 
 // CueResponse is how the API shows a cue.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // DecodeCue decodes and validates one cue, strictly: the body is exactly one
@@ -193,15 +194,117 @@ func eachField(raw json.RawMessage, path string, fn func(key string, v json.RawM
 
 func isNull(v json.RawMessage) bool { return string(v) == "null" }
 
+// stringField reads a JSON string. The raw bytes are checked first:
+// encoding/json turns invalid UTF-8 and lone surrogate escapes into U+FFFD
+// without a word, so after decoding they could no longer be told from a
+// U+FFFD the producer meant.
 func stringField(field string, v json.RawMessage) (string, error) {
 	if len(v) == 0 || v[0] != '"' {
 		return "", fieldErr(field, "must be a string")
+	}
+	if !utf8.Valid(v) {
+		return "", fieldErr(field, "must be valid UTF-8")
+	}
+	if esc, ok := loneSurrogate(v); ok {
+		return "", fieldErr(field, "must not contain the lone surrogate %s (UTF-16 halves must come in pairs)", esc)
 	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
 		return "", fieldErr(field, "must be a string")
 	}
+	if r, name, ok := spoofingRune(s); ok {
+		return "", fieldErr(field, "must not contain U+%04X (%s): invisible and direction-changing characters can make a title or a price read as something else", r, name)
+	}
 	return s, nil
+}
+
+// loneSurrogate finds a \uD800-\uDFFF escape in a raw JSON string that is
+// not half of a pair (RFC 8259 7: a character outside the BMP is escaped as
+// a high surrogate followed by a low one) and returns it as written.
+func loneSurrogate(v []byte) (string, bool) {
+	pendingHigh := "" // a high surrogate escape waiting for its low half
+	for i := 0; i < len(v); i++ {
+		if v[i] != '\\' {
+			if pendingHigh != "" {
+				return pendingHigh, true
+			}
+			continue
+		}
+		if i+1 >= len(v) {
+			break
+		}
+		if v[i+1] != 'u' {
+			if pendingHigh != "" {
+				return pendingHigh, true
+			}
+			i++ // the escaped character, which may be a backslash
+			continue
+		}
+		if i+6 > len(v) {
+			break // a syntax error, which json.Unmarshal reports
+		}
+		esc := string(v[i : i+6])
+		n, err := strconv.ParseUint(esc[2:], 16, 16)
+		i += 5
+		if err != nil {
+			continue
+		}
+		switch {
+		case n >= 0xD800 && n <= 0xDBFF:
+			if pendingHigh != "" {
+				return pendingHigh, true
+			}
+			pendingHigh = esc
+		case n >= 0xDC00 && n <= 0xDFFF:
+			if pendingHigh == "" {
+				return esc, true
+			}
+			pendingHigh = ""
+		default:
+			if pendingHigh != "" {
+				return pendingHigh, true
+			}
+		}
+	}
+	return pendingHigh, pendingHigh != ""
+}
+
+// spoofingRune finds a character that changes how the text around it is
+// displayed without being seen itself: Unicode bidirectional formatting
+// characters (UAX #9 2: embeddings, overrides, isolates, marks), which can
+// reorder "19.99" into "99.91" or a title around it, and zero-width or
+// invisible format characters, which make two different titles look
+// identical. Zero-width joiners (U+200C, U+200D) are among them: they are
+// needed by some scripts and emoji sequences, but a product title is short
+// enough to do without them, and they hide text as well as the others.
+func spoofingRune(s string) (rune, string, bool) {
+	for _, r := range s {
+		var name string
+		switch {
+		case r == 0x061C:
+			name = "ARABIC LETTER MARK"
+		case r == 0x180E:
+			name = "MONGOLIAN VOWEL SEPARATOR"
+		case r >= 0x200B && r <= 0x200D:
+			name = "zero-width space or joiner"
+		case r == 0x200E || r == 0x200F:
+			name = "directional mark"
+		case r >= 0x202A && r <= 0x202E:
+			name = "directional embedding or override"
+		case r >= 0x2060 && r <= 0x2064:
+			name = "word joiner or invisible operator"
+		case r >= 0x2066 && r <= 0x2069:
+			name = "directional isolate"
+		case r >= 0x206A && r <= 0x206F:
+			name = "deprecated format character"
+		case r == 0xFEFF:
+			name = "ZERO WIDTH NO-BREAK SPACE"
+		default:
+			continue
+		}
+		return r, name, true
+	}
+	return 0, "", false
 }
 
 // intField reads a JSON number that is a whole number, written without a

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ type rtmpConn struct {
 	kicked atomic.Bool
 	// published is set once the Sink accepted the publication.
 	published bool
+	// lastRead is when the last bytes arrived (Unix ns): the Registry lets
+	// another publisher replace a session that stays silent.
+	lastRead atomic.Int64
 
 	// Set once the publication starts; used by the Reader's callbacks, which
 	// run in the connection's goroutine.
@@ -43,14 +47,18 @@ type rtmpConn struct {
 
 func newRTMPConn(s *RTMPServer, nc net.Conn) *rtmpConn {
 	remote := nc.RemoteAddr().String()
-	return &rtmpConn{
+	c := &rtmpConn{
 		s:      s,
 		nc:     nc,
 		remote: remote,
 		log:    s.log.With("proto", "rtmp", "remote", remote),
 		done:   make(chan struct{}),
 	}
+	c.lastRead.Store(time.Now().UnixNano())
+	return c
 }
+
+func (c *rtmpConn) lastActive() time.Time { return time.Unix(0, c.lastRead.Load()) }
 
 // run serves the connection until it ends, and logs why it ended.
 func (c *rtmpConn) run() {
@@ -93,6 +101,7 @@ func (c *rtmpConn) serve() (err error) {
 		Conn:    c.nc,
 		timeout: c.s.readTimeout,
 		guard:   newRTMPGuard(c.s.maxAMF),
+		active:  &c.lastRead,
 	}}
 
 	// Handshake and connect command.
@@ -109,11 +118,29 @@ func (c *rtmpConn) serve() (err error) {
 		return errPlayRefused
 	}
 
-	name, err := c.resolveName(sc)
+	name, key, err := c.resolveName(sc)
 	if err != nil {
 		return err
 	}
 	c.log = c.log.With("stream", name)
+
+	// Before NetStream.Publish.Start, so that a publisher refused here is
+	// told so by the answer to its publish command. A replaced session ends
+	// here, before this one probes its tracks: it is dead or the same
+	// encoder, so nothing is lost.
+	pubKey := ""
+	if c.s.auth.Enabled {
+		pubKey = key
+	}
+	release, err := c.s.registry.Admit(context.Background(), name, Publisher{
+		Proto: "rtmp", Remote: c.remote, Key: pubKey, LastActive: c.lastActive, Kick: c.kick,
+	})
+	if err != nil {
+		// The error names the holder's address: for the log only.
+		c.refuse(sc, "NetStream.Publish.BadName", ErrNameInUse.Error())
+		return &refusal{err: err}
+	}
+	defer release()
 
 	// NetStream.Publish.Start: the encoder starts sending media.
 	if err := sc.AcceptAction(); err != nil {
@@ -123,7 +150,9 @@ func (c *rtmpConn) serve() (err error) {
 	// The Reader reads the first 2s of media to find the tracks (less when
 	// the probe's fastStart ends it), then replays them. rtmpProbe keeps the
 	// AV1/VP9 parameters it leaves out.
-	probe := &rtmpProbe{Conn: sc}
+	// Under everything that reads timestamps, so that all of it sees them
+	// unwrapped.
+	probe := &rtmpProbe{Conn: &rtmpUnwrap{Conn: sc}}
 	r := &gortmplib.Reader{Conn: probe}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("reading tracks: %w", err)
@@ -134,12 +163,6 @@ func (c *rtmpConn) serve() (err error) {
 	if err != nil {
 		return &refusal{err: err}
 	}
-
-	// A publisher already on this name is a stale session of the same
-	// encoder (OBS reconnects before the server noticed the drop) or a
-	// second encoder with the same key: the newest one wins.
-	release := c.s.registry.Claim(name, Publisher{Proto: "rtmp", Remote: c.remote, Kick: c.kick})
-	defer release()
 
 	pub, err := c.s.Sink.Publish(PublishInfo{Name: name, Proto: "rtmp", Remote: c.remote, Tracks: tracks})
 	if err != nil {
@@ -166,8 +189,8 @@ func (c *rtmpConn) serve() (err error) {
 
 // resolveName finds the public stream name of a publish command, or refuses
 // the publisher. With authentication on, the key is never logged.
-func (c *rtmpConn) resolveName(sc *gortmplib.ServerConn) (string, error) {
-	key, err := streamKeyFromURL(sc.URL)
+func (c *rtmpConn) resolveName(sc *gortmplib.ServerConn) (name, key string, err error) {
+	key, err = streamKeyFromURL(sc.URL)
 	if err != nil {
 		c.refuse(sc, "NetStream.Publish.BadName", "publish to rtmp://HOST/"+rtmpApp+"/KEY")
 		ref := &refusal{err: err}
@@ -175,10 +198,10 @@ func (c *rtmpConn) resolveName(sc *gortmplib.ServerConn) (string, error) {
 			// The path may hold the key; it is only secret with auth on.
 			ref.attrs = []any{"path", truncate(sc.URL.Path, 80)}
 		}
-		return "", ref
+		return "", "", ref
 	}
 
-	name, err := c.s.auth.Resolve(key)
+	name, err = c.s.auth.Resolve(key)
 	if err != nil {
 		if errors.Is(err, ErrUnknownKey) {
 			c.refuse(sc, "NetStream.Publish.Unauthorized", "unknown stream key")
@@ -186,9 +209,9 @@ func (c *rtmpConn) resolveName(sc *gortmplib.ServerConn) (string, error) {
 			c.refuse(sc, "NetStream.Publish.BadName", err.Error())
 		}
 		// Resolve's errors never contain the key.
-		return "", &refusal{err: err}
+		return "", "", &refusal{err: err}
 	}
-	return name, nil
+	return name, key, nil
 }
 
 // refusal is a publisher turned away (bad URL, unknown key, unsupported
@@ -256,6 +279,7 @@ type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
 	guard   *rtmpGuard
+	active  *atomic.Int64 // set to the time of every read that got bytes
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
@@ -264,6 +288,9 @@ func (d *deadlineConn) Read(p []byte) (int, error) {
 	}
 	n, err := d.Conn.Read(p)
 	if n > 0 {
+		if d.active != nil {
+			d.active.Store(time.Now().UnixNano())
+		}
 		if gerr := d.guard.feed(p[:n]); gerr != nil {
 			return 0, gerr
 		}

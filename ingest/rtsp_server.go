@@ -1,11 +1,13 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"sync/atomic"
 	"time"
@@ -33,7 +35,9 @@ import (
 // as the key, and it must publish NAME. The user name is not checked.
 //
 // A publisher that comes back under the same name replaces its old session
-// (through Registry), as with RTMP.
+// when Registry's rule says it is the same publisher (same key, same
+// address, or the old session gone or silent), as with RTMP; another one is
+// answered 409 to its ANNOUNCE.
 type RTSPServer struct {
 	// Address is the TCP address of the RTSP listener. It defaults to
 	// ":8554".
@@ -139,8 +143,14 @@ type rtspPublisher struct {
 	session *gortsplib.ServerSession
 
 	pub     atomic.Pointer[rtspPublication]
-	release func() // set by OnRecord
+	release func() // set by OnAnnounce
+	// lastPacket is when the last RTP packet arrived (Unix ns), or the
+	// ANNOUNCE before the first: the Registry lets another publisher
+	// replace a session that stays silent.
+	lastPacket atomic.Int64
 }
+
+func (p *rtspPublisher) lastActive() time.Time { return time.Unix(0, p.lastPacket.Load()) }
 
 // kick ends the session for a newer publisher of the same name.
 func (p *rtspPublisher) kick() {
@@ -198,7 +208,7 @@ func (h *rtspServerHandler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseC
 
 // OnAnnounce authorises the publisher and checks its tracks.
 func (h *rtspServerHandler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
-	name, status, err := h.authorize(ctx.Request, ctx.Path)
+	name, key, status, err := h.authorize(ctx.Request, ctx.Path)
 	if err != nil {
 		if status == base.StatusUnauthorized {
 			// Without credentials this is also the challenge of a client
@@ -223,48 +233,69 @@ func (h *rtspServerHandler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx
 		tracks = append(tracks, t)
 	}
 	remote := remoteOf(ctx.Conn)
-	ctx.Session.SetUserData(&rtspPublisher{
+	p := &rtspPublisher{
 		name:    name,
 		remote:  remote,
 		log:     h.s.log.With("stream", name, "proto", "rtsp", "remote", remote),
 		tracks:  tracks,
 		session: ctx.Session,
+	}
+	p.lastPacket.Store(time.Now().UnixNano())
+
+	// The name is taken at ANNOUNCE, so that a publisher refused is told
+	// before it sets anything up (see Registry for who may replace whom).
+	pubKey := ""
+	if h.s.Auth != nil && h.s.Auth.Enabled {
+		pubKey = key
+	}
+	release, err := h.s.reg.Admit(context.Background(), name, Publisher{
+		Proto: "rtsp", Remote: remote, Key: pubKey, LastActive: p.lastActive, Kick: p.kick,
 	})
+	if err != nil {
+		// RFC 9110 15.5.10: 409, the request conflicts with the state of
+		// the resource (another session publishes it). The reason phrase
+		// is what ffmpeg and GStreamer show; the holder is only logged.
+		res, rerr := h.refuse(ctx.Conn, base.StatusCode(http.StatusConflict), err, "stream", name)
+		res.StatusMessage = "Stream Is Already Being Published"
+		return res, rerr
+	}
+	p.release = release
+	ctx.Session.SetUserData(p)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// authorize returns the public stream name an ANNOUNCE publishes, or the
-// status to refuse it with.
-func (h *rtspServerHandler) authorize(req *base.Request, path string) (string, base.StatusCode, error) {
+// authorize returns the public stream name an ANNOUNCE publishes and the
+// key that proved it, or the status to refuse it with.
+func (h *rtspServerHandler) authorize(req *base.Request, path string) (string, string, base.StatusCode, error) {
 	// The key is the path component after live/, as in the RTMP URL.
 	key, err := streamKeyFromURL(&url.URL{Path: path})
 	if err != nil {
-		return "", base.StatusNotFound, fmt.Errorf("publish path: %w (want /live/KEY)", err)
+		return "", "", base.StatusNotFound, fmt.Errorf("publish path: %w (want /live/KEY)", err)
 	}
 	name, err := h.s.Auth.Resolve(key)
 	switch {
 	case err == nil:
-		return name, 0, nil
+		return name, key, 0, nil
 	case errors.Is(err, ErrInvalidName):
-		return "", base.StatusBadRequest, err
+		return "", "", base.StatusBadRequest, err
 	case !errors.Is(err, ErrUnknownKey):
-		return "", base.StatusInternalServerError, err
+		return "", "", base.StatusInternalServerError, err
 	}
 
 	// The path component is not a key: it may name the stream, with the key
 	// as the Basic password.
 	pass, ok := basicPassword(req)
 	if !ok {
-		return "", base.StatusUnauthorized, ErrUnknownKey
+		return "", "", base.StatusUnauthorized, ErrUnknownKey
 	}
 	name, err = h.s.Auth.Resolve(pass)
 	if err != nil {
-		return "", base.StatusUnauthorized, ErrUnknownKey
+		return "", "", base.StatusUnauthorized, ErrUnknownKey
 	}
 	if name != key {
-		return "", base.StatusForbidden, fmt.Errorf("the key publishes stream %q, not the one in the path", name)
+		return "", "", base.StatusForbidden, fmt.Errorf("the key publishes stream %q, not the one in the path", name)
 	}
-	return name, 0, nil
+	return name, pass, 0, nil
 }
 
 // basicPassword returns the password of a Basic Authorization header.
@@ -312,9 +343,11 @@ func (h *rtspServerHandler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*
 	pub := newRTSPPublication(h.s.Sink, info, ctx.Session, p.log, tracks, ctx.Session.Close)
 	p.pub.Store(pub)
 
-	p.release = h.s.reg.Claim(p.name, Publisher{Proto: "rtsp", Remote: p.remote, Kick: p.kick})
 	pub.listen(func(medi *description.Media, f format.Format, cb func(*rtp.Packet)) {
-		ctx.Session.OnPacketRTP(medi, f, cb)
+		ctx.Session.OnPacketRTP(medi, f, func(pkt *rtp.Packet) {
+			p.lastPacket.Store(time.Now().UnixNano())
+			cb(pkt)
+		})
 	})
 	transport := ""
 	if tr := ctx.Session.SetuppedTransport(); tr != nil {
@@ -330,12 +363,16 @@ func (h *rtspServerHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSession
 	if !ok {
 		return
 	}
+	// The publication ends before the name is free, so that the Sink sees
+	// it close before a successor's starts.
 	pub := p.pub.Load()
+	if pub != nil {
+		pub.close()
+	}
+	p.release()
 	if pub == nil {
 		return
 	}
-	pub.close()
-	p.release()
 	p.log.Info("rtsp publisher gone", "err", ctx.Error)
 }
 

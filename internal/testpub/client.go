@@ -39,6 +39,11 @@ type Client struct {
 // waits until the server answers NetStream.Publish.Start. ctx bounds the
 // dial and the handshake.
 func Dial(ctx context.Context, rawURL string) (*Client, error) {
+	return DialFrom(ctx, rawURL, "")
+}
+
+// DialFrom is Dial from the local IP address localIP (any when empty).
+func DialFrom(ctx context.Context, rawURL, localIP string) (*Client, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
@@ -52,6 +57,13 @@ func Dial(ctx context.Context, rawURL string) (*Client, error) {
 	}
 
 	var d net.Dialer
+	if localIP != "" {
+		ip := net.ParseIP(localIP)
+		if ip == nil {
+			return nil, fmt.Errorf("local address %q is not an IP address", localIP)
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	nc, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
@@ -237,6 +249,8 @@ func (mp3Muxer) Write(frame []byte, _, _ uint32) [][]byte {
 	return [][]byte{flv.WriteAudioTag(frame, flv.FLV_MP3, 44100, 2, false)}
 }
 
+// ms converts to RTMP's 32-bit milliseconds, wrapping around at 2^32 as
+// the specification says timestamps do.
 func ms(d time.Duration) uint32 {
-	return uint32(d / time.Millisecond)
+	return uint32(int64(d / time.Millisecond))
 }

@@ -44,6 +44,16 @@ type Options struct {
 	// done or the server closes it: an encoder that hangs, or a network
 	// that drops without a FIN.
 	StallAfter time.Duration
+	// LocalIP is the address the client connects from, such as 127.0.0.2
+	// for a second publisher that the server must see as another host
+	// (Linux routes all of 127.0.0.0/8 to loopback). It defaults to the
+	// system's choice.
+	LocalIP string
+	// TimestampOffset is added to every timestamp sent. RTMP timestamps are
+	// 32-bit milliseconds (RTMP specification 5.3.1.3), so an offset near
+	// 2^32 ms makes them wrap around during the file, as those of relays and
+	// encoders that start at an offset do. It defaults to 0.
+	TimestampOffset time.Duration
 }
 
 // Publish connects to url (rtmp://HOST[:PORT]/APP/KEY), publishes the FLV
@@ -58,7 +68,7 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 		return err
 	}
 
-	c, err := Dial(ctx, url)
+	c, err := DialFrom(ctx, url, opts.LocalIP)
 	if err != nil {
 		return err
 	}
@@ -77,7 +87,7 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 
 	sendData := func(upTo time.Duration, all bool) error {
 		for len(data) > 0 && (all || data[0].Time <= upTo) {
-			if err := c.WriteData(data[0].Time, data[0].Name, data[0].Values...); err != nil {
+			if err := c.WriteData(data[0].Time+opts.TimestampOffset, data[0].Name, data[0].Values...); err != nil {
 				return err
 			}
 			data = data[1:]
@@ -95,8 +105,9 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 		for _, f := range frames {
 			f.PTS += offset
 			f.DTS += offset
+			f.PTS, f.DTS = f.PTS+opts.TimestampOffset, f.DTS+opts.TimestampOffset
 
-			if opts.StallAfter > 0 && f.DTS > opts.StallAfter {
+			if opts.StallAfter > 0 && f.DTS-opts.TimestampOffset > opts.StallAfter {
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
@@ -106,7 +117,7 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 			}
 
 			if !opts.Unpaced {
-				due := start.Add(time.Duration(float64(f.DTS-first) / speed))
+				due := start.Add(time.Duration(float64(f.DTS-opts.TimestampOffset-first) / speed))
 				if wait := time.Until(due); wait > 0 {
 					timer.Reset(wait)
 					select {
@@ -127,7 +138,7 @@ func Publish(ctx context.Context, url string, flvPath string, opts Options) erro
 			default:
 			}
 
-			if err := sendData(f.DTS, false); err != nil {
+			if err := sendData(f.DTS-opts.TimestampOffset, false); err != nil {
 				return fail(ctx, c, err)
 			}
 			if err := c.WriteFrame(f); err != nil {
