@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -274,13 +275,20 @@ func loneSurrogate(v []byte) (string, bool) {
 // characters (UAX #9 2: embeddings, overrides, isolates, marks), which can
 // reorder "19.99" into "99.91" or a title around it, and zero-width or
 // invisible format characters, which make two different titles look
-// identical. Zero-width joiners (U+200C, U+200D) are among them: they are
-// needed by some scripts and emoji sequences, but a product title is short
-// enough to do without them, and they hide text as well as the others.
+// identical. The zero-width joiners (U+200C, U+200D) are needed inside
+// emoji sequences (a family, a skin tone with a profession) and by scripts
+// such as Persian and the Indic ones, so they pass between two characters
+// of which one at least is outside ASCII; anywhere else (at an edge, next to
+// another format character, inside "SKU42") they only hide a difference.
 func spoofingRune(s string) (rune, string, bool) {
-	for _, r := range s {
+	prev := rune(-1)
+	for i, r := range s {
+		last := prev
+		prev = r
 		var name string
 		switch {
+		case (r == 0x200C || r == 0x200D) && joins(last, s[i+utf8.RuneLen(r):]):
+			continue
 		case r == 0x061C:
 			name = "ARABIC LETTER MARK"
 		case r == 0x180E:
@@ -305,6 +313,17 @@ func spoofingRune(s string) (rune, string, bool) {
 		return r, name, true
 	}
 	return 0, "", false
+}
+
+// joins reports whether a zero-width joiner between before and the first
+// character of after sits inside a word or an emoji sequence.
+func joins(before rune, after string) bool {
+	next, _ := utf8.DecodeRuneInString(after)
+	if before < 0 || after == "" || next == utf8.RuneError {
+		return false
+	}
+	visible := func(r rune) bool { return unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsSymbol(r) }
+	return visible(before) && visible(next) && (before > unicode.MaxASCII || next > unicode.MaxASCII)
 }
 
 // intField reads a JSON number that is a whole number, written without a

@@ -45,15 +45,14 @@ type Config struct {
 	// stream starts afresh, so that stored timed metadata can be put back
 	// on its timeline.
 	OnStreamStart func(name string)
-	// FirstNumber gives a stream this manager does not hold yet its first
-	// media sequence, part, discontinuity sequence and init-section numbers.
-	// After a restart they must exceed every number the stream used before,
-	// or a CDN that cached the old session's seg5.m4s serves it as the new
-	// session's seg5.m4s (RFC 8216bis 6.2.1: a segment's Media Sequence
-	// Number never decreases, and names are never reused for other bytes).
-	// nil starts at 0, right for a packager whose streams never outlive it
-	// (tests); the server sets WallClockNumbers.
-	FirstNumber func() int64
+	// FirstNumbers gives a stream this manager does not hold yet its first
+	// numbers. After a restart they must exceed every number the stream
+	// used before, or a CDN that cached the old session's seg5.m4s serves
+	// it as the new session's seg5.m4s (RFC 8216bis 6.2.1: a segment's
+	// Media Sequence Number never decreases, and a URI never names other
+	// bytes). nil starts at 0, right for a packager whose streams never
+	// outlive it (tests); the server sets WallClockNumbers.
+	FirstNumbers func() Numbers
 	// OnData, when set, is given each data message a publisher sends
 	// (onCuePoint, onTextData), placed on the stream's media timeline. It
 	// is called on the publisher's goroutine, without the stream's lock,
@@ -61,16 +60,34 @@ type Config struct {
 	OnData func(stream string, msg DataMessage)
 }
 
-// WallClockNumbers numbers a new stream from the wall clock in
-// milliseconds. Each counter advances by one per segment, part,
-// discontinuity or publication, and each of those spans at least a
-// millisecond of wall time unless a publisher pushes media more than a
-// thousand times faster than real time, so a stream started after a
-// restart is numbered after everything the crashed process served, with
-// no state kept on disk. A wall clock stepped backwards by more than a
-// stream's age breaks that; the numbers stay far below 2^53, which
-// JavaScript players parse exactly.
-func WallClockNumbers() int64 { return time.Now().UnixMilli() }
+// Numbers are the first numbers of a stream.
+type Numbers struct {
+	// Sequence is the first media sequence and discontinuity sequence
+	// number. Players parse these as integers, some as 31-bit ones
+	// (gohlslib refuses 2^31 and more).
+	Sequence int64
+	// Name is the first part and init-section number; those appear only in
+	// URIs.
+	Name int64
+}
+
+// numberEpoch is the origin of WallClockNumbers: counted in seconds from
+// it, a media sequence number stays below 2^31 until 2094.
+var numberEpoch = time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+
+// WallClockNumbers numbers a new stream from the wall clock, so that a
+// stream started after a restart is numbered after everything the crashed
+// process served, with no state kept on disk. The sequence numbers count
+// seconds: a segment is at least a target duration (1 s or more) of media
+// and a publication lasts longer than a second, so they advance slower
+// than the clock while media arrives in real time. Part and init-section
+// numbers count milliseconds, since parts are shorter. A publisher pushing
+// media faster than real time for a whole stream's life, or a wall clock
+// stepped back by more than the stream's age, breaks the rule.
+func WallClockNumbers() Numbers {
+	since := time.Since(numberEpoch)
+	return Numbers{Sequence: int64(since / time.Second), Name: int64(since / time.Millisecond)}
+}
 
 func (c *Config) setDefaults() {
 	if c.TargetDuration <= 0 {
@@ -157,9 +174,10 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 			return nil, fmt.Errorf("%w (max %d)", ErrTooManyStreams, m.cfg.MaxStreams)
 		}
 		s = newStream(m, info.Name)
-		if m.cfg.FirstNumber != nil {
-			n := max(m.cfg.FirstNumber(), 0)
-			s.nextMSN, s.nextPart, s.pubSeq, s.discNum = n, n, n, n
+		if m.cfg.FirstNumbers != nil {
+			n := m.cfg.FirstNumbers()
+			s.nextMSN, s.discNum = max(n.Sequence, 0), max(n.Sequence, 0)
+			s.nextPart, s.pubSeq = max(n.Name, 0), max(n.Name, 0)
 		}
 	}
 	p, err := s.attach(info)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
-	"time"
 )
 
 // TestNumberingAfterRestart plays a crash: a second Manager (the restarted
@@ -14,10 +13,11 @@ import (
 func TestNumberingAfterRestart(t *testing.T) {
 	t.Parallel()
 	clock := int64(1_000)
-	cfg := Config{FirstNumber: func() int64 { return clock }}
+	cfg := Config{FirstNumbers: func() Numbers { return Numbers{Sequence: clock, Name: clock * 1000} }}
 
 	type session struct {
 		msn, disc int64
+		segs      int64 // listed, the open one included
 		init      string
 		parts     map[string][]byte
 	}
@@ -28,7 +28,7 @@ func TestNumberingAfterRestart(t *testing.T) {
 		sy.frames(130)
 		body := mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body
 		mp := parseMedia(t, body, m.Config())
-		s := session{msn: int64(mp.MediaSequence), init: mp.Map.URI, parts: map[string][]byte{}}
+		s := session{msn: int64(mp.MediaSequence), init: mp.Map.URI, segs: int64(len(mp.Segments)), parts: map[string][]byte{}}
 		if mp.DiscontinuitySequence != nil {
 			s.disc = int64(*mp.DiscontinuitySequence)
 		}
@@ -45,14 +45,14 @@ func TestNumberingAfterRestart(t *testing.T) {
 	}
 
 	first := run()
-	if first.msn != clock || first.init != fmt.Sprintf("init%d.mp4", clock) {
-		t.Fatalf("first session: media sequence %d, map %s; want both from %d", first.msn, first.init, clock)
+	if first.msn != clock || first.init != fmt.Sprintf("init%d.mp4", clock*1000) {
+		t.Fatalf("first session: media sequence %d, map %s; want %d and init%d.mp4", first.msn, first.init, clock, clock*1000)
 	}
-	// The restart comes a second later: fewer milliseconds than the first
-	// session used numbers would be a clock stepped back, not a restart.
-	clock += int64(time.Second / time.Millisecond)
+	// The restart comes as many seconds later as the first session had
+	// segments: fewer would be a stream pushed faster than real time.
+	clock += first.segs
 	second := run()
-	if second.msn <= first.msn+int64(len(first.parts)) || second.disc <= first.disc || second.init == first.init {
+	if second.msn < first.msn+first.segs || second.disc <= first.disc || second.init == first.init {
 		t.Errorf("after restart: media sequence %d, discontinuity sequence %d, map %s; before: %d, %d, %s",
 			second.msn, second.disc, second.init, first.msn, first.disc, first.init)
 	}

@@ -120,7 +120,7 @@ func (s *Server) Start() (err error) {
 	s.manager = packager.New(packager.Config{
 		OnStreamStart:      cueService.StreamStarted,
 		OnData:             cueService.PublisherData,
-		FirstNumber:        packager.WallClockNumbers,
+		FirstNumbers:       packager.WallClockNumbers,
 		TargetDuration:     cfg.TargetDuration,
 		PartTarget:         cfg.PartTarget,
 		WindowSegments:     cfg.WindowSegments,
