@@ -94,6 +94,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*pullsValue)(&c.RTSPPull) }},
 	{name: "shutdown_timeout", arg: "DURATION", usage: "graceful shutdown wait for HTTP requests in flight (at least 3x target_duration + 1s)",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ShutdownTimeout) }},
+	{name: "publish_takeover_silence", arg: "DURATION", usage: "a publisher from another address may replace a live one that has sent nothing this long",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.PublishTakeoverSilence) }},
 	{name: "publish_auth", usage: "only publish_keys may publish; otherwise the stream key is the public name",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.PublishAuth) }},
 	{name: "rtsp_udp_rtp", arg: "ADDR", usage: "UDP address for RTSP publishers' RTP (even port); empty: TCP only",

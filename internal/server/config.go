@@ -70,6 +70,11 @@ type Config struct {
 	// requests in flight; it is raised to 3x TargetDuration + 1s so blocked
 	// playlist requests are answered. It defaults to 10s.
 	ShutdownTimeout time.Duration
+	// PublishTakeoverSilence is how long a live publisher must have sent
+	// nothing before a newcomer from another address, without its key, may
+	// replace it; OBS's reconnect over a hung session waits that long. It
+	// defaults to 3s.
+	PublishTakeoverSilence time.Duration
 	// PublishAuth makes publishers present one of PublishKeys as their
 	// stream key. It defaults to false: the stream key is the public name.
 	PublishAuth bool
@@ -126,37 +131,38 @@ type Config struct {
 // (its tests check that they agree).
 func Defaults() Config {
 	return Config{
-		HTTP:                  ":8080",
-		RTMP:                  ":1935",
-		RTSP:                  ":8554",
-		RTSPUDPRTP:            ":8000",
-		RTSPUDPRTCP:           ":8001",
-		CORSOrigin:            "*",
-		TargetDuration:        2 * time.Second,
-		PartTarget:            333 * time.Millisecond,
-		WindowSegments:        10,
-		GracePeriod:           30 * time.Second,
-		EndedLinger:           30 * time.Second,
-		MaxStreams:            100,
-		MaxBlockedRequests:    20000,
-		RTMPReadTimeout:       10 * time.Second,
-		RTSPReadTimeout:       10 * time.Second,
-		RTSPPull:              map[string]string{},
-		ShutdownTimeout:       10 * time.Second,
-		PublishKeys:           map[string]string{},
-		PlayTokenTTL:          2 * time.Hour,
-		HTTPReadHeaderTimeout: 10 * time.Second,
-		HTTPReadTimeout:       15 * time.Second,
-		HTTPWriteTimeout:      30 * time.Second,
-		HTTPIdleTimeout:       120 * time.Second,
-		HTTPMaxHeaderBytes:    65536,
-		RTMPMaxConns:          200,
-		RTMPMaxAMFBytes:       65536,
-		MetricsMaxStreams:     50,
-		CueStore:              "shopcast-cues.db",
-		MaxCueBytes:           8192,
-		CueRate:               50,
-		CueCommitDelay:        50 * time.Millisecond,
+		HTTP:                   ":8080",
+		RTMP:                   ":1935",
+		RTSP:                   ":8554",
+		RTSPUDPRTP:             ":8000",
+		RTSPUDPRTCP:            ":8001",
+		CORSOrigin:             "*",
+		TargetDuration:         2 * time.Second,
+		PartTarget:             333 * time.Millisecond,
+		WindowSegments:         10,
+		GracePeriod:            30 * time.Second,
+		EndedLinger:            30 * time.Second,
+		MaxStreams:             100,
+		MaxBlockedRequests:     20000,
+		RTMPReadTimeout:        10 * time.Second,
+		RTSPReadTimeout:        10 * time.Second,
+		PublishTakeoverSilence: 3 * time.Second,
+		RTSPPull:               map[string]string{},
+		ShutdownTimeout:        10 * time.Second,
+		PublishKeys:            map[string]string{},
+		PlayTokenTTL:           2 * time.Hour,
+		HTTPReadHeaderTimeout:  10 * time.Second,
+		HTTPReadTimeout:        15 * time.Second,
+		HTTPWriteTimeout:       30 * time.Second,
+		HTTPIdleTimeout:        120 * time.Second,
+		HTTPMaxHeaderBytes:     65536,
+		RTMPMaxConns:           200,
+		RTMPMaxAMFBytes:        65536,
+		MetricsMaxStreams:      50,
+		CueStore:               "shopcast-cues.db",
+		MaxCueBytes:            8192,
+		CueRate:                50,
+		CueCommitDelay:         50 * time.Millisecond,
 	}
 }
 
@@ -184,6 +190,7 @@ func (c *Config) Validate() error {
 	check(c.MaxStreams > 0, "max_streams: %d is not positive", c.MaxStreams)
 	check(c.MaxBlockedRequests > 0, "max_blocked_requests: %d is not positive", c.MaxBlockedRequests)
 	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
+	check(c.PublishTakeoverSilence > 0, "publish_takeover_silence: %v is not positive", c.PublishTakeoverSilence)
 	check(c.RTSPReadTimeout > 0, "rtsp_read_timeout: %v is not positive", c.RTSPReadTimeout)
 	check(c.ShutdownTimeout > 0, "shutdown_timeout: %v is not positive", c.ShutdownTimeout)
 	check(c.MaxCueBytes > 0, "max_cue_bytes: %d is not positive", c.MaxCueBytes)

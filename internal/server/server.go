@@ -139,6 +139,7 @@ func (s *Server) Start() (err error) {
 	// that a publisher coming back over another protocol replaces its old
 	// session.
 	reg := ingest.NewRegistry(log)
+	reg.TakeoverSilence = cfg.PublishTakeoverSilence
 	auth := &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys}
 	rtmp := &ingest.RTMPServer{
 		Address:           cfg.RTMP,
