@@ -2,7 +2,6 @@ package packager
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // maxDataMessages bounds the publisher data messages kept per stream.
@@ -198,7 +198,7 @@ func (s *Stream) attach(info ingest.PublishInfo) (*publication, error) {
 	if s.ended {
 		return nil, ErrNotFound
 	}
-	p, err := newPublication(s, info, fmt.Sprintf("init%d.mp4", s.pubSeq))
+	p, err := newPublication(s, info, hlsname.Init(int64(s.pubSeq)))
 	if err != nil {
 		return nil, err
 	}
