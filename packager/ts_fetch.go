@@ -11,8 +11,10 @@ const contentTypeTS = "video/mp2t"
 
 // fetchTSSegment serves segN.ts.
 func (s *Stream) fetchTSSegment(msn int64) (*Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// A read, like every viewer's: s.ts.segs changes under s.mu held for
+	// writing (see tsRendition), so RLock is enough.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	ts := s.ts.segment(msn)
 	if ts == nil {
 		return nil, ErrNotFound
