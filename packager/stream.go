@@ -65,7 +65,7 @@ type Stream struct {
 	stats     *streamStats // counters for metrics (stats.go)
 
 	eventTimeline
-	ts tsRendition // the legacy MPEG-TS rendition (ts_segment.go)
+	ts tsRendition // the legacy MPEG-TS rendition (ts_rendition.go)
 }
 
 // cachedPlaylist holds a playlist rendered for one version. Readers hold
