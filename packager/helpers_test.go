@@ -71,7 +71,7 @@ func newSynth(t testing.TB) (*synth, ingest.PublishInfo) {
 		t:     t,
 		video: &ingest.Track{ID: 1, Codec: &codecs.H264{SPS: testSPS, PPS: testPPS}},
 		audio: &ingest.Track{ID: 2, Codec: &codecs.MPEG4Audio{Config: mpeg4audio.AudioSpecificConfig{
-			Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelCount: 2,
+			Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 2,
 		}}},
 		fps: 30, gop: 60, msRounding: true,
 	}

@@ -374,8 +374,10 @@ func (t *tsTrack) adts(b, au []byte) ([]byte, error) {
 	pkt := mpeg4audio.ADTSPackets{{
 		Type:          c.Config.Type,
 		SampleRate:    c.Config.SampleRate,
+		// Every config the packager gets was decoded, which sets
+		// ChannelConfig (mediacommon's decoder fills the deprecated
+		// ChannelCount from it): the ADTS header carries the same value.
 		ChannelConfig: c.Config.ChannelConfig,
-		ChannelCount:  c.Config.ChannelCount, //nolint:staticcheck // ADTS needs one of the two
 		AU:            au,
 	}}
 	enc, err := pkt.Marshal()
