@@ -62,7 +62,9 @@ const (
 // Response is one file, ready to send. Body and Gzip are shared by every
 // viewer and must not be modified.
 type Response struct {
-	Kind        Kind
+	Kind Kind
+	// ContentType is the file's media type, always set: the origin sends
+	// it as is.
 	ContentType string
 	Body        []byte
 	// Gzip is Body compressed with gzip, for playlists; nil otherwise.
