@@ -13,7 +13,10 @@ import (
 // FLAC, ...). The publisher is refused; the error names the codec.
 var ErrUnsupportedCodec = errors.New("unsupported codec")
 
-// rtmpCodecName names a gortmplib codec for log lines.
+// rtmpCodecName names a gortmplib codec for log lines and errors. It stays
+// apart from codecName, which names the converted codecs: it runs before
+// conversion and must name the codecs the packager refuses (MP3, AC-3,
+// G.711, LPCM, FLAC), which have no converted form.
 func rtmpCodecName(c rtmpcodecs.Codec) string {
 	switch c := c.(type) {
 	case *rtmpcodecs.H264:

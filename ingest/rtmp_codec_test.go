@@ -37,7 +37,7 @@ func mustAV1Bitstream(t *testing.T, obus ...[]byte) []byte {
 }
 
 func TestConvertRTMPCodec(t *testing.T) {
-	aac := mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelCount: 2}
+	aac := mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 48000, ChannelConfig: 2}
 
 	av1Probe := &rtmpProbe{}
 	av1Probe.inspect(&message.VideoExFramesX{

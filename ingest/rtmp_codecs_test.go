@@ -51,7 +51,7 @@ func TestRTMPCodecs(t *testing.T) {
 	h265 := &gortmplib.Track{Codec: &rtmpcodecs.H265{VPS: testH265VPS, SPS: testH265SPS, PPS: testH265PPS}}
 	av1 := &gortmplib.Track{Codec: &rtmpcodecs.AV1{}}
 	vp9 := &gortmplib.Track{Codec: &rtmpcodecs.VP9{}}
-	aacConfig := mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 44100, ChannelConfig: 2, ChannelCount: 2}
+	aacConfig := mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 44100, ChannelConfig: 2}
 	aac := &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: &aacConfig}}
 	opusTrack := &gortmplib.Track{Codec: &rtmpcodecs.Opus{IDHeader: &opus.IDHeader{Version: 1, ChannelCount: 2, PreSkip: 312}}}
 	g711 := &gortmplib.Track{Codec: &rtmpcodecs.G711{ChannelCount: 1}}
@@ -98,7 +98,7 @@ func TestRTMPCodecs(t *testing.T) {
 			&codecs.VP9{Width: 1920, Height: 804, BitDepth: 8, ChromaSubsampling: 1},
 		}, nil},
 		{"multitrack keeps the first of each", []*gortmplib.Track{h264, h265, aac, opusTrack}, []codecs.Codec{
-			&codecs.H264{SPS: testH264SPS, PPS: testH264PPS}, &codecs.MPEG4Audio{Config: aacConfig},
+			&codecs.H264{SPS: testH264SPS, PPS: testH264PPS}, &codecs.MPEG4Audio{Config: decodedASC(t, aacConfig)},
 		}, [][]string{{"ignoring extra track", "codec=H265"}, {"ignoring extra track", "codec=Opus"}}},
 		{"G711", []*gortmplib.Track{h264, g711}, nil, [][]string{{"publish refused", "unsupported codec: G.711 A-law"}}},
 		{"LPCM", []*gortmplib.Track{lpcm}, nil, [][]string{{"publish refused", "unsupported codec: LPCM"}}},
@@ -187,4 +187,19 @@ func dumpCodecs(cs []codecs.Codec) string {
 		fmt.Fprintf(&b, "%T%+v ", c, c)
 	}
 	return b.String()
+}
+
+// decodedASC returns c as the server gets it from the publisher's sequence
+// header: mediacommon's decoder also fills the deprecated ChannelCount.
+func decodedASC(t testing.TB, c mpeg4audio.AudioSpecificConfig) mpeg4audio.AudioSpecificConfig {
+	t.Helper()
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out mpeg4audio.AudioSpecificConfig
+	if err := out.Unmarshal(b); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -152,9 +152,9 @@ func TestRTMPPublishFixture(t *testing.T) {
 				if v.ID != 1 || !reflect.DeepEqual(v.Codec, &codecs.H264{SPS: sps, PPS: pps}) {
 					t.Fatalf("video track %+v %+v, want H264 with the fixture's SPS/PPS", v, v.Codec)
 				}
-				wantAAC := &codecs.MPEG4Audio{Config: mpeg4audio.AudioSpecificConfig{
-					Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 2, ChannelCount: 2,
-				}}
+				wantAAC := &codecs.MPEG4Audio{Config: decodedASC(t, mpeg4audio.AudioSpecificConfig{
+					Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 2,
+				})}
 				if a.ID != 2 || !reflect.DeepEqual(a.Codec, wantAAC) {
 					t.Fatalf("audio track %+v %+v, want %+v", a, a.Codec, wantAAC)
 				}

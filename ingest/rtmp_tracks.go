@@ -189,23 +189,3 @@ func describeTracks(tracks []*Track) string {
 	}
 	return strings.Join(names, ",")
 }
-
-// codecName names an fMP4 codec for log lines.
-func codecName(c codecs.Codec) string {
-	switch c.(type) {
-	case *codecs.H264:
-		return "H264"
-	case *codecs.H265:
-		return "H265"
-	case *codecs.AV1:
-		return "AV1"
-	case *codecs.VP9:
-		return "VP9"
-	case *codecs.MPEG4Audio:
-		return "AAC"
-	case *codecs.Opus:
-		return "Opus"
-	default:
-		return fmt.Sprintf("%T", c)
-	}
-}

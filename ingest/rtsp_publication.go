@@ -183,11 +183,17 @@ func (p *rtspPublication) published() bool {
 	return p.pub != nil
 }
 
-// codecNames lists the tracks' codecs for log lines.
+// codecNames lists the tracks' codecs for log lines, named by codecName
+// as RTMP's are. A video track whose parameter sets are still to come has
+// no codec yet: its format's name is the same (H264, H265).
 func codecNames(tracks []*rtspTrack) string {
 	names := make([]string, len(tracks))
 	for i, t := range tracks {
-		names[i] = t.format.Codec()
+		if c := t.codec(); c != nil {
+			names[i] = codecName(c)
+		} else {
+			names[i] = t.format.Codec()
+		}
 	}
 	return strings.Join(names, ",")
 }

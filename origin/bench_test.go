@@ -35,7 +35,7 @@ func BenchmarkBlockedRequestStack(b *testing.B) {
 					return nil, ctx.Err()
 				}
 			}
-			return &packager.Response{Kind: packager.KindPlaylist, Body: body, TargetDuration: 2 * time.Second}, nil
+			return &packager.Response{Kind: packager.KindPlaylist, ContentType: "application/vnd.apple.mpegurl", Body: body, TargetDuration: 2 * time.Second}, nil
 		})}
 	if err := s.Start(); err != nil {
 		b.Fatal(err)
@@ -95,9 +95,9 @@ func BenchmarkPartResponse(b *testing.B) {
 	playlist, part := make([]byte, 1500), make([]byte, 110_000)
 	src := sourceFunc(func(ctx context.Context, req packager.Request) (*packager.Response, error) {
 		if req.File == "stream.m3u8" {
-			return &packager.Response{Kind: packager.KindPlaylist, Body: playlist, TargetDuration: 2 * time.Second}, nil
+			return &packager.Response{Kind: packager.KindPlaylist, ContentType: "application/vnd.apple.mpegurl", Body: playlist, TargetDuration: 2 * time.Second}, nil
 		}
-		return &packager.Response{Kind: packager.KindPart, Body: part, TargetDuration: 2 * time.Second}, nil
+		return &packager.Response{Kind: packager.KindPart, ContentType: "video/mp4", Body: part, TargetDuration: 2 * time.Second}, nil
 	})
 	for _, bc := range []struct {
 		name  string

@@ -119,11 +119,11 @@ func TestCoalescedResponses(t *testing.T) {
 			if !ok {
 				return nil, packager.ErrNotFound
 			}
-			kind := packager.KindPart
+			kind, ctype := packager.KindPart, "video/mp4"
 			if strings.HasSuffix(req.File, ".m3u8") {
-				kind = packager.KindPlaylist
+				kind, ctype = packager.KindPlaylist, "application/vnd.apple.mpegurl"
 			}
-			return &packager.Response{Kind: kind, Body: b, TargetDuration: 2 * time.Second}, nil
+			return &packager.Response{Kind: kind, ContentType: ctype, Body: b, TargetDuration: 2 * time.Second}, nil
 		})}
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shopcast/shopcast/internal/hlsname"
 	"github.com/shopcast/shopcast/internal/streamname"
 	"github.com/shopcast/shopcast/packager"
 )
@@ -25,6 +26,9 @@ func FuzzParseLivePath(f *testing.F) {
 			if s == "" || s[0] == '.' || strings.Contains(s, "..") || !streamname.SafeChars(s) {
 				t.Fatalf("%q -> %q %q", p, name, file)
 			}
+		}
+		if _, err := hlsname.Parse(file); err != nil {
+			t.Fatalf("%q -> %q, which the packager does not name: %v", p, file, err)
 		}
 	})
 }

@@ -6,24 +6,19 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
+	"github.com/shopcast/shopcast/internal/hlsname"
 	"github.com/shopcast/shopcast/packager"
 )
 
 // Source answers requests for stream files. The packager's Manager
 // implements it. Fetch blocks while a blocking playlist request or a
 // preload-hinted part waits, and returns packager.ErrNotFound,
-// ErrBadRequest or ErrUnavailable for the 404, 400 and 503 answers.
+// ErrBadRequest or ErrUnavailable for the 404, 400 and 503 answers. A
+// Response carries its ContentType: the origin sends it as is.
 type Source interface {
 	Fetch(ctx context.Context, req packager.Request) (*packager.Response, error)
 }
-
-// Content types by file extension, for a Response without one.
-const (
-	typePlaylist = "application/vnd.apple.mpegurl"
-	typeMP4      = "video/mp4"
-)
 
 // serveLive answers GET, HEAD and OPTIONS on /live/{name}/{file}.
 func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +60,7 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1, Gzip: acceptsGzip(r.Header)}
 	// The delivery directives apply to media playlists only; on other files
 	// they are ignored like any other query parameter.
-	if file == mediaPlaylist {
+	if file == hlsname.Media {
 		if err := parseDirectives(r.URL.RawQuery, &req); err != nil {
 			fail(w, http.StatusBadRequest)
 			return "", nil
@@ -92,11 +87,7 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 // Header values are set by canonical key, from s.hdr (see headerCache).
 func (s *Server) writeLive(w http.ResponseWriter, r *http.Request, file string, resp *packager.Response) {
 	h := w.Header()
-	ctype := resp.ContentType
-	if ctype == "" {
-		ctype = contentType(file)
-	}
-	h["Content-Type"] = s.hdr.value(ctype)
+	h["Content-Type"] = s.hdr.value(resp.ContentType)
 	h["Cache-Control"] = s.hdr.maxAge(maxAge(resp))
 
 	if isPlaylist(resp.Kind) {
@@ -173,12 +164,4 @@ func fail(w http.ResponseWriter, status int) {
 	}
 	w.Header().Set("Cache-Control", cc)
 	http.Error(w, http.StatusText(status), status)
-}
-
-// contentType returns the content type of a stream file by its extension.
-func contentType(file string) string {
-	if strings.HasSuffix(file, ".m3u8") {
-		return typePlaylist
-	}
-	return typeMP4 // .mp4 and .m4s
 }

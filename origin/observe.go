@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // Observer is told about every answered request for stream files, for
@@ -75,11 +77,15 @@ func classifyLive(path, rawQuery string) LiveRequest {
 	name, _, _ := strings.Cut(rest, "/")
 	file := rest[strings.LastIndexByte(rest, '/')+1:]
 	lr := LiveRequest{Stream: name, File: file, Kind: KindOther}
-	switch {
-	case file == multiPlaylist, strings.HasPrefix(file, "index") && strings.HasSuffix(file, ".m3u8"):
-		lr.Kind = KindMultivariant // index.m3u8, and index_ts.m3u8 of the TS rendition
-	case file == mediaPlaylist:
-		blocking, delta := hasQueryKey(rawQuery, "_HLS_msn"), hasQueryKey(rawQuery, "_HLS_skip")
+	f, err := hlsname.Parse(file)
+	if err != nil {
+		return lr
+	}
+	switch f.Kind {
+	case hlsname.KindMultivariant, hlsname.KindTSMultivariant:
+		lr.Kind = KindMultivariant
+	case hlsname.KindMedia:
+		blocking, delta := hasQueryKey(rawQuery, queryMSN), hasQueryKey(rawQuery, querySkip)
 		switch {
 		case blocking && delta:
 			lr.Kind = KindBlockingDelta
@@ -90,13 +96,13 @@ func classifyLive(path, rawQuery string) LiveRequest {
 		default:
 			lr.Kind = KindPlain
 		}
-	case strings.HasSuffix(file, ".m3u8"):
-		lr.Kind = KindPlain // stream_ts.m3u8: the TS rendition takes no directives
-	case strings.HasPrefix(file, "init") && strings.HasSuffix(file, ".mp4"):
+	case hlsname.KindTSMedia:
+		lr.Kind = KindPlain // the TS rendition takes no directives
+	case hlsname.KindInit:
 		lr.Kind = KindInit
-	case strings.HasPrefix(file, "seg") && (strings.HasSuffix(file, ".m4s") || strings.HasSuffix(file, ".ts")):
+	case hlsname.KindSegment, hlsname.KindTSSegment:
 		lr.Kind = KindSegment
-	case strings.HasPrefix(file, "part") && strings.HasSuffix(file, ".m4s"):
+	case hlsname.KindPart:
 		lr.Kind = KindPart
 	}
 	return lr

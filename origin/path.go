@@ -6,24 +6,12 @@ import (
 	"path"
 	"strings"
 
+	"github.com/shopcast/shopcast/internal/hlsname"
 	"github.com/shopcast/shopcast/internal/streamname"
 )
 
 // The stream namespace is /live/{name}/{file}.
 const livePrefix = "/live/"
-
-// maxFileInfix is the most characters between a stream file's prefix and
-// its extension.
-const maxFileInfix = 48
-
-// The playlist file names.
-const (
-	multiPlaylist = "index.m3u8"  // multivariant playlist
-	mediaPlaylist = "stream.m3u8" // media playlist, takes the delivery directives
-	// The legacy HLS rendition (MPEG-TS segments segN.ts, not low-latency).
-	tsMediaPlaylist = "stream_ts.m3u8"
-	tsMultiPlaylist = "index_ts.m3u8"
-)
 
 // isLivePath says whether a request belongs to the stream files: its path
 // starts with /live/ as sent, or once cleaned. The second case sends
@@ -35,9 +23,10 @@ func isLivePath(r *http.Request) bool {
 }
 
 // parseLivePath splits an escaped request path of the form
-// /live/{name}/{file} and validates both parts. Any other shape, an
-// encoded slash or dot segment, or a name outside [A-Za-z0-9_.-] fails:
-// no request can name anything outside one stream's files.
+// /live/{name}/{file} and validates both parts: the stream name by
+// streamname, the file by hlsname. Any other shape, an encoded slash or dot
+// segment, a name outside [A-Za-z0-9_.-] or a file the packager never names
+// fails: no request can name anything outside one stream's files.
 func parseLivePath(escaped string) (name, file string, ok bool) {
 	rest, ok := strings.CutPrefix(escaped, livePrefix)
 	if !ok {
@@ -52,33 +41,11 @@ func parseLivePath(escaped string) (name, file string, ok bool) {
 		return "", "", false
 	}
 	file, err = url.PathUnescape(rawFile)
-	if err != nil || !validFile(file) {
+	if err != nil {
+		return "", "", false
+	}
+	if _, err := hlsname.Parse(file); err != nil {
 		return "", "", false
 	}
 	return name, file, true
-}
-
-// validFile reports whether s is one of a stream's file names: index.m3u8,
-// stream.m3u8, stream_ts.m3u8, index_ts.m3u8, init*.mp4, seg*.m4s, seg*.ts
-// or part*.m4s, where * is up to 48 characters of [A-Za-z0-9_.-] without
-// "..".
-func validFile(s string) bool {
-	switch s {
-	case multiPlaylist, mediaPlaylist, tsMediaPlaylist, tsMultiPlaylist:
-		return true
-	}
-	var infix string
-	switch {
-	case strings.HasPrefix(s, "init") && strings.HasSuffix(s, ".mp4"):
-		infix = s[len("init") : len(s)-len(".mp4")]
-	case strings.HasPrefix(s, "seg") && strings.HasSuffix(s, ".m4s"):
-		infix = s[len("seg") : len(s)-len(".m4s")]
-	case strings.HasPrefix(s, "seg") && strings.HasSuffix(s, ".ts"):
-		infix = s[len("seg") : len(s)-len(".ts")]
-	case strings.HasPrefix(s, "part") && strings.HasSuffix(s, ".m4s"):
-		infix = s[len("part") : len(s)-len(".m4s")]
-	default:
-		return false
-	}
-	return len(infix) <= maxFileInfix && !strings.Contains(s, "..") && streamname.SafeChars(infix)
 }

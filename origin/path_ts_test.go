@@ -2,18 +2,27 @@ package origin
 
 import "testing"
 
-// TestValidFileTS: the legacy HLS rendition's names are stream files;
-// look-alikes are not.
-func TestValidFileTS(t *testing.T) {
+// TestParseLivePathFiles: the router takes exactly the names the packager
+// writes (see hlsname), of both renditions; look-alikes are a 404 before the
+// packager is asked.
+func TestParseLivePathFiles(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		file string
 		ok   bool
 	}{
+		{"index.m3u8", true},
+		{"stream.m3u8", true},
+		{"init0.mp4", true},
+		{"seg12.m4s", true},
+		{"part40.m4s", true},
 		{"stream_ts.m3u8", true},
 		{"index_ts.m3u8", true},
 		{"seg0.ts", true},
 		{"seg123456.ts", true},
-		{"seg.ts", true}, // the packager answers 404
+		{"seg.ts", false},
+		{"seg-1.ts", false},
+		{"part12.3.m4s", false},
 		{"seg1..ts", false},
 		{"seg1%2f.ts", false},
 		{"seg" + string(make([]byte, 49)) + ".ts", false},
@@ -23,11 +32,9 @@ func TestValidFileTS(t *testing.T) {
 		{"other_ts.m3u8", false},
 		{"seg1.tsx", false},
 	} {
-		if got := validFile(tt.file); got != tt.ok {
-			t.Errorf("validFile(%q) = %v, want %v", tt.file, got, tt.ok)
+		name, file, ok := parseLivePath("/live/shop/" + tt.file)
+		if ok != tt.ok || (ok && (name != "shop" || file != tt.file)) {
+			t.Errorf("parseLivePath(/live/shop/%q) = %q %q %v, want ok %v", tt.file, name, file, ok, tt.ok)
 		}
-	}
-	if name, file, ok := parseLivePath("/live/shop/seg7.ts"); !ok || name != "shop" || file != "seg7.ts" {
-		t.Errorf("parseLivePath: %q %q %v", name, file, ok)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopcast/shopcast/internal/hlsname"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -195,7 +196,7 @@ func (a *PlayAuth) authorize(w http.ResponseWriter, r *http.Request) (escaped st
 	case len(segs) == 4 && segs[1] == playTokenPrefix:
 		// /live/{name}/t/{token}/{file}
 		token, escaped = segs[2], livePrefix+segs[0]+"/"+segs[3]
-	case len(segs) == 2 && segs[1] == multiPlaylist:
+	case len(segs) == 2 && segs[1] == hlsname.Multivariant:
 		// /live/{name}/index.m3u8?token={token}
 		token = queryValue(r.URL.RawQuery, playTokenQuery)
 	}

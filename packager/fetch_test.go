@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // liveEdge returns the media sequence number of the segment receiving
@@ -454,5 +456,43 @@ func TestPlaylistVersionShared(t *testing.T) {
 	if bytes.Contains(head, []byte("#EXTINF")) || bytes.Count(first, []byte("#EXT-X-DATERANGE:")) != 50 ||
 		bytes.Contains(rest[:bytes.LastIndex(rest, []byte("#EXT-X-DATERANGE:"))], []byte("#EXTINF")) {
 		t.Fatalf("date ranges not all between the header and the segments:\n%s", first)
+	}
+}
+
+// TestFetchContentType: every file the playlists name comes with its
+// Content-Type and Kind, so the origin needs no table of its own.
+func TestFetchContentType(t *testing.T) {
+	t.Parallel()
+	m := newTestManager(t, Config{})
+	sy := publish(t, m)
+	sy.frames(5 * 30)
+	fm := parsePlaylist(t, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body)
+	tm := parsePlaylist(t, mustFetch(t, m, fileReq(hlsname.TSMedia)).Body)
+	if len(fm.Segments) == 0 || len(fm.Parts) == 0 || fm.Map == nil || len(tm.Segments) == 0 {
+		t.Fatalf("playlists without segments, parts or map")
+	}
+	const (
+		typePlaylist = "application/vnd.apple.mpegurl"
+		typeMP4      = "video/mp4"
+		typeTS       = "video/mp2t"
+	)
+	for _, tt := range []struct {
+		file  string
+		kind  Kind
+		ctype string
+	}{
+		{hlsname.Multivariant, KindMultivariant, typePlaylist},
+		{hlsname.Media, KindPlaylist, typePlaylist},
+		{fm.Map.URI, KindInit, typeMP4},
+		{fm.Segments[0].URI, KindSegment, typeMP4},
+		{fm.Parts[0].URI, KindPart, typeMP4},
+		{hlsname.TSMultivariant, KindMultivariant, typePlaylist},
+		{hlsname.TSMedia, KindPlaylist, typePlaylist},
+		{tm.Segments[0].URI, KindSegment, typeTS},
+	} {
+		resp := mustFetch(t, m, fileReq(tt.file))
+		if resp.Kind != tt.kind || resp.ContentType != tt.ctype {
+			t.Errorf("%s: kind %v, Content-Type %q; want %v, %q", tt.file, resp.Kind, resp.ContentType, tt.kind, tt.ctype)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // testSPS is a 640x360 High profile SPS from x264.
@@ -70,7 +71,7 @@ func newSynth(t testing.TB) (*synth, ingest.PublishInfo) {
 		t:     t,
 		video: &ingest.Track{ID: 1, Codec: &codecs.H264{SPS: testSPS, PPS: testPPS}},
 		audio: &ingest.Track{ID: 2, Codec: &codecs.MPEG4Audio{Config: mpeg4audio.AudioSpecificConfig{
-			Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelCount: 2,
+			Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 2,
 		}}},
 		fps: 30, gop: 60, msRounding: true,
 	}
@@ -373,21 +374,21 @@ func near(a, b, tol time.Duration) bool {
 // partNumber returns N of "partN.m4s".
 func partNumber(t testing.TB, uri string) int64 {
 	t.Helper()
-	n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(uri, "part"), ".m4s"), 10, 64)
-	if err != nil {
+	n, err := hlsname.Parse(uri)
+	if err != nil || n.Kind != hlsname.KindPart || n.String() != uri {
 		t.Fatalf("bad part URI %q", uri)
 	}
-	return n
+	return n.N
 }
 
 // segNumber returns N of "segN.m4s".
 func segNumber(t testing.TB, uri string) int64 {
 	t.Helper()
-	n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(uri, "seg"), ".m4s"), 10, 64)
-	if err != nil {
+	n, err := hlsname.Parse(uri)
+	if err != nil || n.Kind != hlsname.KindSegment || n.String() != uri {
 		t.Fatalf("bad segment URI %q", uri)
 	}
-	return n
+	return n.N
 }
 
 // initTrack is a track of an init segment, as mp4ff reads it.

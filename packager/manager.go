@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // ErrTooManyStreams is returned by Publish when MaxStreams streams exist.
@@ -270,27 +269,27 @@ func (m *Manager) fetch(ctx context.Context, req Request) (*Response, error) {
 	if !ok {
 		return nil, ErrNotFound
 	}
-	switch f := req.File; {
-	case isTSFile(f):
-		return s.fetchTS(ctx, f)
-	case f == "index.m3u8":
+	name, err := hlsname.Parse(req.File)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	switch name.Kind {
+	case hlsname.KindMultivariant:
 		return s.fetchMultivariant(ctx)
-	case f == "stream.m3u8":
+	case hlsname.KindMedia:
 		return s.fetchMedia(ctx, req)
-	case strings.HasPrefix(f, "init") && strings.HasSuffix(f, ".mp4"):
-		return s.fetchInit(f)
-	case strings.HasPrefix(f, "seg") && strings.HasSuffix(f, ".m4s"):
-		n, err := strconv.ParseInt(f[3:len(f)-4], 10, 64)
-		if err != nil || n < 0 {
-			return nil, ErrNotFound
-		}
-		return s.fetchSegment(n)
-	case strings.HasPrefix(f, "part") && strings.HasSuffix(f, ".m4s"):
-		n, err := strconv.ParseInt(f[4:len(f)-4], 10, 64)
-		if err != nil || n < 0 {
-			return nil, ErrNotFound
-		}
-		return s.fetchPart(ctx, n)
+	case hlsname.KindInit:
+		// By the name as asked: an init segment is stored under the name
+		// its playlists give it, so init00.mp4 is not init0.mp4.
+		return s.fetchInit(req.File)
+	case hlsname.KindSegment:
+		return s.fetchSegment(name.N)
+	case hlsname.KindPart:
+		return s.fetchPart(ctx, name.N)
+	case hlsname.KindTSMultivariant, hlsname.KindTSMedia:
+		return s.fetchTSPlaylist(ctx, name.Kind)
+	case hlsname.KindTSSegment:
+		return s.fetchTSSegment(name.N)
 	}
 	return nil, ErrNotFound
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // playlistVersion is the EXT-X-VERSION of media playlists: 9 for EXT-X-SKIP
@@ -134,7 +136,7 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", seg.pdt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 		if !seg.complete || seg.start+seg.dur > partsFrom {
 			for _, p := range seg.parts {
-				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"part%d.m4s\"", strconv.FormatFloat(p.dur.Seconds(), 'f', 5, 64), p.n)
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", strconv.FormatFloat(p.dur.Seconds(), 'f', 5, 64), hlsname.Part(p.n))
 				if p.independent {
 					b.WriteString(",INDEPENDENT=YES")
 				}
@@ -142,13 +144,13 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 			}
 		}
 		if seg.complete {
-			fmt.Fprintf(&b, "#EXTINF:%s,\nseg%d.m4s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), seg.msn)
+			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), hlsname.Segment(seg.msn))
 		}
 	}
 	if s.ended {
 		b.WriteString("#EXT-X-ENDLIST\n")
 	} else if s.pub != nil {
-		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part%d.m4s\"\n", s.nextPart)
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", hlsname.Part(s.nextPart))
 	}
 	d.tail = b.Bytes()
 	return d

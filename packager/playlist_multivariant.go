@@ -11,6 +11,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // codecString returns the RFC 6381 CODECS value of a codec, from its actual
@@ -114,6 +116,6 @@ func (s *Stream) renderMultivariant() []byte {
 		}
 		fmt.Fprintf(&b, ",CODECS=\"%s\"", strings.Join(cs, ","))
 	}
-	b.WriteString("\nstream.m3u8\n")
+	b.WriteString("\n" + hlsname.Media + "\n")
 	return b.Bytes()
 }

@@ -6,19 +6,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
-// The legacy HLS rendition's playlists.
-const (
-	// tsMediaPlaylist is the MPEG-TS media playlist: not low-latency, no
-	// parts, for players without fMP4 or LL-HLS. No fMP4 playlist lists it.
-	tsMediaPlaylist = "stream_ts.m3u8"
-	// tsMultivariantPlaylist is a multivariant playlist whose only variant
-	// is tsMediaPlaylist.
-	tsMultivariantPlaylist = "index_ts.m3u8"
-	// tsPlaylistVersion is 3, for decimal EXTINF durations (RFC 8216bis 7).
-	tsPlaylistVersion = 3
-)
+// The legacy HLS rendition's playlists are stream_ts.m3u8, the MPEG-TS
+// media playlist (not low-latency, no parts, for players without fMP4 or
+// LL-HLS; no fMP4 playlist lists it), and index_ts.m3u8, a multivariant
+// playlist whose only variant is stream_ts.m3u8.
+
+// tsPlaylistVersion is 3, for decimal EXTINF durations (RFC 8216bis 7).
+const tsPlaylistVersion = 3
 
 // tsWindow returns the TS segments of the playlist window: those of the
 // fMP4 window, segment for segment. A segment of a publication without a
@@ -62,7 +60,7 @@ func (s *Stream) draftTSMedia() *draft {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", seg.pdt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
-		fmt.Fprintf(&b, "#EXTINF:%s,\nseg%d.ts\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), seg.msn)
+		fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), hlsname.TSSegment(seg.msn))
 	}
 	if s.ended {
 		b.WriteString("#EXT-X-ENDLIST\n")
@@ -113,6 +111,6 @@ func (s *Stream) renderTSMultivariant() []byte {
 	if len(cs) > 0 {
 		fmt.Fprintf(&b, ",CODECS=\"%s\"", strings.Join(cs, ","))
 	}
-	b.WriteString("\n" + tsMediaPlaylist + "\n")
+	b.WriteString("\n" + hlsname.TSMedia + "\n")
 	return b.Bytes()
 }

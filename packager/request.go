@@ -32,8 +32,9 @@ const (
 type Request struct {
 	// Stream is the public stream name.
 	Stream string
-	// File is the file name relative to the stream's directory, such as
-	// "index.m3u8", "stream.m3u8", "init0.mp4", "seg12.m4s", "part12.3.m4s".
+	// File is the file name relative to the stream's directory, one of
+	// the names of package hlsname, such as "index.m3u8", "init0.mp4",
+	// "seg12.m4s" or "part40.m4s".
 	File string
 	// MSN and Part are the _HLS_msn and _HLS_part directives, -1 when absent.
 	MSN  int64
@@ -61,7 +62,9 @@ const (
 // Response is one file, ready to send. Body and Gzip are shared by every
 // viewer and must not be modified.
 type Response struct {
-	Kind        Kind
+	Kind Kind
+	// ContentType is the file's media type, always set: the origin sends
+	// it as is.
 	ContentType string
 	Body        []byte
 	// Gzip is Body compressed with gzip, for playlists; nil otherwise.

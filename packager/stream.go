@@ -2,7 +2,6 @@ package packager
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // DataMessage is a publisher data message (AMF onCuePoint, onTextData) placed
@@ -75,7 +75,7 @@ type Stream struct {
 	stats     *streamStats // counters for metrics (stats.go)
 
 	eventTimeline
-	ts tsRendition // the legacy MPEG-TS rendition (ts_segment.go)
+	ts tsRendition // the legacy MPEG-TS rendition (ts_rendition.go)
 }
 
 // cachedPlaylist holds a playlist rendered for one version. Readers hold
@@ -208,7 +208,7 @@ func (s *Stream) attach(info ingest.PublishInfo) (*publication, error) {
 	if s.ended {
 		return nil, ErrNotFound
 	}
-	p, err := newPublication(s, info, fmt.Sprintf("init%d.mp4", s.pubSeq))
+	p, err := newPublication(s, info, hlsname.Init(int64(s.pubSeq)))
 	if err != nil {
 		return nil, err
 	}

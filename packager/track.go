@@ -42,7 +42,6 @@ type track struct {
 	timescale uint32
 	video     bool
 
-	base  time.Duration // publication clock value mapped to media time origin
 	shift time.Duration // accumulated rebasing after timestamp jumps
 
 	started bool
@@ -134,13 +133,14 @@ func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample,
 	if t.video {
 		s.key = t.isKey(u)
 		var err error
+		// The payload as fmp4.Sample's deprecated Fill* methods made it:
+		// length-prefixed NAL units (H.264 and H.265 alike), AV1's
+		// low-overhead bitstream.
 		switch t.in.Codec.(type) {
-		case *codecs.H264:
-			err = s.FillH264(0, u.AU)
-		case *codecs.H265:
-			err = s.FillH265(0, u.AU)
+		case *codecs.H264, *codecs.H265:
+			s.Payload, err = h264.AVCC(u.AU).Marshal()
 		case *codecs.AV1:
-			err = s.FillAV1(u.AU)
+			s.Payload, err = av1.Bitstream(u.AU).Marshal()
 		case *codecs.VP9:
 			if len(u.AU) > 0 {
 				s.Payload = u.AU[0]

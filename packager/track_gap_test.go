@@ -17,7 +17,7 @@ import (
 // at the frame's time.
 func TestAudioGap(t *testing.T) {
 	in := &ingest.Track{ID: 2, Codec: &codecs.MPEG4Audio{Config: mpeg4audio.AudioSpecificConfig{
-		Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelCount: 2,
+		Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 2,
 	}}}
 	for _, sealed := range []bool{false, true} {
 		tr, err := newTrack(in, 2)

@@ -47,7 +47,7 @@ func TestTSClient(t *testing.T) {
 
 	video := &ingest.Track{ID: 1, Codec: &mp4codecs.H264{SPS: clientSPS, PPS: clientPPS}}
 	audio := &ingest.Track{ID: 2, Codec: &mp4codecs.MPEG4Audio{Config: mpeg4audio.AudioSpecificConfig{
-		Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelCount: 2, ChannelConfig: 2}}}
+		Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 2}}}
 	pub, err := m.Publish(ingest.PublishInfo{Name: "shop", Proto: "rtmp", Remote: "127.0.0.1:1", Tracks: []*ingest.Track{video, audio}})
 	if err != nil {
 		t.Fatal(err)
@@ -156,8 +156,10 @@ func TestTSClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	waited := make(chan error, 1)
+	go func() { waited <- c.Wait2() }()
 	select {
-	case err := <-c.Wait():
+	case err := <-waited:
 		if err != nil && !strings.Contains(err.Error(), "end of stream") {
 			t.Fatalf("gohlslib client: %v", err)
 		}

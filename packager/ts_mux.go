@@ -46,11 +46,6 @@ const (
 // stream whose media time starts at 0.
 const tsTimeOffset = 10 * time.Second
 
-// tsTicks converts a media time to a TS timestamp.
-func tsTicks(media time.Duration) int64 {
-	return (clock90k(media) + clock90k(tsTimeOffset)) & tsClockMask
-}
-
 // clock90k converts a duration to 90 kHz ticks, rounding to the nearest.
 func clock90k(d time.Duration) int64 {
 	if d < 0 {

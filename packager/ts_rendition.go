@@ -365,11 +365,13 @@ func (t *tsTrack) annexB(b, avcc []byte, key bool) ([]byte, error) {
 // adts appends an AAC access unit with its ADTS header.
 func (t *tsTrack) adts(b, au []byte) ([]byte, error) {
 	c := t.codec.(*codecs.MPEG4Audio)
+	// Every config the packager gets was decoded, which sets ChannelConfig
+	// (mediacommon's decoder fills the deprecated ChannelCount from it): the
+	// ADTS header carries the value the AudioSpecificConfig had.
 	pkt := mpeg4audio.ADTSPackets{{
 		Type:          c.Config.Type,
 		SampleRate:    c.Config.SampleRate,
 		ChannelConfig: c.Config.ChannelConfig,
-		ChannelCount:  c.Config.ChannelCount, //nolint:staticcheck // ADTS needs one of the two
 		AU:            au,
 	}}
 	enc, err := pkt.Marshal()

@@ -18,6 +18,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/hlsname"
 )
 
 // testID3 returns an ID3v2.4 tag with one TXXX frame, built by hand so that
@@ -180,7 +181,7 @@ func TestTSRendition(t *testing.T) {
 			sy.frames(5 * 30)
 
 			fm := parsePlaylist(t, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body)
-			tsResp := mustFetch(t, m, fileReq(tsMediaPlaylist))
+			tsResp := mustFetch(t, m, fileReq(hlsname.TSMedia))
 			if tsResp.Kind != KindPlaylist || tsResp.ContentType != "application/vnd.apple.mpegurl" {
 				t.Fatalf("kind %v, content type %q", tsResp.Kind, tsResp.ContentType)
 			}
@@ -309,13 +310,13 @@ func TestTSRendition(t *testing.T) {
 			}
 
 			// index_ts.m3u8 lists stream_ts.m3u8; index.m3u8 does not.
-			mv := mustFetch(t, m, fileReq(tsMultivariantPlaylist))
+			mv := mustFetch(t, m, fileReq(hlsname.TSMultivariant))
 			pl, err := playlist.Unmarshal(mv.Body)
 			if err != nil {
 				t.Fatalf("gohlslib cannot parse index_ts.m3u8: %v\n%s", err, mv.Body)
 			}
 			mvp, ok := pl.(*playlist.Multivariant)
-			if !ok || len(mvp.Variants) != 1 || mvp.Variants[0].URI != tsMediaPlaylist || mvp.Variants[0].Bandwidth <= 0 ||
+			if !ok || len(mvp.Variants) != 1 || mvp.Variants[0].URI != hlsname.TSMedia || mvp.Variants[0].Bandwidth <= 0 ||
 				strings.Join(mvp.Variants[0].Codecs, ",") != "avc1.64001e,mp4a.40.2" {
 				t.Fatalf("index_ts.m3u8:\n%s", mv.Body)
 			}
@@ -391,7 +392,7 @@ func TestTSDiscontinuity(t *testing.T) {
 	sy2.frames(4*30 + 1)
 
 	fm := parsePlaylist(t, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body)
-	tm := parsePlaylist(t, mustFetch(t, m, fileReq(tsMediaPlaylist)).Body)
+	tm := parsePlaylist(t, mustFetch(t, m, fileReq(hlsname.TSMedia)).Body)
 	if len(tm.Segments) != len(fm.Segments) || len(fm.Segments) < 4 {
 		t.Fatalf("%d TS segments, %d fMP4", len(tm.Segments), len(fm.Segments))
 	}
@@ -427,7 +428,7 @@ func TestTSPlaylistWaitsForFirstSegment(t *testing.T) {
 	m := newTestManager(t, Config{})
 	sy := publish(t, m)
 	sy.frames(10)
-	ch := fetchAsync(m, fileReq(tsMediaPlaylist))
+	ch := fetchAsync(m, fileReq(hlsname.TSMedia))
 	waitBlocked(t, m, 1)
 	sy.frames(61)
 	r := await(t, ch, 5*time.Second)

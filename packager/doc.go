@@ -1,0 +1,121 @@
+// Package packager turns publishers' access units into LL-HLS: fMP4 parts,
+// segments and init segments, and the playlists that list them (RFC
+// 8216bis), plus a legacy MPEG-TS rendition. The ingest package feeds it
+// (Manager is its Sink); the origin reads from it (Manager.Fetch is its
+// Source). File names are package hlsname's.
+//
+// # Objects
+//
+// From the publisher to the viewer:
+//
+//   - Manager (manager.go) holds the streams by name, the Config and the
+//     count of blocked requests across streams.
+//   - Stream (stream.go) is one name's timeline: the complete segments
+//     still servable (segs), the open segment, the parts by number, the
+//     init segments by name, the playlist caches, the events and the TS
+//     rendition. It outlives its publishers: a publisher that comes back
+//     within GracePeriod continues it after an EXT-X-DISCONTINUITY; after
+//     that it ends (EXT-X-ENDLIST) and stays servable for EndedLinger. A
+//     publisher coming back to an ended stream starts a new Stream,
+//     numbered on from the old one so that no URL is reused.
+//   - publication (publication.go) is one publisher's session: its tracks,
+//     its init segment (init{N}.mp4, N counting the stream's publications)
+//     and the clock mapping its timestamps to the stream's media time. A
+//     new publisher of the same name supersedes the current one.
+//   - track (track.go) puts one ingest track's units on a continuous fMP4
+//     timeline as samples, rebasing timestamp jumps. The lead track (video
+//     if any) decides where parts and segments end; the others' samples
+//     wait in publication.pending for the next part.
+//   - part (segment.go) is a partial segment, part{N}.m4s with N counting
+//     across the stream: one moof+mdat of every track's pending samples,
+//     closed by publication.closePart on the lead frame after which one
+//     more would take it past PART-TARGET, or that ends its segment.
+//   - segment (segment.go) is seg{MSN}.m4s: the parts from one lead
+//     keyframe to the next past TargetDuration. When it closes its body is
+//     its parts' bytes back to back and the parts are re-pointed into it,
+//     so the media is kept once. Parts and segments never change once
+//     published; every viewer gets the same slices.
+//   - The playlists (playlist_media.go, playlist_multivariant.go,
+//     playlist_ts.go) are rendered once per stream version (Stream.version,
+//     bumped by notify on every change) and per _HLS_skip form, in two
+//     steps (Stream.cached): take copies out under the lock what the
+//     playlist says (a draft), build makes the bytes after the lock is let
+//     go, and every request for that version shares them (and one gzip of
+//     them, made on first demand).
+//
+// Writing: ingest calls publication.WriteUnit, which takes s.mu for
+// writing, builds the sample and, on the lead track, may close a part
+// (Stream.addPart) and a segment (Stream.closeSegment, which also trims the
+// window and completes the TS segment). Each publication step calls
+// Stream.notify, which wakes every blocked request.
+//
+// Reading: Manager.Fetch parses the file name and calls the Stream's fetch
+// method (fetch.go, ts_fetch.go) under s.mu read-locked. A blocking
+// playlist request (_HLS_msn, RFC 8216bis 6.2.5.2) or a request for the
+// preload-hinted part (6.2.6) waits in Stream.waitFor: it releases the
+// read lock while it waits on the stream's changed channel, for at most
+// three target durations (then 503), counted against MaxBlockedRequests.
+// Fetch makes the playlist's bytes after the fetch method returned, so no
+// render holds s.mu.
+//
+// # Locks
+//
+// In the order they may be taken; never take an earlier one while holding
+// a later one:
+//
+//  1. Manager.mu guards the stream map. Publish holds it while it attaches
+//     the publication (taking the stream's s.mu), so a stream cannot end or
+//     be removed in between. Manager.remove lets it go before shutting the
+//     stream down.
+//  2. Stream.mu (s.mu), a RWMutex, guards everything of a stream but its
+//     counters (streamStats, atomics, read by Manager.Stats without a
+//     lock). The publisher, the grace and linger timers and the event API
+//     write under Lock; viewers read under RLock, so that a part's release
+//     wakes a thousand blocked requests without queueing them one by one.
+//     Hence nothing a viewer does may take it for writing, and a writer
+//     must not retake it where viewers are waiting on the part it is about
+//     to publish (see Stream.AddEvent).
+//  3. Stream.renderMu is taken under s.mu (read-locked at least) by
+//     Stream.cached, so that one reader takes a playlist version while the
+//     others wait for it: take runs for readers under RLock yet writes, the
+//     DATERANGE lines the events keep rendered (event.go) and the cache
+//     slot. It is never held while the bytes are built.
+//  4. tsRendition.mu (s.ts.mu) guards the TS muxer's state. It is taken
+//     under s.mu held for writing (writePart, closeSegment) and, by the
+//     publisher, with s.mu released (drain), which muxes the part queued by
+//     writePart after the fMP4 part is out. Fields changed under both
+//     (pub, tracks, id3, segs) may be read under either; the TS fetches
+//     read them under s.mu.
+//
+// Blocking reads hold no lock while they wait; lazyGzip and the rendered
+// playlist's ready channel are waited on with no lock held.
+//
+// # The TS rendition
+//
+// tsRendition (ts_rendition.go, ts_mux.go) is a non-low-latency HLS
+// rendition for players without fMP4: seg{MSN}.ts, aligned one to one with
+// the fMP4 segments (same MSN, duration, discontinuities, program
+// date-time), listed by stream_ts.m3u8 and index_ts.m3u8, which no fMP4
+// playlist references. closePart hands it the samples of every part it
+// publishes (writePart) and closeSegment completes its segment, so it
+// needs no input of its own. H.264, H.265 and AAC fit; a publication with
+// none of them has no TS segments.
+//
+// # Events
+//
+// Timed metadata (product cues) enters through Manager.AddEvent and
+// Manager.EndEvent (event.go), called by the cues package; an Event brings
+// the framing of its emsg box and of its DATERANGE tag. It is placed on the
+// stream's media timeline under s.mu, at once or (for "now") on the next
+// lead frame (Stream.resolveNow in writeUnit). From there closePart puts
+// its emsg box in the part whose time range holds it (Stream.partBoxes),
+// the TS rendition sends the same ID3 bytes as a PES (ts_event.go,
+// tsRendition.eventItems), and the playlists list it as EXT-X-DATERANGE
+// (Stream.dateRanges) while it overlaps the window. Config.OnStreamStart
+// lets the cues put stored events back on a stream that starts afresh; it
+// runs in its own goroutine because Publish holds Manager.mu.
+//
+// Publisher data messages (AMF onCuePoint, onTextData) come in through
+// publication.WriteData and are kept, the latest few, for
+// Stream.DataMessages.
+package packager
