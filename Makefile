@@ -38,6 +38,10 @@ deps:
 			echo "make: missing$$missing; run 'make deps' as root" >&2; \
 		fi; \
 	fi
+	@# The player and playlist-validator tests load Shaka and hls-parser from node_modules.
+	@if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+		npm ci --no-audit --no-fund --loglevel=error; \
+	fi
 
 ## lint: staticcheck, pinned in go.mod as a tool
 lint:
