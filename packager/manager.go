@@ -45,7 +45,7 @@ type Config struct {
 	// on its timeline.
 	OnStreamStart func(name string)
 	// FirstNumbers gives a stream this manager does not hold yet its first
-	// numbers. After a restart they must exceed every number the stream
+	// media sequence, part and init-section numbers. After a restart they must exceed every number the stream
 	// used before, or a CDN that cached the old session's seg5.m4s serves
 	// it as the new session's seg5.m4s (RFC 8216bis 6.2.1: a segment's
 	// Media Sequence Number never decreases, and a URI never names other
@@ -61,9 +61,8 @@ type Config struct {
 
 // Numbers are the first numbers of a stream.
 type Numbers struct {
-	// Sequence is the first media sequence and discontinuity sequence
-	// number. Players parse these as integers, some as 31-bit ones
-	// (gohlslib refuses 2^31 and more).
+	// Sequence is the first media sequence number. Players parse it as an
+	// integer, some as a 31-bit one (gohlslib refuses 2^31 and more).
 	Sequence int64
 	// Name is the first part and init-section number; those appear only in
 	// URIs.
@@ -76,10 +75,9 @@ var numberEpoch = time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 // WallClockNumbers numbers a new stream from the wall clock, so that a
 // stream started after a restart is numbered after everything the crashed
-// process served, with no state kept on disk. The sequence numbers count
-// seconds: a segment is at least a target duration (1 s or more) of media
-// and a publication lasts longer than a second, so they advance slower
-// than the clock while media arrives in real time. Part and init-section
+// process served, with no state kept on disk. The media sequence counts
+// seconds: a segment is at least a target duration (1 s or more) of media,
+// so it advances slower than the clock while media arrives in real time. Part and init-section
 // numbers count milliseconds, since parts are shorter. A publisher pushing
 // media faster than real time for a whole stream's life, or a wall clock
 // stepped back by more than the stream's age, breaks the rule.
@@ -175,7 +173,12 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 		s = newStream(m, info.Name)
 		if m.cfg.FirstNumbers != nil {
 			n := m.cfg.FirstNumbers()
-			s.nextMSN, s.discNum = max(n.Sequence, 0), max(n.Sequence, 0)
+			// The discontinuity sequence still counts from 0: hls.js keeps
+			// a sparse array indexed by it and walks it up to the playlist's
+			// value on every reload (a value of 29 million, a wall-clock
+			// count, froze its playback), and it rebases a sequence that
+			// went back after a restart.
+			s.nextMSN = max(n.Sequence, 0)
 			s.nextPart, s.pubSeq = max(n.Name, 0), max(n.Name, 0)
 		}
 	}
