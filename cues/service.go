@@ -95,12 +95,23 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 		defer s.ids.lock(stream, c.ID)()
 	}
 	if !s.Timeline.HasStream(stream) {
-		if c.ID != "" {
-			if rec, err := s.Store.Get(stream, c.ID); err == nil && replay(&rec, c) {
-				return rec, true, nil
-			}
+		// Answered from the store, as Reserve would once the stream is
+		// live, without writing.
+		if c.ID == "" {
+			return Record{}, false, packager.ErrNotFound
 		}
-		return Record{}, false, packager.ErrNotFound
+		rec, err := s.Store.Get(stream, c.ID)
+		switch {
+		case errors.Is(err, ErrCueNotFound):
+			return Record{}, false, packager.ErrNotFound
+		case err != nil:
+			return Record{}, false, err
+		case replay(&rec, c):
+			return rec, true, nil
+		case rec.State == StatePending && sameCue(&rec.Cue, c):
+			return Record{}, false, packager.ErrNotFound // placed by a retry once the stream is live
+		}
+		return Record{}, false, ErrIDUsed
 	}
 	rec, err := s.Store.Reserve(stream, c, s.now())
 	if errors.Is(err, ErrIDUsed) && replay(&rec, c) {

@@ -416,8 +416,11 @@ func (s *Store) update(stream, id string, now time.Time, fn func(r *Record) erro
 			return err
 		}
 		r.Updated = now
+		if err := putRecord(b, r); err != nil {
+			return err
+		}
 		rec = *r
-		return putRecord(b, r)
+		return nil
 	})
 	return rec, err
 }
