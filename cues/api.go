@@ -243,10 +243,10 @@ func (a *API) allow(w http.ResponseWriter, stream string) bool {
 // post places a cue. A retry of a cue the stream has (same id, same cue)
 // answers what the first POST did, 201 with the cue as it is now, even
 // while the stream is down: a producer that lost the answer cannot tell
-// whether it was placed, and the draft IETF Idempotency-Key header
-// (draft-ietf-httpapi-idempotency-key-header 2.6) asks a retry to get the
-// first request's response. So a client that checks for 201 and retries
-// until it gets one works unchanged.
+// whether it was placed, and the IETF Idempotency-Key draft
+// (draft-ietf-httpapi-idempotency-key-header) has a server answer a retry
+// with the first request's result. So a client that checks for 201 and
+// retries until it gets one works unchanged.
 func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	stream := r.PathValue("name")
 	// A stream that is down but has cues on record goes on, for a retry

@@ -93,25 +93,23 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 		// waits for that attempt's outcome: it would otherwise find the id
 		// reserved and answer a conflict for a cue about to appear.
 		defer s.ids.lock(stream, c.ID)()
-	}
-	if !s.Timeline.HasStream(stream) {
-		// Answered from the store, as Reserve would once the stream is
-		// live, without writing.
-		if c.ID == "" {
-			return Record{}, false, packager.ErrNotFound
-		}
+
+		// Answered from a read where it can be, also while the stream is
+		// down: an id refused inside Reserve's write would make the
+		// writes sharing its commit run again.
 		rec, err := s.Store.Get(stream, c.ID)
 		switch {
 		case errors.Is(err, ErrCueNotFound):
-			return Record{}, false, packager.ErrNotFound
 		case err != nil:
 			return Record{}, false, err
 		case replay(&rec, c):
 			return rec, true, nil
-		case rec.State == StatePending && sameCue(&rec.Cue, c):
-			return Record{}, false, packager.ErrNotFound // placed by a retry once the stream is live
+		case rec.State != StatePending || !sameCue(&rec.Cue, c):
+			return Record{}, false, ErrIDUsed
 		}
-		return Record{}, false, ErrIDUsed
+	}
+	if !s.Timeline.HasStream(stream) {
+		return Record{}, false, packager.ErrNotFound
 	}
 	rec, err := s.Store.Reserve(stream, c, s.now())
 	if errors.Is(err, ErrIDUsed) && replay(&rec, c) {
