@@ -198,9 +198,18 @@ func (a *API) allow(w http.ResponseWriter, stream string) bool {
 	return false
 }
 
+// post places a cue. A retry of a cue the stream has (same id, same cue)
+// answers what the first POST did, 201 with the cue as it is now, even
+// while the stream is down: a producer that lost the answer cannot tell
+// whether it was placed, and the IETF Idempotency-Key draft
+// (draft-ietf-httpapi-idempotency-key-header) has a server answer a retry
+// with the first request's result. So a client that checks for 201 and
+// retries until it gets one works unchanged.
 func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	stream := r.PathValue("name")
-	if !a.svc.Timeline.HasStream(stream) {
+	// A stream that is down but has cues on record goes on, for a retry
+	// of one of them; Service.Place answers a new cue with a 404.
+	if !a.svc.Timeline.HasStream(stream) && !a.svc.Store.Known(stream) {
 		writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
 		return
 	}
@@ -222,7 +231,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, err)
 		return
 	}
-	rec, err := a.svc.Place(stream, c)
+	rec, replayed, err := a.svc.place(stream, c)
 	switch {
 	case errors.Is(err, ErrIDUsed):
 		writeJSON(w, http.StatusConflict, apiError{Error: "cue id already used in this stream", Field: "id"})
@@ -234,7 +243,11 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, r, stream, "cue could not be placed", err)
 		return
 	}
-	a.Logger.Info("cue placed", "stream", stream, "remote", r.RemoteAddr, "cue", rec.Cue.ID,
+	msg := "cue placed"
+	if replayed {
+		msg = "cue placed before: retry answered with it"
+	}
+	a.Logger.Info(msg, "stream", stream, "remote", r.RemoteAddr, "cue", rec.Cue.ID,
 		"media_ms", rec.Media.Milliseconds())
 	w.Header().Set("Location", "/api/v1/streams/"+url.PathEscape(stream)+"/cues/"+rec.Cue.ID)
 	writeJSON(w, http.StatusCreated, a.response(&rec))

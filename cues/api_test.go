@@ -318,9 +318,9 @@ func TestAPIErrors(t *testing.T) {
 			setup: func(e *apiEnv) { e.fake.addErr = packager.ErrNotFound },
 		},
 		{
-			name: "409 duplicate id", method: "POST", path: cuesPath, body: validCue, status: 409,
+			name: "409 id of another cue", method: "POST", path: cuesPath, body: validCue, status: 409,
 			setup: func(e *apiEnv) {
-				if w := e.do("POST", cuesPath, validCue); w.Code != 201 {
+				if w := e.do("POST", cuesPath, mutate(e.t, "product.price.amount", `"79.90"`)); w.Code != 201 {
 					e.t.Fatalf("first post %d", w.Code)
 				}
 			},

@@ -43,9 +43,7 @@ type Service struct {
 
 	once sync.Once
 	now  func() time.Time // tests replace it
-	// started is when the service started: pending cues older than it were
-	// left by a previous process.
-	started time.Time
+	ids  idLocks
 
 	schedMu  sync.Mutex
 	schedule []*Cue
@@ -66,24 +64,64 @@ func (s *Service) Start() {
 		if s.DataQueue <= 0 {
 			s.DataQueue = 64
 		}
-		s.started = s.now()
 	})
 }
 
 // Place reserves c's id in the store, has the packager place it and records
 // where it landed: when it returns nil, the cue is in the stream and on
-// disk. It returns ErrIDUsed for an id the stream has used, and
-// packager.ErrNotFound for a stream that is not live.
+// disk. It returns ErrIDUsed for an id the stream has used for another cue
+// (or for this one, if the packager refused it), and packager.ErrNotFound
+// for a stream that is not live.
+//
+// Placing a cue again is idempotent, so that a producer who did not get the
+// answer (a timeout, a crash of the server) can retry: a cue the stream
+// has placed with the same id and the same content (sameCue) is not placed
+// twice, Place returns its record as it is now (scheduled, active, ended or
+// cancelled), even while the stream is down; one whose placement a crash
+// interrupted is placed now (Store.Reserve takes its reservation over).
 func (s *Service) Place(stream string, c *Cue) (Record, error) {
+	rec, _, err := s.place(stream, c)
+	return rec, err
+}
+
+// place is Place, also reporting whether the cue was placed before (a
+// replay), for the API's log.
+func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 	s.Start()
+	if c.ID != "" {
+		// A retry that arrives while its first attempt is being placed
+		// waits for that attempt's outcome: it would otherwise find the id
+		// reserved and answer a conflict for a cue about to appear.
+		defer s.ids.lock(stream, c.ID)()
+
+		// Answered from a read where it can be, also while the stream is
+		// down: an id refused inside Reserve's write would make the
+		// writes sharing its commit run again.
+		rec, err := s.Store.Get(stream, c.ID)
+		switch {
+		case errors.Is(err, ErrCueNotFound):
+		case err != nil:
+			return Record{}, false, err
+		case replay(&rec, c):
+			return rec, true, nil
+		case rec.State != StatePending || !sameCue(&rec.Cue, c):
+			return Record{}, false, ErrIDUsed
+		}
+	}
+	if !s.Timeline.HasStream(stream) {
+		return Record{}, false, packager.ErrNotFound
+	}
 	rec, err := s.Store.Reserve(stream, c, s.now())
+	if errors.Is(err, ErrIDUsed) && replay(&rec, c) {
+		return rec, true, nil
+	}
 	if err != nil {
-		return Record{}, err
+		return Record{}, false, err
 	}
 	id := rec.Cue.ID
 	ev, err := NewEvent(&rec.Cue, rec.Seq)
 	if err != nil {
-		return Record{}, errors.Join(err, s.Store.Release(stream, id))
+		return Record{}, false, errors.Join(err, s.Store.Release(stream, id))
 	}
 	at, err := s.Timeline.AddEvent(stream, ev)
 	if err != nil {
@@ -91,11 +129,61 @@ func (s *Service) Place(stream string, c *Cue) (Record, error) {
 			// The packager has the id already, so players may have seen
 			// it: it stays used.
 			_, ferr := s.Store.Finish(stream, id, StateFailed, packager.EventTime{}, s.now())
-			return Record{}, errors.Join(ErrIDUsed, ferr)
+			return Record{}, false, errors.Join(ErrIDUsed, ferr)
 		}
-		return Record{}, errors.Join(err, s.Store.Release(stream, id))
+		return Record{}, false, errors.Join(err, s.Store.Release(stream, id))
 	}
-	return s.Store.Place(stream, id, at, s.now())
+	rec, err = s.Store.Place(stream, id, at, s.now())
+	return rec, false, err
+}
+
+// replay reports whether rec, the record of c's id, is c placed before: a
+// retry of it is answered with rec. A pending record is not (a crash
+// leftover is taken over instead), nor a failed one (the packager refused
+// it; the id stays used).
+func replay(rec *Record, c *Cue) bool {
+	switch rec.State {
+	case statePlaced, StateEnded, StateCancelled:
+		return sameCue(&rec.Cue, c)
+	}
+	return false
+}
+
+// idLocks serialises the placements of one cue id. Entries live only while
+// held or awaited.
+type idLocks struct {
+	mu sync.Mutex
+	m  map[string]*idLock
+}
+
+type idLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters, under idLocks.mu
+}
+
+// lock takes the lock of stream's cue id and returns its unlock.
+func (l *idLocks) lock(stream, id string) func() {
+	key := stream + "\x00" + id
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*idLock{}
+	}
+	e := l.m[key]
+	if e == nil {
+		e = &idLock{}
+		l.m[key] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, key)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // End ends the cue of rec now if it is active (players get its END event
@@ -146,11 +234,17 @@ func (s *Service) StreamStarted(stream string) {
 	sched := s.schedule
 	s.schedMu.Unlock()
 	for _, sc := range sched {
-		if _, err := s.Store.Get(stream, sc.ID); !errors.Is(err, ErrCueNotFound) {
+		rec, err := s.Store.Get(stream, sc.ID)
+		switch {
+		case errors.Is(err, ErrCueNotFound):
+		case err == nil && rec.State == StatePending:
+			// A crash interrupted its placement at an earlier start: Place
+			// takes the reservation over.
+		default:
 			continue // placed at an earlier start, or the store failed
 		}
 		c := *sc
-		rec, err := s.Place(stream, &c)
+		rec, err = s.Place(stream, &c)
 		switch {
 		case errors.Is(err, ErrIDUsed):
 		case err != nil:
@@ -165,13 +259,10 @@ func (s *Service) StreamStarted(stream string) {
 func (s *Service) restore(stream string, rec *Record) error {
 	now := s.now()
 	if rec.State == StatePending {
-		// A reservation whose POST never finished: the server stopped
-		// between reserving the id and placing the cue. It was never
-		// acknowledged; the id stays used.
-		if rec.Created.Before(s.started) {
-			_, err := s.Store.Finish(stream, rec.Cue.ID, StateFailed, packager.EventTime{}, now)
-			return err
-		}
+		// A reservation whose POST has not finished: in flight, or left by
+		// a crash between reserving the id and placing the cue. A leftover
+		// was never acknowledged, so it is not placed unasked; it stays
+		// pending, hidden, for a retry of its POST to place (Place).
 		return nil
 	}
 	c := rec.Cue

@@ -1,6 +1,7 @@
 package cues
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -22,7 +23,8 @@ var (
 	// ErrCueNotFound is a cue id the stream has no record of.
 	ErrCueNotFound = errors.New("cue not found")
 	// ErrIDUsed is a cue id the stream has used before; ids are never
-	// reused.
+	// reused. Reserve returns it with the record that holds the id, so that
+	// a retry of the same cue can be told from another cue.
 	ErrIDUsed = errors.New("cue id already used in this stream")
 )
 
@@ -32,7 +34,9 @@ type State string
 // Cue states. The API shows scheduled, active, ended and cancelled.
 const (
 	// StatePending is a cue whose id is reserved while the packager places
-	// it. A pending record left by a crash is never shown or re-added.
+	// it. It is never shown. One left by a crash (its Session is an earlier
+	// handle's) is not re-added at the stream's start, as its POST was never
+	// acknowledged; a retry of the same cue takes it over (Reserve).
 	StatePending State = "pending"
 	// StateScheduled is a placed cue whose start is in the future.
 	StateScheduled State = "scheduled"
@@ -72,6 +76,9 @@ type Record struct {
 	EndMedia time.Duration `json:"end_media"`
 	Created  time.Time     `json:"created"`
 	Updated  time.Time     `json:"updated"`
+	// Session is the store handle that reserved a pending cue (Store's
+	// session); empty once the cue is placed or finished.
+	Session string `json:"session,omitempty"`
 }
 
 // StateAt is the state at wall-clock time now.
@@ -107,6 +114,12 @@ type Store struct {
 	CommitDelay time.Duration
 
 	db *bolt.DB
+	// session names this handle in the pending records it writes: a
+	// pending record of another session was left by a process that stopped
+	// while placing it. A random id rather than the start time, so that a
+	// clock stepped back across a restart cannot make a leftover look like
+	// a placement still in flight.
+	session string
 
 	// lastPrune throttles pruneOpen to once per pruneEvery per stream:
 	// scanning the open set on every POST made a burst of cues quadratic.
@@ -177,6 +190,7 @@ func (s *Store) Open() error {
 	}
 	db.MaxBatchDelay = s.CommitDelay
 	s.db = db
+	s.session = newID()
 	return nil
 }
 
@@ -236,6 +250,9 @@ func getRecord(b *bolt.Bucket, id string) (*Record, error) {
 }
 
 func putRecord(b *bolt.Bucket, r *Record) error {
+	if r.State != StatePending {
+		r.Session = ""
+	}
 	v, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -272,14 +289,22 @@ func newID() string {
 }
 
 // Reserve records c as pending in stream, taking its id (generating one
-// into c.ID if empty) and the next sequence number. It returns ErrIDUsed
-// for an id the stream has used before.
+// into c.ID if empty) and the next sequence number. It returns ErrIDUsed for
+// an id the stream has used before, with the record that holds it.
+//
+// A pending record of c's id left by an earlier handle (the server stopped
+// between reserving and placing it) is taken over when its cue is c
+// (sameCue): Reserve returns it as if just reserved, with its sequence
+// number, so that a retried POST places the cue its first attempt could
+// not; if that attempt reached the packager before the crash, players
+// keep the same emsg ids. A leftover of another cue stays ErrIDUsed.
 func (s *Store) Reserve(stream string, c *Cue, now time.Time) (Record, error) {
 	var rec Record
 	// Batch (see Open). fn may run more than once: an id it generated is
 	// then checked again as if the client had chosen it, and the sequence
 	// number is taken anew.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
+		rec = Record{}
 		b, err := streamBucket(tx, stream, true)
 		if err != nil {
 			return err
@@ -289,7 +314,17 @@ func (s *Store) Reserve(stream string, c *Cue, now time.Time) (Record, error) {
 			for c.ID = newID(); cues.Get([]byte(c.ID)) != nil; c.ID = newID() {
 			}
 		} else if cues.Get([]byte(c.ID)) != nil {
-			return ErrIDUsed
+			r, err := getRecord(b, c.ID)
+			if err != nil {
+				return err
+			}
+			if r.State != StatePending || r.Session == s.session || !sameCue(&r.Cue, c) {
+				rec = *r
+				return ErrIDUsed
+			}
+			r.Session, r.Updated = s.session, now
+			rec = *r
+			return putRecord(b, r)
 		}
 		seq, err := b.NextSequence()
 		if err != nil {
@@ -303,10 +338,29 @@ func (s *Store) Reserve(stream string, c *Cue, now time.Time) (Record, error) {
 				return err
 			}
 		}
-		rec = Record{Stream: stream, Cue: *c, Seq: uint32(seq), State: StatePending, Created: now, Updated: now}
+		rec = Record{Stream: stream, Cue: *c, Seq: uint32(seq), State: StatePending,
+			Created: now, Updated: now, Session: s.session}
 		return putRecord(b, &rec)
 	})
+	if err != nil && !errors.Is(err, ErrIDUsed) {
+		return Record{}, err
+	}
 	return rec, err
+}
+
+// sameCue reports whether a and b are the same cue as stored: a retry of a
+// POST must match the cue the store decoded from the first, not its bytes,
+// so key order, spacing and the zone of an RFC 3339 `at` do not matter.
+func sameCue(a, b *Cue) bool {
+	ja, erra := canonicalCue(a)
+	jb, errb := canonicalCue(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
+}
+
+func canonicalCue(c *Cue) ([]byte, error) {
+	n := *c
+	n.At.Wall = n.At.Wall.UTC()
+	return compactJSON(&n)
 }
 
 // pruneOpen drops from the open set the cues whose duration has run out, so
@@ -362,8 +416,11 @@ func (s *Store) update(stream, id string, now time.Time, fn func(r *Record) erro
 			return err
 		}
 		r.Updated = now
+		if err := putRecord(b, r); err != nil {
+			return err
+		}
 		rec = *r
-		return putRecord(b, r)
+		return nil
 	})
 	return rec, err
 }

@@ -268,3 +268,132 @@ func TestStoreConcurrentReserve(t *testing.T) {
 		t.Errorf("%d distinct ids and %d distinct sequence numbers for %d reservations", len(ids), len(seqs), n)
 	}
 }
+
+// TestStoreReserveRetry covers Reserve of an id the stream has, in each
+// state: only a pending reservation of the same cue written by an earlier
+// handle (a crash between reserving and placing) is taken over; every
+// other case is ErrIDUsed with the record that holds the id.
+func TestStoreReserveRetry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cues.db")
+	before := openStore(t, path) // the handle of the process that crashed
+	cue := func(id string) *Cue {
+		c := exampleCue(t)
+		c.ID = id
+		return c
+	}
+	reserve := func(s *Store, id string) Record {
+		t.Helper()
+		r, err := s.Reserve("live", cue(id), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	at := packager.EventTime{Media: 12 * time.Second, Wall: t0.Add(12 * time.Second)}
+	seqs := map[string]uint32{}
+	for _, id := range []string{"leftover", "leftover-other", "placed", "ended", "cancelled", "failed"} {
+		seqs[id] = reserve(before, id).Seq
+	}
+	for _, id := range []string{"placed", "ended", "cancelled"} {
+		if _, err := before.Place("live", id, at, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, st := range map[string]State{"ended": StateEnded, "cancelled": StateCancelled, "failed": StateFailed} {
+		if _, err := before.Finish("live", id, st, packager.EventTime{}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := before.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openStore(t, path) // after the restart
+	defer s.Close()
+	inFlight := reserve(s, "in-flight") // this handle's own reservation
+	seqs["in-flight"] = inFlight.Seq
+	t1 := t0.Add(time.Minute)
+
+	other := cue("leftover-other")
+	other.Product.Price.Amount = "79.90"
+	// The same cue written otherwise: another zone for the same instant.
+	rezoned := cue("rezoned")
+	rezoned.At = At{Kind: AtWall, Wall: t0.Add(time.Hour)}
+	stored := *rezoned
+	if _, err := s.Reserve("live", &stored, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Place("live", "rezoned", at, t0); err != nil {
+		t.Fatal(err)
+	}
+	rezoned.At.Wall = rezoned.At.Wall.In(time.FixedZone("", 2*3600))
+
+	for _, tc := range []struct {
+		name      string
+		c         *Cue
+		err       error
+		wantState State // of the returned record
+	}{
+		{"leftover of the same cue is taken over", cue("leftover"), nil, StatePending},
+		{"leftover taken over once", cue("leftover"), ErrIDUsed, StatePending},
+		{"leftover of another cue", other, ErrIDUsed, StatePending},
+		{"reservation in flight in this handle", cue("in-flight"), ErrIDUsed, StatePending},
+		{"placed", cue("placed"), ErrIDUsed, statePlaced},
+		{"ended", cue("ended"), ErrIDUsed, StateEnded},
+		{"cancelled", cue("cancelled"), ErrIDUsed, StateCancelled},
+		{"failed", cue("failed"), ErrIDUsed, StateFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := s.Reserve("live", tc.c, t1)
+			if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+				t.Fatalf("err %v, want %v", err, tc.err)
+			}
+			if rec.Cue.ID != tc.c.ID || rec.State != tc.wantState || rec.Seq != seqs[tc.c.ID] {
+				t.Fatalf("record %+v, want %s with seq %d", rec, tc.wantState, seqs[tc.c.ID])
+			}
+		})
+	}
+	// The taken-over reservation is this handle's now: it places as any.
+	if r, err := s.Place("live", "leftover", at, t1); err != nil || r.StateAt(t1) != StateEnded || r.Seq != seqs["leftover"] || r.Session != "" {
+		t.Fatalf("place of the taken-over reservation %+v %v", r, err)
+	}
+	if r, err := s.Get("live", "rezoned"); err != nil || !sameCue(&r.Cue, rezoned) {
+		t.Fatalf("a cue with its at in another zone is not the same cue: %+v %v", r.Cue.At, err)
+	}
+}
+
+func TestSameCue(t *testing.T) {
+	decode := func(body string) *Cue {
+		t.Helper()
+		c, err := DecodeCue([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	base := decode(cueBody(t, "c1", `"2025-06-01T20:00:00+02:00"`, "30000"))
+	for _, tc := range []struct {
+		name string
+		body string
+		same bool
+	}{
+		{"same bytes", cueBody(t, "c1", `"2025-06-01T20:00:00+02:00"`, "30000"), true},
+		{"same instant in UTC", cueBody(t, "c1", `"2025-06-01T18:00:00Z"`, "30000"), true},
+		{"fields reordered, spaced", ` {"duration_ms": 30000, "at":"2025-06-01T18:00:00.000Z", "v":1, "id":"c1",` +
+			`"type":"product","product":{"title":"Court Sneaker","sku":"SNK-42","price":{"currency":"EUR","amount":"89.90"},` +
+			`"image_url":"https://cdn.example.com/a.jpg","url":"https://shop.example.com/p/42?ref=live&x=1","badge":"NEW","discount":"-10%"}}`, true},
+		{"another instant", cueBody(t, "c1", `"2025-06-01T18:00:01Z"`, "30000"), false},
+		{"another duration", cueBody(t, "c1", `"2025-06-01T18:00:00Z"`, "30001"), false},
+		{"no duration", cueBody(t, "c1", `"2025-06-01T18:00:00Z"`, ""), false},
+		{"at now", cueBody(t, "c1", `"now"`, "30000"), false},
+	} {
+		if got := sameCue(base, decode(tc.body)); got != tc.same {
+			t.Errorf("%s: sameCue %v, want %v", tc.name, got, tc.same)
+		}
+	}
+	other := decode(cueBody(t, "c1", `"2025-06-01T18:00:00Z"`, "30000"))
+	other.Product.Discount = "-20%"
+	if sameCue(base, other) {
+		t.Error("another discount is the same cue")
+	}
+}
