@@ -257,7 +257,7 @@ func TestMetricsMoveAsAStreamRuns(t *testing.T) {
 		reason           string // "" for posted
 	}{
 		{"valid", stream, fmt.Sprintf(cueJSON, "c1"), nil, 201, ""},
-		{"id reused", stream, fmt.Sprintf(cueJSON, "c1"), nil, 409, "id_used"},
+		{"id reused by another cue", stream, strings.Replace(fmt.Sprintf(cueJSON, "c1"), "Court", "Trail", 1), nil, 409, "id_used"},
 		{"not JSON", stream, "{", nil, 400, "invalid"},
 		{"unknown stream", "nope", fmt.Sprintf(cueJSON, "c2"), nil, 404, "unknown_stream"},
 		{"through a proxy without token", stream, fmt.Sprintf(cueJSON, "c3"), []string{"X-Forwarded-For", "192.0.2.1"}, 403, "unauthorized"},
