@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -57,7 +58,7 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 		return "", nil
 	}
 
-	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1, Gzip: acceptsGzip(r.Header)}
+	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1, Gzip: acceptsGzip(r.Header), Client: clientAddr(r)}
 	// The delivery directives apply to media playlists only; on other files
 	// they are ignored like any other query parameter.
 	if file == hlsname.Media {
@@ -164,4 +165,17 @@ func fail(w http.ResponseWriter, status int) {
 	}
 	w.Header().Set("Cache-Control", cc)
 	http.Error(w, http.StatusText(status), status)
+}
+
+// clientAddr is the peer's IP address, which the packager's per-client cap
+// on blocked requests counts by. Forwarding headers are not read: anyone
+// can write them, and a flood would then spread itself over made-up
+// clients. Behind a CDN the edge is the client, as it should be: it
+// collapses its viewers' requests.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -95,17 +95,17 @@ func TestLiveDirectivesReachSource(t *testing.T) {
 		status int
 		want   *packager.Request // nil: the source must not be asked
 	}{
-		{"/live/shop/stream.m3u8", 200, &packager.Request{Stream: "shop", File: "stream.m3u8", MSN: -1, Part: -1}},
+		{"/live/shop/stream.m3u8", 200, &packager.Request{Client: "192.0.2.1", Stream: "shop", File: "stream.m3u8", MSN: -1, Part: -1}},
 		{"/live/shop/stream.m3u8?_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&cb=1",
-			200, &packager.Request{Stream: "shop", File: "stream.m3u8", MSN: 5, Part: 2, Skip: packager.SkipYes}},
-		{"/live/shop/stream.m3u8?_HLS_skip=v2", 200, &packager.Request{Stream: "shop", File: "stream.m3u8", MSN: -1, Part: -1, Skip: packager.SkipV2}},
+			200, &packager.Request{Client: "192.0.2.1", Stream: "shop", File: "stream.m3u8", MSN: 5, Part: 2, Skip: packager.SkipYes}},
+		{"/live/shop/stream.m3u8?_HLS_skip=v2", 200, &packager.Request{Client: "192.0.2.1", Stream: "shop", File: "stream.m3u8", MSN: -1, Part: -1, Skip: packager.SkipV2}},
 		{"/live/shop/stream.m3u8?_HLS_part=2", 400, nil},
 		{"/live/shop/stream.m3u8?_HLS_msn=x", 400, nil},
 		{"/live/shop/stream.m3u8?_HLS_skip=NO", 400, nil},
 		// On other files the directives are ignored.
-		{"/live/shop/index.m3u8?_HLS_msn=x&_HLS_part=2", 200, &packager.Request{Stream: "shop", File: "index.m3u8", MSN: -1, Part: -1}},
-		{"/live/shop/part7.m4s?_HLS_part=1", 200, &packager.Request{Stream: "shop", File: "part7.m4s", MSN: -1, Part: -1}},
-		{"/live/shop/init0.mp4?_HLS_skip=x", 200, &packager.Request{Stream: "shop", File: "init0.mp4", MSN: -1, Part: -1}},
+		{"/live/shop/index.m3u8?_HLS_msn=x&_HLS_part=2", 200, &packager.Request{Client: "192.0.2.1", Stream: "shop", File: "index.m3u8", MSN: -1, Part: -1}},
+		{"/live/shop/part7.m4s?_HLS_part=1", 200, &packager.Request{Client: "192.0.2.1", Stream: "shop", File: "part7.m4s", MSN: -1, Part: -1}},
+		{"/live/shop/init0.mp4?_HLS_skip=x", 200, &packager.Request{Client: "192.0.2.1", Stream: "shop", File: "init0.mp4", MSN: -1, Part: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.target, func(t *testing.T) {

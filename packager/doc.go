@@ -54,7 +54,10 @@
 // playlist request (_HLS_msn, RFC 8216bis 6.2.5.2) or a request for the
 // preload-hinted part (6.2.6) waits in Stream.waitFor: it releases the
 // read lock while it waits on the stream's changed channel, for at most
-// three target durations (then 503), counted against MaxBlockedRequests.
+// three target durations (then 503), counted against MaxBlockedRequests
+// and the fair shares MaxBlockedPerStream and MaxBlockedPerClient
+// (Manager.block, whose per-client map has its own small mutex, taken by
+// nothing else).
 // Fetch makes the playlist's bytes after the fetch method returned, so no
 // render holds s.mu.
 //

@@ -14,17 +14,15 @@ const (
 // waitFor blocks until cond holds for at most 3 target durations, the limit
 // of RFC 8216bis 6.2.5.2, after which the request gets a 503. Called with
 // s.mu read-locked.
-func (s *Stream) waitFor(ctx context.Context, cond func() bool) error {
+func (s *Stream) waitFor(ctx context.Context, client string, cond func() bool) error {
 	if cond() {
 		return nil
 	}
-	release, err := s.m.block()
+	release, err := s.m.block(s.stats, client)
 	if err != nil {
 		return err
 	}
 	defer release()
-	s.stats.blocked.Add(1)
-	defer s.stats.blocked.Add(-1)
 	timer := time.NewTimer(3 * s.tdDuration())
 	defer timer.Stop()
 	return s.wait(ctx, timer.C, cond)
@@ -43,10 +41,10 @@ func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error)
 		if err := s.checkAhead(req.MSN, req.Part); err != nil {
 			return nil, err
 		}
-		if err := s.waitFor(ctx, func() bool { return s.ended || s.has(req.MSN, req.Part) }); err != nil {
+		if err := s.waitFor(ctx, req.Client, func() bool { return s.ended || s.has(req.MSN, req.Part) }); err != nil {
 			return nil, err
 		}
-	} else if err := s.waitFor(ctx, func() bool { return s.ended || s.td > 0 }); err != nil {
+	} else if err := s.waitFor(ctx, req.Client, func() bool { return s.ended || s.td > 0 }); err != nil {
 		// A playlist is first served once the first segment fixed the
 		// target duration.
 		return nil, err
@@ -170,10 +168,10 @@ func (s *Stream) checkAhead(msn, part int64) error {
 	return nil
 }
 
-func (s *Stream) fetchMultivariant(ctx context.Context) (*Response, error) {
+func (s *Stream) fetchMultivariant(ctx context.Context, client string) (*Response, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.waitFor(ctx, func() bool { return s.ended || s.td > 0 }); err != nil {
+	if err := s.waitFor(ctx, client, func() bool { return s.ended || s.td > 0 }); err != nil {
 		return nil, err
 	}
 	if s.td == 0 {
@@ -210,11 +208,11 @@ func (s *Stream) fetchSegment(msn int64) (*Response, error) {
 // fetchPart serves a part. A request for the part the playlist hints at
 // (EXT-X-PRELOAD-HINT) blocks until the part is complete and is then sent
 // whole (RFC 8216bis 6.2.6).
-func (s *Stream) fetchPart(ctx context.Context, n int64) (*Response, error) {
+func (s *Stream) fetchPart(ctx context.Context, client string, n int64) (*Response, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if n == s.nextPart && s.pub != nil && !s.ended {
-		if err := s.waitFor(ctx, func() bool { return s.parts[n] != nil || s.ended }); err != nil {
+		if err := s.waitFor(ctx, client, func() bool { return s.parts[n] != nil || s.ended }); err != nil {
 			return nil, err
 		}
 	}

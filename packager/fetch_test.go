@@ -496,3 +496,65 @@ func TestFetchContentType(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockedFairShare checks the per-client and per-stream caps: a client
+// at its cap gets 503 while another client still waits for the same part,
+// a stream at its cap refuses its next blocked request, and every slot is
+// handed back once the part comes.
+func TestBlockedFairShare(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		cfg         Config
+		flood       int    // blocked requests the flooding client gets
+		other       string // the second client's address
+		otherRefuse bool   // whether its request is refused too
+	}{
+		{"per client", Config{MaxBlockedRequests: 100, MaxBlockedPerClient: 4}, 4, "192.0.2.2", false},
+		{"per stream", Config{MaxBlockedRequests: 100, MaxBlockedPerClient: 50, MaxBlockedPerStream: 4}, 4, "192.0.2.2", true},
+		{"global", Config{MaxBlockedRequests: 4, MaxBlockedPerClient: 50}, 4, "192.0.2.2", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := newTestManager(t, tt.cfg)
+			sy := publish(t, m)
+			sy.frames(130)
+			l, k, _ := liveEdge(t, m)
+			req := func(client string) Request {
+				r := mediaReq(l, k+1, SkipNone)
+				r.Client = client
+				return r
+			}
+			var chs []<-chan fetchResult
+			for range tt.flood {
+				chs = append(chs, fetchAsync(m, req("192.0.2.1")))
+			}
+			waitBlocked(t, m, int64(tt.flood))
+			if _, err := fetchNow(m, req("192.0.2.1")); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("flooding client over its share: %v, want ErrUnavailable", err)
+			}
+			other := fetchAsync(m, req(tt.other))
+			if tt.otherRefuse {
+				if r := await(t, other, 5*time.Second); !errors.Is(r.err, ErrUnavailable) {
+					t.Errorf("other client with no slot left: %v, want ErrUnavailable", r.err)
+				}
+			} else {
+				waitBlocked(t, m, int64(tt.flood)+1)
+				chs = append(chs, other)
+			}
+			sy.frames(8)
+			for _, ch := range chs {
+				if r := await(t, ch, 5*time.Second); r.err != nil {
+					t.Error(r.err)
+				}
+			}
+			m.clientsMu.Lock()
+			left := len(m.clients)
+			m.clientsMu.Unlock()
+			if m.Blocked() != 0 || left != 0 {
+				t.Errorf("after the part: %d blocked, %d clients counted", m.Blocked(), left)
+			}
+		})
+	}
+}

@@ -40,6 +40,16 @@ type Config struct {
 	// MaxBlockedRequests caps blocking playlist and preload-hint requests
 	// waiting at once across all streams. It defaults to 20000.
 	MaxBlockedRequests int
+	// MaxBlockedPerClient caps the blocked requests of one client address
+	// (Request.Client), so that one client's flood cannot take the slots of
+	// every other viewer. A viewer holds two at most (a playlist reload and
+	// a preload-hint part), a CDN edge about that many per stream it
+	// serves, a NAT'd office two per viewer behind it. It defaults to 500.
+	MaxBlockedPerClient int
+	// MaxBlockedPerStream caps the blocked requests of one stream, so that
+	// the viewers of one stream cannot take every slot from the others. It
+	// defaults to MaxBlockedRequests: no cap of its own.
+	MaxBlockedPerStream int
 	// OnStreamStart, when set, is called (in its own goroutine) each time a
 	// stream starts afresh, so that stored timed metadata can be put back
 	// on its timeline.
@@ -114,6 +124,12 @@ func (c *Config) setDefaults() {
 	if c.MaxBlockedRequests <= 0 {
 		c.MaxBlockedRequests = 20000
 	}
+	if c.MaxBlockedPerClient <= 0 {
+		c.MaxBlockedPerClient = 500
+	}
+	if c.MaxBlockedPerStream <= 0 {
+		c.MaxBlockedPerStream = c.MaxBlockedRequests
+	}
 }
 
 // Manager holds every stream: it is the ingest Sink and the origin's Source.
@@ -122,6 +138,8 @@ type Manager struct {
 	log *slog.Logger
 
 	blocked     atomic.Int64
+	clientsMu   sync.Mutex
+	clients     map[string]int // blocked requests per Request.Client
 	gzipWriters sync.Pool // *gzip.Writer
 
 	mu      sync.Mutex
@@ -135,7 +153,7 @@ func New(cfg Config, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, log: log, streams: map[string]*Stream{}}
+	return &Manager{cfg: cfg, log: log, streams: map[string]*Stream{}, clients: map[string]int{}}
 }
 
 // Config returns the configuration in effect, defaults filled in.
@@ -278,7 +296,7 @@ func (m *Manager) fetch(ctx context.Context, req Request) (*Response, error) {
 	}
 	switch name.Kind {
 	case hlsname.KindMultivariant:
-		return s.fetchMultivariant(ctx)
+		return s.fetchMultivariant(ctx, req.Client)
 	case hlsname.KindMedia:
 		return s.fetchMedia(ctx, req)
 	case hlsname.KindInit:
@@ -288,22 +306,55 @@ func (m *Manager) fetch(ctx context.Context, req Request) (*Response, error) {
 	case hlsname.KindSegment:
 		return s.fetchSegment(name.N)
 	case hlsname.KindPart:
-		return s.fetchPart(ctx, name.N)
+		return s.fetchPart(ctx, req.Client, name.N)
 	case hlsname.KindTSMultivariant, hlsname.KindTSMedia:
-		return s.fetchTSPlaylist(ctx, name.Kind)
+		return s.fetchTSPlaylist(ctx, req.Client, name.Kind)
 	case hlsname.KindTSSegment:
 		return s.fetchTSSegment(name.N)
 	}
 	return nil, ErrNotFound
 }
 
-// block accounts for one blocked request against MaxBlockedRequests.
-func (m *Manager) block() (release func(), err error) {
+// block accounts for one blocked request of client on stream st against
+// MaxBlockedRequests, MaxBlockedPerStream and MaxBlockedPerClient. The
+// per-client count takes a mutex, but only requests that must wait come
+// here, a few a second per viewer.
+func (m *Manager) block(st *streamStats, client string) (release func(), err error) {
 	if m.blocked.Add(1) > int64(m.cfg.MaxBlockedRequests) {
 		m.blocked.Add(-1)
 		return nil, fmt.Errorf("%w: too many blocked requests", ErrUnavailable)
 	}
-	return func() { m.blocked.Add(-1) }, nil
+	if st.blocked.Add(1) > int64(m.cfg.MaxBlockedPerStream) {
+		st.blocked.Add(-1)
+		m.blocked.Add(-1)
+		return nil, fmt.Errorf("%w: too many blocked requests on this stream", ErrUnavailable)
+	}
+	if client != "" {
+		m.clientsMu.Lock()
+		n := m.clients[client]
+		if n >= m.cfg.MaxBlockedPerClient {
+			m.clientsMu.Unlock()
+			st.blocked.Add(-1)
+			m.blocked.Add(-1)
+			return nil, fmt.Errorf("%w: too many blocked requests from one client", ErrUnavailable)
+		}
+		m.clients[client] = n + 1
+		m.clientsMu.Unlock()
+	}
+	return func() {
+		if client != "" {
+			m.clientsMu.Lock()
+			if n := m.clients[client] - 1; n > 0 {
+				m.clients[client] = n
+			} else {
+				// Deleted at zero, so the map holds only clients waiting now.
+				delete(m.clients, client)
+			}
+			m.clientsMu.Unlock()
+		}
+		st.blocked.Add(-1)
+		m.blocked.Add(-1)
+	}, nil
 }
 
 // Blocked returns the number of requests waiting now.

@@ -41,6 +41,9 @@ type Request struct {
 	Part int64
 	// Skip is the _HLS_skip directive.
 	Skip Skip
+	// Client identifies the requesting client (its IP address) for the
+	// per-client cap on blocked requests; empty counts against no client.
+	Client string
 	// Gzip says the client accepts a gzip-compressed playlist: only then
 	// is a playlist version compressed (once, for every such client).
 	Gzip bool

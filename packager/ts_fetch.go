@@ -26,10 +26,10 @@ func (s *Stream) fetchTSSegment(msn int64) (*Response, error) {
 // index_ts.m3u8 (kind). They are not low-latency: they take no delivery
 // directives and never block for long, but the first request waits (like
 // stream.m3u8's) for the first segment.
-func (s *Stream) fetchTSPlaylist(ctx context.Context, kind hlsname.Kind) (*Response, error) {
+func (s *Stream) fetchTSPlaylist(ctx context.Context, client string, kind hlsname.Kind) (*Response, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.waitFor(ctx, func() bool { return s.ended || len(s.ts.segs) > 0 }); err != nil {
+	if err := s.waitFor(ctx, client, func() bool { return s.ended || len(s.ts.segs) > 0 }); err != nil {
 		return nil, err
 	}
 	if len(s.ts.segs) == 0 {

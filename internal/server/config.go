@@ -54,6 +54,11 @@ type Config struct {
 	// MaxBlockedRequests caps blocking playlist and preload-hint requests
 	// waiting at once. It defaults to 20000.
 	MaxBlockedRequests int
+	// MaxBlockedPerClient caps those of one client IP address. It defaults
+	// to 500.
+	MaxBlockedPerClient int
+	// MaxBlockedPerStream caps those of one stream. It defaults to 20000.
+	MaxBlockedPerStream int
 	// RTMPReadTimeout closes an RTMP connection that sends nothing this
 	// long. It defaults to 10s.
 	RTMPReadTimeout time.Duration
@@ -144,6 +149,8 @@ func Defaults() Config {
 		EndedLinger:            30 * time.Second,
 		MaxStreams:             100,
 		MaxBlockedRequests:     20000,
+		MaxBlockedPerClient:    500,
+		MaxBlockedPerStream:    20000,
 		RTMPReadTimeout:        10 * time.Second,
 		RTSPReadTimeout:        10 * time.Second,
 		PublishTakeoverSilence: 3 * time.Second,
@@ -189,6 +196,8 @@ func (c *Config) Validate() error {
 	check(c.EndedLinger > 0, "ended_linger: %v is not positive", c.EndedLinger)
 	check(c.MaxStreams > 0, "max_streams: %d is not positive", c.MaxStreams)
 	check(c.MaxBlockedRequests > 0, "max_blocked_requests: %d is not positive", c.MaxBlockedRequests)
+	check(c.MaxBlockedPerClient > 0, "max_blocked_per_client: %d is not positive", c.MaxBlockedPerClient)
+	check(c.MaxBlockedPerStream > 0, "max_blocked_per_stream: %d is not positive", c.MaxBlockedPerStream)
 	check(c.RTMPReadTimeout > 0, "rtmp_read_timeout: %v is not positive", c.RTMPReadTimeout)
 	check(c.PublishTakeoverSilence > 0, "publish_takeover_silence: %v is not positive", c.PublishTakeoverSilence)
 	check(c.RTSPReadTimeout > 0, "rtsp_read_timeout: %v is not positive", c.RTSPReadTimeout)

@@ -118,16 +118,18 @@ func (s *Server) Start() (err error) {
 	}
 
 	s.manager = packager.New(packager.Config{
-		OnStreamStart:      cueService.StreamStarted,
-		OnData:             cueService.PublisherData,
-		FirstNumbers:       packager.WallClockNumbers,
-		TargetDuration:     cfg.TargetDuration,
-		PartTarget:         cfg.PartTarget,
-		WindowSegments:     cfg.WindowSegments,
-		GracePeriod:        cfg.GracePeriod,
-		EndedLinger:        cfg.EndedLinger,
-		MaxStreams:         cfg.MaxStreams,
-		MaxBlockedRequests: cfg.MaxBlockedRequests,
+		OnStreamStart:       cueService.StreamStarted,
+		OnData:              cueService.PublisherData,
+		FirstNumbers:        packager.WallClockNumbers,
+		TargetDuration:      cfg.TargetDuration,
+		PartTarget:          cfg.PartTarget,
+		WindowSegments:      cfg.WindowSegments,
+		GracePeriod:         cfg.GracePeriod,
+		EndedLinger:         cfg.EndedLinger,
+		MaxStreams:          cfg.MaxStreams,
+		MaxBlockedRequests:  cfg.MaxBlockedRequests,
+		MaxBlockedPerClient: cfg.MaxBlockedPerClient,
+		MaxBlockedPerStream: cfg.MaxBlockedPerStream,
 	}, log)
 	s.push(s.manager.Close)
 	cueService.Timeline = s.manager
