@@ -140,7 +140,7 @@ type Manager struct {
 	blocked     atomic.Int64
 	clientsMu   sync.Mutex
 	clients     map[string]int // blocked requests per Request.Client
-	gzipWriters sync.Pool // *gzip.Writer
+	gzipWriters sync.Pool      // *gzip.Writer
 
 	mu      sync.Mutex
 	streams map[string]*Stream
