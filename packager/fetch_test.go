@@ -90,14 +90,17 @@ func TestBlockingReload(t *testing.T) {
 			want: func(l, k int64) (int64, int64) { return l, k + 3 }},
 		{name: "part_beyond_advance_limit", frames: 130, expect: fails, err: ErrBadRequest,
 			msn: func(l, k int64) (int64, int64) { return l, k + 4 }},
-		// Frame 179 completes segment 2's last part (6), before keyframe
-		// 180 completes the segment: part 0 of segment 3 is one part ahead,
-		// its part 2 (frames 198-206) three.
-		{name: "next_segment_part_at_limit", frames: 180, expect: waits, then: 27,
-			msn:  func(l, k int64) (int64, int64) { return l + 1, 2 },
-			want: func(l, k int64) (int64, int64) { return l + 1, 2 }},
-		{name: "next_segment_part_beyond_limit", frames: 180, expect: fails, err: ErrBadRequest,
-			msn: func(l, k int64) (int64, int64) { return l + 1, 3 }},
+		// Segment 2's last part (6) is 6 frames, short: keyframe 180
+		// publishes it and completes the segment. Before it, part 2 of
+		// segment 3 is four parts ahead; after it, with segment 3 open and
+		// empty, three (frames 198-206).
+		{name: "next_segment_part_before_last_part", frames: 180, expect: fails, err: ErrBadRequest,
+			msn: func(l, k int64) (int64, int64) { return l + 1, 2 }},
+		{name: "next_segment_part_at_limit", frames: 181, expect: waits, then: 26,
+			msn:  func(l, k int64) (int64, int64) { return l, 2 },
+			want: func(l, k int64) (int64, int64) { return l, 2 }},
+		{name: "next_segment_part_beyond_limit", frames: 181, expect: fails, err: ErrBadRequest,
+			msn: func(l, k int64) (int64, int64) { return l, 3 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -328,7 +328,10 @@ func checkMedia(t testing.TB, mp *playlist.Media, body []byte, cfg Config) {
 		}
 	}
 	// Part tags only for the last three target durations (RFC 8216bis
-	// 4.4.4.9), counted from the end of the playlist.
+	// 4.4.4.9), counted from the end of the playlist, and only for the last
+	// three segments, the open one included (hls-parser's strict mode); a
+	// complete segment within both lists its parts. Both checks go through
+	// the playlist's own durations.
 	end := time.Duration(0)
 	for _, seg := range mp.Segments {
 		end += seg.Duration
@@ -336,20 +339,27 @@ func checkMedia(t testing.TB, mp *playlist.Media, body []byte, cfg Config) {
 	for _, p := range mp.Parts {
 		end += p.Duration
 	}
+	entries := len(mp.Segments)
+	if len(mp.Parts) > 0 {
+		entries++
+	}
 	// The packager counts in media time, which after a reconnection may
 	// have a gap the size of the audio that ran ahead of the video.
 	gap := time.Millisecond
 	if strings.Contains(text, "#EXT-X-DISCONTINUITY\n") {
 		gap = 500 * time.Millisecond
 	}
+	minPart := cfg.PartTarget * minPartPercent / 100
 	at := time.Duration(0)
-	for _, seg := range mp.Segments {
+	for i, seg := range mp.Segments {
+		start := at
 		at += seg.Duration
-		if len(seg.Parts) > 0 && end-at >= 3*td+time.Millisecond {
-			fail("%s ends %v before the end and still lists parts", seg.URI, end-at)
+		last3 := i >= entries-3
+		if len(seg.Parts) > 0 && (!last3 || end-start > 3*td+time.Millisecond) {
+			fail("%s starts %v before the end, %d segments from it, and still lists parts", seg.URI, end-start, entries-i)
 		}
-		if len(seg.Parts) == 0 && end-at < 3*td-gap && !mp.Endlist && mp.Skip == nil {
-			fail("%s ends %v before the end and lists no parts", seg.URI, end-at)
+		if len(seg.Parts) == 0 && last3 && end-start < 3*td-gap && !mp.Endlist {
+			fail("%s starts %v before the end, %d segments from it, and lists no parts", seg.URI, end-start, entries-i)
 		}
 		if len(seg.Parts) > 0 {
 			sum := time.Duration(0)
@@ -362,6 +372,21 @@ func checkMedia(t testing.TB, mp *playlist.Media, body []byte, cfg Config) {
 			if !seg.Parts[0].Independent {
 				fail("first part of %s is not INDEPENDENT", seg.URI)
 			}
+		}
+		// Apple's HLS authoring spec: every part but the last of its
+		// segment lasts at least 85% of PART-TARGET.
+		for j, p := range seg.Parts[:max(len(seg.Parts)-1, 0)] {
+			if p.Duration < minPart {
+				fail("part %d of %s lasts %v, under 85%% of PART-TARGET, and is not its last", j, seg.URI, p.Duration)
+			}
+		}
+	}
+	// The open segment's parts: none of them is known to be the last, so a
+	// short one would break the same rule (hls-parser counts the preload
+	// hint as the part after them).
+	for j, p := range mp.Parts {
+		if p.Duration < minPart {
+			fail("part %d of the open segment lasts %v, under 85%% of PART-TARGET, with no EXTINF to say it is the last", j, p.Duration)
 		}
 	}
 }

@@ -150,7 +150,9 @@ func TestParts(t *testing.T) {
 
 // TestPartClosesOnLastFrame checks that a part is published by the write of
 // its last frame, before the next frame arrives: a viewer blocked on the
-// next part gets it, and the part holds every frame written so far.
+// next part gets it, and the part holds every frame written so far. A
+// segment's short last part is the exception: it comes out with the
+// keyframe that closes its segment.
 func TestPartClosesOnLastFrame(t *testing.T) {
 	t.Parallel()
 	for _, fr := range frameRates {
@@ -167,6 +169,7 @@ func TestPartClosesOnLastFrame(t *testing.T) {
 			for n := range rec.next {
 				framesInParts += len(decodeFragments(t, rec.parts[n])[0].tracks[1].samples)
 			}
+			shortLast := 0
 			for range 16 {
 				mp := parseMedia(t, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body, m.Config())
 				msn := int64(mp.MediaSequence + len(mp.Segments))
@@ -193,11 +196,28 @@ func TestPartClosesOnLastFrame(t *testing.T) {
 					t.Fatalf("blocking request for %d.%d answered without that part:\n%s", msn, idx, r.resp.Body)
 				}
 				// The part just published holds every frame written: it
-				// closed on its last frame.
+				// closed on its last frame. Except a segment's last part
+				// shorter than 85% of PART-TARGET: it waits for the keyframe
+				// after it, so that the playlist that lists it also closes
+				// its segment (Apple's authoring spec allows only the last
+				// part of a segment to be that short), and holds every frame
+				// but that keyframe.
 				framesInParts += len(decodeFragments(t, rec.parts[rec.next-1])[0].tracks[1].samples)
-				if framesInParts != len(sy.sent) {
+				waited := 0
+				if i := msn - int64(got.MediaSequence); i < int64(len(got.Segments)) {
+					seg := got.Segments[i]
+					if int64(len(seg.Parts)) != idx+1 || seg.Parts[idx].Duration >= m.Config().PartTarget*minPartPercent/100 {
+						t.Fatalf("part %d.%d closed its segment but is not its short last part:\n%s", msn, idx, r.resp.Body)
+					}
+					waited = 1
+					shortLast++
+				}
+				if framesInParts != len(sy.sent)-waited || waited == 1 && !sy.sent[len(sy.sent)-1].key {
 					t.Fatalf("after %d frames written, %d are in published parts: the part closed late", len(sy.sent), framesInParts)
 				}
+			}
+			if shortLast == 0 {
+				t.Error("no segment ended on a short part: that case was never checked")
 			}
 		})
 	}

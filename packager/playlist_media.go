@@ -124,7 +124,19 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 	if skipped > 0 {
 		lastInit = all[skipped-1].init
 	}
-	partsFrom := end - 3*td // RFC 8216bis 4.4.4.9: part tags for the last 3 target durations
+	// RFC 8216bis 4.4.4.9: part tags "MAY be removed ... once they are
+	// greater than three target durations from the end"; Apple's authoring
+	// spec asks that they be. A complete segment lists its parts only if
+	// all of them start within that distance (a segment keeps all its part
+	// tags or none: _HLS_part counts them from the segment's first), and
+	// only if it is one of the last three segments, open one included,
+	// which is how hls-parser's strict mode counts it. With segments of a
+	// target duration that is the open segment and the two before it; a
+	// player holding back PART-HOLD-BACK (three parts) needs less. The
+	// parts stay servable, and blocking requests for them answered, until
+	// trim drops them.
+	partsFrom := end - 3*td
+	partSegs := len(all) - 3
 	for i, seg := range all[skipped:] {
 		if seg.disc && i+skipped > 0 {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
@@ -134,7 +146,7 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 			lastInit = seg.init
 		}
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", seg.pdt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
-		if !seg.complete || seg.start+seg.dur > partsFrom {
+		if !seg.complete || i+skipped >= partSegs && seg.start >= partsFrom {
 			for _, p := range seg.parts {
 				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", strconv.FormatFloat(p.dur.Seconds(), 'f', 5, 64), hlsname.Part(p.n))
 				if p.independent {

@@ -132,13 +132,18 @@ func TestDeltaUpdate(t *testing.T) {
 		skipped   int // segments skipped; 0: no EXT-X-SKIP
 	}{
 		// One-second segments at 30 fps, CAN-SKIP-UNTIL=6. At 15 s,
-		// segments 4-13 are listed and 14 has all its parts: 4-8 end 6 s
-		// or more before the end.
-		{"yes", SkipYes, 30 * 15, 0, 5},
-		{"v2", SkipV2, 30 * 15, 0, 5},
+		// segments 4-13 are listed and 14 has its parts but the last, 3
+		// frames short, which waits for keyframe 450 to close the segment
+		// with it: the playlist ends at 14.9 s, and 4-7 end 6 s or more
+		// before.
+		{"yes", SkipYes, 30 * 15, 0, 4},
+		{"v2", SkipV2, 30 * 15, 0, 4},
 		// 15.6 s: segments 5-14 listed; 5-8 skipped.
 		{"mid_segment", SkipYes, 30*15 + 22, 0, 4},
-		{"long_stream", SkipYes, 30 * 20, 0, 5},
+		{"long_stream", SkipYes, 30 * 20, 0, 4},
+		// Keyframe 450 arrived: segment 14 is complete and 15 has no part
+		// yet; segments 5-14 are listed, 5-8 skipped.
+		{"segment_just_closed", SkipYes, 30*15 + 1, 0, 4},
 		// The publisher reconnects at 10 s: the discontinuity is recent
 		// and must stay in the delta update.
 		{"discontinuity", SkipYes, 30 * 15, 30 * 10, 3},

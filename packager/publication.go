@@ -181,14 +181,29 @@ func (p *publication) writeLead(t *track, smp *sample) error {
 	next := uint64(smp.Duration) + uint64(smp.Duration)/8
 	full := t.duration(end+next-p.partStart) > cfg.PartTarget
 	// With a regular GOP the next frame is predictably a keyframe that starts
-	// a new segment: close the segment's last part now.
+	// a new segment: close the segment's last part now, a frame early...
 	segDue := t.duration(end)-s.open.start >= cfg.TargetDuration-half
 	keyNext := p.gopLen > 0 && p.sinceKey == p.gopLen && segDue
-	if full || keyNext {
+	// ...unless it is short. Apple's HLS authoring spec: "all Partial
+	// Segments except the last part of a segment must have a duration of at
+	// least 85% of PART-TARGET", and a playlist says which part is the last
+	// only by closing its segment (EXTINF). The segment cannot close on the
+	// prediction (a wrong one would start the next segment on a
+	// non-keyframe), so a short last part waits for the keyframe, which
+	// publishes it and closes its segment under one lock: no playlist
+	// version lists it open. That costs this part one frame interval, once
+	// per segment (33 ms at 30 fps: the 0.2 s tail of a 2 s segment cut in
+	// 0.3 s parts); the segment and the next part come out no later.
+	short := t.duration(end-p.partStart)*100 < cfg.PartTarget*minPartPercent
+	if full || keyNext && !short {
 		return p.closePart()
 	}
 	return nil
 }
+
+// minPartPercent is the shortest a part other than the last of its segment
+// may be, in percent of PART-TARGET (Apple's HLS authoring spec).
+const minPartPercent = 85
 
 // closePart turns the pending samples into a published part.
 func (p *publication) closePart() error {

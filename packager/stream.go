@@ -372,8 +372,8 @@ func (s *Stream) trim() {
 			delete(s.inits, old.init.name)
 		}
 	}
-	// Part tags leave the playlist 3 target durations from the end; their
-	// bytes stay servable for 3 more.
+	// Part tags leave the playlist 3 target durations from the end at the
+	// latest (draftMedia); their bytes stay servable for 3 more at least.
 	limit := s.lastEnd - 6*s.tdDuration()
 	for _, seg := range s.segs {
 		if seg.start+seg.dur >= limit {
