@@ -36,8 +36,9 @@ const (
 // other bytes than it got then, from the origin or from the edge's cache.
 // So after the restart:
 //   - every EXT-X-MEDIA-SEQUENCE, from the origin and through the edge, is
-//     above the newest media sequence number of the crashed session (RFC
-//     8216bis 6.2.1: it never decreases, and a segment keeps its number);
+//     above the newest media sequence number of the crashed session (it
+//     never decreases, and a segment keeps its number: the RFC 8216bis
+//     rule packager.Config.FirstNumbers quotes);
 //   - every file of the crashed session is either gone (404) or the same
 //     bytes, from both; every file the new session lists has a name the
 //     crashed one never used, its init section included;
@@ -122,6 +123,7 @@ func TestRestartNumbering(t *testing.T) {
 		}
 	}
 	r.waitLive(after, check)
+	back := time.Since(killed)
 	r.observe(after, restartAfter, check)
 
 	// Every name of the crashed session again: gone or the same bytes.
@@ -146,6 +148,7 @@ func TestRestartNumbering(t *testing.T) {
 
 	t.Logf("before the kill: EXT-X-MEDIA-SEQUENCE %d, newest MSN %d, init %s, %s",
 		before.mediaSequence, before.newest, strings.Join(before.inits, " "), old)
+	t.Logf("the stream was back from the origin and through varnish %v after the kill", back.Round(time.Millisecond))
 	t.Logf("after the restart: EXT-X-MEDIA-SEQUENCE %d, newest MSN %d, init %s, %s; EXT-X-DISCONTINUITY-SEQUENCE %s",
 		after.mediaSequence, after.newest, strings.Join(after.inits, " "), after.summary(), after.dsn)
 	t.Logf("the crashed session's %d names fetched again: origin %d gone, %d same bytes; varnish %d gone, %d same bytes",
