@@ -130,7 +130,7 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*intValue)(&c.MetricsMaxStreams) }},
 	{name: "cue_store", arg: "FILE", usage: "embedded cue database (bbolt), created when missing",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueStore) }},
-	{name: "cue_token", noFlag: true, usage: "bearer token of the cue API; empty: loopback clients only; never a flag, never logged",
+	{name: "cue_token", noFlag: true, usage: "bearer token of the cue and admin APIs; empty: direct requests from this machine only (no proxy); never a flag, never logged",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueToken) }},
 	{name: "max_cue_bytes", arg: "N", usage: "largest cue JSON accepted (bytes)",
 		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxCueBytes) }},
