@@ -21,7 +21,8 @@ test: deps vet fmt-check
 
 ## deps: install what the end-to-end tests need beyond Go when missing and root: ffmpeg (the OBS
 ## stand-in), chromium (player tests), nginx-light and varnish (CDN edge tests), nodejs (SDK tests),
-## GStreamer (a second RTSP publisher and HLS player), make
+## GStreamer (a second RTSP publisher and HLS player), make; then node_modules (npm ci) when
+## package-lock.json is newer than it
 DEB_PACKAGES = ffmpeg chromium nginx-light varnish nodejs make \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
@@ -37,6 +38,13 @@ deps:
 		else \
 			echo "make: missing$$missing; run 'make deps' as root" >&2; \
 		fi; \
+	fi
+	@# The players the player tests load (hls.js full build, Shaka), pinned by package-lock.json.
+	@if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+		if ! command -v npm >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y npm; \
+		fi; \
+		npm ci --no-audit --no-fund; \
 	fi
 
 ## lint: staticcheck, pinned in go.mod as a tool
