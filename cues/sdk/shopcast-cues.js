@@ -120,7 +120,8 @@ export class ShopcastCues extends EventTarget {
     this.tracks = new Set();
     this.parsed = new WeakMap(); // metadata cue -> parseCarrier result
     this.timer = null;
-    this.pending = false;
+    this.pending = false; // an evaluate is queued (soon)
+    this.detached = false;
     this.wrapped = new Map(); // track -> its own addCue, replaced by hook
     this.update = () => this.evaluate();
     this.onAddTrack = (e) => { this.hook(e.track); this.evaluate(); };
@@ -189,7 +190,7 @@ export class ShopcastCues extends EventTarget {
   soon() {
     if (this.pending) return;
     this.pending = true;
-    const run = () => { this.pending = false; if (this.video) this.evaluate(); };
+    const run = () => { this.pending = false; this.evaluate(); };
     if (typeof queueMicrotask === 'function') queueMicrotask(run);
     else Promise.resolve().then(run);
   }
