@@ -1,12 +1,14 @@
 // shopcast-cues.js: product cues from a shopcast stream, for any player that
 // fills video.textTracks with metadata cues (Safari natively, hls.js, and
-// players built on either). No dependencies. See docs/cues.md.
+// players built on either), and for Shaka Player through its events. No
+// dependencies. See docs/cues.md.
 //
-//   import { attach } from '/sdk/shopcast-cues.js';
-//   const cues = attach(video, {
+//   import { attach, attachShaka } from '/sdk/shopcast-cues.js';
+//   const cues = attach(video, {            // before hls.attachMedia(video)
 //     onStart: (cue) => showProduct(cue),   // cue: the parsed cue JSON
 //     onEnd: (cue) => hideProduct(cue.id),
 //   });
+//   // Shaka: attachShaka(player, video, {onStart, onEnd}) before player.load().
 //   cues.addEventListener('cuestart', (e) => console.log(e.detail.cue));
 //
 // Every cue reaches a player twice: as an ID3 TXXX frame (description
@@ -28,7 +30,8 @@
 //
 // cuestart fires when the playhead enters [start, end), cueend when it
 // leaves it (the cue ended, was deleted, or the viewer seeked out of it).
-// A viewer who joins while a cue is active gets cuestart at once.
+// A viewer who joins while a cue is active gets cuestart at once. Any one
+// copy of a cue is enough: players lose some (see hook and attachShaka).
 
 export const ID3_DESCRIPTION = 'shopcast';
 export const DATERANGE_KEY = 'X-COM-SHOPCAST-CUE';
@@ -112,11 +115,14 @@ export class ShopcastCues extends EventTarget {
     this.onStart = onStart;
     this.onEnd = onEnd;
     this.onAdd = onAdd;
-    this.entries = new Map(); // id -> {cue, source, start, endAt, rangeEnd}
+    this.entries = new Map(); // id -> {cue, source, start, endAt, ranges, ...}
     this.showing = new Map(); // id -> entry, the cues on screen
     this.tracks = new Set();
     this.parsed = new WeakMap(); // metadata cue -> parseCarrier result
     this.timer = null;
+    this.pending = false; // an evaluate is queued (soon)
+    this.detached = false;
+    this.wrapped = new Map(); // track -> its own addCue, replaced by hook
     this.update = () => this.evaluate();
     this.onAddTrack = (e) => { this.hook(e.track); this.evaluate(); };
     for (const ev of ['timeupdate', 'seeked', 'seeking', 'play', 'loadeddata']) {
@@ -126,6 +132,23 @@ export class ShopcastCues extends EventTarget {
     if (list) {
       if (list.addEventListener) list.addEventListener('addtrack', this.onAddTrack);
       for (let i = 0; i < list.length; i++) this.hook(list[i]);
+    }
+    // hls.js (1.7) creates its id3 track as a <track src="data:,WEBVTT">
+    // child of the video and adds cues to it at once; when chromium has
+    // loaded that empty source, a task or two later, it replaces the
+    // track's cues with the file's (none). 'addtrack' may come after that,
+    // and cues added in between are lost to a scan. A MutationObserver
+    // runs before the next task, so hook sees the track while its first
+    // cues are still on it and catches later ones as they are added.
+    this.observer = null;
+    if (typeof MutationObserver === 'function' && video.nodeType === 1) {
+      this.observer = new MutationObserver((records) => {
+        for (const r of records) {
+          for (const n of r.addedNodes) if (n.nodeName === 'TRACK' && n.track) this.hook(n.track);
+        }
+        this.evaluate();
+      });
+      this.observer.observe(video, { childList: true });
     }
     this.evaluate(); // late join: cues already active fire now
   }
@@ -144,6 +167,39 @@ export class ShopcastCues extends EventTarget {
     // native metadata tracks start disabled; hls.js sets 'hidden').
     if (track.mode === 'disabled') track.mode = 'hidden';
     if (track.addEventListener) track.addEventListener('cuechange', this.update);
+    this.scanTrack(track);
+    // Every cue is read as it is added, so that a track whose cues are
+    // replaced later (above) or that a player prunes still gave us them;
+    // a scan alone reads only what is there at each timeupdate.
+    if (typeof track.addCue === 'function') {
+      const own = track.addCue;
+      const self = this;
+      const wrapper = function addCue(cue) {
+        const r = own.apply(this, arguments);
+        try { self.register(cue); self.soon(); } catch (err) { report(err); }
+        return r;
+      };
+      try {
+        track.addCue = wrapper;
+        if (track.addCue === wrapper) this.wrapped.set(track, { own, wrapper });
+      } catch { /* a frozen track: the scans still read it */ }
+    }
+  }
+
+  // soon evaluates once the current task's additions are all registered.
+  soon() {
+    if (this.pending) return;
+    this.pending = true;
+    const run = () => { this.pending = false; this.evaluate(); };
+    if (typeof queueMicrotask === 'function') queueMicrotask(run);
+    else Promise.resolve().then(run);
+  }
+
+  // add registers a copy that reached the page other than as a cue on a
+  // text track (attachShaka): {startTime, endTime, value: {key, info, data}}.
+  add(copy) {
+    this.register(copy);
+    this.soon();
   }
 
   detach() {
@@ -152,10 +208,20 @@ export class ShopcastCues extends EventTarget {
     }
     const list = this.video.textTracks;
     if (list && list.removeEventListener) list.removeEventListener('addtrack', this.onAddTrack);
+    if (this.observer) this.observer.disconnect();
     for (const t of this.tracks) {
       if (t.removeEventListener) t.removeEventListener('cuechange', this.update);
     }
+    // Our wrapper comes off only if nothing wrapped it since; otherwise it
+    // stays, passing cues through to the track's own addCue.
+    for (const [t, { own, wrapper }] of this.wrapped) {
+      if (t.addCue === wrapper) {
+        try { t.addCue = own; } catch { /* frozen */ }
+      }
+    }
+    this.wrapped.clear();
     this.tracks.clear();
+    this.detached = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -163,11 +229,13 @@ export class ShopcastCues extends EventTarget {
   // scan reads every cue of the hooked tracks. Registering a copy twice
   // changes nothing, and a DATERANGE copy's end may have been set since.
   scan() {
-    for (const track of this.tracks) {
-      const cues = track.cues;
-      if (!cues) continue;
-      for (let i = 0; i < cues.length; i++) this.register(cues[i]);
-    }
+    for (const track of this.tracks) this.scanTrack(track);
+  }
+
+  scanTrack(track) {
+    const cues = track.cues;
+    if (!cues) return;
+    for (let i = 0; i < cues.length; i++) this.register(cues[i]);
   }
 
   register(textTrackCue) {
@@ -181,7 +249,9 @@ export class ShopcastCues extends EventTarget {
     if (!c) return;
     let e = this.entries.get(c.id);
     if (!e) {
-      e = { cue: null, source: null, start: Infinity, id3Start: Infinity, rangeStart: Infinity, endAt: Infinity, rangeEnd: Infinity };
+      // ranges: the DATERANGE copies, whose end the player may set later
+      // (a cue without an END-DATE has an open end until it gets one).
+      e = { cue: null, source: null, start: Infinity, id3Start: Infinity, rangeStart: Infinity, endAt: Infinity, ranges: new Set(), shownFrom: null };
       this.entries.set(c.id, e);
     }
     const t0 = Number(textTrackCue.startTime);
@@ -201,35 +271,45 @@ export class ShopcastCues extends EventTarget {
       else e.rangeStart = Math.min(e.rangeStart, t0);
       e.start = Number.isFinite(e.id3Start) ? e.id3Start : e.rangeStart;
     }
-    const t1 = Number(textTrackCue.endTime);
     // Only a DATERANGE copy's end means the cue's end: players end ID3
     // copies when the next ID3 frame arrives, or never.
-    if (c.source === 'daterange' && Number.isFinite(t1) && t1 > t0) {
-      e.rangeEnd = Math.min(e.rangeEnd, t1);
-    }
+    if (c.source === 'daterange') e.ranges.add(textTrackCue);
   }
 
   static endOf(e) {
-    let end = Math.min(e.endAt, e.rangeEnd);
+    let end = e.endAt;
+    for (const r of e.ranges) {
+      const t0 = Number(r.startTime);
+      const t1 = Number(r.endTime);
+      if (Number.isFinite(t1) && t1 > t0) end = Math.min(end, t1);
+    }
     const ms = e.cue && e.cue.duration_ms;
     if (typeof ms === 'number' && ms > 0) end = Math.min(end, e.start + ms / 1000);
     return end;
   }
 
   evaluate() {
+    if (this.detached) return;
     this.scan();
     const t = Number(this.video.currentTime) || 0;
     let next = Infinity; // the nearest boundary ahead, for the timer
     for (const [id, e] of this.entries) {
       if (!e.cue) continue;
       const end = ShopcastCues.endOf(e);
-      const on = e.start <= t && t < end;
-      if (e.start > t) next = Math.min(next, e.start - t);
+      const shown = this.showing.has(id);
+      // A cue on screen stays there when a later copy moves its start
+      // forward (the in-band copy, an audio frame after the DATERANGE
+      // one): it ends on its end, or when the viewer seeks back before
+      // where it was shown from.
+      const from = shown ? Math.min(e.start, e.shownFrom) : e.start;
+      const on = from <= t && t < end;
+      if (from > t) next = Math.min(next, from - t);
       else if (end > t) next = Math.min(next, end - t);
-      if (on && !this.showing.has(id)) {
+      if (on && !shown) {
+        e.shownFrom = e.start;
         this.showing.set(id, e);
         this.fire('cuestart', id, e, this.onStart);
-      } else if (!on && this.showing.has(id)) {
+      } else if (!on && shown) {
         this.showing.delete(id);
         this.fire('cueend', id, e, this.onEnd);
       }
@@ -265,4 +345,60 @@ export class ShopcastCues extends EventTarget {
 // detach() on it to stop.
 export function attach(video, options = {}) {
   return new ShopcastCues(video, options);
+}
+
+// The copies Shaka Player reports as events rather than as text-track cues.
+// Shaka 5.2 reports EXT-X-DATERANGE as timeline regions (schemeIdUri the
+// CLASS, values one {key, data} per attribute, 'timelineregionadded' as
+// soon as a playlist lists it) and as 'metadata' events (metadataType the
+// CLASS, one per attribute, when the playhead enters it), and TS ID3 as
+// 'metadata' of type 'org.id3'. It reports no ID3 from fMP4 emsg boxes on
+// HLS: on the LL-HLS playlist the DATERANGE copy is the only one.
+const SHAKA_EVENTS = ['timelineregionadded', 'timelineregionenter', 'timelineregionexit', 'metadata'];
+
+// attachShaka follows the product cues of a Shaka Player playing into
+// video, as attach does for text tracks (and it reads those too). Call it
+// before player.load(), so that the regions of the first playlist are seen.
+export function attachShaka(player, video, options = {}) {
+  const ctl = new ShopcastCues(video, options);
+  // One copy per distinct region: Shaka reports the same region on each
+  // of its events, and a new one when a playlist reload changes its end.
+  const copies = new Map();
+  const copy = (key, startTime, endTime, value) => {
+    let c = copies.get(key);
+    if (!c) {
+      c = { startTime, endTime: endTime == null ? Infinity : endTime, value };
+      copies.set(key, c);
+      ctl.add(c);
+    }
+  };
+  const onEvent = (ev) => {
+    try {
+      if (ev.type === 'metadata') {
+        const p = ev.payload;
+        if (!p) return;
+        const value = { key: p.key, info: p.description, data: p.data };
+        copy(`m ${ev.metadataType} ${ev.startTime} ${ev.endTime} ${p.key} ${p.data}`,
+          ev.startTime, ev.endTime, value);
+        return;
+      }
+      const r = ev.detail;
+      if (!r || r.schemeIdUri !== DATERANGE_CLASS || !Array.isArray(r.values)) return;
+      for (const v of r.values) {
+        if (v && v.key === DATERANGE_KEY) {
+          copy(`r ${r.id} ${r.startTime} ${r.endTime}`, r.startTime, r.endTime, { key: v.key, data: v.data });
+        }
+      }
+    } catch (err) {
+      report(err);
+    }
+  };
+  for (const type of SHAKA_EVENTS) player.addEventListener(type, onEvent);
+  const detach = ctl.detach.bind(ctl);
+  ctl.detach = () => {
+    for (const type of SHAKA_EVENTS) player.removeEventListener(type, onEvent);
+    copies.clear();
+    detach();
+  };
+  return ctl;
 }

@@ -1,9 +1,11 @@
 // Tests of shopcast-cues.js on synthetic text tracks shaped like the ones
-// hls.js 1.7 and Safari create. Run: node --test (Go's TestSDK runs it).
+// hls.js 1.7 and Safari create, and on events shaped like Shaka Player
+// 5.2's. Run: node --test (Go's TestSDK runs it). The real players are
+// checked in chromium by e2e/browser_shaka_test.go and browser_hlsjs_test.go.
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { attach, parseCarrier, decodeData } from './shopcast-cues.js';
+import { attach, attachShaka, parseCarrier, decodeData } from './shopcast-cues.js';
 
 // The DATERANGE line Go produces for testdata/cues_example.json
 // (overlay/testdata/example.daterange, checked by TestDateRangeGolden).
@@ -321,4 +323,236 @@ test('while playing, a timer ends a cue on time without waiting for timeupdate',
   } finally {
     mock.timers.reset();
   }
+});
+
+// starts counts the cuestart events of each cue id.
+const starts = (events) => events.filter((e) => e.startsWith('cuestart')).length;
+
+test('emsg copy only: shown once, ended on duration_ms', () => {
+  const { video, track, log } = setup();
+  track.addCue(hlsID3(10, 15, productCue('e', { duration_ms: 5000 })));
+  for (const t of [9, 10, 11, 12, 14.9]) video.seek(t);
+  assert.deepEqual(log, ['start e']);
+  video.seek(15);
+  assert.deepEqual(log, ['start e', 'end e']);
+});
+
+test('DATERANGE copy only: shown once, ended on its end', () => {
+  const { video, track, log, events } = setup();
+  const json = productCue('d', { duration_ms: 5000 });
+  track.addCue(hlsRange(10, 15, 'd', 'X-COM-SHOPCAST-SKU', 'SKU-d'));
+  track.addCue(hlsRange(10, 15, 'd', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(json))));
+  for (const t of [9, 10, 11, 14.9]) video.seek(t);
+  assert.deepEqual(log, ['start d']);
+  video.seek(15.1);
+  assert.deepEqual(log, ['start d', 'end d']);
+  assert.equal(starts(events), 1);
+});
+
+test('both copies, the in-band one arriving while the DATERANGE one is on screen: shown once', () => {
+  const { video, track, log } = setup();
+  const json = productCue('both', { duration_ms: 5000 });
+  track.addCue(hlsRange(9.979, 14.979, 'both', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(json))));
+  video.seek(9.99);
+  assert.deepEqual(log, ['start both']);
+  // The emsg comes with the next part and moves the start to the frame.
+  track.addCue(hlsID3(10, 15, json));
+  for (const t of [9.995, 10, 12]) video.seek(t);
+  assert.deepEqual(log, ['start both']);
+  video.seek(15);
+  assert.deepEqual(log, ['start both', 'end both']);
+  // A viewer who seeks back before it sees it again, once.
+  video.seek(9);
+  video.seek(11);
+  assert.deepEqual(log, ['start both', 'end both', 'start both']);
+});
+
+test('a re-sent emsg cue (hls.js adds one cue per segment) shows once', () => {
+  const { video, track, log, events } = setup();
+  const json = productCue('re'); // open-ended: re-sent until deleted
+  track.addCue(hlsID3(10, Infinity, json));
+  video.seek(10.5);
+  for (let seg = 11; seg < 20; seg++) {
+    // hls.js cuts an open ID3 cue only at a later one's start; a re-send
+    // has the same start, so every copy stays open, each a new cue.
+    track.addCue(hlsID3(10, Infinity, json));
+    video.seek(seg + 0.5);
+  }
+  assert.equal(track.cues.length, 10);
+  assert.deepEqual(log, ['start re']);
+  assert.equal(starts(events), 1);
+});
+
+// wipe does what chromium does when the empty "data:,WEBVTT" source of
+// hls.js's id3 track has loaded: the track's cues are replaced by none.
+const wipe = (track) => { track.cues = []; };
+
+test('hls.js: the first cue of a session survives the wipe of its new id3 track', () => {
+  const video = new FakeVideo();
+  const log = [];
+  attach(video, { onStart: (c) => log.push(`start ${c.id}`), onEnd: (c) => log.push(`end ${c.id}`) });
+  const json = productCue('first', { duration_ms: 5000 });
+  // hls.js creates the track and adds the DATERANGE and emsg copies in
+  // one task; the page hears of the track after that, then it is wiped.
+  const track = new FakeTrack('metadata', 'id3');
+  track.mode = 'hidden';
+  track.addCue(hlsRange(9.979, 14.979, 'first', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(json))));
+  track.addCue(hlsID3(10, 15, json));
+  video.textTracks.add(track);
+  wipe(track);
+  assert.equal(track.cues.length, 0);
+  video.seek(9.99);
+  video.seek(12);
+  assert.deepEqual(log, ['start first']);
+  video.seek(15);
+  assert.deepEqual(log, ['start first', 'end first']);
+});
+
+test('hls.js: cues added to a known track just before it is wiped are kept', () => {
+  const { video, track, log, events } = setup();
+  const json = productCue('gap', { duration_ms: 5000 });
+  track.addCue(hlsRange(20, 25, 'gap', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(json))));
+  wipe(track); // before any timeupdate could scan it
+  // Only the emsg re-sent at the next segment comes back on the track.
+  video.seek(20.5);
+  assert.deepEqual(log, ['start gap']);
+  track.addCue(hlsID3(20, 25, json));
+  video.seek(21.5);
+  video.seek(25);
+  assert.deepEqual(log, ['start gap', 'end gap']);
+  assert.equal(starts(events), 1);
+});
+
+test('hls.js: when only a late re-send survives, the cue shows from it, once', () => {
+  const { video, track, log } = setup();
+  const json = productCue('late-copy', { duration_ms: 10000 });
+  video.seek(30.5); // the first copies were lost before the page saw them
+  assert.deepEqual(log, []);
+  track.addCue(hlsID3(30, 40, json)); // the re-send at the segment after
+  video.seek(31);
+  video.seek(32);
+  assert.deepEqual(log, ['start late-copy']);
+});
+
+test('detach gives the track its own addCue back', () => {
+  const { track, ctl } = setup();
+  const own = FakeTrack.prototype.addCue;
+  assert.notEqual(track.addCue, own);
+  ctl.detach();
+  assert.equal(track.addCue, own);
+  track.addCue(hlsID3(1, 2, productCue('after')));
+  assert.equal(track.cues.length, 1);
+});
+
+// FakeShaka dispatches events shaped like Shaka Player 5.2's: timeline
+// regions with {detail: region} and 'metadata' with the fields on the event.
+class FakeShaka extends EventTarget {
+  region(type, r) {
+    const ev = new Event(type);
+    ev.detail = { ...r, values: r.values.map((v) => ({ ...v })) }; // Shaka clones per event
+    this.dispatchEvent(ev);
+  }
+  metadata(metadataType, startTime, endTime, payload) {
+    const ev = new Event('metadata');
+    Object.assign(ev, { metadataType, startTime, endTime, payload });
+    this.dispatchEvent(ev);
+  }
+}
+
+const shakaRegion = (id, start, end, json) => ({
+  schemeIdUri: 'com.shopcast.product', value: '', id, startTime: start, endTime: end, timescale: 1,
+  values: [
+    { key: 'ID', description: '', data: id },
+    { key: 'X-COM-SHOPCAST-SKU', description: '', data: json.product.sku },
+    { key: 'X-COM-SHOPCAST-CUE', description: '', data: toHex(JSON.stringify(json)) },
+  ],
+});
+
+function setupShaka() {
+  const video = new FakeVideo();
+  const player = new FakeShaka();
+  const log = [];
+  const ctl = attachShaka(player, video, {
+    onStart: (c) => log.push(`start ${c.id}`),
+    onEnd: (c) => log.push(`end ${c.id}`),
+    onAdd: (c) => log.push(`add ${c.id}`),
+  });
+  return { video, player, log, ctl };
+}
+
+// Shaka's events reach the SDK ahead of the next timeupdate; the SDK
+// evaluates after a microtask.
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+test('Shaka: a DATERANGE reported as region and metadata events shows once', async () => {
+  const { video, player, log } = setupShaka();
+  const json = productCue('sk', { duration_ms: 5000 });
+  const r = shakaRegion('sk', 10, 15, json);
+  video.seek(8);
+  player.region('timelineregionadded', r);
+  // Each playlist reload reports it again.
+  player.region('timelineregionadded', r);
+  await tick();
+  assert.deepEqual(log, ['add sk']);
+  video.seek(10);
+  player.region('timelineregionenter', r);
+  for (const v of r.values) player.metadata('com.shopcast.product', 10, 15, v);
+  await tick();
+  video.seek(12);
+  assert.deepEqual(log, ['add sk', 'start sk']);
+  video.seek(15);
+  player.region('timelineregionexit', r);
+  await tick();
+  assert.deepEqual(log, ['add sk', 'start sk', 'end sk']);
+});
+
+test('Shaka: metadata events alone (attached after the region was added) show the cue once', async () => {
+  const { video, player, log } = setupShaka();
+  const json = productCue('m', { duration_ms: 5000 });
+  video.seek(20);
+  for (const v of shakaRegion('m', 20, 25, json).values) player.metadata('com.shopcast.product', 20, 25, v);
+  await tick();
+  assert.deepEqual(log, ['add m', 'start m']);
+});
+
+test('Shaka: an open-ended cue ends when a reload gives the region its END-DATE', async () => {
+  const { video, player, log } = setupShaka();
+  const json = productCue('open');
+  player.region('timelineregionadded', shakaRegion('open', 5, Infinity, json));
+  video.seek(6);
+  await tick();
+  assert.deepEqual(log, ['add open', 'start open']);
+  player.region('timelineregionadded', shakaRegion('open', 5, 9, json));
+  video.seek(8.9);
+  assert.deepEqual(log, ['add open', 'start open']);
+  video.seek(9);
+  assert.deepEqual(log, ['add open', 'start open', 'end open']);
+});
+
+test('Shaka on TS: the org.id3 copy and the DATERANGE copy show once', async () => {
+  const { video, player, log } = setupShaka();
+  const json = productCue('ts', { duration_ms: 5000 });
+  player.region('timelineregionadded', shakaRegion('ts', 9.98, 14.98, json));
+  video.seek(9.99);
+  await tick();
+  player.metadata('org.id3', 10, 10, { key: 'TXXX', description: 'shopcast', data: JSON.stringify(json) });
+  video.seek(10.5);
+  await tick();
+  assert.deepEqual(log, ['add ts', 'start ts']);
+  video.seek(15);
+  assert.deepEqual(log, ['add ts', 'start ts', 'end ts']);
+});
+
+test('Shaka: other classes and detach are ignored', async () => {
+  const { video, player, log, ctl } = setupShaka();
+  const json = productCue('x', { duration_ms: 5000 });
+  player.region('timelineregionadded', { ...shakaRegion('x', 1, 6, json), schemeIdUri: 'com.apple.hls.interstitial' });
+  video.seek(2);
+  await tick();
+  assert.deepEqual(log, []);
+  ctl.detach();
+  player.region('timelineregionadded', shakaRegion('y', 1, 6, productCue('y', { duration_ms: 5000 })));
+  video.seek(3);
+  await tick();
+  assert.deepEqual(log, []);
 });
