@@ -38,6 +38,10 @@ deps:
 			echo "make: missing$$missing; run 'make deps' as root" >&2; \
 		fi; \
 	fi
+	@# Debian's nodejs comes without npm (NodeSource's has it): install Debian's npm only then.
+	@if ! command -v npm >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y npm; \
+	fi
 	@# The player and playlist-validator tests load Shaka and hls-parser from node_modules.
 	@if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
 		npm ci --no-audit --no-fund --loglevel=error; \
