@@ -16,6 +16,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/pion/rtp"
 )
@@ -78,6 +79,13 @@ type rtspTrack struct {
 	track *Track
 	// keySeen is set once a random access unit went out.
 	keySeen bool
+
+	// wall dates the units by their arrival; lastPTS (if hasLast) is the
+	// PTS of the previous unit, whose distance to the next one is the
+	// duration of a video frame.
+	wall    wallClock
+	lastPTS int64
+	hasLast bool
 }
 
 // rtspTime is the position of an RTP packet on the publication's timeline.
@@ -92,6 +100,7 @@ type rtspTime struct {
 type rtspUnit struct {
 	pts, dts int64
 	ntp      time.Time
+	wall     time.Time
 	au       [][]byte
 	frame    []byte
 	key      bool
@@ -481,6 +490,34 @@ func (t *rtspTrack) duration(v int64) time.Duration {
 	return time.Duration(secs)*time.Second + time.Duration(rem)*time.Second/time.Duration(t.clock)
 }
 
+// date records the arrival of u and sets its wall time. It returns how far
+// the track's wall clock moved back.
+func (t *rtspTrack) date(u *rtspUnit, arrived time.Time) time.Duration {
+	pts := t.duration(u.pts)
+	back := t.wall.observe(pts+t.frameDuration(u), arrived)
+	u.wall = t.wall.at(pts)
+	return back
+}
+
+// frameDuration is how long u lasts: exact for audio, the distance from the
+// previous frame for video (zero when unknown).
+func (t *rtspTrack) frameDuration(u *rtspUnit) time.Duration {
+	switch {
+	case t.aac != nil:
+		return t.duration(mpeg4audio.SamplesPerAccessUnit)
+	case t.latm != nil:
+		return time.Second * mpeg4audio.SamplesPerAccessUnit / time.Duration(latmASC(t.latmConfig).SampleRate)
+	case t.opus != nil:
+		return time.Duration(opus.PacketDuration2(u.frame)) * time.Second / 48000
+	}
+	var d time.Duration
+	if t.hasLast && u.pts > t.lastPTS {
+		d = min(t.duration(u.pts-t.lastPTS), time.Second)
+	}
+	t.lastPTS, t.hasLast = u.pts, true
+	return d
+}
+
 // unit converts an access unit to the stream model.
 func (t *rtspTrack) unit(u *rtspUnit) *Unit {
 	return &Unit{
@@ -490,5 +527,6 @@ func (t *rtspTrack) unit(u *rtspUnit) *Unit {
 		AU:    u.au,
 		Frame: u.frame,
 		NTP:   u.ntp,
+		Wall:  u.wall,
 	}
 }

@@ -37,6 +37,13 @@ type publication struct {
 	wallBase  time.Time     // wall clock at mediaBase
 	disc      bool          // the next segment starts after a discontinuity
 
+	// wallDated tells that the units carry the ingest's dating by arrival
+	// (Unit.Wall), which the program date-time follows (dateLead);
+	// wallSlack is the least margin by which the open segment's lead frames
+	// were dated before it, -1 until known.
+	wallDated bool
+	wallSlack time.Duration
+
 	pending   map[*track][]*sample
 	partStart uint64 // lead decode time of the open part's first sample
 	partKey   bool
@@ -124,9 +131,14 @@ func (p *publication) writeUnit(u *ingest.Unit) error {
 		p.started = true
 		p.origin = u.DTS
 		p.mediaBase = s.mediaEnd()
-		p.wallBase = time.Now()
-		if !u.NTP.IsZero() {
-			p.wallBase = u.NTP.Add(u.DTS - u.PTS)
+		// The program date-time follows the ingest's dating by arrival
+		// when it gives one, else the arrival of this key frame. The
+		// publisher's own clock (u.NTP, RTCP sender reports) is not taken:
+		// GStreamer's was seen up to 2.8 s ahead of the wall clock.
+		p.wallBase = at
+		if !u.Wall.IsZero() {
+			p.wallDated = true
+			p.wallBase = u.Wall.Add(u.DTS - u.PTS)
 		}
 	}
 	smp, err := t.build(u, p.origin, p.mediaBase)
@@ -159,6 +171,9 @@ func (p *publication) writeLead(t *track, smp *sample) error {
 		}
 	}
 	p.sinceKey++
+	if p.wallDated && !smp.wall.IsZero() {
+		p.dateLead(t, smp, s.open == nil)
+	}
 	if s.open == nil {
 		s.openSegment(t.duration(smp.dts), p.wallBase.Add(t.duration(smp.dts)-p.mediaBase), p.init, p.disc)
 		p.disc = false
@@ -188,6 +203,33 @@ func (p *publication) writeLead(t *track, smp *sample) error {
 		return p.closePart()
 	}
 	return nil
+}
+
+// dateLead keeps the program date-time of the lead track's frames at or
+// before the wall-clock time the ingest dated them by their arrival, so that
+// the live edge is never in the future: a frame dated earlier than the
+// mapping gives moves the mapping back. At a segment boundary the mapping
+// moves forward by the least margin the last segment's frames had, so that
+// a publisher's clock running slow does not leave the date further and
+// further behind. Either move shows only in the next segment's
+// EXT-X-PROGRAM-DATE-TIME: RFC 8216bis 6.2.1 lets a server only append to a
+// playlist, never change a listed segment's tags.
+func (p *publication) dateLead(t *track, smp *sample, opening bool) {
+	if opening {
+		if p.wallSlack > 0 {
+			p.wallBase = p.wallBase.Add(p.wallSlack)
+		}
+		p.wallSlack = -1
+	}
+	pts := t.duration(uint64(int64(smp.dts) + int64(smp.PTSOffset)))
+	margin := smp.wall.Sub(p.wallBase.Add(pts - p.mediaBase))
+	if margin < 0 {
+		p.wallBase = p.wallBase.Add(margin)
+		margin = 0
+	}
+	if p.wallSlack < 0 || margin < p.wallSlack {
+		p.wallSlack = margin
+	}
 }
 
 // closePart turns the pending samples into a published part.
