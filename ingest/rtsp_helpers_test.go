@@ -27,6 +27,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
@@ -283,18 +284,18 @@ func loadFixture(t testing.TB, name string) *fixture {
 	fx := &fixture{}
 	for _, tr := range r.Tracks() {
 		switch c := tr.Codec.(type) {
-		case *mpegts.CodecH264:
+		case *tscodecs.H264:
 			r.OnDataH264(tr, func(pts, dts int64, au [][]byte) error {
 				fx.video = append(fx.video, vframe{pts: pts, dts: dts, au: au})
 				return nil
 			})
-		case *mpegts.CodecH265:
+		case *tscodecs.H265:
 			fx.h265 = true
 			r.OnDataH265(tr, func(pts, dts int64, au [][]byte) error {
 				fx.video = append(fx.video, vframe{pts: pts, dts: dts, au: au})
 				return nil
 			})
-		case *mpegts.CodecMPEG4Audio:
+		case *tscodecs.MPEG4Audio:
 			cfg := c.Config
 			fx.aac = &cfg
 			fx.aFrameD = 1024 * 90000 / int64(cfg.SampleRate)
@@ -304,7 +305,7 @@ func loadFixture(t testing.TB, name string) *fixture {
 				}
 				return nil
 			})
-		case *mpegts.CodecOpus:
+		case *tscodecs.Opus:
 			fx.opusCh = 2
 			r.OnDataOpus(tr, func(pts int64, packets [][]byte) error {
 				for _, p := range packets {
