@@ -54,14 +54,16 @@ func TestRTSPServerGStreamer(t *testing.T) {
 				t.Fatalf("%d video units, want %d from a key frame", len(video), gstSeconds*30)
 			}
 			// The packager starts on the first key frame: audio before it
-			// is not in the playlist.
+			// is not in the playlist. How much audio comes before it
+			// depends on when x264enc's first frame is out (a loaded
+			// machine delays it by a few hundred ms).
 			wantAudio := 0
 			for _, u := range audio {
 				if u.DTS >= video[0].DTS {
 					wantAudio++
 				}
 			}
-			if wantAudio < gstSeconds*44100/1024-5 {
+			if wantAudio < gstSeconds*44100/1024*8/10 {
 				t.Fatalf("%d audio units after the first key frame, want about %d", wantAudio, gstSeconds*44100/1024)
 			}
 
