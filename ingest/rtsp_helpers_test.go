@@ -235,11 +235,19 @@ func freeUDPPair(t testing.TB) (string, string) {
 func startServer(t testing.TB, srv *ingest.RTSPServer, udp bool) string {
 	t.Helper()
 	srv.Address = "127.0.0.1:0"
-	if udp {
-		srv.UDPRTPAddress, srv.UDPRTCPAddress = freeUDPPair(t)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		if udp {
+			srv.UDPRTPAddress, srv.UDPRTCPAddress = freeUDPPair(t)
+		}
+		err := srv.Start()
+		if err == nil {
+			break
+		}
+		// Another process may take a free UDP pair before the server
+		// binds it: a new pair then.
+		if !udp || attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(srv.Close)
 	return srv.Addr().String()
