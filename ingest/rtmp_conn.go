@@ -43,6 +43,10 @@ type rtmpConn struct {
 	// run in the connection's goroutine.
 	pub      Publication
 	writeErr error
+	// walls date each track's units by their arrival (Unit.Wall), from
+	// what the probe saw of the analysed media on.
+	walls map[*Track]*wallClock
+	probe *rtmpProbe
 }
 
 func newRTMPConn(s *RTMPServer, nc net.Conn) *rtmpConn {
@@ -158,6 +162,7 @@ func (c *rtmpConn) serve() (err error) {
 		return fmt.Errorf("reading tracks: %w", err)
 	}
 	probe.stopped = true
+	c.probe = probe
 
 	tracks, err := c.setupTracks(r, probe)
 	if err != nil {

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"time"
+
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
@@ -31,6 +33,11 @@ type rtmpProbe struct {
 	av1Frame map[uint8][]byte
 	// vp9Key holds the header of the first VP9 key frame.
 	vp9Key map[uint8]*vp9.Header
+
+	// videoWall and audioWall have seen when the analysed media arrived:
+	// the Reader replays it at once after the analysis, too late to be
+	// dated then.
+	videoWall, audioWall wallClock
 }
 
 func (p *rtmpProbe) Read() (message.Message, error) {
@@ -40,10 +47,27 @@ func (p *rtmpProbe) Read() (message.Message, error) {
 	}
 	msg, err := p.Conn.Read()
 	if err == nil && !p.stopped {
+		p.dateArrival(msg, time.Now())
 		p.inspect(msg)
 		p.marker = p.fast.observe(msg, p)
 	}
 	return msg, err
+}
+
+// dateArrival records the arrival of a media message.
+func (p *rtmpProbe) dateArrival(msg message.Message, arrived time.Time) {
+	switch m := msg.(type) {
+	case *message.Video:
+		p.videoWall.date(m.DTS+m.PTSDelta, m.DTS, arrived)
+	case *message.VideoExCodedFrames:
+		p.videoWall.date(m.DTS+m.PTSDelta, m.DTS, arrived)
+	case *message.VideoExFramesX:
+		p.videoWall.date(m.DTS, m.DTS, arrived)
+	case *message.Audio:
+		p.audioWall.date(m.DTS, m.DTS, arrived)
+	case *message.AudioExCodedFrames:
+		p.audioWall.date(m.DTS, m.DTS, arrived)
+	}
 }
 
 func (p *rtmpProbe) inspect(msg message.Message) {

@@ -97,6 +97,19 @@ func (c *rtmpConn) writeUnit(u *Unit) {
 	if c.writeErr != nil {
 		return
 	}
+	w := c.walls[u.Track]
+	if w == nil {
+		if c.walls == nil {
+			c.walls = map[*Track]*wallClock{}
+		}
+		seed := c.probe.audioWall
+		if u.Track.Codec.IsVideo() {
+			seed = c.probe.videoWall
+		}
+		w = &seed
+		c.walls[u.Track] = w
+	}
+	u.Wall = w.date(u.PTS, u.DTS, time.Now())
 	if err := c.pub.WriteUnit(u); err != nil {
 		c.writeErr = fmt.Errorf("sink: %w", err)
 	}

@@ -17,9 +17,9 @@ var (
 )
 
 // FuzzRTSPTrack feeds arbitrary RTP payloads, marker bits and timestamps to
-// every supported depacketizer, DTS extractor and the parameter set and
-// timestamp handling around them: a publisher's packets must never panic
-// the server.
+// every supported depacketizer (LATM's audioMuxElement parsing too), DTS
+// extractor and the parameter set and timestamp handling around them: a
+// publisher's packets must never panic the server.
 //
 // The input is a sequence of packets: a flags byte (bit 0 marker, bits 1-3
 // timestamp step in frames), a length byte, then the payload.
@@ -36,6 +36,10 @@ func FuzzRTSPTrack(f *testing.F) {
 	f.Add(seed([]byte{0x18, 0x00, 0x02, 0x67, 0x64, 0x00, 0x02, 0x68, 0xeb}, []byte{0x7c, 0x85, 0x88}, []byte{0x7c, 0x45, 0x84}))
 	f.Add(seed([]byte{0x40, 0x01, 0x0c}, []byte{0x62, 0x01, 0x93, 0xaf}, []byte{0x62, 0x01, 0x53, 0xaf}, []byte{0x26, 0x01, 0xaf}))
 	f.Add(seed([]byte{0x00, 0x10, 0x00, 0x10, 0x21, 0x10}, []byte{0xfc, 0xff, 0x01}))
+	// LATM: an audioMuxElement of a 4-byte frame, and one with an in-band
+	// StreamMuxConfig (AAC-LC 48 kHz stereo) before it.
+	f.Add(seed([]byte{0x04, 0x21, 0x1b, 0x21, 0x1b}))
+	f.Add(seed([]byte{0x20, 0x00, 0x11, 0x90, 0x3f, 0xc0, 0x08, 0x42, 0x36, 0x42, 0x36}))
 
 	f.Fuzz(fuzzRTSPTrackOnce)
 }
@@ -47,7 +51,12 @@ func fuzzRTSPTrackOnce(t *testing.T, data []byte) {
 		&format.H264{PayloadTyp: 96, PacketizationMode: 1},
 		&format.H265{PayloadTyp: 96},
 		&format.MPEG4Audio{PayloadTyp: 97, SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3,
-			Config: &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelCount: 2}},
+			Config: &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 2}},
+		&format.MPEG4AudioLATM{PayloadTyp: 97, StreamMuxConfig: &mpeg4audio.StreamMuxConfig{
+			Programs: []*mpeg4audio.StreamMuxConfigProgram{{Layers: []*mpeg4audio.StreamMuxConfigLayer{{
+				AudioSpecificConfig: &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 44100, ChannelConfig: 1},
+			}}}}}},
+		&format.MPEG4AudioLATM{PayloadTyp: 97, CPresent: true},
 		&format.Opus{PayloadTyp: 97, ChannelCount: 2},
 	}
 	for _, fo := range formats {

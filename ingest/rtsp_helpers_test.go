@@ -27,6 +27,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
@@ -234,11 +235,19 @@ func freeUDPPair(t testing.TB) (string, string) {
 func startServer(t testing.TB, srv *ingest.RTSPServer, udp bool) string {
 	t.Helper()
 	srv.Address = "127.0.0.1:0"
-	if udp {
-		srv.UDPRTPAddress, srv.UDPRTCPAddress = freeUDPPair(t)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		if udp {
+			srv.UDPRTPAddress, srv.UDPRTCPAddress = freeUDPPair(t)
+		}
+		err := srv.Start()
+		if err == nil {
+			break
+		}
+		// Another process may take a free UDP pair before the server
+		// binds it: a new pair then.
+		if !udp || attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(srv.Close)
 	return srv.Addr().String()
@@ -283,18 +292,18 @@ func loadFixture(t testing.TB, name string) *fixture {
 	fx := &fixture{}
 	for _, tr := range r.Tracks() {
 		switch c := tr.Codec.(type) {
-		case *mpegts.CodecH264:
+		case *tscodecs.H264:
 			r.OnDataH264(tr, func(pts, dts int64, au [][]byte) error {
 				fx.video = append(fx.video, vframe{pts: pts, dts: dts, au: au})
 				return nil
 			})
-		case *mpegts.CodecH265:
+		case *tscodecs.H265:
 			fx.h265 = true
 			r.OnDataH265(tr, func(pts, dts int64, au [][]byte) error {
 				fx.video = append(fx.video, vframe{pts: pts, dts: dts, au: au})
 				return nil
 			})
-		case *mpegts.CodecMPEG4Audio:
+		case *tscodecs.MPEG4Audio:
 			cfg := c.Config
 			fx.aac = &cfg
 			fx.aFrameD = 1024 * 90000 / int64(cfg.SampleRate)
@@ -304,7 +313,7 @@ func loadFixture(t testing.TB, name string) *fixture {
 				}
 				return nil
 			})
-		case *mpegts.CodecOpus:
+		case *tscodecs.Opus:
 			fx.opusCh = 2
 			r.OnDataOpus(tr, func(pts int64, packets [][]byte) error {
 				for _, p := range packets {

@@ -17,6 +17,28 @@ import (
 // camera cannot flood the log. It is a log policy, not a limit on media.
 const rtspLogEvery = 10 * time.Second
 
+// The start of a publication is held until the publisher's timing settles.
+// A publisher may start with a backlog sent faster than real time: GStreamer's
+// rtspclientsink queues what it captures while gortsplib delays each SETUP
+// answer by a second (a workaround for an old rtspclientsink bug, applied to
+// every "GStreamer" user agent), and sends 2 s of media at once on RECORD.
+// Dated by the arrival of its first key frame, such a stream would carry a
+// program date-time 2 s in the future; held, its units are dated by the
+// arrivals of the whole backlog (see wallClock), and the first segment's
+// EXT-X-PROGRAM-DATE-TIME, which can never change once listed, is right.
+//
+// The hold ends once no track's wall clock moved back by more than
+// rtspSettleStep for rtspSettle: the units arrive in real time. It ends
+// anyway after rtspHoldMax or rtspHoldBytes of media, for a publisher that
+// keeps sending faster than real time. These bound a start-up delay and the
+// memory it takes, not the media.
+const (
+	rtspSettle     = 300 * time.Millisecond
+	rtspSettleStep = 20 * time.Millisecond
+	rtspHoldMax    = 3 * time.Second
+	rtspHoldBytes  = 32 << 20
+)
+
 // rtspClock places RTP packets on a session's timeline.
 // *gortsplib.ServerSession and *gortsplib.Client implement it.
 type rtspClock interface {
@@ -35,7 +57,9 @@ type rtspClock interface {
 // and in-band parameter sets may replace the SDP's until the first random
 // access unit, so the publication starts on the first random access unit of
 // a video track (at once for audio-only sessions). Units before it could not
-// be decoded and are dropped, as the packager would drop them.
+// be decoded and are dropped, as the packager would drop them. From there
+// the units are held until the publisher's timing settles (rtspSettle), and
+// every unit is dated by its arrival (Unit.Wall).
 type rtspPublication struct {
 	sink   Sink
 	info   PublishInfo
@@ -52,6 +76,24 @@ type rtspPublication struct {
 	closed  bool
 	lastLog time.Time
 	quiet   int // warnings suppressed since lastLog
+
+	// The start hold: the units since the start (held, heldBytes), when it
+	// began (holdFrom), when a wall clock last moved back by more than
+	// rtspSettleStep (lowered), and how far they moved back since
+	// (settleBack).
+	holding    bool
+	held       []heldUnit
+	heldBytes  int
+	holdFrom   time.Time
+	lowered    time.Time
+	settleBack time.Duration
+	holdTimer  *time.Timer
+}
+
+// heldUnit is a unit of track t held at the start.
+type heldUnit struct {
+	t *rtspTrack
+	u rtspUnit
 }
 
 func newRTSPPublication(sink Sink, info PublishInfo, clock rtspClock, log *slog.Logger, tracks []*rtspTrack, fail func()) *rtspPublication {
@@ -83,6 +125,7 @@ func (p *rtspPublication) listen(onPacketRTP func(*description.Media, format.For
 // its own), and the start of the publication reads every track's parameter
 // sets: decoding is under the publication's lock too.
 func (p *rtspPublication) handle(t *rtspTrack, pkt *rtp.Packet) {
+	arrived := time.Now()
 	at := rtspTime{ts: pkt.Timestamp}
 	at.pts, at.ok = p.clock.PacketPTS2(t.media, pkt)
 	if at.ok {
@@ -100,28 +143,95 @@ func (p *rtspPublication) handle(t *rtspTrack, pkt *rtp.Packet) {
 	}
 	for i := range units {
 		u := &units[i]
-		if p.pub == nil && !p.startLocked(t, u) {
+		if back := t.date(u, arrived); back > 0 {
+			p.settleBack += back
+			if p.settleBack > rtspSettleStep {
+				p.lowered, p.settleBack = arrived, 0
+			}
+		}
+		if p.pub == nil {
+			if !p.holding {
+				if p.video && (!t.video || !u.key || t.codec() == nil) {
+					continue
+				}
+				p.holding, p.holdFrom, p.lowered, p.settleBack = true, arrived, arrived, 0
+				p.holdTimer = time.AfterFunc(rtspSettle, p.holdTimeout)
+			}
+			p.held = append(p.held, heldUnit{t: t, u: *u})
+			p.heldBytes += len(u.frame)
+			for _, nalu := range u.au {
+				p.heldBytes += len(nalu)
+			}
 			continue
 		}
-		if t.track == nil {
-			continue
-		}
-		if err := p.pub.WriteUnit(t.unit(u)); err != nil {
-			p.warnLocked("rtsp: unit refused by the packager", "codec", t.format.Codec(), "err", err)
-		}
+		p.writeLocked(t, u)
+	}
+	if p.holding {
+		p.releaseLocked(arrived)
 	}
 }
 
-// startLocked publishes to the Sink if u may start the publication.
-func (p *rtspPublication) startLocked(t *rtspTrack, u *rtspUnit) bool {
-	if p.video && (!t.video || !u.key || t.codec() == nil) {
-		return false
+// writeLocked hands a unit to the publication.
+func (p *rtspPublication) writeLocked(t *rtspTrack, u *rtspUnit) {
+	if t.track == nil {
+		return
 	}
+	if err := p.pub.WriteUnit(t.unit(u)); err != nil {
+		p.warnLocked("rtsp: unit refused by the packager", "codec", t.format.Codec(), "err", err)
+	}
+}
+
+// releaseLocked ends the start hold if the timing has settled at now: it
+// publishes and writes the held units, dated by the wall clocks as they are
+// now, which have seen the whole backlog.
+func (p *rtspPublication) releaseLocked(now time.Time) {
+	if now.Sub(p.lowered) < rtspSettle && now.Sub(p.holdFrom) < rtspHoldMax && p.heldBytes < rtspHoldBytes {
+		return
+	}
+	p.holding = false
+	p.holdTimer.Stop()
+	held := p.held
+	p.held, p.heldBytes = nil, 0
+	if !p.publishLocked() {
+		return
+	}
+	for i := range held {
+		h := &held[i]
+		h.u.wall = h.t.wall.at(h.t.duration(h.u.pts))
+		p.writeLocked(h.t, &h.u)
+	}
+}
+
+// holdTimeout ends the start hold of a publisher that stopped sending
+// (or sends rarely, audio only) once it is due.
+func (p *rtspPublication) holdTimeout() {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("rtsp start hold panicked; closing the session", "err", fmt.Errorf("%v", r))
+			p.close()
+			p.fail()
+		}
+	}()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || !p.holding {
+		return
+	}
+	now := time.Now()
+	p.releaseLocked(now)
+	if p.holding {
+		due := min(p.lowered.Add(rtspSettle).Sub(now), p.holdFrom.Add(rtspHoldMax).Sub(now))
+		p.holdTimer.Reset(max(due, time.Millisecond))
+	}
+}
+
+// publishLocked publishes to the Sink. It returns false if the Sink refused.
+func (p *rtspPublication) publishLocked() bool {
 	var tracks []*Track
 	for _, tr := range p.tracks {
 		c := tr.codec()
 		if c == nil {
-			p.log.Warn("rtsp: video track left out: no parameter sets in the SDP or before the first key frame",
+			p.log.Warn("rtsp: track left out: its codec parameters were not in the SDP, nor in band before the first key frame",
 				"codec", tr.format.Codec())
 			continue
 		}
@@ -171,6 +281,12 @@ func (p *rtspPublication) close() {
 		return
 	}
 	p.closed = true
+	if p.holdTimer != nil {
+		p.holdTimer.Stop()
+	}
+	// Held units are dropped: a publisher gone within rtspSettle of its
+	// start, or replaced by a newer one, leaves no publication behind.
+	p.held, p.holding = nil, false
 	if p.pub != nil {
 		p.pub.Close()
 	}

@@ -174,7 +174,7 @@ func TestRTSPPullReconnect(t *testing.T) {
 
 	// The camera is away for 3s: a scenario, not a synchronisation.
 	time.Sleep(3 * time.Second)
-	src = startSource(t, addr, fx)
+	startSource(t, addr, fx) // closed at cleanup
 	sink.wait(t, "the second publication", func() bool {
 		return len(sink.pubs) == 2 && len(unitsOf[*codecs.H264](*sink.pubs[1])) >= 40
 	})

@@ -24,8 +24,10 @@ import (
 
 // RTSPServer accepts RTSP publishers: ANNOUNCE, SETUP and RECORD, with RTP
 // interleaved in the TCP connection or over UDP, as ffmpeg, GStreamer and
-// hardware encoders send them. Tracks may be H.264, H.265, AAC
-// (mpeg4-generic) and Opus; each session becomes one publication of the Sink.
+// hardware encoders send them. Tracks may be H.264, H.265, AAC (RFC 3640
+// mpeg4-generic, or RFC 6416 MP4A-LATM, which GStreamer's rtspclientsink and
+// many cameras send) and Opus; each session becomes one publication of the
+// Sink.
 //
 // The publish URL is rtsp://HOST:8554/live/KEY, where KEY is the stream key,
 // resolved by Auth exactly as the RTMP key is (with authentication off it is

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpfragmented"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpmpeg4audio"
@@ -15,13 +16,20 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/pion/rtp"
 )
 
 // errUnsupportedCodec is returned for an RTSP media whose formats are none of
-// H.264, H.265, MPEG-4 Audio (AAC, RFC 3640 mpeg4-generic) and Opus.
+// H.264, H.265, MPEG-4 Audio (AAC, as RFC 3640 mpeg4-generic or RFC 6416
+// MP4A-LATM) and Opus.
 var errUnsupportedCodec = errors.New("unsupported codec")
+
+// errLATMConfigChanged refuses an in-band LATM configuration whose AAC
+// parameters differ from the ones the publication started with: the init
+// segment cannot change within a publication.
+var errLATMConfigChanged = errors.New("LATM: AudioSpecificConfig changed")
 
 // errEmptyNALU refuses an access unit with an empty NAL unit, which the
 // mediacommon functions after the depacketizer would index out of range.
@@ -45,7 +53,14 @@ type rtspTrack struct {
 	h264 *rtph264.Decoder
 	h265 *rtph265.Decoder
 	aac  *rtpmpeg4audio.Decoder
+	latm *rtpfragmented.Decoder
 	opus *rtpsimpleaudio.Decoder
+
+	// latmConfig is the StreamMuxConfig of a LATM track: from the SDP, or
+	// (latmInBand, cpresent=1) from the first AudioMuxElement that carries
+	// one. Nil until known.
+	latmConfig *mpeg4audio.StreamMuxConfig
+	latmInBand bool
 
 	h264DTS h264.DTSExtractor
 	h265DTS h265.DTSExtractor
@@ -64,6 +79,13 @@ type rtspTrack struct {
 	track *Track
 	// keySeen is set once a random access unit went out.
 	keySeen bool
+
+	// wall dates the units by their arrival; lastPTS (if hasLast) is the
+	// PTS of the previous unit, whose distance to the next one is the
+	// duration of a video frame.
+	wall    wallClock
+	lastPTS int64
+	hasLast bool
 }
 
 // rtspTime is the position of an RTP packet on the publication's timeline.
@@ -78,6 +100,7 @@ type rtspTime struct {
 type rtspUnit struct {
 	pts, dts int64
 	ntp      time.Time
+	wall     time.Time
 	au       [][]byte
 	frame    []byte
 	key      bool
@@ -87,7 +110,7 @@ type rtspUnit struct {
 func newRTSPTrack(medi *description.Media) (*rtspTrack, error) {
 	var names []string
 	for _, f := range medi.Formats {
-		t := &rtspTrack{media: medi, format: f, clock: int64(f.ClockRate())}
+		t := &rtspTrack{media: medi, format: f}
 		var err error
 		switch f := f.(type) {
 		case *format.H264:
@@ -106,6 +129,16 @@ func newRTSPTrack(medi *description.Media) (*rtspTrack, error) {
 				break
 			}
 			t.aac, err = f.CreateDecoder()
+		case *format.MPEG4AudioLATM:
+			// GStreamer's rtspclientsink and many cameras send AAC this way.
+			t.latmInBand = f.CPresent
+			if !f.CPresent {
+				t.latmConfig, err = latmSDPConfig(f.StreamMuxConfig)
+				if err != nil {
+					break
+				}
+			}
+			t.latm, err = f.CreateDecoder()
 		case *format.Opus:
 			t.opus, err = f.CreateDecoder()
 		default:
@@ -116,6 +149,9 @@ func newRTSPTrack(medi *description.Media) (*rtspTrack, error) {
 			names = append(names, f.Codec()+" ("+err.Error()+")")
 			continue
 		}
+		// After the checks above: a LATM format's clock rate is read from
+		// its configuration.
+		t.clock = int64(f.ClockRate())
 		if t.clock <= 0 {
 			names = append(names, f.Codec()+" (no clock rate)")
 			continue
@@ -148,6 +184,11 @@ func (t *rtspTrack) codec() codecs.Codec {
 		return &codecs.H265{VPS: t.vps, SPS: t.sps, PPS: t.pps}
 	case *format.MPEG4Audio:
 		return &codecs.MPEG4Audio{Config: *f.Config}
+	case *format.MPEG4AudioLATM:
+		if t.latmConfig == nil {
+			return nil
+		}
+		return &codecs.MPEG4Audio{Config: *latmASC(t.latmConfig)}
 	case *format.Opus:
 		return &codecs.Opus{ChannelCount: max(f.ChannelCount, 1)}
 	}
@@ -175,18 +216,25 @@ func (t *rtspTrack) decode(pkt *rtp.Packet, at rtspTime) ([]rtspUnit, error) {
 		if !at.ok {
 			return nil, nil
 		}
-		units := make([]rtspUnit, 0, len(aus))
-		for i, au := range aus {
-			// RFC 3640 3.2.3.1: the RTP timestamp is the one of the first
-			// access unit; the others follow at one frame each.
-			d := int64(i) * mpeg4audio.SamplesPerAccessUnit
-			u := rtspUnit{pts: at.pts + d, dts: at.pts + d, frame: au, key: true}
-			if !at.ntp.IsZero() {
-				u.ntp = at.ntp.Add(t.duration(d))
+		// RFC 3640 3.2.3.1: the RTP timestamp is the one of the first
+		// access unit; the others follow at one frame each.
+		return t.audioUnits(at, aus, t.clock), nil
+	case t.latm != nil:
+		el, err := t.latm.Decode(pkt)
+		if err != nil {
+			if errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
+				return nil, nil
 			}
-			units = append(units, u)
+			return nil, err
 		}
-		return units, nil
+		aus, err := t.latmFrames(el)
+		if err != nil || !at.ok {
+			return nil, err
+		}
+		// RFC 6416 7.3: the RTP timestamp is the one of the first
+		// subframe of the audioMuxElement; the others follow at one frame
+		// each.
+		return t.audioUnits(at, aus, int64(latmASC(t.latmConfig).SampleRate)), nil
 	case t.opus != nil:
 		frame, err := t.opus.Decode(pkt)
 		if err != nil || !at.ok || len(frame) == 0 {
@@ -195,6 +243,102 @@ func (t *rtspTrack) decode(pkt *rtp.Packet, at rtspTime) ([]rtspUnit, error) {
 		return []rtspUnit{{pts: at.pts, dts: at.pts, ntp: at.ntp, frame: frame, key: true}}, nil
 	}
 	return nil, nil
+}
+
+// audioUnits dates the AAC frames of one RTP packet, the first at at, the
+// others one frame (1024 samples at rate) after each other.
+func (t *rtspTrack) audioUnits(at rtspTime, aus [][]byte, rate int64) []rtspUnit {
+	units := make([]rtspUnit, 0, len(aus))
+	for i, au := range aus {
+		if len(au) == 0 {
+			continue
+		}
+		// In clock units, which are the sample rate except for LATM with an
+		// in-band configuration (90 kHz).
+		d := int64(i) * mpeg4audio.SamplesPerAccessUnit * t.clock / rate
+		u := rtspUnit{pts: at.pts + d, dts: at.pts + d, frame: au, key: true}
+		if !at.ntp.IsZero() {
+			u.ntp = at.ntp.Add(t.duration(d))
+		}
+		units = append(units, u)
+	}
+	return units
+}
+
+// latmFrames unpacks the AAC frames (raw_data_block, as RFC 3640 would
+// carry them) of one audioMuxElement (ISO 14496-3 1.7.3), taking its
+// StreamMuxConfig when the publisher sends it in band.
+func (t *rtspTrack) latmFrames(el []byte) ([][]byte, error) {
+	e := mpeg4audio.AudioMuxElement{MuxConfigPresent: t.latmInBand, StreamMuxConfig: t.latmConfig}
+	if err := e.Unmarshal(el); err != nil {
+		return nil, fmt.Errorf("LATM: %w", err)
+	}
+	if e.StreamMuxConfig != t.latmConfig {
+		if err := checkLATMConfig(e.StreamMuxConfig); err != nil {
+			return nil, err
+		}
+		if t.latmConfig != nil && !sameAAC(latmASC(t.latmConfig), latmASC(e.StreamMuxConfig)) {
+			return nil, errLATMConfigChanged
+		}
+		t.latmConfig = e.StreamMuxConfig
+	}
+	// Only the first program's first layer is the AAC stream; further
+	// layers (scalable coding) and programs are left out.
+	frames := make([][]byte, 0, len(e.Payloads))
+	for _, sub := range e.Payloads {
+		if len(sub) > 0 && len(sub[0]) > 0 {
+			frames = append(frames, sub[0][0])
+		}
+	}
+	return frames, nil
+}
+
+// latmSDPConfig returns the StreamMuxConfig that the audioMuxElements of a
+// track with the configuration in the SDP (cpresent=0) are read with. Only
+// its fields up to and with the AudioSpecificConfig's core are taken:
+// mediacommon does not skip the AudioSpecificConfig's SBR sync extension
+// (GStreamer's avenc_aac signals one), which shifts every field after it, so
+// the frame length type is taken to be 0, variable-length frames, which is
+// what RFC 6416 senders of AAC use. Unmarshalling an element checks that it
+// is consumed exactly, which a wrong guess would not pass.
+func latmSDPConfig(c *mpeg4audio.StreamMuxConfig) (*mpeg4audio.StreamMuxConfig, error) {
+	if err := checkLATMConfig(c); err != nil {
+		return nil, err
+	}
+	if len(c.Programs) != 1 || len(c.Programs[0].Layers) != 1 {
+		return nil, errors.New("LATM: more than one program or layer")
+	}
+	return &mpeg4audio.StreamMuxConfig{
+		NumSubFrames: c.NumSubFrames,
+		Programs: []*mpeg4audio.StreamMuxConfigProgram{{Layers: []*mpeg4audio.StreamMuxConfigLayer{{
+			AudioSpecificConfig: latmASC(c),
+			LatmBufferFullness:  255,
+		}}}},
+	}, nil
+}
+
+// checkLATMConfig refuses a StreamMuxConfig whose AAC stream the packager
+// cannot take.
+func checkLATMConfig(c *mpeg4audio.StreamMuxConfig) error {
+	if c == nil || len(c.Programs) == 0 || len(c.Programs[0].Layers) == 0 || latmASC(c) == nil {
+		return errors.New("LATM: no AudioSpecificConfig")
+	}
+	if latmASC(c).SampleRate <= 0 {
+		return errors.New("LATM: no sample rate")
+	}
+	return nil
+}
+
+// latmASC is the AudioSpecificConfig of the first layer of the first
+// program of a checked StreamMuxConfig.
+func latmASC(c *mpeg4audio.StreamMuxConfig) *mpeg4audio.AudioSpecificConfig {
+	return c.Programs[0].Layers[0].AudioSpecificConfig
+}
+
+// sameAAC reports whether two configurations decode alike.
+func sameAAC(a, b *mpeg4audio.AudioSpecificConfig) bool {
+	return a.Type == b.Type && a.SampleRate == b.SampleRate && a.ChannelConfig == b.ChannelConfig &&
+		a.ExtensionType == b.ExtensionType && a.ExtensionSampleRate == b.ExtensionSampleRate
 }
 
 // videoUnit finishes the decoding of a video packet: it dates the frame the
@@ -346,6 +490,34 @@ func (t *rtspTrack) duration(v int64) time.Duration {
 	return time.Duration(secs)*time.Second + time.Duration(rem)*time.Second/time.Duration(t.clock)
 }
 
+// date records the arrival of u and sets its wall time. It returns how far
+// the track's wall clock moved back.
+func (t *rtspTrack) date(u *rtspUnit, arrived time.Time) time.Duration {
+	pts := t.duration(u.pts)
+	back := t.wall.observe(pts+t.frameDuration(u), arrived)
+	u.wall = t.wall.at(pts)
+	return back
+}
+
+// frameDuration is how long u lasts: exact for audio, the distance from the
+// previous frame for video (zero when unknown).
+func (t *rtspTrack) frameDuration(u *rtspUnit) time.Duration {
+	switch {
+	case t.aac != nil:
+		return t.duration(mpeg4audio.SamplesPerAccessUnit)
+	case t.latm != nil:
+		return time.Second * mpeg4audio.SamplesPerAccessUnit / time.Duration(latmASC(t.latmConfig).SampleRate)
+	case t.opus != nil:
+		return time.Duration(opus.PacketDuration2(u.frame)) * time.Second / 48000
+	}
+	var d time.Duration
+	if t.hasLast && u.pts > t.lastPTS {
+		d = min(t.duration(u.pts-t.lastPTS), time.Second)
+	}
+	t.lastPTS, t.hasLast = u.pts, true
+	return d
+}
+
 // unit converts an access unit to the stream model.
 func (t *rtspTrack) unit(u *rtspUnit) *Unit {
 	return &Unit{
@@ -355,5 +527,6 @@ func (t *rtspTrack) unit(u *rtspUnit) *Unit {
 		AU:    u.au,
 		Frame: u.frame,
 		NTP:   u.ntp,
+		Wall:  u.wall,
 	}
 }

@@ -44,6 +44,13 @@ type Unit struct {
 	// NTP is the wall-clock time of PTS when the publisher told it (RTCP
 	// sender reports); zero otherwise.
 	NTP time.Time
+
+	// Wall is the wall-clock time of PTS as the ingest measured it from the
+	// arrival of the publisher's data: the whole unit had arrived by Wall
+	// plus its duration. Zero when the ingest leaves the dating to the Sink.
+	// Unlike NTP it takes no publisher's word for the time: encoders'
+	// sender reports were seen seconds ahead of the wall clock.
+	Wall time.Time
 }
 
 // Data is a timed data message from the publisher, such as an AMF

@@ -37,6 +37,15 @@ type publication struct {
 	wallBase  time.Time     // wall clock at mediaBase
 	disc      bool          // the next segment starts after a discontinuity
 
+	// wallDated tells that the units carry the ingest's dating by arrival
+	// (Unit.Wall), which the program date-time follows (dateLead);
+	// wallSlack is the least margin by which the open segment's lead frames
+	// were dated before it, -1 until known.
+	wallDated bool
+	wallSlack time.Duration
+	wallNeed  time.Duration // the largest move back the settle window needed
+	wallStart time.Time     // when the publication started
+
 	pending   map[*track][]*sample
 	partStart uint64 // lead decode time of the open part's first sample
 	partKey   bool
@@ -124,9 +133,14 @@ func (p *publication) writeUnit(u *ingest.Unit) error {
 		p.started = true
 		p.origin = u.DTS
 		p.mediaBase = s.mediaEnd()
-		p.wallBase = time.Now()
-		if !u.NTP.IsZero() {
-			p.wallBase = u.NTP.Add(u.DTS - u.PTS)
+		// The program date-time follows the ingest's dating by arrival
+		// when it gives one, else the arrival of this key frame. The
+		// publisher's own clock (u.NTP, RTCP sender reports) is not taken:
+		// GStreamer's was seen up to 2.8 s ahead of the wall clock.
+		p.wallBase = at
+		if !u.Wall.IsZero() {
+			p.wallDated, p.wallStart = true, at
+			p.wallBase = u.Wall.Add(u.DTS - u.PTS - wallMargin)
 		}
 	}
 	smp, err := t.build(u, p.origin, p.mediaBase)
@@ -159,6 +173,9 @@ func (p *publication) writeLead(t *track, smp *sample) error {
 		}
 	}
 	p.sinceKey++
+	if p.wallDated && !smp.wall.IsZero() {
+		p.dateLead(t, smp, s.open == nil)
+	}
 	if s.open == nil {
 		s.openSegment(t.duration(smp.dts), p.wallBase.Add(t.duration(smp.dts)-p.mediaBase), p.init, p.disc)
 		p.disc = false
@@ -204,6 +221,67 @@ func (p *publication) writeLead(t *track, smp *sample) error {
 // minPartPercent is the shortest a part other than the last of its segment
 // may be, in percent of PART-TARGET (Apple's HLS authoring spec).
 const minPartPercent = 85
+
+// The program date-time of a publication dated by the ingest (Unit.Wall)
+// is kept wallMargin before the ingest's dates, and moves back only when a
+// frame's date is more than wallAhead before the mapping, so that arrival
+// jitter leaves it alone: a moved mapping moves the dates of the cues placed
+// ahead of the live edge away from the media time they were placed at. It
+// moves forward only when a whole segment's frames were dated more than
+// wallSlew later than the mapping (a publisher's clock running slow).
+//
+// For the first wallSettle after the start the mapping stays, and what it
+// would have needed is measured: a publisher that sends faster than real time past
+// its start (a file pushed at twice its speed) is not live, and dated by
+// arrival its program date-time would advance slower than its media, every
+// cue placed ahead landing on a date later segments do not reach. When the
+// window needed a move back of more than wallReplay of it, the mapping stays
+// for good and the date follows the media clock; otherwise it makes that
+// move once, and follows the ingest's dates from there.
+const (
+	wallMargin = 20 * time.Millisecond
+	wallAhead  = 30 * time.Millisecond
+	wallSlew   = 250 * time.Millisecond
+	wallSettle = time.Second
+	wallReplay = wallSettle / 10
+)
+
+// dateLead keeps the program date-time of the lead track's frames no later
+// than the wall-clock time the ingest dated them by their arrival (within
+// wallAhead), so that the live edge is not in the future (see wallMargin).
+// A move shows only in the next segment's EXT-X-PROGRAM-DATE-TIME: RFC
+// 8216bis 6.2.1 lets a server only append to a playlist, never change a
+// listed segment's tags.
+func (p *publication) dateLead(t *track, smp *sample, opening bool) {
+	pts := t.duration(uint64(int64(smp.dts) + int64(smp.PTSOffset)))
+	settling := p.unitAt.Sub(p.wallStart) < wallSettle
+	if !settling && p.wallNeed >= 0 {
+		if p.wallNeed > wallReplay {
+			p.wallDated = false
+			return
+		}
+		p.wallBase = p.wallBase.Add(-p.wallNeed)
+		p.wallNeed = -1 // settled
+	}
+	if opening {
+		if p.wallSlack > wallSlew && !settling {
+			p.wallBase = p.wallBase.Add(p.wallSlack - wallMargin)
+		}
+		p.wallSlack = -1
+	}
+	margin := smp.wall.Sub(p.wallBase.Add(pts - p.mediaBase))
+	if margin < -wallAhead {
+		if settling {
+			p.wallNeed = max(p.wallNeed, wallMargin-margin)
+		} else {
+			p.wallBase = p.wallBase.Add(margin - wallMargin)
+			margin = wallMargin
+		}
+	}
+	if p.wallSlack < 0 || margin < p.wallSlack {
+		p.wallSlack = margin
+	}
+}
 
 // closePart turns the pending samples into a published part.
 func (p *publication) closePart() error {

@@ -26,7 +26,7 @@ type sample struct {
 	*fmp4.Sample
 	dts    uint64 // decode time in track timescale
 	key    bool
-	wall   time.Time
+	wall   time.Time // the ingest's dating of its PTS (Unit.Wall); zero if none
 	sealed bool
 }
 
@@ -129,7 +129,7 @@ func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample,
 		}
 	}
 
-	s := &sample{Sample: &fmp4.Sample{}, wall: u.NTP}
+	s := &sample{Sample: &fmp4.Sample{}, wall: u.Wall}
 	if t.video {
 		s.key = t.isKey(u)
 		var err error
