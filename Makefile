@@ -15,8 +15,8 @@ run:
 build:
 	$(GO) build -o bin/shopcast ./cmd/shopcast
 
-## test: install missing test tools, then vet, check formatting and run every test with -race
-test: deps vet fmt-check
+## test: install missing test tools, then vet, check formatting, lint (staticcheck) and run every test with -race
+test: deps vet fmt-check lint
 	$(GO) test -race -count=1 ./...
 
 ## deps: install what the end-to-end tests need beyond Go when missing and root: ffmpeg (the OBS
