@@ -65,6 +65,22 @@ func TestStrictPlaylists(t *testing.T) {
 		code, body := do(t, http.MethodGet, api+"/"+ended, "")
 		return code == http.StatusOK && strings.Contains(body, `"state":"active"`)
 	})
+	// A cue deleted before the part that carries its start is out was
+	// never shown to anyone: it is cancelled, not ended. Two parts later it
+	// has been carried.
+	edge := func() (int64, int64) {
+		body, err := get(context.Background(), media)
+		if err != nil {
+			return -1, -1
+		}
+		msn, part, _, _ := lastPartOf(body)
+		return msn, part
+	}
+	msn0, part0 := edge()
+	waitUntil(t, 10*time.Second, "two more parts", func() bool {
+		msn, part := edge()
+		return msn > msn0 || part >= part0+2
+	})
 	deleteCue(t, api, ended)
 	waitUntil(t, 10*time.Second, "the ended cue's END-DATE", func() bool {
 		body, err := get(context.Background(), media)
