@@ -38,7 +38,7 @@ func main() {
 	role := flag.String("role", "", "internal: \"load\" runs the load process of ramp, streams and idle")
 	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile to this file")
 	mutexProfile := flag.String("mutexprofile", "", "write the server process's mutex contention profile to this file")
-	memProfile := flag.String("memprofile", "", "write the server process's allocation profile to this file")
+	memProfile := flag.String("memprofile", "", "write the server process's allocation profile to this file (with idle -release, also heap profiles FILE.closed, FILE.10s, ... after each reading)")
 	h2c := flag.Bool("h2c", false, "viewers and idle requests use HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1")
 	flag.Parse()
 	if *h2c {
@@ -102,7 +102,7 @@ func main() {
 		}
 		release = append(release, d)
 	}
-	if err := runRamps(ctx, strings.Split(*run, ","), userFLV, *lowRate, *steps, *window, bench.IdleConfig{Requests: *idleN, Release: release}); err != nil {
+	if err := runRamps(ctx, strings.Split(*run, ","), userFLV, *lowRate, *steps, *window, bench.IdleConfig{Requests: *idleN, Release: release, HeapProfile: *memProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}

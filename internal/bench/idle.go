@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -38,6 +39,11 @@ type IdleConfig struct {
 	// back, and whether it is Go's or held by connection state. Without it
 	// the requests stay until the end.
 	Release []time.Duration
+	// HeapProfile, when set with Release, is the prefix of heap profiles
+	// written after each reading from the close on: HeapProfile.closed,
+	// .10s, ..., and .freeosmemory (after two more GCs, so that it shows
+	// exactly what is live).
+	HeapProfile string
 }
 
 // IdleResult is the outcome of Idle.
@@ -150,7 +156,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 		return res, nil
 	}
 	held := readMem("held", 0, srv.pkg.Blocked())
-	if err := release(ctx, res, lp, srv, base, held, cfg.Release); err != nil {
+	if err := release(ctx, res, lp, srv, base, held, cfg); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -159,7 +165,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 // release closes the held requests and reads the server's memory at the
 // points of IdleConfig.Release after base (read before the requests) and
 // held (with them held).
-func release(ctx context.Context, res *IdleResult, lp *loadProcess, srv *server, base, held MemPoint, after []time.Duration) error {
+func release(ctx context.Context, res *IdleResult, lp *loadProcess, srv *server, base, held MemPoint, cfg IdleConfig) error {
 	res.Memory = append(res.Memory, base, held)
 	t0 := time.Now()
 	if _, err := lp.call(loadCmd{Op: "release"}); err != nil {
@@ -176,15 +182,42 @@ func release(ctx context.Context, res *IdleResult, lp *loadProcess, srv *server,
 		}
 	}
 	res.Memory = append(res.Memory, readMem("closed", time.Since(t0), 0))
-	for _, d := range after {
+	if err := heapProfile(cfg.HeapProfile, "closed"); err != nil {
+		return err
+	}
+	for _, d := range cfg.Release {
 		if !sleep(ctx, time.Until(t0.Add(d))) {
 			return ctx.Err()
 		}
 		res.Memory = append(res.Memory, readMem("+"+d.String(), time.Since(t0), srv.pkg.Blocked()))
+		if err := heapProfile(cfg.HeapProfile, d.String()); err != nil {
+			return err
+		}
 	}
 	debug.FreeOSMemory()
 	res.Memory = append(res.Memory, readMem("FreeOSMemory", time.Since(t0), srv.pkg.Blocked()))
-	return nil
+	if cfg.HeapProfile != "" {
+		// A heap profile is as of the last GC but one.
+		runtime.GC()
+		runtime.GC()
+	}
+	return heapProfile(cfg.HeapProfile, "freeosmemory")
+}
+
+// heapProfile writes the heap profile to prefix.name, when prefix is set.
+func heapProfile(prefix, name string) error {
+	if prefix == "" {
+		return nil
+	}
+	f, err := os.Create(prefix + "." + name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // MemPoint is the process's memory at one moment, read as it is: unlike
