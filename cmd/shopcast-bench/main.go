@@ -34,10 +34,11 @@ func main() {
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
 	window := flag.Duration("window", 10*time.Second, "measurement window of each ramp and streams step")
 	idleN := flag.Int("requests", 10000, "blocked playlist requests of the idle benchmark")
+	releaseAt := flag.String("release", "", "idle: close the held requests and read the server's memory again at these times after the close (comma-separated, e.g. 10s,60s), then after debug.FreeOSMemory")
 	role := flag.String("role", "", "internal: \"load\" runs the load process of ramp, streams and idle")
 	cpuProfile := flag.String("cpuprofile", "", "write the server process's CPU profile to this file")
 	mutexProfile := flag.String("mutexprofile", "", "write the server process's mutex contention profile to this file")
-	memProfile := flag.String("memprofile", "", "write the server process's allocation profile to this file")
+	memProfile := flag.String("memprofile", "", "write the server process's allocation profile to this file (with idle -release, also heap profiles FILE.closed, FILE.10s, ... after each reading)")
 	h2c := flag.Bool("h2c", false, "viewers and idle requests use HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1")
 	flag.Parse()
 	if *h2c {
@@ -89,14 +90,26 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
-	if err := runRamps(ctx, strings.Split(*run, ","), userFLV, *lowRate, *steps, *window, *idleN); err != nil {
+	var release []time.Duration
+	for f := range strings.SplitSeq(*releaseAt, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "shopcast-bench: -release:", err)
+			os.Exit(2)
+		}
+		release = append(release, d)
+	}
+	if err := runRamps(ctx, strings.Split(*run, ","), userFLV, *lowRate, *steps, *window, bench.IdleConfig{Requests: *idleN, Release: release, HeapProfile: *memProfile}); err != nil {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
 }
 
 // runRamps runs the ramp, streams and idle benchmarks named in run.
-func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps string, window time.Duration, requests int) error {
+func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps string, window time.Duration, idle bench.IdleConfig) error {
 	want := func(name string) bool { return slices.Contains(run, name) }
 	if !want("ramp") && !want("streams") && !want("idle") {
 		return nil
@@ -154,7 +167,8 @@ func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps
 	}
 	if want("idle") {
 		fmt.Printf("idle: %s; server in-process, requests from a load process; load average %s\n", idleFLV, bench.LoadAvg())
-		r, err := bench.Idle(ctx, bench.IdleConfig{FLV: idleFLV, Requests: requests})
+		idle.FLV = idleFLV
+		r, err := bench.Idle(ctx, idle)
 		if err := report("idle", r, err); err != nil {
 			return err
 		}

@@ -4,7 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
+	"strings"
 	"time"
 
 	shopcast "github.com/shopcast/shopcast/internal/server"
@@ -27,6 +32,18 @@ type IdleConfig struct {
 	// 10 to 20 s, within the 30 s (3 target durations) after which the
 	// packager answers 503.
 	TargetDuration time.Duration
+	// Release, when set, has the requests closed after RSS was read with
+	// them held, and the server's memory read again right after (once the
+	// packager holds none), then at each of these times after the close,
+	// then once more after debug.FreeOSMemory: whether the memory comes
+	// back, and whether it is Go's or held by connection state. Without it
+	// the requests stay until the end.
+	Release []time.Duration
+	// HeapProfile, when set with Release, is the prefix of heap profiles
+	// written after each reading from the close on: HeapProfile.closed,
+	// .10s, ..., and .freeosmemory (after two more GCs, so that it shows
+	// exactly what is live).
+	HeapProfile string
 }
 
 // IdleResult is the outcome of Idle.
@@ -44,6 +61,10 @@ type IdleResult struct {
 	Stack, Heap           int64
 	Goroutines            int
 	LoadBefore, LoadAfter string
+	// Memory is the server's memory at each point of the release (with
+	// IdleConfig.Release): baseline, held, closed, each Release time and
+	// FreeOSMemory.
+	Memory []MemPoint
 }
 
 func (r *IdleResult) String() string {
@@ -54,7 +75,7 @@ func (r *IdleResult) String() string {
   load average %s -> %s`,
 		r.Source, r.Requests, r.Held, r.Goroutines, mb(r.Before), mb(r.After), float64(r.PerRequest)/1024,
 		float64(r.Stack)/1024, float64(r.Heap)/1024,
-		r.LoadBefore, r.LoadAfter)
+		r.LoadBefore, r.LoadAfter) + memTable(r.Memory)
 }
 
 // Idle publishes cfg.FLV to an in-process server and has a load process
@@ -76,6 +97,8 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	}
 	rg, err := startRig(ctx, cfg.FLV, func(c *shopcast.Config) {
 		c.TargetDuration, c.MaxBlockedRequests = cfg.TargetDuration, cfg.Requests+1000
+		// Every request comes from 127.0.0.1: this is not the fair-share test.
+		c.MaxBlockedPerClient, c.MaxBlockedPerStream = c.MaxBlockedRequests, c.MaxBlockedRequests
 	})
 	if err != nil {
 		return nil, err
@@ -95,6 +118,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	if res.Before, err = rss(); err != nil {
 		return nil, err
 	}
+	base := readMem("baseline", 0, srv.pkg.Blocked())
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	if _, err := lp.call(loadCmd{Op: "idle", Base: srv.baseURL(), N: cfg.Requests, Ramp: cfg.Join}); err != nil {
@@ -128,5 +152,135 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleResult, error) {
 	res.Stack = (int64(ms1.StackInuse) - int64(ms0.StackInuse)) / res.Held
 	res.Heap = (int64(ms1.HeapInuse) - int64(ms0.HeapInuse)) / res.Held
 	res.LoadAfter = LoadAvg()
+	if len(cfg.Release) == 0 {
+		return res, nil
+	}
+	held := readMem("held", 0, srv.pkg.Blocked())
+	if err := release(ctx, res, lp, srv, base, held, cfg); err != nil {
+		return res, err
+	}
 	return res, nil
+}
+
+// release closes the held requests and reads the server's memory at the
+// points of IdleConfig.Release after base (read before the requests) and
+// held (with them held).
+func release(ctx context.Context, res *IdleResult, lp *loadProcess, srv *server, base, held MemPoint, cfg IdleConfig) error {
+	res.Memory = append(res.Memory, base, held)
+	t0 := time.Now()
+	if _, err := lp.call(loadCmd{Op: "release"}); err != nil {
+		return err
+	}
+	// A closed connection ends its handler through net/http's background
+	// read, which cancels the request's context.
+	for srv.pkg.Blocked() > 0 {
+		if time.Since(t0) > 10*time.Second {
+			return fmt.Errorf("%d requests still held 10s after their connections closed", srv.pkg.Blocked())
+		}
+		if !sleep(ctx, 10*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	res.Memory = append(res.Memory, readMem("closed", time.Since(t0), 0))
+	if err := heapProfile(cfg.HeapProfile, "closed"); err != nil {
+		return err
+	}
+	for _, d := range cfg.Release {
+		if !sleep(ctx, time.Until(t0.Add(d))) {
+			return ctx.Err()
+		}
+		res.Memory = append(res.Memory, readMem("+"+d.String(), time.Since(t0), srv.pkg.Blocked()))
+		if err := heapProfile(cfg.HeapProfile, d.String()); err != nil {
+			return err
+		}
+	}
+	debug.FreeOSMemory()
+	res.Memory = append(res.Memory, readMem("FreeOSMemory", time.Since(t0), srv.pkg.Blocked()))
+	if cfg.HeapProfile != "" {
+		// A heap profile is as of the last GC but one.
+		runtime.GC()
+		runtime.GC()
+	}
+	return heapProfile(cfg.HeapProfile, "freeosmemory")
+}
+
+// heapProfile writes the heap profile to prefix.name, when prefix is set.
+func heapProfile(prefix, name string) error {
+	if prefix == "" {
+		return nil
+	}
+	f, err := os.Create(prefix + "." + name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// MemPoint is the process's memory at one moment, read as it is: unlike
+// rss, readMem neither collects nor returns memory to the OS first.
+type MemPoint struct {
+	Label   string
+	Since   time.Duration // since the requests were closed
+	Blocked int64         // the packager's blocked requests
+	RSS     int64         // VmRSS
+	// From runtime/metrics: /memory/classes/heap/objects, .../heap/free
+	// (free pages still mapped), .../heap/released (returned to the OS),
+	// .../heap/stacks (goroutine stacks in use and cached for reuse),
+	// /gc/heap/goal and /gc/cycles/total.
+	Objects, Free, Released, Stacks, Goal, GCs uint64
+	Goroutines                                 int
+	FDs                                        int // open file descriptors
+}
+
+var memMetrics = []string{
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/memory/classes/heap/stacks:bytes",
+	"/gc/heap/goal:bytes",
+	"/gc/cycles/total:gc-cycles",
+}
+
+func readMem(label string, since time.Duration, blocked int64) MemPoint {
+	p := MemPoint{Label: label, Since: since, Blocked: blocked, Goroutines: runtime.NumGoroutine()}
+	s := make([]metrics.Sample, len(memMetrics))
+	for i, name := range memMetrics {
+		s[i].Name = name
+	}
+	metrics.Read(s)
+	for i, v := range []*uint64{&p.Objects, &p.Free, &p.Released, &p.Stacks, &p.Goal, &p.GCs} {
+		if s[i].Value.Kind() == metrics.KindUint64 {
+			*v = s[i].Value.Uint64()
+		}
+	}
+	p.RSS, _ = vmRSS()
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		p.FDs = len(fds)
+	}
+	return p
+}
+
+// memTable formats points as a table, in MiB; empty without points.
+func memTable(points []MemPoint) string {
+	if len(points) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\n  server memory, read as it is (no GC first); MiB:\n")
+	fmt.Fprintf(&b, "  %-14s %7s %7s %7s %7s %8s %7s %7s %4s %10s %6s %7s\n",
+		"point", "at", "RSS", "objects", "free", "released", "stacks", "goal", "GCs", "goroutines", "fds", "blocked")
+	for _, p := range points {
+		at := "-"
+		if p.Label != "baseline" && p.Label != "held" {
+			at = fmt.Sprintf("%.1fs", p.Since.Seconds())
+		}
+		fmt.Fprintf(&b, "  %-14s %7s %7.1f %7.1f %7.1f %8.1f %7.1f %7.1f %4d %10d %6d %7d\n",
+			p.Label, at, mb(p.RSS), mb(int64(p.Objects)), mb(int64(p.Free)), mb(int64(p.Released)),
+			mb(int64(p.Stacks)), mb(int64(p.Goal)), p.GCs, p.Goroutines, p.FDs, p.Blocked)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -34,7 +34,8 @@ type loadCmd struct {
 	// viewers' parts), "streams" (RTMP, Base, FLV, N: add N publishers, each
 	// with one latency viewer; RTMP and Base take the stream name appended),
 	// "latency" (Window: publish-to-deliverable of those viewers), "idle"
-	// (Base, N, Ramp: hold N blocking playlist requests) or "cues" (Base:
+	// (Base, N, Ramp: hold N blocking playlist requests), "release" (close
+	// the idle requests' connections and stop their requesters) or "cues" (Base:
 	// the cue API URL of a stream, Rate: cues/s posted from now on).
 	// Hinted, with "streams", gives each stream a second viewer whose part
 	// requests wait on the preload hint (viewer.runHinted).
@@ -222,7 +223,8 @@ type load struct {
 	partSize  map[int64]int64
 
 	streams []*latencyStream
-	cues    *cueLoad // the producers of "cues", nil before
+	cues    *cueLoad  // the producers of "cues", nil before
+	idle    *idleLoad // the requesters of "idle", nil before
 }
 
 // httpClient returns the load's HTTP client, able to keep a connection per
@@ -257,6 +259,8 @@ func (l *load) do(c loadCmd, r *loadReply) error {
 		return l.latency(c, r)
 	case "idle":
 		return l.addIdle(c)
+	case "release":
+		return l.releaseIdle()
 	case "cues":
 		return l.addCueLoad(c)
 	}

@@ -56,6 +56,11 @@ func cpuTime() time.Duration {
 func rss() (int64, error) {
 	runtime.GC()
 	debug.FreeOSMemory()
+	return vmRSS()
+}
+
+// vmRSS returns VmRSS from /proc/self/status as it is.
+func vmRSS() (int64, error) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0, err
