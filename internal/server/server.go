@@ -18,9 +18,11 @@ import (
 
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/adminauth"
 	"github.com/shopcast/shopcast/internal/fdlimit"
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/packager"
+	"github.com/shopcast/shopcast/recorder"
 	"github.com/shopcast/shopcast/telemetry"
 	"github.com/shopcast/shopcast/web"
 )
@@ -117,7 +119,29 @@ func (s *Server) Start() (err error) {
 		}
 	}
 
+	// The recorder writes what the packager hands over; it opens before the
+	// packager (closing what a crash left open) and closes after it, once
+	// the streams' ends closed their recordings.
+	var rec *recorder.Recorder
+	var hooks packager.Hooks
+	if cfg.Record {
+		rec = recorder.New(recorder.Config{
+			Dir:          cfg.RecordPath(),
+			Retention:    cfg.RecordRetention,
+			MinFreeBytes: cfg.RecordMinFreeBytes,
+			CORSOrigin:   cfg.CORSOrigin,
+			Logger:       log,
+			FreeBytes:    cfg.recordFreeBytes,
+		})
+		if err := rec.Start(); err != nil {
+			return err
+		}
+		s.push(rec.Close)
+		hooks = rec.Hooks()
+	}
+
 	s.manager = packager.New(packager.Config{
+		Hooks:               hooks,
 		OnStreamStart:       cueService.StreamStarted,
 		OnData:              cueService.PublisherData,
 		FirstNumbers:        packager.WallClockNumbers,
@@ -134,6 +158,9 @@ func (s *Server) Start() (err error) {
 	s.push(s.manager.Close)
 	cueService.Timeline = s.manager
 	metrics := &telemetry.Metrics{Packager: s.manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
+	if rec != nil {
+		metrics.Recorder = rec
+	}
 	metrics.Start()
 	cueAPI.Observer = metrics
 
@@ -210,6 +237,10 @@ func (s *Server) Start() (err error) {
 		})
 	}
 	org.Handle("/sdk/", http.FileServerFS(cues.SDK))
+	if rec != nil {
+		// DELETE follows the cue API's rule: its token, else loopback only.
+		rec.Register(org.Handle, adminauth.Rule{Token: cfg.CueToken})
+	}
 	web.New(web.Config{Streams: s.manager.StreamNames, Logger: log}).Register(org.Handle)
 	if err := org.Start(); err != nil {
 		return err
