@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,5 +420,57 @@ func copyRecordings(t *testing.T, src, dst string) {
 	})
 	if err != nil {
 		t.Fatalf("copy of the recordings: %v", err)
+	}
+}
+
+// TestE2ERecordDiskFull fills the disk (a faked free-space reading) while
+// ffmpeg publishes: the live stream keeps every part on time (the playlist
+// checker follows it), the log and the metric say recording paused, and
+// once there is room again the recording starts with what comes next.
+func TestE2ERecordDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	var free atomic.Int64
+	srv := startServer(t, func(c *server.Config) {
+		c.GracePeriod = time.Second
+		c.SetRecordFreeBytes(func(string) (int64, error) { return free.Load(), nil })
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := srv.HTTP + "/live/full/"
+	cmd, out := ffmpegPublish(t, ctx, srv.RTMP+"/live/full", 10)
+	waitFor(t, 20*time.Second, "the stream to appear", func() bool {
+		code, _, _ := get(t, base+"index.m3u8")
+		return code == 200
+	})
+	checker := newPlaylistChecker(t, base)
+	checkDone := make(chan struct{})
+	go func() { defer close(checkDone); checker.run(ctx) }()
+	waitFor(t, 20*time.Second, "recording to pause", func() bool {
+		_, m, _ := get(t, srv.HTTP+"/metrics")
+		return bytes.Contains(m, []byte("shopcast_record_paused 1")) && strings.Contains(srv.Log.String(), "recording paused: low disk space")
+	})
+	if recs := listRecordings(t, srv.HTTP, "full"); len(recs) != 0 {
+		t.Errorf("recorded on a full disk: %+v", recs)
+	}
+	free.Store(1 << 40)
+	waitFor(t, 20*time.Second, "recording to resume", func() bool {
+		recs := listRecordings(t, srv.HTTP, "full")
+		return len(recs) == 1 && recs[0].Segments > 0
+	})
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	<-checkDone
+	for _, e := range checker.errs {
+		t.Error(e)
+	}
+	if !checker.ended {
+		t.Error("the live stream did not end normally")
+	}
+	_, m, _ := get(t, srv.HTTP+"/metrics")
+	if !bytes.Contains(m, []byte("shopcast_record_paused 0")) || !regexp.MustCompile(`shopcast_record_segments_dropped_total [1-9]`).Match(m) {
+		t.Errorf("metrics after the pause:\n%s", regexp.MustCompile(`(?m)^shopcast_record.*$`).FindAll(m, -1))
 	}
 }
