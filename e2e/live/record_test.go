@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -473,4 +474,95 @@ func TestE2ERecordDiskFull(t *testing.T) {
 	if !bytes.Contains(m, []byte("shopcast_record_paused 0")) || !regexp.MustCompile(`shopcast_record_segments_dropped_total [1-9]`).Match(m) {
 		t.Errorf("metrics after the pause:\n%s", regexp.MustCompile(`(?m)^shopcast_record.*$`).FindAll(m, -1))
 	}
+}
+
+// TestE2ERecordKill9 kills the built shopcast binary with SIGKILL while
+// ffmpeg publishes, starts it again on the same directories, and checks
+// that the recording is closed (VOD, ENDLIST) and keeps every segment the
+// live playlist listed before the kill but the newest (its write may have
+// been under way), byte for byte.
+func TestE2ERecordKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "shopcast")
+	if b, err := exec.Command("go", "build", "-o", bin, "../../cmd/shopcast").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	httpAddr, rtmpAddr := e2etest.FreeAddr(t), e2etest.FreeAddr(t)
+	args := []string{"-http", httpAddr, "-rtmp", rtmpAddr, "-rtsp", "127.0.0.1:0", "-rtsp_udp_rtp", "", "-rtsp_udp_rtcp", "",
+		"-cue_store", filepath.Join(dir, "cues.db"), "-record_dir", filepath.Join(dir, "rec")}
+	run := func() (*exec.Cmd, *e2etest.Buffer) {
+		cmd := exec.Command(bin, args...)
+		log := &e2etest.Buffer{}
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd, log
+	}
+	httpBase := "http://" + httpAddr
+	first, log1 := run()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	waitFor(t, 10*time.Second, "shopcast to listen", func() bool { return strings.Contains(log1.String(), "shopcast ready") })
+	ff, _ := ffmpegPublish(t, ctx, "rtmp://"+rtmpAddr+"/live/killed", 30)
+	defer func() { _ = ff.Process.Kill(); _ = ff.Wait() }()
+	base := httpBase + "/live/killed/"
+	var listed []string
+	waitFor(t, 30*time.Second, "4 live segments", func() bool {
+		_, pl, _ := get(t, base+"stream.m3u8")
+		listed = listed[:0]
+		for _, m := range segLine.FindAllSubmatch(pl, -1) {
+			listed = append(listed, string(m[1]))
+		}
+		return len(listed) >= 4
+	})
+	live := map[string][]byte{}
+	for _, name := range listed {
+		_, live[name], _ = get(t, base+name)
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	_, log2 := run()
+	waitFor(t, 10*time.Second, "shopcast to listen again", func() bool { return strings.Contains(log2.String(), "shopcast ready") })
+	if !strings.Contains(log2.String(), "recording left open by a crash closed") {
+		t.Errorf("no recovery logged:\n%s", log2)
+	}
+	recs := listRecordings(t, httpBase, "killed")
+	if len(recs) != 1 || recs[0].State != "complete" || !recs[0].Recovered {
+		t.Fatalf("after kill -9: %+v", recs)
+	}
+	_, body, _ := get(t, httpBase+recs[0].Playlist)
+	pl, err := playlist.Unmarshal(body)
+	if err != nil {
+		t.Fatalf("gohlslib cannot parse the recovered recording: %v\n%s", err, body)
+	}
+	m := pl.(*playlist.Media)
+	if !m.Endlist || m.PlaylistType == nil || *m.PlaylistType != playlist.MediaPlaylistTypeVOD {
+		t.Errorf("recovered recording not closed:\n%s", body)
+	}
+	recBase := httpBase + strings.TrimSuffix(recs[0].Playlist, "stream.m3u8")
+	recorded := map[string]bool{}
+	for _, seg := range m.Segments {
+		code, b, _ := get(t, recBase+seg.URI)
+		if code != 200 {
+			t.Errorf("%s listed, not served: %d", seg.URI, code)
+		}
+		if lb, ok := live[seg.URI]; ok && !bytes.Equal(lb, b) {
+			t.Errorf("%s differs from live", seg.URI)
+		}
+		recorded[seg.URI] = true
+	}
+	for _, name := range listed[:len(listed)-1] {
+		if !recorded[name] {
+			t.Errorf("%s, complete before the kill, lost", name)
+		}
+	}
+	t.Logf("live listed %d segments before the kill; the recovered recording has %d", len(listed), len(m.Segments))
 }
