@@ -70,6 +70,10 @@ func (r *Recorder) serveFile(w http.ResponseWriter, req *http.Request) {
 	h.Set("Access-Control-Allow-Origin", r.cfg.CORSOrigin)
 	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Age, Date")
 	file := req.PathValue("file")
+	if file == chaptersFile || file == cuesFile {
+		r.serveIndex(w, req, dir, file)
+		return
+	}
 	name, err := hlsname.Parse(file)
 	if err != nil {
 		http.NotFound(w, req)
@@ -115,6 +119,30 @@ func (r *Recorder) serveFile(w http.ResponseWriter, req *http.Request) {
 	http.ServeContent(w, req, "", fi.ModTime(), f)
 }
 
+// serveIndex serves chapters.json or cues.json, which change with the
+// playlist until it is closed.
+func (r *Recorder) serveIndex(w http.ResponseWriter, req *http.Request, dir, file string) {
+	f, err := os.Open(filepath.Join(dir, file))
+	if err != nil {
+		http.NotFound(w, req)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		http.NotFound(w, req)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", cacheGrowing)
+	if m, err := readManifest(dir); err == nil && m.State == StateComplete {
+		h.Set("Cache-Control", cacheImmutable)
+	}
+	h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	http.ServeContent(w, req, "", fi.ModTime(), f)
+}
+
 // closedPlaylist reports whether the playlist ends with EXT-X-ENDLIST.
 func closedPlaylist(f *os.File, size int64) bool {
 	const tag = "#EXT-X-ENDLIST\n"
@@ -150,6 +178,8 @@ func (r *Recorder) serveMultivariant(w http.ResponseWriter, req *http.Request, d
 func multivariant(m *Manifest) []byte {
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+	// The products as chapters (Apple's JSON chapter format).
+	b.WriteString(`#EXT-X-SESSION-DATA:DATA-ID="com.apple.hls.chapters",URI="` + chaptersFile + "\"\n")
 	fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d", max(m.Bandwidth, 1), max(m.AverageBandwidth, 1))
 	if m.Width > 0 && m.Height > 0 {
 		fmt.Fprintf(&b, ",RESOLUTION=%dx%d", m.Width, m.Height)

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -104,7 +105,9 @@ func TestRecording(t *testing.T) {
 	}
 	segs = append(segs, more...)
 	h.OnStreamEnd(packager.StreamEnd{Stream: "sale", Session: 7})
-	pl = waitFile(t, filepath.Join(recDir, "stream.m3u8"), func(b []byte) bool { return bytes.Contains(b, []byte("#EXT-X-ENDLIST")) })
+	// The manifest is written last.
+	waitFile(t, filepath.Join(recDir, manifestFile), func(b []byte) bool { return bytes.Contains(b, []byte(`"state": "complete"`)) })
+	pl, _ = os.ReadFile(filepath.Join(recDir, "stream.m3u8"))
 
 	a, b := cue("a", 0, 0), cue("b", 0, 0)
 	tagA, _ := a.Event.DateRangeTag(t0.Add(time.Second), t0.Add(5*time.Second))
@@ -138,8 +141,26 @@ func TestRecording(t *testing.T) {
 		!m.Start.Equal(t0) || !m.End.Equal(t0.Add(10*time.Second)) || m.Width != 1280 || len(m.Codecs) != 2 {
 		t.Errorf("manifest %+v", m)
 	}
-	if r.isActive("sale/20261203T114501Z") {
-		t.Error("ended recording still active")
+	for deadline := time.Now().Add(5 * time.Second); r.isActive("sale/20261203T114501Z"); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("ended recording still active")
+		}
+	}
+
+	// The cues as chapters and as a plain list, in playback time: the
+	// reconnect's discontinuity is not a gap in it.
+	var cues []CueEntry
+	cb, _ := os.ReadFile(filepath.Join(recDir, cuesFile))
+	if err := json.Unmarshal(cb, &cues); err != nil || len(cues) != 2 {
+		t.Fatalf("cues.json: %v\n%s", err, cb)
+	}
+	if c := cues[0]; c.ID != "a" || c.OffsetMs != 1000 || c.DurationMs != 4000 || c.Title != "a" || c.ProgramDateTime != "2026-12-03T11:45:02.500Z" {
+		t.Errorf("cue a: %+v", c)
+	}
+	var ch []map[string]any
+	chb, _ := os.ReadFile(filepath.Join(recDir, chaptersFile))
+	if err := json.Unmarshal(chb, &ch); err != nil || len(ch) != 2 || ch[1]["start-time"] != 3.0 || ch[1]["duration"] != 1.0 {
+		t.Errorf("chapters.json: %v\n%s", err, chb)
 	}
 }
 
@@ -295,6 +316,11 @@ func TestServe(t *testing.T) {
 	}
 	h.OnStreamEnd(packager.StreamEnd{Stream: "sale", Session: 7})
 	waitFile(t, filepath.Join(recDir, "stream.m3u8"), func(b []byte) bool { return bytes.Contains(b, []byte("ENDLIST")) })
+	for deadline := time.Now().Add(5 * time.Second); r.isActive("sale/20261203T114501Z"); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("ended recording still active")
+		}
+	}
 	if resp := do("GET", base+"stream.m3u8"); resp.Header.Get("Cache-Control") != cacheImmutable {
 		t.Errorf("closed playlist: %q", resp.Header.Get("Cache-Control"))
 	}

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -163,6 +164,22 @@ func (r *Recorder) append(rec *recording, si *packager.SegmentInfo) error {
 // flush writes the playlist, then the manifest, each atomically.
 func (r *Recorder) flush(rec *recording, ended bool) error {
 	if err := writeAtomic(filepath.Join(rec.dir, playlistFile), rec.playlist(ended)); err != nil {
+		return err
+	}
+	// The cue indexes before the manifest, which the API reads first.
+	cues := rec.cueIndex()
+	cb, err := json.MarshalIndent(cues, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(rec.dir, cuesFile), cb); err != nil {
+		return err
+	}
+	ch, err := chapters(cues)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(rec.dir, chaptersFile), ch); err != nil {
 		return err
 	}
 	b, err := rec.manifest(ended).marshal()

@@ -340,6 +340,40 @@ func TestE2ERecord(t *testing.T) {
 		t.Errorf("cue %s: no DATERANGE in the recording", id)
 	}
 
+	// The products as chapters (Apple's JSON format, from the multivariant
+	// playlist) and as a list, at their place in the playback timeline:
+	// the sum of EXTINF up to the segment holding START-DATE.
+	if !bytes.Contains(mv, []byte(`#EXT-X-SESSION-DATA:DATA-ID="com.apple.hls.chapters",URI="chapters.json"`)) {
+		t.Errorf("no chapters in the multivariant playlist:\n%s", mv)
+	}
+	playbackAt := func(date time.Time) float64 {
+		var at, best float64
+		for _, seg := range hm.GetAllSegments() {
+			if !seg.ProgramDateTime.After(date) {
+				best = at + date.Sub(seg.ProgramDateTime).Seconds()
+			}
+			at += seg.Duration
+		}
+		return best
+	}
+	var chapters []struct {
+		Chapter   int     `json:"chapter"`
+		StartTime float64 `json:"start-time"`
+		Titles    []struct {
+			Language, Title string
+		} `json:"titles"`
+	}
+	_, chb, _ := get(t, recBase+"chapters.json")
+	if err := json.Unmarshal(chb, &chapters); err != nil || len(chapters) != len(hm.DateRanges) {
+		t.Fatalf("chapters.json: %v\n%s", err, chb)
+	}
+	for i, dr := range hm.DateRanges {
+		c := chapters[i]
+		if d := c.StartTime - playbackAt(dr.StartDate); d < -0.001 || d > 0.001 || len(c.Titles) != 1 || c.Titles[0].Title == "" {
+			t.Errorf("chapter %d (%s): %+v, START-DATE at %.3f s of playback", i+1, dr.ID, c, playbackAt(dr.StartDate))
+		}
+	}
+
 	// The crash: a new server on that directory closes the recording.
 	srv2 := e2etest.Start(t, testConfig(t, []func(*server.Config){func(c *server.Config) { c.RecordDir = crashDir }}))
 	crashed := listRecordings(t, srv2.HTTP, "sale")
