@@ -204,7 +204,7 @@ type Listing struct {
 
 func listing(m *Manifest) Listing {
 	base := "/recordings/" + m.Stream + "/" + m.ID + "/"
-	return Listing{Manifest: m, URL: base + multivariantFile, Playlist: base + playlistFile}
+	return Listing{Manifest: m, URL: m.URL(), Playlist: base + playlistFile}
 }
 
 func (r *Recorder) serveList(w http.ResponseWriter, req *http.Request) {

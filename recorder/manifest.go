@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -190,3 +191,18 @@ func (r *Recorder) sweep() {
 		r.log.Info("old recording removed", "stream", m.Stream, "id", m.ID, "end", m.End)
 	}
 }
+
+// List returns the manifests of every recording, newest start first.
+func (r *Recorder) List() []*Manifest {
+	var out []*Manifest
+	for _, dir := range recordingDirs(r.cfg.Dir) {
+		if m, err := readManifest(dir); err == nil {
+			out = append(out, m)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *Manifest) int { return b.Start.Compare(a.Start) })
+	return out
+}
+
+// URL is the path of a recording's multivariant playlist.
+func (m *Manifest) URL() string { return "/recordings/" + m.Stream + "/" + m.ID + "/" + multivariantFile }

@@ -207,6 +207,10 @@ func TestE2ERecord(t *testing.T) {
 		t.Errorf("recording %+v: want one discontinuity, 3 cues, 2 codecs, about 20 s", rec)
 	}
 
+	if _, page, _ := get(t, srv.HTTP+"/"); !bytes.Contains(page, []byte(`<a href="`+rec.URL+`">sale</a>`)) || !bytes.Contains(page, []byte("3 products")) {
+		t.Errorf("the index page does not list the sale:\n%s", page)
+	}
+
 	code, body, hdr := get(t, srv.HTTP+rec.Playlist)
 	if code != 200 || hdr.Get("Cache-Control") != "public, max-age=31536000, immutable" || hdr.Get("ETag") == "" {
 		t.Errorf("closed playlist: %d %q %q", code, hdr.Get("Cache-Control"), hdr.Get("ETag"))

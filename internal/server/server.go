@@ -241,7 +241,11 @@ func (s *Server) Start() (err error) {
 		// DELETE follows the cue API's rule: its token, else loopback only.
 		rec.Register(org.Handle, adminauth.Rule{Token: cfg.CueToken})
 	}
-	web.New(web.Config{Streams: s.manager.StreamNames, Logger: log}).Register(org.Handle)
+	pages := web.Config{Streams: s.manager.StreamNames, Logger: log}
+	if rec != nil {
+		pages.Replays = func() []web.Replay { return replays(rec) }
+	}
+	web.New(pages).Register(org.Handle)
 	if err := org.Start(); err != nil {
 		return err
 	}
@@ -380,4 +384,20 @@ func displayAddr(a net.Addr) string {
 		return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
 	}
 	return tcp.String()
+}
+
+// replays lists the recordings for the index page.
+func replays(rec *recorder.Recorder) []web.Replay {
+	var out []web.Replay
+	for _, m := range rec.List() {
+		out = append(out, web.Replay{
+			Stream:   m.Stream,
+			Start:    m.Start,
+			Duration: time.Duration(m.DurationMs) * time.Millisecond,
+			Products: m.Cues,
+			URL:      m.URL(),
+			Live:     m.State == recorder.StateRecording,
+		})
+	}
+	return out
 }
