@@ -205,4 +205,6 @@ func (r *Recorder) List() []*Manifest {
 }
 
 // URL is the path of a recording's multivariant playlist.
-func (m *Manifest) URL() string { return "/recordings/" + m.Stream + "/" + m.ID + "/" + multivariantFile }
+func (m *Manifest) URL() string {
+	return "/recordings/" + m.Stream + "/" + m.ID + "/" + multivariantFile
+}
