@@ -361,3 +361,57 @@ func TestSweep(t *testing.T) {
 		t.Errorf("new recording removed: %v", err)
 	}
 }
+
+// TestWriteError checks that a failed write pauses recording for
+// RetryAfter (counted, the hooks still never wait) and that the recording
+// goes on after it with a discontinuity.
+func TestWriteError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := startRecorder(t, Config{Dir: dir, RetryAfter: 50 * time.Millisecond})
+	h := r.Hooks()
+	h.OnSegment(seg(7, 100, 0, "init5.mp4", false))
+	recDir := filepath.Join(dir, "sale", "20261203T114501Z")
+	path := filepath.Join(recDir, "stream.m3u8")
+	// The manifest is the last file written for a segment.
+	waitFile(t, filepath.Join(recDir, manifestFile), func(b []byte) bool { return bytes.Contains(b, []byte(`"segments": 1`)) })
+	// The directory vanishes under the recorder: every write fails.
+	if err := os.RemoveAll(recDir); err != nil {
+		t.Fatal(err)
+	}
+	h.OnSegment(seg(7, 101, 1, "init5.mp4", false))
+	deadline := time.Now().Add(5 * time.Second)
+	for st := r.Stats(); st.WriteErrors == 0 || !st.Paused; st = r.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no write error counted: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := os.MkdirAll(recDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// After RetryAfter the next segment is written, after a gap.
+	for i := 2; ; i++ {
+		// One segment at a time, each either dropped (still paused) or
+		// written.
+		dropped := r.Stats().SegmentsDropped
+		h.OnSegment(seg(7, int64(100+i), i, "init5.mp4", false))
+		want := []byte(fmt.Sprintf("seg%d.m4s", 100+i))
+		for {
+			b, err := os.ReadFile(path)
+			if err == nil && bytes.Contains(b, want) {
+				if !bytes.Contains(b, []byte("#EXT-X-DISCONTINUITY\n")) || r.Stats().Paused {
+					t.Errorf("after the error: %+v\n%s", r.Stats(), b)
+				}
+				return
+			}
+			if r.Stats().SegmentsDropped > dropped {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("recording did not resume: %+v", r.Stats())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

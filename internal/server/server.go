@@ -134,7 +134,7 @@ func (s *Server) Start() (err error) {
 			FreeBytes:    cfg.recordFreeBytes,
 		})
 		if err := rec.Start(); err != nil {
-			return err
+			return fmt.Errorf("record_dir: %w", err)
 		}
 		s.push(rec.Close)
 		hooks = rec.Hooks()
