@@ -28,6 +28,8 @@ const (
 //	GET    /recordings/{name}/{id}/index.m3u8     multivariant playlist
 //	GET    /recordings/{name}/{id}/stream.m3u8    media playlist (EVENT, then VOD)
 //	GET    /recordings/{name}/{id}/init{N}.mp4, seg{N}.m4s
+//	GET    /recordings/{name}/{id}/chapters.json, cues.json
+//	GET    /recordings/{name}/{id}/clips/{cue}.mp4  one product's presentation, as a download
 //	GET    /api/v1/streams/{name}/recordings      {"recordings": [...]}, newest first
 //	GET    /api/v1/streams/{name}/recordings/{id} one recording
 //	DELETE /api/v1/streams/{name}/recordings/{id} removes a finished recording
@@ -36,6 +38,13 @@ const (
 // the token when one is set, else direct loopback requests only.
 func (r *Recorder) Register(handle func(pattern string, h http.Handler), admin adminauth.Rule) {
 	handle("GET /recordings/{name}/{id}/{file}", http.HandlerFunc(r.serveFile))
+	handle("GET /recordings/{name}/{id}/clips/{file}", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if dir, _, ok := r.dirOf(req); ok {
+			r.serveClip(w, req, dir)
+			return
+		}
+		http.NotFound(w, req)
+	}))
 	handle("GET /api/v1/streams/{name}/recordings", http.HandlerFunc(r.serveList))
 	handle("GET /api/v1/streams/{name}/recordings/{id}", http.HandlerFunc(r.serveOne))
 	handle("DELETE /api/v1/streams/{name}/recordings/{id}", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

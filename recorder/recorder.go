@@ -58,6 +58,9 @@ type Config struct {
 	// RetryAfter is how long writing pauses after a write error. It
 	// defaults to 10s.
 	RetryAfter time.Duration
+	// MaxClipBytes caps a product clip, which is built in memory. It
+	// defaults to 268435456 (256 MiB).
+	MaxClipBytes int
 	// CORSOrigin is the Access-Control-Allow-Origin sent with recording
 	// files. It defaults to "*".
 	CORSOrigin string
@@ -133,6 +136,9 @@ func New(cfg Config) *Recorder {
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 10 * time.Second
+	}
+	if cfg.MaxClipBytes <= 0 {
+		cfg.MaxClipBytes = 256 << 20
 	}
 	if cfg.CORSOrigin == "" {
 		cfg.CORSOrigin = "*"

@@ -378,6 +378,41 @@ func TestE2ERecord(t *testing.T) {
 		}
 	}
 
+	// A clip of the 4 s product: one MP4 file, whole segments around the
+	// cue (a GOP more at most), starting at zero, that ffmpeg decodes
+	// without an error.
+	code, clip, hdr := get(t, recBase+"clips/rec-now.mp4")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Disposition"), "attachment;") || hdr.Get("Content-Type") != "video/mp4" {
+		t.Fatalf("clip: %d %q %q", code, hdr.Get("Content-Disposition"), hdr.Get("Content-Type"))
+	}
+	clipFile := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := os.WriteFile(clipFile, clip, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "format=duration,start_time", "-of", "default=nw=1", clipFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, probe)
+	}
+	var clipStart, clipDur float64
+	for _, line := range strings.Fields(string(probe)) {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "start_time":
+			_, err = fmt.Sscan(v, &clipStart)
+		case "duration":
+			_, err = fmt.Sscan(v, &clipDur)
+		}
+	}
+	if err != nil || clipDur == 0 {
+		t.Fatalf("ffprobe: %v\n%s", err, probe)
+	}
+	if clipStart > 0.05 || clipDur < 4 || clipDur > 4+2+0.05 {
+		t.Errorf("clip of a 4 s cue: start %.3f s, duration %.3f s; want 0 and 4 s to a GOP (2 s) more", clipStart, clipDur)
+	}
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-i", clipFile, "-f", "null", "-").CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("ffmpeg cannot decode the clip: %v\n%s", err, out)
+	}
+
 	// The crash: a new server on that directory closes the recording.
 	srv2 := e2etest.Start(t, testConfig(t, []func(*server.Config){func(c *server.Config) { c.RecordDir = crashDir }}))
 	crashed := listRecordings(t, srv2.HTTP, "sale")
