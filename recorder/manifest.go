@@ -200,7 +200,12 @@ func (r *Recorder) List() []*Manifest {
 			out = append(out, m)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b *Manifest) int { return b.Start.Compare(a.Start) })
+	slices.SortFunc(out, func(a, b *Manifest) int {
+		if c := b.Start.Compare(a.Start); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID) // started in the same second: the later id
+	})
 	return out
 }
 

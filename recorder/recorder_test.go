@@ -415,3 +415,43 @@ func TestWriteError(t *testing.T) {
 		}
 	}
 }
+
+// TestSessions checks that a stream coming back after it ended is a new
+// recording, named by its own start, and that two starting within one
+// second still get distinct, sortable ids.
+func TestSessions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := startRecorder(t, Config{Dir: dir})
+	h := r.Hooks()
+	for _, session := range []int64{7, 8, 9} {
+		s := seg(session, 100+session, 0, "init5.mp4", false)
+		if session == 9 {
+			s.PDT = s.PDT.Add(time.Minute)
+		}
+		h.OnSegment(s)
+		h.OnStreamEnd(packager.StreamEnd{Stream: "sale", Session: session})
+	}
+	want := []string{"20261203T114601Z", "20261203T114501Z-2", "20261203T114501Z"}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var ids []string
+		complete := 0
+		for _, m := range r.List() {
+			ids = append(ids, m.ID)
+			if m.State == StateComplete {
+				complete++
+			}
+		}
+		if complete == 3 {
+			if fmt.Sprint(ids) != fmt.Sprint(want) {
+				t.Errorf("recordings %v, want %v (newest first)", ids, want)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recordings %v", ids)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
