@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,7 +41,9 @@ func (r *Recorder) Register(handle func(pattern string, h http.Handler), admin a
 	handle("GET /recordings/{name}/{id}/{file}", http.HandlerFunc(r.serveFile))
 	handle("GET /recordings/{name}/{id}/clips/{file}", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if dir, _, ok := r.dirOf(req); ok {
-			r.serveClip(w, req, dir)
+			if _, ok := r.authorizePlay(w, req); ok {
+				r.serveClip(w, req, dir)
+			}
 			return
 		}
 		http.NotFound(w, req)
@@ -78,6 +81,10 @@ func (r *Recorder) serveFile(w http.ResponseWriter, req *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", r.cfg.CORSOrigin)
 	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Age, Date")
+	token, ok := r.authorizePlay(w, req)
+	if !ok {
+		return
+	}
 	file := req.PathValue("file")
 	if file == chaptersFile || file == cuesFile {
 		r.serveIndex(w, req, dir, file)
@@ -90,7 +97,7 @@ func (r *Recorder) serveFile(w http.ResponseWriter, req *http.Request) {
 	}
 	switch name.Kind {
 	case hlsname.KindMultivariant:
-		r.serveMultivariant(w, req, dir)
+		r.serveMultivariant(w, req, dir, token)
 		return
 	case hlsname.KindMedia:
 		h.Set("Content-Type", "application/vnd.apple.mpegurl")
@@ -123,6 +130,17 @@ func (r *Recorder) serveFile(w http.ResponseWriter, req *http.Request) {
 	// Files are written once (a playlist is replaced by a rename, which
 	// gives it a new time): size and time name the bytes.
 	h.Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.Size(), fi.ModTime().UnixNano()))
+	if name.Kind == hlsname.KindMedia && token != "" {
+		// Its URIs carry the viewer's token: the bytes differ by viewer.
+		b, err := io.ReadAll(f)
+		if err != nil {
+			http.NotFound(w, req)
+			return
+		}
+		h.Del("ETag")
+		http.ServeContent(w, req, "", fi.ModTime(), bytes.NewReader(withToken(b, token)))
+		return
+	}
 	// ServeContent on the file: Range and conditional requests, and
 	// sendfile for the body.
 	http.ServeContent(w, req, "", fi.ModTime(), f)
@@ -167,13 +185,16 @@ func closedPlaylist(f *os.File, size int64) bool {
 
 // serveMultivariant lists the recording's one variant with the CODECS,
 // RESOLUTION and BANDWIDTH its manifest measured, as live does.
-func (r *Recorder) serveMultivariant(w http.ResponseWriter, req *http.Request, dir string) {
+func (r *Recorder) serveMultivariant(w http.ResponseWriter, req *http.Request, dir, token string) {
 	m, err := readManifest(dir)
 	if err != nil {
 		http.NotFound(w, req)
 		return
 	}
 	body := multivariant(m)
+	if token != "" {
+		body = withToken(body, token)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/vnd.apple.mpegurl")
 	h.Set("Cache-Control", cacheGrowing)

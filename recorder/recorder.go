@@ -61,6 +61,10 @@ type Config struct {
 	// MaxClipBytes caps a product clip, which is built in memory. It
 	// defaults to 268435456 (256 MiB).
 	MaxClipBytes int
+	// PlayAuth, when set, requires a valid play token (?token=) for the
+	// stream on every recording file, as signed play URLs do live; the
+	// playlists then carry it on their URIs. It defaults to nil: public.
+	PlayAuth PlayVerifier
 	// CORSOrigin is the Access-Control-Allow-Origin sent with recording
 	// files. It defaults to "*".
 	CORSOrigin string

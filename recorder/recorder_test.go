@@ -455,3 +455,61 @@ func TestSessions(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+type fakeVerifier struct{}
+
+func (fakeVerifier) Verify(name, token string, _ time.Time) (time.Time, error) {
+	if name == "sale" && token == "good+1" {
+		return time.Now().Add(time.Hour), nil
+	}
+	return time.Time{}, fmt.Errorf("bad token")
+}
+
+// TestPlayAuth checks that with signed play URLs on a recording is no
+// easier to get than the live stream: every file needs the stream's token,
+// and the playlists carry it on their URIs.
+func TestPlayAuth(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := startRecorder(t, Config{Dir: dir, PlayAuth: fakeVerifier{}})
+	mux := http.NewServeMux()
+	r.Register(mux.Handle, adminauth.Rule{})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	r.Hooks().OnSegment(seg(7, 100, 0, "init5.mp4", false))
+	waitFile(t, filepath.Join(dir, "sale", "20261203T114501Z", manifestFile), func([]byte) bool { return true })
+	base := srv.URL + "/recordings/sale/20261203T114501Z/"
+	for _, file := range []string{"index.m3u8", "stream.m3u8", "seg100.m4s", "init5.mp4", "chapters.json", "clips/x.mp4"} {
+		for _, q := range []string{"", "?token=bad", "?token=good%2B2"} {
+			resp, err := http.Get(base + file + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s%s: %d, want 403", file, q, resp.StatusCode)
+			}
+		}
+	}
+	get := func(file string) string {
+		t.Helper()
+		resp, err := http.Get(base + file + "?token=good%2B1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s with the token: %d", file, resp.StatusCode)
+		}
+		return b.String()
+	}
+	if mv := get("index.m3u8"); !strings.Contains(mv, "\nstream.m3u8?token=good%2B1\n") || !strings.Contains(mv, `URI="chapters.json?token=good%2B1"`) {
+		t.Errorf("multivariant without the token on its URIs:\n%s", mv)
+	}
+	if pl := get("stream.m3u8"); !strings.Contains(pl, "\nseg100.m4s?token=good%2B1\n") || !strings.Contains(pl, `URI="init5.mp4?token=good%2B1"`) {
+		t.Errorf("media playlist without the token on its URIs:\n%s", pl)
+	}
+	get("seg100.m4s")
+}

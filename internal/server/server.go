@@ -122,17 +122,26 @@ func (s *Server) Start() (err error) {
 	// The recorder writes what the packager hands over; it opens before the
 	// packager (closing what a crash left open) and closes after it, once
 	// the streams' ends closed their recordings.
+	// Signed play URLs guard the live files and the recordings alike.
+	var playAuth *origin.PlayAuth
+	if cfg.PlaySecret != "" {
+		playAuth = &origin.PlayAuth{Secret: []byte(cfg.PlaySecret), TTL: cfg.PlayTokenTTL}
+	}
 	var rec *recorder.Recorder
 	var hooks packager.Hooks
 	if cfg.Record {
-		rec = recorder.New(recorder.Config{
+		rcfg := recorder.Config{
 			Dir:          cfg.RecordPath(),
 			Retention:    cfg.RecordRetention,
 			MinFreeBytes: cfg.RecordMinFreeBytes,
 			CORSOrigin:   cfg.CORSOrigin,
 			Logger:       log,
 			FreeBytes:    cfg.recordFreeBytes,
-		})
+		}
+		if playAuth != nil {
+			rcfg.PlayAuth = playAuth
+		}
+		rec = recorder.New(rcfg)
 		if err := rec.Start(); err != nil {
 			return fmt.Errorf("record_dir: %w", err)
 		}
@@ -216,9 +225,7 @@ func (s *Server) Start() (err error) {
 		MaxHeaderBytes:    cfg.HTTPMaxHeaderBytes,
 		WriteTimeout:      max(cfg.HTTPWriteTimeout, s.blockingWait()+10*time.Second),
 	}
-	if cfg.PlaySecret != "" {
-		org.PlayAuth = &origin.PlayAuth{Secret: []byte(cfg.PlaySecret), TTL: cfg.PlayTokenTTL}
-	}
+	org.PlayAuth = playAuth
 	cueAPI.Start()
 	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", s.ready)
