@@ -118,6 +118,20 @@
 // lets the cues put stored events back on a stream that starts afresh; it
 // runs in its own goroutine because Publish holds Manager.mu.
 //
+// # Hooks
+//
+// Config.Hooks (hooks.go) hand what a stream published to a consumer
+// downstream, the recorder, as data: each complete segment (SegmentInfo:
+// the very bytes viewers get, its init section, MSN, discontinuity,
+// program date-time), each placement, end or cancellation of an event
+// (EventInfo: the Event and its resolved start and end, from which
+// Event.DateRangeTag gives the live DATERANGE line), and the end of a
+// stream's session (StreamEnd). A publisher back within GracePeriod keeps
+// the session; one after the end starts a new one. The hooks run under
+// s.mu, in the stream's order, so they must only queue what they get: the
+// recorder writes to disk on its own goroutine and drops what its bounded
+// queue cannot take, and the live path never waits on it.
+//
 // Publisher data messages (AMF onCuePoint, onTextData) come in through
 // publication.WriteData and are kept, the latest few, for
 // Stream.DataMessages.

@@ -257,6 +257,7 @@ func (s *Stream) EndEvent(id string) (EventTime, error) {
 		// Not started yet: cancel it.
 		es.cancelled = true
 		es.end = now
+		s.eventChanged(es)
 		s.notify()
 		return EventTime{Media: es.media, Wall: es.wall}, nil
 	}
@@ -264,6 +265,7 @@ func (s *Stream) EndEvent(id string) (EventTime, error) {
 		es.end = max(now, es.media)
 		es.explicitEnd = true
 	}
+	s.eventChanged(es)
 	s.notify()
 	return EventTime{Media: es.end, Wall: s.mediaToWall(es.end)}, nil
 }
@@ -293,6 +295,7 @@ func (s *Stream) resolve(es *eventState, media time.Duration) {
 	if es.ev.Duration > 0 {
 		es.end = media + es.ev.Duration
 	}
+	s.eventChanged(es)
 }
 
 // mediaToWall maps a media time to its program date-time through the

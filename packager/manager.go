@@ -67,6 +67,10 @@ type Config struct {
 	// is called on the publisher's goroutine, without the stream's lock,
 	// and must not block: media waits behind it.
 	OnData func(stream string, msg DataMessage)
+	// Hooks, when set, hand every completed segment, event placement and
+	// stream end to a consumer such as the recorder (hooks.go). They
+	// default to none.
+	Hooks Hooks
 }
 
 // Numbers are the first numbers of a stream.
@@ -199,6 +203,11 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 			s.nextMSN = max(n.Sequence, 0)
 			s.nextPart, s.pubSeq = max(n.Name, 0), max(n.Name, 0)
 		}
+	}
+	if fresh {
+		// A session is numbered like its first init section, so that it
+		// never repeats for a name.
+		s.session = s.pubSeq
 	}
 	p, err := s.attach(info)
 	if err != nil {

@@ -58,6 +58,7 @@ type Stream struct {
 	discNum  int64 // discontinuity sequence number of the last segment opened
 	pubSeq   int64
 	pub      *publication
+	session  int64 // SegmentInfo.Session: pubSeq when the stream started
 	ended    bool
 	removed  bool
 	grace    *time.Timer
@@ -253,6 +254,7 @@ func (s *Stream) end(gen int) {
 	}
 	s.ended = true
 	s.log.Info("stream ended")
+	s.streamEnded()
 	s.notify()
 	s.linger = time.AfterFunc(s.m.cfg.EndedLinger, func() { s.m.remove(s) })
 }
@@ -270,6 +272,9 @@ func (s *Stream) shutdown() {
 	}
 	if s.linger != nil {
 		s.linger.Stop()
+	}
+	if !s.ended {
+		s.streamEnded()
 	}
 	s.ended = true
 	s.removed = true
@@ -352,6 +357,7 @@ func (s *Stream) closeSegment() {
 			"msn", seg.msn, "duration", seg.dur, "target", s.td)
 	}
 	s.segs = append(s.segs, seg)
+	s.segmentDone(seg)
 	s.trim()
 	s.ts.closeSegment(s, seg)
 	s.notify()

@@ -52,6 +52,9 @@ type Metrics struct {
 	// Cues, when set, is read at every scrape for shopcast_cues_active.
 	// It defaults to nil (the gauge is not exported).
 	Cues CueLister
+	// Recorder, when set, is read at every scrape for the shopcast_record*
+	// metrics. It defaults to nil (not exported).
+	Recorder RecorderStats
 	// MaxStreamLabels is how many live streams get their own stream label;
 	// the others are summed under OtherStream. It defaults to 50.
 	MaxStreamLabels int
@@ -126,6 +129,9 @@ func (m *Metrics) init() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.playlistRequests, m.mediaRequests, m.cuesRejected, m.streams,
 	)
+	if m.Recorder != nil {
+		m.reg.MustRegister(newRecorderCollector(m.Recorder))
+	}
 }
 
 // Registry returns the registry, for collectors of other components.

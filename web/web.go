@@ -1,7 +1,7 @@
 // Package web serves shopcast's two HTML pages, the viewer's watch page and
 // the seller's studio, with their assets embedded in the binary.
 //
-//	GET /{$}             the live streams, with links
+//	GET /{$}             the live streams and the past sales, with links
 //	GET /watch/{name}    the player and the product carousel
 //	GET /studio/{name}   the catalog, "Show now" / "Hide", the active cues
 //	GET /assets/...      css, js and hls.js (versioned paths cache for a year)
@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/shopcast/shopcast/internal/streamname"
 )
@@ -37,6 +38,12 @@ type Config struct {
 	// Streams returns the names of the live streams, for the index page.
 	// Nil lists none.
 	Streams func() []string
+	// Replays returns the past sales for the index page, newest first. Nil
+	// lists none.
+	Replays func() []Replay
+	// MaxReplays is how many past sales the index page lists. It defaults
+	// to 50.
+	MaxReplays int
 	// Catalog is the path of the product catalog JSON,
 	// {"products":[{sku,title,price:{amount,currency},image_url,url,...}]},
 	// read at each request so that edits show without a restart. Relative
@@ -63,6 +70,9 @@ func New(cfg Config) *Pages {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.MaxReplays <= 0 {
+		cfg.MaxReplays = 50
+	}
 	p := &Pages{cfg: cfg, assets: newAssetSet()}
 	p.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"asset": p.assets.url,
@@ -83,7 +93,27 @@ func (p *Pages) Register(handle func(pattern string, h http.Handler)) {
 type pageData struct {
 	Name    string
 	Streams []string
+	Replays []Replay
 }
+
+// Replay is a past sale as the index page lists it.
+type Replay struct {
+	Stream   string
+	Start    time.Time
+	Duration time.Duration
+	// Products counts its product cues.
+	Products int
+	// URL is its multivariant playlist.
+	URL string
+	// Live is set while it is still being recorded.
+	Live bool
+}
+
+// When is the replay's start for the page, in UTC to the minute.
+func (r Replay) When() string { return r.Start.UTC().Format("2006-01-02 15:04 UTC") }
+
+// Length is the replay's duration for the page, to the second.
+func (r Replay) Length() string { return r.Duration.Round(time.Second).String() }
 
 func (p *Pages) serveIndex(w http.ResponseWriter, r *http.Request) {
 	var names []string
@@ -91,7 +121,14 @@ func (p *Pages) serveIndex(w http.ResponseWriter, r *http.Request) {
 		names = slices.Clone(p.cfg.Streams())
 		slices.Sort(names)
 	}
-	p.render(w, r, "index.html", pageData{Streams: names})
+	var replays []Replay
+	if p.cfg.Replays != nil {
+		replays = p.cfg.Replays()
+		if len(replays) > p.cfg.MaxReplays {
+			replays = replays[:p.cfg.MaxReplays]
+		}
+	}
+	p.render(w, r, "index.html", pageData{Streams: names, Replays: replays})
 }
 
 func (p *Pages) serveWatch(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func newServer(t *testing.T, cfg Config) *httptest.Server {
@@ -62,6 +63,19 @@ func TestPages(t *testing.T) {
 				t.Errorf("%s: no %q in\n%s", tt.path, w, body)
 			}
 		}
+	}
+	// Past sales, newest first, capped.
+	start := time.Date(2026, 12, 3, 11, 45, 0, 0, time.UTC)
+	srv3 := newServer(t, Config{MaxReplays: 1, Replays: func() []Replay {
+		return []Replay{
+			{Stream: "spring", Start: start, Duration: 61500 * time.Millisecond, Products: 3, URL: "/recordings/spring/20261203T114500Z/index.m3u8"},
+			{Stream: "older", Start: start.Add(-time.Hour), Duration: time.Minute, Products: 1, URL: "/recordings/older/x/index.m3u8"},
+		}
+	}})
+	_, body := get(t, srv3.URL+"/")
+	if !strings.Contains(body, `<a href="/recordings/spring/20261203T114500Z/index.m3u8">spring</a> · 2026-12-03 11:45 UTC · 1m2s · 3 products`) ||
+		strings.Contains(body, "older") {
+		t.Errorf("past sales: %s", body)
 	}
 	// No stream: the index says how to publish.
 	srv2 := newServer(t, Config{})

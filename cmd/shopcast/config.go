@@ -140,6 +140,14 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueCommitDelay) }},
 	{name: "cue_schedule", arg: "FILE", usage: "JSON cue schedule (ms from stream start) applied to every stream",
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.CueSchedule) }},
+	{name: "record", usage: "write every stream to disk as a replay (segments, playlist, cues)",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.Record) }},
+	{name: "record_dir", arg: "DIR", usage: "directory of the recordings; empty: \"recordings\" next to cue_store",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.RecordDir) }},
+	{name: "record_retention", arg: "DURATION", usage: "how long a finished recording is kept; 0: forever",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.RecordRetention) }},
+	{name: "record_min_free_bytes", arg: "N", usage: "pause recording (live goes on) below this much free disk space; 0: never",
+		value: func(c *Config) flag.Value { return (*int64Value)(&c.RecordMinFreeBytes) }},
 	{name: "publish_keys", noFlag: true, usage: `secret stream key -> public name; file: {"KEY": "NAME"}, env: KEY=NAME,KEY2=NAME2; never a flag, never logged`,
 		value: func(c *Config) flag.Value { return (*keysValue)(&c.PublishKeys) }},
 }
@@ -387,6 +395,18 @@ func (v *intValue) Set(s string) error {
 		return fmt.Errorf("%q is not an integer", s)
 	}
 	*v = intValue(n)
+	return nil
+}
+
+type int64Value int64
+
+func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", s)
+	}
+	*v = int64Value(n)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -129,6 +130,38 @@ type Config struct {
 	// CueSchedule is a JSON file of cues (times relative to stream start)
 	// applied to every stream when it starts. It defaults to "" (none).
 	CueSchedule string
+	// Record writes every stream to disk as a replay (package recorder):
+	// the live segments, a playlist that grows while live and is closed
+	// at the end, every cue as EXT-X-DATERANGE. It defaults to true.
+	Record bool
+	// RecordDir holds the recordings. Empty (the default) is "recordings"
+	// next to the cue store: filepath.Join(filepath.Dir(CueStore),
+	// "recordings").
+	RecordDir string
+	// RecordRetention is how long a finished recording is kept; 0 keeps
+	// recordings forever. It defaults to 720h (30 days).
+	RecordRetention time.Duration
+	// RecordMinFreeBytes pauses recording (the live streams go on) while
+	// RecordDir's file system has less free space than this; 0 never
+	// pauses. It defaults to 1073741824 (1 GiB).
+	RecordMinFreeBytes int64
+
+	// recordFreeBytes replaces the recorder's statfs in tests (a full
+	// disk); nil reads the file system.
+	recordFreeBytes func(dir string) (int64, error)
+}
+
+// SetRecordFreeBytes replaces the free-space reading of RecordDir, so that
+// a test can fake a full disk; nil reads the file system.
+func (c *Config) SetRecordFreeBytes(f func(dir string) (int64, error)) { c.recordFreeBytes = f }
+
+// RecordPath is the directory of the recordings: RecordDir, or
+// "recordings" next to the cue store.
+func (c *Config) RecordPath() string {
+	if c.RecordDir != "" {
+		return c.RecordDir
+	}
+	return filepath.Join(filepath.Dir(c.CueStore), "recordings")
 }
 
 // Defaults returns the default of every setting, for embedders and tests
@@ -170,6 +203,9 @@ func Defaults() Config {
 		MaxCueBytes:            8192,
 		CueRate:                50,
 		CueCommitDelay:         50 * time.Millisecond,
+		Record:                 true,
+		RecordRetention:        30 * 24 * time.Hour,
+		RecordMinFreeBytes:     1 << 30,
 	}
 }
 
@@ -215,6 +251,8 @@ func (c *Config) Validate() error {
 	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
 	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
 	check(c.CueStore != "", "cue_store: empty")
+	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
+	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
 	// The public names of publish_keys are checked here, not at the first

@@ -18,9 +18,11 @@ import (
 
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/internal/adminauth"
 	"github.com/shopcast/shopcast/internal/fdlimit"
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/packager"
+	"github.com/shopcast/shopcast/recorder"
 	"github.com/shopcast/shopcast/telemetry"
 	"github.com/shopcast/shopcast/web"
 )
@@ -117,7 +119,38 @@ func (s *Server) Start() (err error) {
 		}
 	}
 
+	// The recorder writes what the packager hands over; it opens before the
+	// packager (closing what a crash left open) and closes after it, once
+	// the streams' ends closed their recordings.
+	// Signed play URLs guard the live files and the recordings alike.
+	var playAuth *origin.PlayAuth
+	if cfg.PlaySecret != "" {
+		playAuth = &origin.PlayAuth{Secret: []byte(cfg.PlaySecret), TTL: cfg.PlayTokenTTL}
+	}
+	var rec *recorder.Recorder
+	var hooks packager.Hooks
+	if cfg.Record {
+		rcfg := recorder.Config{
+			Dir:          cfg.RecordPath(),
+			Retention:    cfg.RecordRetention,
+			MinFreeBytes: cfg.RecordMinFreeBytes,
+			CORSOrigin:   cfg.CORSOrigin,
+			Logger:       log,
+			FreeBytes:    cfg.recordFreeBytes,
+		}
+		if playAuth != nil {
+			rcfg.PlayAuth = playAuth
+		}
+		rec = recorder.New(rcfg)
+		if err := rec.Start(); err != nil {
+			return fmt.Errorf("record_dir: %w", err)
+		}
+		s.push(rec.Close)
+		hooks = rec.Hooks()
+	}
+
 	s.manager = packager.New(packager.Config{
+		Hooks:               hooks,
 		OnStreamStart:       cueService.StreamStarted,
 		OnData:              cueService.PublisherData,
 		FirstNumbers:        packager.WallClockNumbers,
@@ -134,6 +167,9 @@ func (s *Server) Start() (err error) {
 	s.push(s.manager.Close)
 	cueService.Timeline = s.manager
 	metrics := &telemetry.Metrics{Packager: s.manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
+	if rec != nil {
+		metrics.Recorder = rec
+	}
 	metrics.Start()
 	cueAPI.Observer = metrics
 
@@ -189,9 +225,7 @@ func (s *Server) Start() (err error) {
 		MaxHeaderBytes:    cfg.HTTPMaxHeaderBytes,
 		WriteTimeout:      max(cfg.HTTPWriteTimeout, s.blockingWait()+10*time.Second),
 	}
-	if cfg.PlaySecret != "" {
-		org.PlayAuth = &origin.PlayAuth{Secret: []byte(cfg.PlaySecret), TTL: cfg.PlayTokenTTL}
-	}
+	org.PlayAuth = playAuth
 	cueAPI.Start()
 	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", s.ready)
@@ -210,7 +244,15 @@ func (s *Server) Start() (err error) {
 		})
 	}
 	org.Handle("/sdk/", http.FileServerFS(cues.SDK))
-	web.New(web.Config{Streams: s.manager.StreamNames, Logger: log}).Register(org.Handle)
+	if rec != nil {
+		// DELETE follows the cue API's rule: its token, else loopback only.
+		rec.Register(org.Handle, adminauth.Rule{Token: cfg.CueToken})
+	}
+	pages := web.Config{Streams: s.manager.StreamNames, Logger: log}
+	if rec != nil {
+		pages.Replays = func() []web.Replay { return replays(rec) }
+	}
+	web.New(pages).Register(org.Handle)
 	if err := org.Start(); err != nil {
 		return err
 	}
@@ -349,4 +391,20 @@ func displayAddr(a net.Addr) string {
 		return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
 	}
 	return tcp.String()
+}
+
+// replays lists the recordings for the index page.
+func replays(rec *recorder.Recorder) []web.Replay {
+	var out []web.Replay
+	for _, m := range rec.List() {
+		out = append(out, web.Replay{
+			Stream:   m.Stream,
+			Start:    m.Start,
+			Duration: time.Duration(m.DurationMs) * time.Millisecond,
+			Products: m.Cues,
+			URL:      m.URL(),
+			Live:     m.State == recorder.StateRecording,
+		})
+	}
+	return out
 }
