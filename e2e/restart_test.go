@@ -46,9 +46,9 @@ const (
 //     it is the origin's bytes;
 //   - the playlists parse with gohlslib's parser.
 //
-// The discontinuity sequence of the new session starts again at 0 (a
-// fresh stream counts it from 0, see packager.Manager.Publish): the test
-// logs it and does not assert it.
+//   - the discontinuity sequence grows too (RFC 8216bis 6.2.2): the first
+//     session's is 0, the new one's the next block internal/discseq keeps
+//     next to the cue store.
 func TestRestartNumbering(t *testing.T) {
 	if testing.Short() {
 		t.Skip("restart end-to-end test: not in -short")
@@ -155,6 +155,9 @@ func TestRestartNumbering(t *testing.T) {
 		len(before.sums), gone["origin"], same["origin"], gone["varnish"], same["varnish"])
 	t.Logf("varnish: %d of %d deliveries were hits; %d new-session files compared with the origin's",
 		r.hits, r.edgeGets, len(after.sums))
+	if after.dsn == "absent" || after.dsn == "0" {
+		t.Errorf("after the restart the discontinuity sequence is %s: not above the crashed session's 0", after.dsn)
+	}
 	if len(after.inits) == 0 || len(after.sums) == 0 {
 		t.Errorf("the new session listed no files")
 	}

@@ -55,13 +55,13 @@ type Config struct {
 	// on its timeline.
 	OnStreamStart func(name string)
 	// FirstNumbers gives a stream this manager does not hold yet its first
-	// media sequence, part and init-section numbers. After a restart they must exceed every number the stream
+	// media sequence, discontinuity sequence, part and init-section numbers. After a restart they must exceed every number the stream
 	// used before, or a CDN that cached the old session's seg5.m4s serves
 	// it as the new session's seg5.m4s (RFC 8216bis 6.2.1: a segment's
 	// Media Sequence Number never decreases, and a URI never names other
 	// bytes). nil starts at 0, right for a packager whose streams never
 	// outlive it (tests); the server sets WallClockNumbers.
-	FirstNumbers func() Numbers
+	FirstNumbers func(stream string) Numbers
 	// OnData, when set, is given each data message a publisher sends
 	// (onCuePoint, onTextData), placed on the stream's media timeline. It
 	// is called on the publisher's goroutine, without the stream's lock,
@@ -81,6 +81,10 @@ type Numbers struct {
 	// Name is the first part and init-section number; those appear only in
 	// URIs.
 	Name int64
+	// Discontinuity is the first discontinuity sequence number. It must be
+	// small: hls.js walks an array up to it on every reload, so it cannot
+	// come from the clock (the server keeps it in internal/discseq).
+	Discontinuity int64
 }
 
 // numberEpoch is the origin of WallClockNumbers: counted in seconds from
@@ -194,13 +198,8 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 		}
 		s = newStream(m, info.Name)
 		if m.cfg.FirstNumbers != nil {
-			n := m.cfg.FirstNumbers()
-			// The discontinuity sequence still counts from 0: hls.js keeps
-			// a sparse array indexed by it and walks it up to the playlist's
-			// value on every reload (a value of 29 million, a wall-clock
-			// count, froze its playback), and it rebases a sequence that
-			// went back after a restart.
-			s.nextMSN = max(n.Sequence, 0)
+			n := m.cfg.FirstNumbers(info.Name)
+			s.nextMSN, s.discNum = max(n.Sequence, 0), max(n.Discontinuity, 0)
 			s.nextPart, s.pubSeq = max(n.Name, 0), max(n.Name, 0)
 		}
 	}

@@ -13,12 +13,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/internal/adminauth"
+	"github.com/shopcast/shopcast/internal/discseq"
 	"github.com/shopcast/shopcast/internal/fdlimit"
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/packager"
@@ -98,6 +100,13 @@ func (s *Server) Start() (err error) {
 		return fmt.Errorf("cue store: %w", err)
 	}
 	s.push(func() { _ = store.Close() })
+	// Next to the cue store, so that a restart on the same store keeps
+	// every stream's discontinuity sequence growing.
+	discs := &discseq.Store{Path: filepath.Join(filepath.Dir(cfg.CueStore), "shopcast-streams.json"), Logger: log}
+	if err := discs.Open(); err != nil {
+		return err
+	}
+	s.push(discs.Close)
 	s.ready = telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
 	s.ready.Set(telemetry.ReadyCueStore, true)
 	s.push(func() { s.ready.Set(telemetry.ReadyCueStore, false) }) // before the store closes
@@ -150,10 +159,14 @@ func (s *Server) Start() (err error) {
 	}
 
 	s.manager = packager.New(packager.Config{
-		Hooks:               hooks,
-		OnStreamStart:       cueService.StreamStarted,
-		OnData:              cueService.PublisherData,
-		FirstNumbers:        packager.WallClockNumbers,
+		Hooks:         hooks,
+		OnStreamStart: cueService.StreamStarted,
+		OnData:        cueService.PublisherData,
+		FirstNumbers: func(stream string) packager.Numbers {
+			n := packager.WallClockNumbers()
+			n.Discontinuity = discs.Next(stream)
+			return n
+		},
 		TargetDuration:      cfg.TargetDuration,
 		PartTarget:          cfg.PartTarget,
 		WindowSegments:      cfg.WindowSegments,
