@@ -78,6 +78,22 @@ func TestRetryAfterCrash(t *testing.T) {
 		}
 		return c
 	}
+	// placeThenEnd places the cue of body, then ends it through the
+	// Service after the media clock moved on by after: the store has
+	// recorded the end.
+	placeThenEnd := func(t *testing.T, e *apiEnv, body string, after time.Duration) {
+		if _, err := e.svc.Place("live", decode(t, body)); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := e.store.Get("live", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.fake.advance(after)
+		if _, err := e.svc.End("live", &rec); err != nil {
+			t.Fatal(err)
+		}
+	}
 	type step struct {
 		method string // POST, GET, DELETE; START starts the stream
 		body   string // for POST; the crashed POST's when empty
@@ -213,37 +229,14 @@ func TestRetryAfterCrash(t *testing.T) {
 		},
 		{
 			name: "during a DELETE, after the store recorded the end, before the 200", body: now, live: true,
-			crash: func(t *testing.T, e *apiEnv, body string) {
-				if _, err := e.svc.Place("live", decode(t, body)); err != nil {
-					t.Fatal(err)
-				}
-				rec, err := e.store.Get("live", id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				e.fake.advance(time.Second)
-				if _, err := e.svc.End("live", &rec); err != nil {
-					t.Fatal(err)
-				}
-			},
+			crash: func(t *testing.T, e *apiEnv, body string) { placeThenEnd(t, e, body, time.Second) },
 			steps: []step{{"DELETE", "", 200, StateEnded}, {"POST", "", 201, StateEnded}, {"GET", "", 200, StateEnded}},
 			adds:  0,
 		},
 		{
 			name: "a scheduled cue, during its DELETE, after the store recorded the cancel", live: true,
-			body: func(t *testing.T) string { return cueBody(t, id, `60000`, "10000") },
-			crash: func(t *testing.T, e *apiEnv, body string) {
-				if _, err := e.svc.Place("live", decode(t, body)); err != nil {
-					t.Fatal(err)
-				}
-				rec, err := e.store.Get("live", id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := e.svc.End("live", &rec); err != nil {
-					t.Fatal(err)
-				}
-			},
+			body:  func(t *testing.T) string { return cueBody(t, id, `60000`, "10000") },
+			crash: func(t *testing.T, e *apiEnv, body string) { placeThenEnd(t, e, body, 0) },
 			steps: []step{{"POST", "", 201, StateCancelled}, {"DELETE", "", 200, StateCancelled}},
 			adds:  0,
 		},

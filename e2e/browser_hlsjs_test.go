@@ -21,15 +21,7 @@ import (
 // replaced by it), the SDK attached before hls.js gets the video. It
 // samples the latency every 250 ms, and notes every seek (hls.js jumps to
 // the live edge when it falls too far behind).
-const hlsjsPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>shopcast with hls.js</title></head>
-<body><video id="v" muted autoplay playsinline></video>
-<script src="/node_modules/` + hlsjsFull + `"></script>
-<script type="module">
-import { attach } from '/sdk/shopcast-cues.js';
-` + pageCardsJS + `
-const q = new URLSearchParams(location.search);
-const v = document.getElementById('v');
+var hlsjsPage = playerPage("shopcast with hls.js", hlsjsFull, "attach", `
 const s = window.t = {errors: [], starts: [], ends: [], samples: [], tracks: [], seeks: [], offset: null, stalls: 0, version: Hls.version};
 const pdt = () => (s.hls && s.hls.playingDate ? s.hls.playingDate.getTime() : 0);
 s.sdk = attach(v, cards(s, v, pdt));
@@ -61,7 +53,7 @@ setInterval(() => {
 hls.loadSource(q.get('src'));
 hls.attachMedia(v);
 v.play().catch((e) => s.errors.push({details: 'play(): ' + e, fatal: false}));
-</script></body></html>`
+`)
 
 type latencySample struct {
 	T float64 `json:"t"` // ms since the epoch
@@ -155,12 +147,7 @@ func TestBrowserStockHLS(t *testing.T) {
 	// window is how long the latency is held; settle, how long the player
 	// gets to reach its target after the first frame.
 	const window, settle = 60 * time.Second, 10 * time.Second
-	srv := startShopcast(t)
-	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 100)
-	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
-		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/stream.m3u8"))
-		return code == http.StatusOK
-	})
+	srv := startStream(t, name, 100, "stream.m3u8")
 	parts := startPartClock(t, srv.url("/live/"+name+"/stream.m3u8"))
 	page := startPlayerPages(t, srv, modules, map[string]string{
 		"/hlsjs": strings.Replace(hlsjsPage, "CONFIG", config, 1),

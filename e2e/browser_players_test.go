@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -80,45 +79,9 @@ func startPlayerPages(t *testing.T, srv *shopcast, modules string, pages map[str
 // date-time.
 func postTimedCue(t *testing.T, api, sku string, d time.Duration) (id string, mediaMs int64, pdt time.Time) {
 	t.Helper()
-	raw, err := os.ReadFile("../testdata/catalog.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cat struct {
-		Products []map[string]any `json:"products"`
-	}
-	if err := json.Unmarshal(raw, &cat); err != nil {
-		t.Fatal(err)
-	}
-	var product map[string]any
-	for _, p := range cat.Products {
-		if p["sku"] == sku {
-			product = p
-		}
-	}
-	if product == nil {
-		t.Fatalf("no product %s in testdata/catalog.json", sku)
-	}
-	// The API wants absolute image URLs.
-	if s, _ := product["image_url"].(string); strings.HasPrefix(s, "/") {
-		product["image_url"] = strings.SplitN(api, "/api/", 2)[0] + s
-	}
-	body, _ := json.Marshal(map[string]any{"v": 1, "type": "product", "product": product, "at": "now", "duration_ms": d.Milliseconds()})
-	code, resp := do(t, http.MethodPost, api, string(body))
-	if code != http.StatusCreated {
-		t.Fatalf("POST cue: %d %s", code, resp)
-	}
-	var created struct {
-		Cue struct {
-			ID string `json:"id"`
-		} `json:"cue"`
-		MediaTimeMs     int64  `json:"media_time_ms"`
-		ProgramDateTime string `json:"program_date_time"`
-	}
-	if err := json.Unmarshal([]byte(resp), &created); err != nil {
-		t.Fatal(err)
-	}
-	pdt, err = time.Parse(time.RFC3339Nano, created.ProgramDateTime)
+	body, _ := json.Marshal(map[string]any{"v": 1, "type": "product", "product": catalogProduct(t, api, sku), "at": "now", "duration_ms": d.Milliseconds()})
+	created := postCueJSON(t, api, string(body))
+	pdt, err := time.Parse(time.RFC3339Nano, created.ProgramDateTime)
 	if err != nil {
 		t.Fatalf("POST cue: program_date_time %q: %v", created.ProgramDateTime, err)
 	}
@@ -153,6 +116,23 @@ func firstID(evs []cardEvent, id string) (cardEvent, bool) {
 		}
 	}
 	return cardEvent{}, false
+}
+
+// playerPage is a page that plays with a player from npm (script, under
+// node_modules) and shows product cards through the SDK's adapter for it
+// (adapter, imported from the SDK): title, the video, the player's script,
+// then a module with cards (pageCardsJS), q (the query string) and v (the
+// video) defined, which runs body.
+func playerPage(title, script, adapter, body string) string {
+	return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>` + title + `</title></head>
+<body><video id="v" muted autoplay playsinline></video>
+<script src="/node_modules/` + script + `"></script>
+<script type="module">
+import { ` + adapter + ` } from '/sdk/shopcast-cues.js';
+` + pageCardsJS + `
+const q = new URLSearchParams(location.search);
+const v = document.getElementById('v');` + body + `</script></body></html>`
 }
 
 // pageCardsJS is the part of both pages that records what the SDK does

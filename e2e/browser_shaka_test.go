@@ -16,15 +16,7 @@ import (
 // and shows product cards through the SDK's Shaka adapter, as
 // docs/cues.md tells a Shaka user to. It also counts the raw events Shaka
 // fires, so that a failure (or the doc) can say which copies arrived.
-const shakaPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>shopcast with Shaka</title></head>
-<body><video id="v" muted autoplay playsinline></video>
-<script src="/node_modules/` + shakaJS + `"></script>
-<script type="module">
-import { attachShaka } from '/sdk/shopcast-cues.js';
-` + pageCardsJS + `
-const q = new URLSearchParams(location.search);
-const v = document.getElementById('v');
+var shakaPage = playerPage("shopcast with Shaka", shakaJS, "attachShaka", `
 const s = window.t = {errors: [], starts: [], ends: [], raw: {}, enter: [], version: shaka.Player.version, latency: null};
 shaka.polyfill.installAll();
 const player = new shaka.Player();
@@ -54,7 +46,7 @@ setInterval(() => { const st = player.getStats(); s.latency = Number.isFinite(st
     s.errors.push('load: ' + (e && (e.code || e.message) || e) + ' ' + String(e && e.stack || '').slice(0, 600));
   }
 })();
-</script></body></html>`
+`)
 
 type shakaState struct {
 	CurrentTime float64        `json:"currentTime"`

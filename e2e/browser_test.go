@@ -69,12 +69,7 @@ func TestBrowserWatchAndStudio(t *testing.T) {
 	}
 
 	const name = "shop"
-	srv := startShopcast(t)
-	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 90)
-	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
-		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/index.m3u8"))
-		return code == http.StatusOK
-	})
+	srv := startStream(t, name, 90, "index.m3u8")
 	// An independent reader of the same playlist: when the page stalls, it
 	// tells whether the parts stopped coming (publisher or packager) or the
 	// page fell behind on its own.
@@ -516,6 +511,15 @@ func shot(t *testing.T, ctx context.Context, file string) {
 // the API wants them, and returns the cue's id and media time in ms.
 func postCue(t *testing.T, api, sku string) (string, int64) {
 	t.Helper()
+	cue, _ := json.Marshal(map[string]any{"v": 1, "type": "product", "product": catalogProduct(t, api, sku), "at": "now"})
+	created := postCueJSON(t, api, string(cue))
+	return created.Cue.ID, created.MediaTimeMs
+}
+
+// catalogProduct is product sku of testdata/catalog.json, its image URL
+// made absolute on the server of api, as the API wants it.
+func catalogProduct(t *testing.T, api, sku string) map[string]any {
+	t.Helper()
 	raw, err := os.ReadFile("../testdata/catalog.json")
 	if err != nil {
 		t.Fatal(err)
@@ -530,28 +534,37 @@ func postCue(t *testing.T, api, sku string) (string, int64) {
 		if p["sku"] != sku {
 			continue
 		}
-		base := strings.SplitN(api, "/api/", 2)[0]
 		if s, _ := p["image_url"].(string); strings.HasPrefix(s, "/") {
-			p["image_url"] = base + s
+			p["image_url"] = strings.SplitN(api, "/api/", 2)[0] + s
 		}
-		cue, _ := json.Marshal(map[string]any{"v": 1, "type": "product", "product": p, "at": "now"})
-		code, body := do(t, http.MethodPost, api, string(cue))
-		if code != http.StatusCreated {
-			t.Fatalf("POST cue: %d %s", code, body)
-		}
-		var created struct {
-			Cue struct {
-				ID string `json:"id"`
-			} `json:"cue"`
-			MediaTimeMs int64 `json:"media_time_ms"`
-		}
-		if err := json.Unmarshal([]byte(body), &created); err != nil {
-			t.Fatal(err)
-		}
-		return created.Cue.ID, created.MediaTimeMs
+		return p
 	}
 	t.Fatalf("no product %s in testdata/catalog.json", sku)
-	return "", 0
+	return nil
+}
+
+// createdCue is the API's answer to a POST of a cue.
+type createdCue struct {
+	Cue struct {
+		ID string `json:"id"`
+	} `json:"cue"`
+	MediaTimeMs     int64  `json:"media_time_ms"`
+	ProgramDateTime string `json:"program_date_time"`
+}
+
+// postCueJSON posts cue (JSON) to api and returns the API's answer; any
+// status but 201 fails the test.
+func postCueJSON(t *testing.T, api, cue string) createdCue {
+	t.Helper()
+	code, body := do(t, http.MethodPost, api, cue)
+	if code != http.StatusCreated {
+		t.Fatalf("POST cue: %d %s", code, body)
+	}
+	var created createdCue
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	return created
 }
 
 func do(t *testing.T, method, u, body string) (int, string) {

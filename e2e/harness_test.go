@@ -53,6 +53,20 @@ func startFFmpeg(t *testing.T, rtmpURL string, seconds int) {
 	})
 }
 
+// startStream starts shopcast, has ffmpeg publish to it as stream name for
+// seconds (startFFmpeg), and waits until the stream serves playlist (one
+// of its files: "index.m3u8", "stream.m3u8").
+func startStream(t *testing.T, name string, seconds int, playlist string) *shopcast {
+	t.Helper()
+	srv := startShopcast(t)
+	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, seconds)
+	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
+		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/"+playlist))
+		return code == http.StatusOK
+	})
+	return srv
+}
+
 // pagesBase returns where the browser finds the pages (the watch page and
 // the cue SDK): the server itself.
 func pagesBase(t *testing.T, s *shopcast, name string) string {

@@ -290,19 +290,7 @@ func postStrictCue(t *testing.T, api, at string, durationMs int) (string, int64)
 	cue := `{"v":1,"type":"product","product":{"sku":"SNK-42","title":"Court Classic Sneaker",` +
 		`"price":{"amount":"89.90","currency":"EUR"},"image_url":"https://cdn.example.com/p/snk-42.jpg",` +
 		`"url":"https://shop.example.com/p/snk-42"},"at":` + at + dur + `}`
-	code, body := do(t, http.MethodPost, api, cue)
-	if code != http.StatusCreated {
-		t.Fatalf("POST cue: %d %s", code, body)
-	}
-	var created struct {
-		Cue struct {
-			ID string `json:"id"`
-		} `json:"cue"`
-		MediaTimeMs int64 `json:"media_time_ms"`
-	}
-	if err := json.Unmarshal([]byte(body), &created); err != nil {
-		t.Fatal(err)
-	}
+	created := postCueJSON(t, api, cue)
 	return created.Cue.ID, created.MediaTimeMs
 }
 

@@ -2,7 +2,6 @@ package ingest_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	hlscodecs "github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/shopcast/shopcast/internal/hlsread"
 )
 
 // gstSeconds is how long GStreamer publishes in TestRTSPServerGStreamer.
@@ -102,17 +103,8 @@ func readHLS(t *testing.T, url string) hlsRead {
 	t.Helper()
 	var mu sync.Mutex
 	var r hlsRead
-	var decodeErrs []error
 	c := &gohlslib.Client{
-		URI:                       url,
-		OnDownloadPrimaryPlaylist: func(string) {},
-		OnDownloadStreamPlaylist:  func(string) {},
-		OnDownloadSegment:         func(string) {},
-		OnDecodeError: func(err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			decodeErrs = append(decodeErrs, err)
-		},
+		URI: url,
 	}
 	c.OnTracks = func(tracks []*gohlslib.Track) error {
 		for _, tr := range tracks {
@@ -150,24 +142,10 @@ func readHLS(t *testing.T, url string) hlsRead {
 			break
 		}
 	}
-	if err := c.Start(); err != nil {
+	if err := hlsread.ToEnd(c, 30*time.Second); err != nil {
 		t.Fatal(err)
-	}
-	defer c.Close()
-	waited := make(chan error, 1)
-	go func() { waited <- c.Wait2() }()
-	select {
-	case err := <-waited:
-		if err != nil && !strings.Contains(err.Error(), "end of stream") {
-			t.Fatalf("gohlslib client: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("gohlslib client did not reach the end")
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(decodeErrs) > 0 {
-		t.Fatalf("gohlslib decode errors: %v", decodeErrs)
-	}
 	return r
 }

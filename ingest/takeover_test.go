@@ -72,6 +72,29 @@ func gortmplibPublish(ctx context.Context, u string) error {
 	return nil
 }
 
+// newcomer is a second publisher of the fixture to u, from 127.0.0.1.
+type newcomer struct {
+	name    string
+	publish func(ctx context.Context, u string) error
+}
+
+// newcomers are gomedia's client (testpub, unpaced) and ffmpeg; ffmpeg's
+// skips t when ffmpeg is not installed.
+func newcomers(t *testing.T) []newcomer {
+	ffmpeg, ffmpegErr := exec.LookPath("ffmpeg")
+	return []newcomer{
+		{"testpub", func(ctx context.Context, u string) error {
+			return testpub.Publish(ctx, u, fixture, testpub.Options{Unpaced: true})
+		}},
+		{"ffmpeg", func(ctx context.Context, u string) error {
+			if ffmpegErr != nil {
+				t.Skip("ffmpeg not installed")
+			}
+			return ffmpegPublish(ctx, ffmpeg, u)
+		}},
+	}
+}
+
 func ffmpegPublish(ctx context.Context, ffmpeg, u string) error {
 	out, err := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
 		"-re", "-i", fixture, "-c", "copy", "-f", "flv", u).CombinedOutput()
@@ -92,22 +115,7 @@ func TestRTMPTakeoverRefused(t *testing.T) {
 	ts := takeoverServer(t, silence, nil)
 	live, _, liveDone := livePublisher(t, ts, "/live/shop", testpub.Options{})
 
-	ffmpeg, ffmpegErr := exec.LookPath("ffmpeg")
-	for _, tc := range []struct {
-		name    string
-		publish func(ctx context.Context, u string) error
-	}{
-		{"gortmplib", gortmplibPublish},
-		{"testpub", func(ctx context.Context, u string) error {
-			return testpub.Publish(ctx, u, fixture, testpub.Options{Unpaced: true})
-		}},
-		{"ffmpeg", func(ctx context.Context, u string) error {
-			if ffmpegErr != nil {
-				t.Skip("ffmpeg not installed")
-			}
-			return ffmpegPublish(ctx, ffmpeg, u)
-		}},
-	} {
+	for _, tc := range append([]newcomer{{"gortmplib", gortmplibPublish}}, newcomers(t)...) {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
 			err := tc.publish(testContext(t, 20*time.Second), ts.url("/live/shop"))
@@ -172,21 +180,7 @@ func TestRTMPTakeoverAfterDisconnect(t *testing.T) {
 // within TakeoverSilence, and the old connection is closed.
 func TestRTMPTakeoverAfterSilence(t *testing.T) {
 	const silence = time.Second
-	ffmpeg, ffmpegErr := exec.LookPath("ffmpeg")
-	for _, tc := range []struct {
-		name    string
-		publish func(ctx context.Context, u string) error
-	}{
-		{"testpub", func(ctx context.Context, u string) error {
-			return testpub.Publish(ctx, u, fixture, testpub.Options{Unpaced: true})
-		}},
-		{"ffmpeg", func(ctx context.Context, u string) error {
-			if ffmpegErr != nil {
-				t.Skip("ffmpeg not installed")
-			}
-			return ffmpegPublish(ctx, ffmpeg, u)
-		}},
-	} {
+	for _, tc := range newcomers(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := takeoverServer(t, silence, nil)
 			// Unpaced, so that the stall starts at once; after 2.5s of

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
+	gomp4 "github.com/abema/go-mp4"
 )
 
 // decodeEmsg reads a box with mp4ff, a parser we did not write.
@@ -28,8 +29,25 @@ func decodeEmsg(t *testing.T, box []byte) *mp4.EmsgBox {
 	return e
 }
 
-// TestEmsgBox: the boxes the packager frames are the ones mp4ff encodes for
-// the same fields, version 1 of the ID3 scheme.
+// goMP4Emsg marshals an emsg box, version 1 of the ID3 scheme, with
+// github.com/abema/go-mp4, a second encoder we did not write.
+func goMP4Emsg(t *testing.T, timescale uint32, pt uint64, duration, id uint32, message []byte) []byte {
+	t.Helper()
+	e := &gomp4.Emsg{SchemeIdUri: "https://aomedia.org/emsg/ID3", Timescale: timescale, PresentationTime: pt,
+		EventDuration: duration, Id: id, MessageData: message}
+	e.SetVersion(1)
+	var body bytes.Buffer
+	if _, err := gomp4.Marshal(&body, e, gomp4.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	hdr := gomp4.EncodeBoxInfo(&gomp4.BoxInfo{Type: gomp4.BoxTypeEmsg(),
+		Size: uint64(gomp4.SmallHeaderSize + body.Len()), HeaderSize: gomp4.SmallHeaderSize})
+	return append(hdr, body.Bytes()...)
+}
+
+// TestEmsgBox: the boxes the packager frames are the ones mp4ff and go-mp4
+// encode for the same fields, version 1 of the ID3 scheme, and the same
+// inputs always give the same bytes.
 func TestEmsgBox(t *testing.T) {
 	tag := testID3(`{"id":"c1"}`)
 	cases := []struct {
@@ -60,8 +78,34 @@ func TestEmsgBox(t *testing.T) {
 			if !bytes.Equal(box, b.Bytes()) {
 				t.Fatalf("box\n% x\nmp4ff encodes\n% x", box, b.Bytes())
 			}
-			if e := decodeEmsg(t, box); e.EventDuration != tc.duration || !bytes.Equal(e.MessageData, tag) {
-				t.Fatalf("decoded %+v", e)
+			e := decodeEmsg(t, box)
+			if e.Version != 1 || e.Flags != 0 {
+				t.Errorf("version %d flags %d", e.Version, e.Flags)
+			}
+			if e.SchemeIDURI != "https://aomedia.org/emsg/ID3" || e.Value != "" {
+				t.Errorf("scheme %q value %q", e.SchemeIDURI, e.Value)
+			}
+			if e.TimeScale != tc.timescale || e.PresentationTime != tc.pt {
+				t.Errorf("timescale %d pt %d", e.TimeScale, e.PresentationTime)
+			}
+			if e.EventDuration != tc.duration || e.ID != tc.ev.EmsgID {
+				t.Errorf("duration %d id %d, want %d %d", e.EventDuration, e.ID, tc.duration, tc.ev.EmsgID)
+			}
+			if !bytes.Equal(e.MessageData, tag) {
+				t.Errorf("message_data differs from the ID3 tag")
+			}
+			if want := goMP4Emsg(t, tc.timescale, tc.pt, tc.duration, tc.ev.EmsgID, tag); !bytes.Equal(box, want) {
+				t.Errorf("box differs from the one go-mp4 marshals")
+			}
+			// Same inputs, same bytes: re-sends are identical boxes, and a
+			// box for other times does not change an earlier one.
+			sent := bytes.Clone(box)
+			if _, err := tc.ev.StartBox(tc.timescale+1, tc.pt+1); err != nil {
+				t.Fatal(err)
+			}
+			again, _ := tc.ev.StartBox(tc.timescale, tc.pt)
+			if !bytes.Equal(again, box) || !bytes.Equal(box, sent) {
+				t.Error("box not stable")
 			}
 		})
 	}

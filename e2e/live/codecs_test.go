@@ -3,6 +3,7 @@ package live
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/url"
@@ -367,38 +368,13 @@ func wantAUs(frames []mediaFrame, span time.Duration, loops int, rate int64, nor
 // with the same payload, is a subsequence of want (decode order) with equal
 // payloads and PTS within tol.
 func matchAUs(got, want []timedAU, tol int64) error {
-	if len(got) == 0 {
-		return fmt.Errorf("nothing received")
+	err := matchInOrder(got, want, tol, func(i int, g timedAU, off int64) error {
+		return fmt.Errorf("received AU %d (PTS %d from the first) matches no sent AU in order%s", i, g.pts-got[0].pts, nearest(g, off, want))
+	})
+	if errors.Is(err, errNoAlignment) {
+		return fmt.Errorf("the first received AU's payload was never sent")
 	}
-	var firstErr error
-	for k := range want {
-		if want[k].hash != got[0].hash {
-			continue
-		}
-		off := want[k].pts - got[0].pts
-		j := k
-		var err error
-		for i, g := range got {
-			for j < len(want) && (want[j].hash != g.hash || absInt(want[j].pts-(g.pts+off)) > tol) {
-				j++
-			}
-			if j == len(want) {
-				err = fmt.Errorf("received AU %d (PTS %d from the first) matches no sent AU in order%s", i, g.pts-got[0].pts, nearest(g, off, want))
-				break
-			}
-			j++
-		}
-		if err == nil {
-			return nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	if firstErr == nil {
-		firstErr = fmt.Errorf("the first received AU's payload was never sent")
-	}
-	return firstErr
+	return err
 }
 
 // nearest describes the sent AUs with the payload of g, for a failure.
@@ -555,8 +531,7 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 			checkInit(t, initBody, f)
 
 			checker := newPlaylistChecker(t, base)
-			checkDone := make(chan struct{})
-			go func() { defer close(checkDone); checker.run(ctx) }()
+			checker.start(ctx)
 
 			norm := func(au [][]byte) [][]byte { return normaliseVideo(f.video, au) }
 			// gohlslib's Client picks variants by CODECS prefix and knows
@@ -570,10 +545,7 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 			if err := <-pubErr; err != nil {
 				t.Fatalf("publish: %v", err)
 			}
-			<-checkDone
-			for _, e := range checker.errs {
-				t.Error(e)
-			}
+			checker.wait()
 			if !checker.ended {
 				t.Error("the playlist never got EXT-X-ENDLIST")
 			}

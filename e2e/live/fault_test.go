@@ -101,19 +101,7 @@ func videoSamples(t *testing.T, b []byte) int {
 	if err != nil {
 		t.Fatalf("mp4ff: %v", err)
 	}
-	n := 0
-	for _, s := range f.Segments {
-		for _, frag := range s.Fragments {
-			for _, traf := range frag.Moof.Trafs {
-				if traf.Tfhd.TrackID == 1 {
-					for _, trun := range traf.Truns {
-						n += int(trun.SampleCount())
-					}
-				}
-			}
-		}
-	}
-	return n
+	return countVideoSamples(f)
 }
 
 // listedVideoSamples counts the video samples of every complete segment
@@ -248,7 +236,6 @@ func TestE2EFaultTimestampJumps(t *testing.T) {
 		}
 	}
 	checker := newPlaylistChecker(t, base)
-	checkDone := make(chan struct{})
 	sendDone := make(chan struct{})
 	var sent int
 	var sendErr error
@@ -261,15 +248,12 @@ func TestE2EFaultTimestampJumps(t *testing.T) {
 		code, _, _ := get(t, base+"stream.m3u8")
 		return code == 200
 	})
-	go func() { defer close(checkDone); checker.run(ctx) }()
+	checker.start(ctx)
 	<-sendDone
 	if sendErr != nil {
 		t.Fatalf("publish: %v", sendErr)
 	}
-	<-checkDone
-	for _, e := range checker.errs {
-		t.Error(e)
-	}
+	checker.wait()
 	if !checker.ended {
 		t.Fatal("the playlist did not run to its end")
 	}

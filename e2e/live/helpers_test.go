@@ -3,9 +3,11 @@ package live
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,31 @@ func testConfig(t *testing.T, edit []func(*server.Config)) server.Config {
 		e(&cfg)
 	}
 	return cfg
+}
+
+// needFFmpeg skips t in -short and returns ffmpeg's path; without ffmpeg
+// the test fails.
+func needFFmpeg(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatal("ffmpeg is required (make test installs it)")
+	}
+	return ffmpeg
+}
+
+// publishAndWait publishes the fixture to srv as stream name until the test
+// ends (publishFor), and waits for its multivariant playlist.
+func publishAndWait(t *testing.T, srv *e2etest.Server, name string) {
+	t.Helper()
+	publishFor(t, srv.RTMP+"/live/"+name)
+	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := get(t, srv.HTTP+"/live/"+name+"/index.m3u8")
+		return code == 200
+	})
 }
 
 func get(t *testing.T, url string) (int, []byte, http.Header) {
@@ -94,10 +121,47 @@ type playlistChecker struct {
 	segments     map[string]int
 	partBytes    map[string][]byte
 	videoSamples int
+	done         chan struct{} // closed when the run start began ends
 }
 
 func newPlaylistChecker(t *testing.T, base string) *playlistChecker {
 	return &playlistChecker{t: t, base: base, parts: map[string]bool{}, segments: map[string]int{}, partBytes: map[string][]byte{}, tfdt: map[uint32]uint64{}, maps: map[string]bool{}}
+}
+
+// start runs the checker in the background until the playlist ends or
+// ctx is done.
+func (c *playlistChecker) start(ctx context.Context) {
+	c.done = make(chan struct{})
+	go func() { defer close(c.done); c.run(ctx) }()
+}
+
+// wait waits for the run start began to end, and reports what the checker
+// found.
+func (c *playlistChecker) wait() {
+	c.t.Helper()
+	<-c.done
+	for _, e := range c.errs {
+		c.t.Error(e)
+	}
+}
+
+// startStrictChecker starts a playlistChecker of the media playlist under
+// base that checks the decode times of every track, for publishers whose
+// audio has no gaps.
+func startStrictChecker(ctx context.Context, t *testing.T, base string) *playlistChecker {
+	c := newPlaylistChecker(t, base)
+	c.strictTfdt = true
+	c.start(ctx)
+	return c
+}
+
+// waitFFmpeg waits for ffmpeg (cmd, its stderr in out) to end, and fails
+// the test if it failed.
+func waitFFmpeg(t *testing.T, cmd *exec.Cmd, out fmt.Stringer) {
+	t.Helper()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
 }
 
 func (c *playlistChecker) errorf(format string, args ...any) {
@@ -303,18 +367,7 @@ func (c *playlistChecker) checkSegment(seg *playlist.MediaSegment) {
 		c.errorf("mp4ff cannot decode %s: %v", seg.URI, err)
 		return
 	}
-	n := 0
-	for _, s := range f.Segments {
-		for _, frag := range s.Fragments {
-			for _, traf := range frag.Moof.Trafs {
-				if traf.Tfhd.TrackID == 1 {
-					for _, trun := range traf.Truns {
-						n += int(trun.SampleCount())
-					}
-				}
-			}
-		}
-	}
+	n := countVideoSamples(f)
 	c.segments[seg.URI] = n
 	c.videoSamples += n
 	if len(seg.Parts) > 0 {
@@ -330,4 +383,83 @@ func (c *playlistChecker) checkSegment(seg *playlist.MediaSegment) {
 			c.errorf("segment %s differs from the concatenation of its parts", seg.URI)
 		}
 	}
+}
+
+// countVideoSamples counts the video (track 1) samples of an fMP4 file.
+func countVideoSamples(f *mp4.File) int {
+	n := 0
+	for _, s := range f.Segments {
+		for _, frag := range s.Fragments {
+			for _, traf := range frag.Moof.Trafs {
+				if traf.Tfhd.TrackID == 1 {
+					for _, trun := range traf.Truns {
+						n += int(trun.SampleCount())
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
+// checkFrameSteps fails t unless the video AUs gohlslib read step by a
+// frame at 30 fps (3000 ticks at 90 kHz) and the AAC frames by 1024
+// samples.
+func checkFrameSteps(t *testing.T, r *codecReceived) {
+	t.Helper()
+	for i := 1; i < len(r.video); i++ {
+		if d := r.video[i].pts - r.video[i-1].pts; d < 2990 || d > 3010 {
+			t.Fatalf("video AU %d: PTS step %d, want 3000 (30 fps)", i, d)
+		}
+	}
+	for i := 1; i < len(r.audio); i++ {
+		if d := r.audio[i].pts - r.audio[i-1].pts; d != 1024 {
+			t.Fatalf("AAC frame %d: PTS step %d, want 1024", i, d)
+		}
+	}
+}
+
+// errNoAlignment is matchInOrder's answer when no sent AU has the payload
+// of the first one received.
+var errNoAlignment = errors.New("no sent AU meets the first received one")
+
+// matchInOrder checks that got, shifted so that its first AU meets a sent
+// AU with the same payload, is a subsequence of want (decode order) with
+// equal payloads and PTS within tol. It tries each such alignment in turn;
+// when none holds it returns the failure of the first, from miss (received
+// AU i, g, matched no sent one at offset off), or errNoAlignment.
+func matchInOrder(got, want []timedAU, tol int64, miss func(i int, g timedAU, off int64) error) error {
+	if len(got) == 0 {
+		return fmt.Errorf("nothing received")
+	}
+	var firstErr error
+	for k := range want {
+		if want[k].hash != got[0].hash {
+			continue
+		}
+		off := want[k].pts - got[0].pts
+		j := k
+		var err error
+		for i, g := range got {
+			// Decode order: skip the sent AUs the reader missed.
+			for j < len(want) && (want[j].hash != g.hash || absInt(want[j].pts-(g.pts+off)) > tol) {
+				j++
+			}
+			if j == len(want) {
+				err = miss(i, g, off)
+				break
+			}
+			j++
+		}
+		if err == nil {
+			return nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr == nil {
+		return errNoAlignment
+	}
+	return firstErr
 }

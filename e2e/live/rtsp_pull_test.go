@@ -19,13 +19,7 @@ import (
 // pull reconnects by itself. The password in the camera URL never reaches
 // the log.
 func TestE2ERTSPPull(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		t.Fatal("ffmpeg is required (make test installs it)")
-	}
+	ffmpeg := needFFmpeg(t)
 	const camPass = "cam-pa55-9d8c"
 	relay := e2etest.StartRTSPRelay(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -64,18 +58,10 @@ func TestE2ERTSPPull(t *testing.T) {
 		t.Errorf("multivariant playlist of the pulled camera (want H.264 and AAC, 640x360):\n%s", mv)
 	}
 
-	checker := newPlaylistChecker(t, base)
-	checker.strictTfdt = true
-	checkDone := make(chan struct{})
-	go func() { defer close(checkDone); checker.run(ctx) }()
+	checker := startStrictChecker(ctx, t, base)
 	r := readHLSCodecs(t, base+"index.m3u8", identAU, 40*time.Second)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
-	<-checkDone
-	for _, e := range checker.errs {
-		t.Error(e)
-	}
+	waitFFmpeg(t, cmd, out)
+	checker.wait()
 	if !checker.ended {
 		t.Error("the playlist never got EXT-X-ENDLIST after the camera stopped")
 	}
@@ -89,16 +75,7 @@ func TestE2ERTSPPull(t *testing.T) {
 	if len(r.video) < 60 || len(r.audio) < 90 {
 		t.Errorf("gohlslib read %d video AUs and %d AAC frames", len(r.video), len(r.audio))
 	}
-	for i := 1; i < len(r.video); i++ {
-		if d := r.video[i].pts - r.video[i-1].pts; d < 2990 || d > 3010 {
-			t.Fatalf("video AU %d: PTS step %d, want 3000 (30 fps)", i, d)
-		}
-	}
-	for i := 1; i < len(r.audio); i++ {
-		if d := r.audio[i].pts - r.audio[i-1].pts; d != 1024 {
-			t.Fatalf("AAC frame %d: PTS step %d, want 1024", i, d)
-		}
-	}
+	checkFrameSteps(t, r)
 	t.Logf("pulled: %d video samples in segments; %d video AUs, %d AAC frames read by gohlslib", checker.videoSamples, len(r.video), len(r.audio))
 	r.mu.Unlock()
 

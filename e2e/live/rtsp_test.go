@@ -20,13 +20,7 @@ import (
 // segment's sample entries name the codecs ffmpeg sent, every frame is in
 // the segments, and the PTS gohlslib reads advance a frame at a time.
 func TestE2ERTSPFFmpeg(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		t.Fatal("ffmpeg is required (make test installs it)")
-	}
+	ffmpeg := needFFmpeg(t)
 	for _, tc := range []struct {
 		name    string
 		video   []string
@@ -97,18 +91,10 @@ func TestE2ERTSPFFmpeg(t *testing.T) {
 				break
 			}
 
-			checker := newPlaylistChecker(t, base)
-			checker.strictTfdt = true
-			checkDone := make(chan struct{})
-			go func() { defer close(checkDone); checker.run(ctx) }()
+			checker := startStrictChecker(ctx, t, base)
 			r := readHLSCodecs(t, base+"index.m3u8", identAU, 40*time.Second)
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("ffmpeg: %v\n%s", err, out)
-			}
-			<-checkDone
-			for _, e := range checker.errs {
-				t.Error(e)
-			}
+			waitFFmpeg(t, cmd, out)
+			checker.wait()
 			if !checker.ended {
 				t.Error("the playlist never got EXT-X-ENDLIST")
 			}
@@ -122,16 +108,7 @@ func TestE2ERTSPFFmpeg(t *testing.T) {
 			if len(r.video) < 30 || len(r.audio) < 50 {
 				t.Fatalf("gohlslib read %d video AUs and %d AAC frames", len(r.video), len(r.audio))
 			}
-			for i := 1; i < len(r.video); i++ {
-				if d := r.video[i].pts - r.video[i-1].pts; d < 2990 || d > 3010 {
-					t.Fatalf("video AU %d: PTS step %d, want 3000 (30 fps)", i, d)
-				}
-			}
-			for i := 1; i < len(r.audio); i++ {
-				if d := r.audio[i].pts - r.audio[i-1].pts; d != 1024 {
-					t.Fatalf("AAC frame %d: PTS step %d, want 1024", i, d)
-				}
-			}
+			checkFrameSteps(t, r)
 			t.Logf("%s over RTSP/TCP: %d video AUs, %d AAC frames read, %s", tc.name, len(r.video), len(r.audio), codecsAttr(string(mv)))
 		})
 	}

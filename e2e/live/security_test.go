@@ -74,11 +74,7 @@ func TestE2ESecurityPathTraversal(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	srv := startServer(t)
-	publishFor(t, srv.RTMP+"/live/sec")
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.HTTP+"/live/sec/index.m3u8")
-		return code == 200
-	})
+	publishAndWait(t, srv, "sec")
 	secrets := []string{
 		"root:x:0:0",                          // /etc/passwd
 		"module github.com/shopcast/shopcast", // go.mod
@@ -147,11 +143,7 @@ func TestE2ESecurityOversized(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	srv := startServer(t)
-	publishFor(t, srv.RTMP+"/live/sec")
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.HTTP+"/live/sec/index.m3u8")
-		return code == 200
-	})
+	publishAndWait(t, srv, "sec")
 	host := hostOf(srv.HTTP)
 	for _, route := range everyRoute {
 		// 1 MiB of headers: far over the origin's 64 KiB MaxHeaderBytes.
@@ -280,11 +272,7 @@ func TestE2ESecurityCueToken(t *testing.T) {
 	}
 	const token = "cue-t0ken-abcdef-42"
 	srv := startServerDebug(t, func(c *server.Config) { c.CueToken = token })
-	publishFor(t, srv.RTMP+"/live/sec")
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.HTTP+"/live/sec/index.m3u8")
-		return code == 200
-	})
+	publishAndWait(t, srv, "sec")
 	cue, err := os.ReadFile("../../testdata/cues_example.json")
 	if err != nil {
 		t.Fatal(err)
