@@ -35,15 +35,19 @@ const (
 // A viewer must never be served, under a name it saw before the crash,
 // other bytes than it got then, from the origin or from the edge's cache.
 // So after the restart:
+//
 //   - every EXT-X-MEDIA-SEQUENCE, from the origin and through the edge, is
 //     above the newest media sequence number of the crashed session (it
 //     never decreases, and a segment keeps its number: the RFC 8216bis
 //     rule packager.Config.FirstNumbers quotes);
+//
 //   - every file of the crashed session is either gone (404) or the same
 //     bytes, from both; every file the new session lists has a name the
 //     crashed one never used, its init section included;
+//
 //   - the edge holds nothing stale under a new name: each new file through
 //     it is the origin's bytes;
+//
 //   - the playlists parse with gohlslib's parser.
 //
 //   - the discontinuity sequence grows too (RFC 8216bis 6.2.2): the first
