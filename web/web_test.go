@@ -47,6 +47,7 @@ func TestPages(t *testing.T) {
 		{"/", 200, []string{`href="/watch/shop"`, `href="/studio/shop"`, "a&lt;b"}},
 		{"/watch/shop", 200, []string{`data-stream="shop"`, "/assets/v/", "vendor/hls.light.min.js", "watch.js", `<video id="video"`}},
 		{"/studio/shop", 200, []string{`data-stream="shop"`, "studio.js", `id="token-form"`}},
+		{"/watch/shop", 200, []string{`id="from-start"`, `id="to-live"`, `id="scrub"`}},
 		{"/replay/shop/20261203T114500Z", 200, []string{`data-stream="shop"`, `data-recording="20261203T114500Z"`, "replay.js", "vendor/hls.light.min.js", `<video id="video"`, `id="products"`, `id="carousel"`}},
 		{"/replay/shop/20261203T114500Z-2", 200, []string{`data-recording="20261203T114500Z-2"`}},
 		{"/replay/.hidden/20261203T114500Z", 404, nil},
