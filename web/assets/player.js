@@ -133,7 +133,8 @@ export function startRecording(video, src, report, { startPosition = 0 } = {}) {
   }
   const events = {
     loadedmetadata: () => {
-      if (!hls && startPosition > 0) video.currentTime = startPosition;
+      // A browser's own HLS starts an EVENT playlist near its end.
+      if (!hls) video.currentTime = startPosition;
       set('playing');
     },
     ended: () => set('ended'),

@@ -62,6 +62,7 @@ function timed(entries) {
 // next start or end, so that a card changes on time rather than at the
 // next time update (every 250 ms or so).
 let timer = null;
+let redraw = false; // the list was rebuilt: mark its current entries again
 function refresh() {
   const t = video.currentTime;
   const on = shopcast.cues.filter((c) => c.start <= t && t < c.end && shopcast.products[c.id]);
@@ -75,14 +76,17 @@ function refresh() {
   if (Number.isFinite(next) && !video.paused) {
     timer = setTimeout(refresh, Math.max(10, (next * 1000) / (video.playbackRate || 1)));
   }
-  if (shopcast.active === null || ids.join('\n') !== shopcast.active.join('\n')) {
-    for (const id of ids) if (!shopcast.active || !shopcast.active.includes(id)) shopcast.shownAt[id] = t;
+  const changed = ids.join('\n') !== shopcast.active.join('\n');
+  if (changed) {
+    for (const id of ids) if (!shopcast.active.includes(id)) shopcast.shownAt[id] = t;
     shopcast.active = ids;
     const kept = new Map([...carousel.children].map((el) => [el.dataset.cueId, el]));
     // Newest first, as on the watch page.
     carousel.replaceChildren(...on.slice().reverse().map((c) => kept.get(c.id) || productCard(shopcast.products[c.id])));
     empty.hidden = on.length > 0;
   }
+  if (!changed && !redraw) return;
+  redraw = false;
   for (const li of list.children) {
     const c = shopcast.cues.find((x) => x.id === li.dataset.cueId);
     const now = !!c && ids.includes(c.id);
@@ -133,7 +137,7 @@ function renderList() {
     if (again) again.focus();
   }
   noProducts.hidden = items.length > 0;
-  shopcast.active = null; // redraw the carousel's state in the list too
+  redraw = true;
   refresh();
 }
 
@@ -156,10 +160,14 @@ function onAdd(cue) {
   renderList();
 }
 
+let cuesText = '';
 async function loadCues(base) {
   const resp = await fetch(new URL('cues.json', base), { cache: 'no-store' });
   if (!resp.ok) throw new Error('cues.json: ' + resp.status);
-  shopcast.cues = timed(await resp.json());
+  const text = await resp.text();
+  if (text === cuesText) return; // a growing recording's, unchanged
+  cuesText = text;
+  shopcast.cues = timed(JSON.parse(text));
   renderList();
 }
 
