@@ -126,6 +126,8 @@ type replayState struct {
 	// ShownAt is the playback time each card last appeared at.
 	ShownAt map[string]float64 `json:"shownAt"`
 	Listed  []string           `json:"listed"`
+	// Current are the list's entries marked as on screen.
+	Current []string `json:"current"`
 	Seeks   []struct {
 		ID     string   `json:"id"`
 		Target float64  `json:"target"`
@@ -143,6 +145,7 @@ const replayStateJS = `(() => {
     ended: v.ended, paused: v.paused, rate: v.playbackRate, state: s.state || '',
     cards: [...document.querySelectorAll('#carousel .card')].map((c) => c.dataset.sku),
     listed: [...document.querySelectorAll('#products li')].map((li) => li.dataset.sku || ''),
+    current: [...document.querySelectorAll('#products button[aria-current="true"]')].map((b) => b.closest('li').dataset.sku),
     shownAt: s.shownAt || {}, seeks: s.seeks || [], errors: s.errors || [], log: (s.log || []).slice(-30),
   };
 })()`
@@ -267,7 +270,8 @@ func TestBrowserReplay(t *testing.T) {
 		}
 		s := pollReplay(t, ctx, 10*time.Second, fmt.Sprintf("product %d from the list", i+1), func(s replayState) bool {
 			n := len(s.Seeks)
-			return n > 0 && s.Seeks[n-1].ID == ids[i] && s.Seeks[n-1].Landed != nil && slices.Equal(s.Cards, replaySKUs[i:i+1])
+			return n > 0 && s.Seeks[n-1].ID == ids[i] && s.Seeks[n-1].Landed != nil &&
+				slices.Equal(s.Cards, replaySKUs[i:i+1]) && slices.Equal(s.Current, replaySKUs[i:i+1])
 		})
 		seek := s.Seeks[len(s.Seeks)-1]
 		t.Logf("product %d from the list: seek to %.3f s landed at %.3f s (%+.1f ms); its card appeared at %.3f s",
