@@ -309,6 +309,9 @@ func TestBrowserDVR(t *testing.T) {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/index.m3u8"))
 		return code == http.StatusOK
 	})
+	// A product early in the sale, over before the viewer rewinds.
+	sku := replaySKUs[0]
+	postScheduledCue(t, srv.url("/api/v1/streams/"+name+"/cues"), sku, 3000, 6000)
 	alloc := newChromium(t)
 	ctx, cancel := chromedp.NewContext(alloc)
 	defer cancel()
@@ -335,6 +338,7 @@ func TestBrowserDVR(t *testing.T) {
 		ScrubMax    float64  `json:"scrubMax"`
 		Since       float64  `json:"since"` // s since the switch
 		Recording   string   `json:"recording"`
+		Cards       []string `json:"cards"`
 		Log         []any    `json:"log"`
 	}
 	const dvrJS = `(() => {
@@ -342,7 +346,8 @@ func TestBrowserDVR(t *testing.T) {
   return {mode: s.mode, currentTime: v.currentTime, paused: v.paused, mediaOffset: s.mediaOffset,
     latency: s.hls && Number.isFinite(s.hls.latency) ? s.hls.latency : null,
     scrubMax: Number(document.querySelector('#scrub').max), since: (performance.now() - (s.switchedAt || 0)) / 1000,
-    recording: s.recording || '', log: s.log.slice(-30)};
+    recording: s.recording || '', cards: [...document.querySelectorAll('#carousel .card')].map((c) => c.dataset.sku),
+    log: s.log.slice(-30)};
 })()`
 	press := func(sel string) {
 		t.Helper()
@@ -367,6 +372,15 @@ func TestBrowserDVR(t *testing.T) {
 	if first.CurrentTime >= 2 || media >= 2 {
 		t.Errorf("from the start plays at %.3f s (media time %.3f s), not from 0", first.CurrentTime, media)
 	}
+	// The carousel follows the recording: the early product comes back.
+	pollJS(t, ctx, 15*time.Second, "the early product in the carousel from the start", dvrJS, 3000, func(v dvrState) bool {
+		first = v
+		return slices.Equal(v.Cards, []string{sku})
+	})
+	t.Logf("from the start: the product at media time 3 s on screen at %.3f s", first.CurrentTime)
+	if first.CurrentTime < 2.9 || first.CurrentTime > 9 {
+		t.Errorf("from the start: the product of 3 s to 9 s showed at %.3f s", first.CurrentTime)
+	}
 	shot(t, ctx, "watch-dvr.png")
 
 	// Scrubbing: the range spans the recording so far.
@@ -380,7 +394,7 @@ func TestBrowserDVR(t *testing.T) {
 	}
 	pollJS(t, ctx, 10*time.Second, "the scrubber to seek to 12 s", dvrJS, 3000, func(v dvrState) bool {
 		s = v
-		return !v.Paused && v.CurrentTime >= 12 && v.CurrentTime < 14
+		return !v.Paused && v.CurrentTime >= 12 && v.CurrentTime < 14 && len(v.Cards) == 0
 	})
 	t.Logf("scrubbed to 12 s of %.1f s: playing at %.3f s", s.ScrubMax, s.CurrentTime)
 
@@ -388,7 +402,7 @@ func TestBrowserDVR(t *testing.T) {
 	press("#to-live")
 	pollJS(t, ctx, 15*time.Second, "back to live, within 2 s of the edge", dvrJS, 3000, func(v dvrState) bool {
 		s = v
-		return v.Mode == "live" && !v.Paused && v.Latency != nil && *v.Latency <= 2
+		return v.Mode == "live" && !v.Paused && v.Latency != nil && *v.Latency <= 2 && len(v.Cards) == 0
 	})
 	t.Logf("back to live: %.3f s behind the edge (hls.latency) %.2f s after the switch", *s.Latency, s.Since)
 	var lat []float64
