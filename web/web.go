@@ -1,15 +1,20 @@
-// Package web serves shopcast's two HTML pages, the viewer's watch page and
-// the seller's studio, with their assets embedded in the binary.
+// Package web serves shopcast's HTML pages, the viewer's watch and replay
+// pages and the seller's studio, with their assets embedded in the binary.
 //
 //	GET /{$}             the live streams and the past sales, with links
-//	GET /watch/{name}    the player and the product carousel
+//	GET /watch/{name}    the player and the product carousel; "From the
+//	                     start" and "Back to live" while a recording grows
+//	GET /replay/{name}/{id}  a recording, the carousel following its time,
+//	                     and its products as a list that seeks
 //	GET /studio/{name}   the catalog, "Show now" / "Hide", the active cues
 //	GET /assets/...      css, js and hls.js (versioned paths cache for a year)
 //	GET /catalog.json    the product catalog the studio offers
 //
 // The pages read product cues only through the cue SDK,
 // /sdk/shopcast-cues.js, and post them to the cue API,
-// /api/v1/streams/{name}/cues; both are served by other packages.
+// /api/v1/streams/{name}/cues; recordings come from /recordings/ and the
+// recordings API, /api/v1/streams/{name}/recordings. All are served by
+// other packages.
 package web
 
 import (
@@ -21,7 +26,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shopcast/shopcast/internal/streamname"
@@ -85,6 +92,7 @@ func New(cfg Config) *Pages {
 func (p *Pages) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /{$}", http.HandlerFunc(p.serveIndex))
 	handle("GET /watch/{name}", http.HandlerFunc(p.serveWatch))
+	handle("GET /replay/{name}/{id}", http.HandlerFunc(p.serveReplay))
 	handle("GET /studio/{name}", http.HandlerFunc(p.serveStudio))
 	handle("GET /assets/", http.HandlerFunc(p.assets.serve))
 	handle("GET /catalog.json", http.HandlerFunc(p.serveCatalog))
@@ -92,13 +100,16 @@ func (p *Pages) Register(handle func(pattern string, h http.Handler)) {
 
 type pageData struct {
 	Name    string
+	ID      string // a recording's, on the replay page
 	Streams []string
 	Replays []Replay
 }
 
 // Replay is a past sale as the index page lists it.
 type Replay struct {
-	Stream   string
+	Stream string
+	// ID is the recording's id. It defaults to the one in URL.
+	ID       string
 	Start    time.Time
 	Duration time.Duration
 	// Products counts its product cues.
@@ -108,6 +119,26 @@ type Replay struct {
 	// Live is set while it is still being recorded.
 	Live bool
 }
+
+// Page is the replay page of the recording, or "" when its id is unknown.
+func (r Replay) Page() string {
+	id := r.ID
+	if id == "" {
+		// URL is /recordings/NAME/ID/index.m3u8.
+		if rest, ok := strings.CutPrefix(r.URL, "/recordings/"+r.Stream+"/"); ok {
+			id, _, _ = strings.Cut(rest, "/")
+		}
+	}
+	if !streamname.Valid(r.Stream) || !recordingID.MatchString(id) {
+		return ""
+	}
+	return "/replay/" + r.Stream + "/" + id
+}
+
+// recordingID is what a recording id may look like on a page's path: a
+// single path segment. The recorder owns the format (its UTC start); the
+// recordings API answers 404 for ids it does not know.
+var recordingID = regexp.MustCompile(`^[0-9A-Za-z_-]{1,64}$`)
 
 // When is the replay's start for the page, in UTC to the minute.
 func (r Replay) When() string { return r.Start.UTC().Format("2006-01-02 15:04 UTC") }
@@ -138,6 +169,15 @@ func (p *Pages) serveWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.render(w, r, "watch.html", pageData{Name: name})
+}
+
+func (p *Pages) serveReplay(w http.ResponseWriter, r *http.Request) {
+	name, id := r.PathValue("name"), r.PathValue("id")
+	if !streamname.Valid(name) || !recordingID.MatchString(id) {
+		http.Error(w, "invalid recording", http.StatusNotFound)
+		return
+	}
+	p.render(w, r, "replay.html", pageData{Name: name, ID: id})
 }
 
 func (p *Pages) serveStudio(w http.ResponseWriter, r *http.Request) {

@@ -47,6 +47,13 @@ func TestPages(t *testing.T) {
 		{"/", 200, []string{`href="/watch/shop"`, `href="/studio/shop"`, "a&lt;b"}},
 		{"/watch/shop", 200, []string{`data-stream="shop"`, "/assets/v/", "vendor/hls.light.min.js", "watch.js", `<video id="video"`}},
 		{"/studio/shop", 200, []string{`data-stream="shop"`, "studio.js", `id="token-form"`}},
+		{"/watch/shop", 200, []string{`id="from-start"`, `id="to-live"`, `id="scrub"`}},
+		{"/replay/shop/20261203T114500Z", 200, []string{`data-stream="shop"`, `data-recording="20261203T114500Z"`, "replay.js", "vendor/hls.light.min.js", `<video id="video"`, `id="products"`, `id="carousel"`}},
+		{"/replay/shop/20261203T114500Z-2", 200, []string{`data-recording="20261203T114500Z-2"`}},
+		{"/replay/.hidden/20261203T114500Z", 404, nil},
+		{"/replay/shop/..", 404, nil},
+		{"/replay/shop/a%2Fb", 404, nil},
+		{"/replay/shop", 404, nil},
 		{"/watch/.hidden", 404, nil},
 		{"/studio/a..b", 404, nil},
 		{"/watch/a%20b", 404, nil},
@@ -73,7 +80,7 @@ func TestPages(t *testing.T) {
 		}
 	}})
 	_, body := get(t, srv3.URL+"/")
-	if !strings.Contains(body, `<a href="/recordings/spring/20261203T114500Z/index.m3u8">spring</a> · 2026-12-03 11:45 UTC · 1m2s · 3 products`) ||
+	if !strings.Contains(body, `<a href="/replay/spring/20261203T114500Z">spring</a> · 2026-12-03 11:45 UTC · 1m2s · 3 products`) ||
 		strings.Contains(body, "older") {
 		t.Errorf("past sales: %s", body)
 	}
@@ -81,6 +88,30 @@ func TestPages(t *testing.T) {
 	srv2 := newServer(t, Config{})
 	if _, body := get(t, srv2.URL+"/"); !strings.Contains(body, "No stream is live") {
 		t.Errorf("empty index: %s", body)
+	}
+}
+
+// A past sale links to its replay page: by its id, else by the id in its
+// playlist's URL; without either it is listed without a link.
+func TestReplayPage(t *testing.T) {
+	tests := []struct {
+		r    Replay
+		want string
+	}{
+		{Replay{Stream: "spring", URL: "/recordings/spring/20261203T114500Z/index.m3u8"}, "/replay/spring/20261203T114500Z"},
+		{Replay{Stream: "spring", ID: "20261203T114500Z-2", URL: "/elsewhere/x.m3u8"}, "/replay/spring/20261203T114500Z-2"},
+		{Replay{Stream: "spring", URL: "/recordings/other/20261203T114500Z/index.m3u8"}, ""},
+		{Replay{Stream: "spring", URL: "/recordings/spring/../index.m3u8"}, ""},
+		{Replay{Stream: "a b", ID: "x"}, ""},
+	}
+	for _, tt := range tests {
+		if got := tt.r.Page(); got != tt.want {
+			t.Errorf("%+v: Page() = %q, want %q", tt.r, got, tt.want)
+		}
+	}
+	srv := newServer(t, Config{Replays: func() []Replay { return []Replay{{Stream: "x<y", URL: "/y"}} }})
+	if _, body := get(t, srv.URL+"/"); !strings.Contains(body, "<li>x&lt;y · ") || strings.Contains(body, `href="/y"`) {
+		t.Errorf("a replay without an id: %s", body)
 	}
 }
 

@@ -1,19 +1,25 @@
 // player.js: plays a shopcast stream in a <video>, with hls.js in low-latency
-// mode where Media Source Extensions exist, else natively (Safari, iOS).
-// It keeps a status line: live or ended, and the live latency.
+// mode where Media Source Extensions exist, else natively (Safari, iOS), and
+// a recording of one (a replay, or the growing recording of a live stream
+// for "from the start"). It keeps a status line: live or ended, and the
+// live latency.
 
 export function playlistURL(name) {
   return '/live/' + encodeURIComponent(name) + '/index.m3u8';
 }
 
-// startPlayer returns {hls, state()} and reports into report:
-// {state: 'connecting'|'live'|'ended'|'error', latency: seconds|null, error}.
+// startPlayer returns {hls, state(), latency(), stop()} and reports into
+// report: {state: 'connecting'|'live'|'ended'|'error', latency:
+// seconds|null, error}. stop() lets go of the video, so that another
+// player can take it.
 export function startPlayer(video, name, report) {
   const src = playlistURL(name);
   const Hls = globalThis.Hls;
   let state = 'connecting';
-  const set = (s, extra) => { state = s; report(Object.assign({ state: s }, extra)); };
+  let stopped = false;
+  const set = (s, extra) => { if (!stopped) { state = s; report(Object.assign({ state: s }, extra)); } };
   let hls = null;
+  let retry = null;
 
   if (Hls && Hls.isSupported()) {
     hls = new Hls({
@@ -64,16 +70,13 @@ export function startPlayer(video, name, report) {
       } else {
         set('error', { error: data });
       }
-      setTimeout(() => hls.startLoad(-1), 3000); // the publisher may come back
+      retry = setTimeout(() => hls.startLoad(-1), 3000); // the publisher may come back
     });
     hls.loadSource(src);
     hls.attachMedia(video);
-  } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
-    video.src = src;
-    video.addEventListener('loadedmetadata', () => set('live'));
-    video.addEventListener('ended', () => set('ended'));
-    video.addEventListener('error', () => set('error', { error: video.error }));
-  } else {
+  }
+  const native = hls ? null : playNatively(video, src, { loadedmetadata: () => set('live'), ended: () => set('ended'), error: () => set('error', { error: video.error }) });
+  if (!hls && !native) {
     set('error', { error: new Error('this browser plays neither HLS nor Media Source Extensions') });
   }
 
@@ -82,7 +85,101 @@ export function startPlayer(video, name, report) {
     const s = video.seekable;
     return s && s.length ? s.end(s.length - 1) - video.currentTime : null;
   };
-  setInterval(() => report({ state, latency: latency() }), 500);
+  const timer = setInterval(() => report({ state, latency: latency() }), 500);
+  const stopVideo = followVideo(video);
+  const stop = () => {
+    stopped = true;
+    clearInterval(timer);
+    clearTimeout(retry);
+    stopVideo();
+    if (hls) hls.destroy();
+    if (native) native();
+  };
+  return { hls, state: () => state, latency, stop };
+}
+
+// startRecording plays a recording's multivariant playlist (src) from
+// startPosition seconds (0, the start, by default): a replay (VOD), or the
+// recording of a stream still live (an EVENT playlist, which players would
+// otherwise start at its end). It reports {state: 'connecting'|'playing'|
+// 'ended'|'error', error} and returns {hls, stop()}.
+export function startRecording(video, src, report, { startPosition = 0 } = {}) {
+  const Hls = globalThis.Hls;
+  let stopped = false;
+  const set = (s, extra) => { if (!stopped) report(Object.assign({ state: s }, extra)); };
+  let hls = null;
+  if (Hls && Hls.isSupported()) {
+    hls = new Hls({
+      // Not low-latency: a recording has whole segments only, and a
+      // viewer who went back in time must not be pulled to the end.
+      lowLatencyMode: false,
+      startPosition,
+      backBufferLength: 60,
+      enableEmsgMetadataCues: true,
+      enableDateRangeMetadataCues: true,
+      enableID3MetadataCues: true,
+    });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+        report({ error: data });
+        hls.recoverMediaError();
+        return;
+      }
+      set('error', { error: data });
+    });
+    hls.loadSource(src);
+    hls.attachMedia(video);
+  }
+  const events = {
+    loadedmetadata: () => {
+      // A browser's own HLS starts an EVENT playlist near its end.
+      if (!hls) video.currentTime = startPosition;
+      set('playing');
+    },
+    ended: () => set('ended'),
+    error: () => { if (!hls) set('error', { error: video.error }); },
+  };
+  const native = hls ? null : playNatively(video, src, events);
+  if (!hls && !native) {
+    set('error', { error: new Error('this browser plays neither HLS nor Media Source Extensions') });
+  }
+  if (hls) {
+    video.addEventListener('loadedmetadata', events.loadedmetadata);
+    video.addEventListener('ended', events.ended);
+  }
+  set('connecting');
+  const stopVideo = followVideo(video);
+  const stop = () => {
+    stopped = true;
+    stopVideo();
+    if (hls) {
+      video.removeEventListener('loadedmetadata', events.loadedmetadata);
+      video.removeEventListener('ended', events.ended);
+      hls.destroy();
+    }
+    if (native) native();
+  };
+  return { hls, stop };
+}
+
+// playNatively plays src with the browser's own HLS (Safari, iOS), calling
+// the handlers of events on the video; it returns the function that stops
+// it, or null when the browser has no HLS of its own.
+function playNatively(video, src, events) {
+  if (!video.canPlayType('application/vnd.apple.mpegurl')) return null;
+  for (const [ev, f] of Object.entries(events)) video.addEventListener(ev, f);
+  video.src = src;
+  return () => {
+    for (const [ev, f] of Object.entries(events)) video.removeEventListener(ev, f);
+    video.removeAttribute('src');
+    video.load();
+  };
+}
+
+// followVideo shapes the video box and starts playback once it can; it
+// returns the function that stops doing so.
+function followVideo(video) {
 
   // The page's CSS sizes the video box by the stream's shape (--video-ratio),
   // so that no viewport crops it.
@@ -96,14 +193,19 @@ export function startPlayer(video, name, report) {
 
   const tryPlay = () => { video.play().catch(() => { /* autoplay refused: controls remain */ }); };
   video.addEventListener('canplay', tryPlay, { once: true });
-  return { hls, state: () => state, latency };
+  return () => {
+    video.removeEventListener('loadedmetadata', shape);
+    video.removeEventListener('resize', shape);
+    video.removeEventListener('canplay', tryPlay);
+  };
 }
 
-// statusReporter writes reports into the page's #state and #latency.
-export function statusReporter(doc) {
+// statusReporter writes reports into the page's #state and #latency;
+// more maps further states to their labels.
+export function statusReporter(doc, more = {}) {
   const stateEl = doc.getElementById('state');
   const latEl = doc.getElementById('latency');
-  const labels = { connecting: 'Connecting…', live: '● Live', ended: 'Stream ended', error: 'Playback problem, retrying…' };
+  const labels = Object.assign({ connecting: 'Connecting…', live: '● Live', ended: 'Stream ended', error: 'Playback problem, retrying…' }, more);
   return (r) => {
     if (r.state && stateEl.dataset.state !== r.state) {
       stateEl.dataset.state = r.state;
@@ -123,4 +225,52 @@ export function formatPrice(price, locale) {
   } catch {
     return price.amount + ' ' + price.currency;
   }
+}
+
+// productCard is a carousel card for a product cue: picture, title, price,
+// badges and a Buy link.
+export function productCard(cue) {
+  const p = cue.product;
+  const li = document.createElement('li');
+  li.className = 'card';
+  li.dataset.cueId = cue.id;
+  li.dataset.sku = p.sku;
+  const img = document.createElement('img');
+  img.src = p.image_url;
+  img.alt = p.title;
+  img.width = 96;
+  img.height = 96;
+  const body = document.createElement('div');
+  const title = document.createElement('h3');
+  title.textContent = p.title;
+  const price = document.createElement('p');
+  price.className = 'price';
+  price.textContent = formatPrice(p.price, navigator.language);
+  body.append(title, price);
+  for (const [cls, text] of [['badge', p.badge], ['discount', p.discount]]) {
+    if (!text) continue;
+    const s = document.createElement('span');
+    s.className = cls;
+    s.textContent = text;
+    body.append(s);
+  }
+  const buy = document.createElement('a');
+  buy.className = 'buy';
+  buy.href = p.url;
+  buy.target = '_blank';
+  buy.rel = 'noopener';
+  buy.textContent = 'Buy';
+  buy.setAttribute('aria-label', 'Buy ' + p.title + ', ' + price.textContent);
+  body.append(buy);
+  li.append(img, body);
+  return li;
+}
+
+// formatClock writes seconds as m:ss (h:mm:ss from an hour).
+export function formatClock(seconds) {
+  const s = Math.max(0, Math.floor(Number(seconds) || 0));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? h + ':' + String(m).padStart(2, '0') + ':' + ss : m + ':' + ss;
 }

@@ -1,7 +1,12 @@
 // watch.js: the viewer's page. The carousel follows the stream's own cues,
 // read by the cue SDK from the video's metadata tracks, so a card shows
 // when its cue starts on the picture and leaves when it ends.
-import { startPlayer, statusReporter, formatPrice } from './player.js';
+//
+// While the stream is live its recording grows (an EVENT playlist): "From
+// the start" plays that from 0, with a scrubber, and "Back to live" goes
+// back to the LL-HLS edge. Each switch gives the video to a new hls.js and
+// a new cue SDK, as the two timelines differ.
+import { startPlayer, startRecording, statusReporter, productCard, formatClock } from './player.js';
 
 const name = document.body.dataset.stream;
 const video = document.getElementById('video');
@@ -9,7 +14,7 @@ const carousel = document.getElementById('carousel');
 const empty = document.getElementById('empty');
 
 // Read by tests and handy in the console.
-const shopcast = { hls: null, cues: [], errors: [], state: 'connecting', latency: null, sdk: null, log: [], stalls: 0, mediaOffset: null };
+const shopcast = { hls: null, cues: [], errors: [], state: 'connecting', latency: null, sdk: null, log: [], stalls: 0, mediaOffset: null, mode: 'live', recording: null, switchedAt: null };
 window.shopcast = shopcast;
 
 // A short diary of what the player did (its start, stalls, seeks, and every
@@ -33,23 +38,30 @@ setInterval(() => {
   });
 }, 1000);
 
-const show = statusReporter(document);
-const player = startPlayer(video, name, (r) => {
-  if (r.state) shopcast.state = r.state;
+const show = statusReporter(document, { dvr: '⟲ Behind live', ended: 'Stream ended' });
+let player = null;
+
+function onReport(r) {
+  if (r.state) shopcast.state = shopcast.mode === 'dvr' && r.state === 'playing' ? 'dvr' : r.state;
   if ('latency' in r) shopcast.latency = r.latency;
   if (r.error) shopcast.errors.push(describe(r.error));
-  show(r);
-});
-shopcast.hls = player.hls;
-if (player.hls) {
+  show(Object.assign({}, r, r.state ? { state: shopcast.state } : {}));
+}
+
+// follow reads what tests and the console want from one hls.js instance.
+function follow(hls) {
+  shopcast.hls = hls;
+  shopcast.mediaOffset = null;
+  if (!hls) return;
   const H = globalThis.Hls;
-  const hls = player.hls;
+  let levels = 0;
+  let buffered = 0;
   hls.on(H.Events.LEVEL_LOADED, (_, d) => {
-    if (shopcast.log.some((e) => e.what === 'level')) return; // the first one only
-    note('level', { edge: +d.details.edge.toFixed(3), frags: d.details.fragments.length, partHoldBack: d.details.partHoldBack, start: hls.startPosition });
+    if (levels++) return; // the first one only
+    note('level', { edge: +d.details.edge.toFixed(3), frags: d.details.fragments.length, partHoldBack: d.details.partHoldBack, start: hls.startPosition, live: d.details.live });
   });
   hls.on(H.Events.FRAG_BUFFERED, (_, d) => {
-    if (shopcast.log.filter((e) => e.what === 'buffered').length >= 3) return;
+    if (buffered++ >= 3) return;
     note('buffered', { sn: d.frag.sn, part: d.part ? d.part.index : -1, start: +(d.part || d.frag).start.toFixed(3) });
   });
   hls.on(H.Events.ERROR, (_, d) => note('error', { details: d.details, fatal: !!d.fatal }));
@@ -61,6 +73,11 @@ if (player.hls) {
   hls.on(H.Events.INIT_PTS_FOUND, (_, d) => {
     if (d.id === 'main') shopcast.mediaOffset = d.initPTS / d.timescale;
   });
+}
+
+function playLive() {
+  player = startPlayer(video, name, onReport);
+  follow(player.hls);
 }
 
 // First frame, in ms since navigation start.
@@ -80,43 +97,6 @@ unmute.addEventListener('click', () => { video.muted = !video.muted; });
 // The label follows the sound, whichever control changed it.
 video.addEventListener('volumechange', () => { unmute.textContent = video.muted ? 'Unmute' : 'Mute'; });
 
-function card(cue) {
-  const p = cue.product;
-  const li = document.createElement('li');
-  li.className = 'card';
-  li.dataset.cueId = cue.id;
-  li.dataset.sku = p.sku;
-  const img = document.createElement('img');
-  img.src = p.image_url;
-  img.alt = p.title;
-  img.width = 96;
-  img.height = 96;
-  const body = document.createElement('div');
-  const title = document.createElement('h3');
-  title.textContent = p.title;
-  const price = document.createElement('p');
-  price.className = 'price';
-  price.textContent = formatPrice(p.price, navigator.language);
-  body.append(title, price);
-  for (const [cls, text] of [['badge', p.badge], ['discount', p.discount]]) {
-    if (!text) continue;
-    const s = document.createElement('span');
-    s.className = cls;
-    s.textContent = text;
-    body.append(s);
-  }
-  const buy = document.createElement('a');
-  buy.className = 'buy';
-  buy.href = p.url;
-  buy.target = '_blank';
-  buy.rel = 'noopener';
-  buy.textContent = 'Buy';
-  buy.setAttribute('aria-label', 'Buy ' + p.title + ', ' + price.textContent);
-  body.append(buy);
-  li.append(img, body);
-  return li;
-}
-
 function refreshEmpty() {
   empty.hidden = carousel.children.length > 0;
 }
@@ -134,7 +114,7 @@ function onStart(cue) {
     end: null,
   });
   if (!carousel.querySelector('[data-cue-id="' + CSS.escape(cue.id) + '"]')) {
-    carousel.prepend(card(cue));
+    carousel.prepend(productCard(cue));
   }
   refreshEmpty();
 }
@@ -150,8 +130,109 @@ function onAdd(cue) {
   if (cue.product && cue.product.image_url) new Image().src = cue.product.image_url; // preload
 }
 
+// The cue SDK follows one player's timeline: a switch starts a new one, on
+// an empty carousel.
+let sdkModule = null;
+function attachCues() {
+  if (shopcast.sdk) shopcast.sdk.detach();
+  shopcast.sdk = null;
+  carousel.replaceChildren();
+  refreshEmpty();
+  if (sdkModule) shopcast.sdk = sdkModule.attach(video, { onStart, onEnd, onAdd });
+}
+
+// switchTo gives the video to a new player, the SDK first (it must see the
+// player's metadata track from its first cue).
+function switchTo(mode, start) {
+  if (player) player.stop();
+  shopcast.mode = mode;
+  shopcast.switchedAt = performance.now();
+  note('switch', { mode });
+  attachCues();
+  start();
+  dvr.hidden = mode !== 'dvr';
+  toLive.hidden = mode !== 'dvr';
+  fromStart.hidden = mode === 'dvr';
+  position.textContent = '';
+  shopcast.latency = null;
+  show({ latency: null });
+  (mode === 'dvr' ? toLive : fromStart).focus();
+}
+
+// DVR. The stream's current recording is the newest one still being
+// written; the API lists the newest first.
+const fromStart = document.getElementById('from-start');
+const toLive = document.getElementById('to-live');
+const dvr = document.getElementById('dvr');
+const scrub = document.getElementById('scrub');
+const position = document.getElementById('position');
+
+async function currentRecording() {
+  const resp = await fetch('/api/v1/streams/' + encodeURIComponent(name) + '/recordings', { cache: 'no-store' });
+  if (!resp.ok) return null;
+  const { recordings } = await resp.json();
+  return (recordings || []).find((r) => r.state === 'recording' || r.state === 'live') || null;
+}
+
+let looking = null;
+async function lookForRecording() {
+  if (shopcast.mode !== 'live' || looking) return;
+  looking = currentRecording()
+    .then((rec) => {
+      shopcast.recording = rec && rec.url;
+      fromStart.disabled = !rec;
+    })
+    .catch(() => { fromStart.disabled = true; })
+    .finally(() => { looking = null; });
+}
+
+fromStart.addEventListener('click', async () => {
+  fromStart.disabled = true;
+  let rec = null;
+  try { rec = await currentRecording(); } catch { /* below */ }
+  if (!rec) {
+    shopcast.errors.push({ details: 'no recording of this stream to rewind', fatal: false });
+    lookForRecording();
+    return;
+  }
+  shopcast.recording = rec.url;
+  switchTo('dvr', () => {
+    player = startRecording(video, rec.url, onReport, { startPosition: 0 });
+    follow(player.hls);
+  });
+});
+
+toLive.addEventListener('click', () => {
+  switchTo('live', playLive);
+  fromStart.disabled = false;
+});
+
+// The scrubber spans what the recording holds so far (the native controls
+// show no timeline while the playlist grows).
+let dragging = false;
+scrub.addEventListener('pointerdown', () => { dragging = true; });
+scrub.addEventListener('pointerup', () => { dragging = false; });
+scrub.addEventListener('input', () => {
+  video.currentTime = Number(scrub.value);
+  showPosition();
+});
+function showPosition() {
+  if (shopcast.mode !== 'dvr') return;
+  const s = video.seekable;
+  const end = s.length ? s.end(s.length - 1) : (Number.isFinite(video.duration) ? video.duration : 0);
+  scrub.max = String(Math.max(0, end));
+  if (!dragging) scrub.value = String(video.currentTime);
+  const text = formatClock(video.currentTime) + ' / ' + formatClock(end);
+  position.textContent = text;
+  scrub.setAttribute('aria-valuetext', text);
+}
+for (const ev of ['timeupdate', 'durationchange', 'progress', 'seeked']) video.addEventListener(ev, showPosition);
+setInterval(lookForRecording, 5000);
+lookForRecording();
+
 // A dynamic import, so that the player still plays if the SDK is missing.
 import('/sdk/shopcast-cues.js')
-  .then(({ attach }) => { shopcast.sdk = attach(video, { onStart, onEnd, onAdd }); })
+  .then((m) => { sdkModule = m; if (!shopcast.sdk) shopcast.sdk = m.attach(video, { onStart, onEnd, onAdd }); })
   .catch((err) => { shopcast.errors.push({ details: 'cue SDK: ' + err.message, fatal: false }); });
+playLive();
 refreshEmpty();
