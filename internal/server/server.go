@@ -412,6 +412,7 @@ func replays(rec *recorder.Recorder) []web.Replay {
 	for _, m := range rec.List() {
 		out = append(out, web.Replay{
 			Stream:   m.Stream,
+			ID:       m.ID,
 			Start:    m.Start,
 			Duration: time.Duration(m.DurationMs) * time.Millisecond,
 			Products: m.Cues,
