@@ -73,6 +73,7 @@ bench:
 	$(GO) run ./cmd/shopcast-bench -run ramp,streams,idle
 	$(GO) run ./cmd/shopcast-bench -run ramp -steps 1000 -window 60s
 	$(GO) run ./cmd/shopcast-bench -run ramp -lowrate
+	$(GO) run ./cmd/shopcast-bench -run record,vod
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)
 fuzz:

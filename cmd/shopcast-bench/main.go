@@ -1,10 +1,10 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle] [-lowrate] [-window 10s]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle,record,vod] [-lowrate] [-window 10s]
 //
-// With -role load it is the load process of the ramp, streams and idle
-// benchmarks (bench.LoadRole): they start it themselves.
+// With -role load it is the load process of the ramp, streams, idle, cues,
+// record and vod benchmarks (bench.LoadRole): they start it themselves.
 package main
 
 import (
@@ -28,7 +28,7 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests)")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
@@ -40,7 +40,20 @@ func main() {
 	mutexProfile := flag.String("mutexprofile", "", "write the server process's mutex contention profile to this file")
 	memProfile := flag.String("memprofile", "", "write the server process's allocation profile to this file (with idle -release, also heap profiles FILE.closed, FILE.10s, ... after each reading)")
 	h2c := flag.Bool("h2c", false, "viewers and idle requests use HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1")
+	vodViewers := flag.Int("vod-viewers", 500, "concurrent replay viewers of the vod benchmark")
 	flag.Parse()
+	// record and vod measure for 30s unless -duration or -short is given.
+	recDuration := 30 * time.Second
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "duration":
+			recDuration = *duration
+		case "short":
+			if *short {
+				recDuration = 10 * time.Second
+			}
+		}
+	})
 	if *h2c {
 		// The load process inherits it.
 		_ = os.Setenv("SHOPCAST_BENCH_H2C", "1")
@@ -106,6 +119,45 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
+	if err := runRecorder(ctx, strings.Split(*run, ","), userFLV, recDuration, *vodViewers); err != nil {
+		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// runRecorder runs the record and vod benchmarks named in run.
+func runRecorder(ctx context.Context, run []string, flv string, d time.Duration, vodViewers int) error {
+	want := func(name string) bool { return slices.Contains(run, name) }
+	if !want("record") && !want("vod") {
+		return nil
+	}
+	if flv == "" {
+		path, note, err := bench.Fixture(ctx, "testdata/h264_aac.flv")
+		if err != nil {
+			return err
+		}
+		if note != "" {
+			fmt.Println("note:", note)
+		}
+		flv = path
+	}
+	fmt.Printf("shopcast-bench %s, %d CPUs, GOMAXPROCS %d, %s/%s, load average %s\n",
+		time.Now().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, bench.LoadAvg())
+	if want("record") {
+		fmt.Printf("record: %s, %s per run; server in-process, publisher and viewers in a load process; load average %s\n", flv, d, bench.LoadAvg())
+		r, err := bench.Record(ctx, bench.RecordConfig{FLV: flv, Duration: d, OnRun: func(r bench.RecordRun) { fmt.Println("  run:", r) }})
+		if err := report("record", r, err); err != nil {
+			return err
+		}
+	}
+	if want("vod") {
+		fmt.Printf("vod: %s, %s per run; server and http.FileServer in-process, replay viewers in a load process; load average %s\n", flv, d, bench.LoadAvg())
+		r, err := bench.VOD(ctx, bench.VODConfig{FLV: flv, Viewers: vodViewers, Duration: d, OnRun: func(r bench.VODRun) { fmt.Println("  run:", r) }})
+		if err := report("vod", r, err); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // runRamps runs the ramp, streams and idle benchmarks named in run.

@@ -36,7 +36,10 @@ type loadCmd struct {
 	// "latency" (Window: publish-to-deliverable of those viewers), "idle"
 	// (Base, N, Ramp: hold N blocking playlist requests), "release" (close
 	// the idle requests' connections and stop their requesters) or "cues" (Base:
-	// the cue API URL of a stream, Rate: cues/s posted from now on).
+	// the cue API URL of a stream, Rate: cues/s posted from now on), "vod"
+	// (Base, N, Ramp: replace the replay viewers by N of the recording's
+	// playlist Base; N 0 stops them) or "vodmeasure" (Window: what they
+	// read).
 	// Hinted, with "streams", gives each stream a second viewer whose part
 	// requests wait on the preload hint (viewer.runHinted).
 	Op     string
@@ -225,6 +228,7 @@ type load struct {
 	streams []*latencyStream
 	cues    *cueLoad  // the producers of "cues", nil before
 	idle    *idleLoad // the requesters of "idle", nil before
+	vod     *vodLoad  // the replay viewers of "vod", nil when none
 }
 
 // httpClient returns the load's HTTP client, able to keep a connection per
@@ -263,6 +267,10 @@ func (l *load) do(c loadCmd, r *loadReply) error {
 		return l.releaseIdle()
 	case "cues":
 		return l.addCueLoad(c)
+	case "vod":
+		return l.addVOD(c)
+	case "vodmeasure":
+		return l.measureVOD(c, r)
 	}
 	return errors.New("unknown op " + c.Op)
 }
