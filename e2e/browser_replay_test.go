@@ -293,6 +293,36 @@ func TestBrowserReplay(t *testing.T) {
 	})
 	t.Logf("seeking back to %.3f s: product 1 on screen at %.3f s", back, s.CurrentTime)
 	jump(1)
+
+	// A product's clip, the file a seller posts, plays in Chromium by itself.
+	clip := strings.TrimSuffix(rec.URL, "index.m3u8") + "clips/" + ids[1] + ".mp4"
+	play := fmt.Sprintf(`(() => { const v = document.createElement('video'); v.id = 'clip'; v.muted = true;
+  v.src = %s; document.body.appendChild(v); v.play(); })()`, jsString(clip))
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](play)); err != nil {
+		t.Fatal(err)
+	}
+	var clipState struct {
+		CurrentTime float64 `json:"currentTime"`
+		Duration    float64 `json:"duration"`
+		Error       int     `json:"error"`
+		Ended       bool    `json:"ended"`
+	}
+	waitUntil(t, 20*time.Second, "the clip to play to its end", func() bool {
+		st, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const v = document.getElementById('clip');
+  return JSON.stringify({currentTime: v.currentTime, duration: v.duration || 0, error: v.error ? v.error.code : 0, ended: v.ended}); })()`))
+		if err != nil || json.Unmarshal([]byte(st), &clipState) != nil {
+			return false
+		}
+		if clipState.Error != 0 {
+			t.Fatalf("Chromium cannot play the clip %s: media error %d", clip, clipState.Error)
+		}
+		return clipState.Ended
+	})
+	// The cue lasts 6 s; the clip is cut at the keyframes around it.
+	if clipState.Duration < 5.5 || clipState.Duration > 6+2+0.5 {
+		t.Errorf("the clip of a 6 s presentation lasts %.3f s in Chromium", clipState.Duration)
+	}
+	t.Logf("clip %s: played to its end in Chromium, %.3f s", clip, clipState.Duration)
 }
 
 // TestBrowserDVR: a viewer of a live sale 25 s in goes back to its start,
