@@ -148,23 +148,11 @@ func TestParts(t *testing.T) {
 	}
 }
 
-// held reports whether the test stream has a part served but not listed yet.
-func held(m *Manager) bool {
-	s, ok := m.Stream("test")
-	if !ok {
-		return false
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.held != nil
-}
-
 // TestPartClosesOnLastFrame checks that a part is published by the write of
 // its last frame, before the next frame arrives: a viewer blocked on the
 // next part gets it, and the part holds every frame written so far. A
-// segment's short last part is served at once too, but listed (and a
-// blocking reload for it answered) with the keyframe that closes its
-// segment.
+// segment's short last part is the exception: it comes out with the
+// keyframe that closes its segment.
 func TestPartClosesOnLastFrame(t *testing.T) {
 	t.Parallel()
 	for _, fr := range frameRates {
@@ -181,7 +169,7 @@ func TestPartClosesOnLastFrame(t *testing.T) {
 			for n := range rec.next {
 				framesInParts += len(decodeFragments(t, rec.parts[n])[0].tracks[1].samples)
 			}
-			shortLast, heldSeen := 0, 0
+			shortLast := 0
 			for range 16 {
 				mp := parseMedia(t, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body, m.Config())
 				msn := int64(mp.MediaSequence + len(mp.Segments))
@@ -198,20 +186,6 @@ func TestPartClosesOnLastFrame(t *testing.T) {
 					for rec.poll() == 0 {
 						sy.next()
 					}
-				}
-				if held(m) {
-					// A segment's short last part is out (the preload hint
-					// names it) but listed only with the keyframe that
-					// closes its segment: the blocking reload waits for it.
-					if m.Blocked() != 1 {
-						t.Fatalf("blocking request for %d.%d returned before the keyframe listed its short last part", msn, idx)
-					}
-					if _, err := fetchNow(m, fileReq(mp.PreloadHint.URI)); err != nil {
-						t.Fatalf("the hinted short last part %s is not served before the keyframe: %v", mp.PreloadHint.URI, err)
-					}
-					heldSeen++
-					sy.next()
-					rec.poll()
 				}
 				r := await(t, waiting, 5*time.Second)
 				if r.err != nil {
@@ -242,8 +216,8 @@ func TestPartClosesOnLastFrame(t *testing.T) {
 					t.Fatalf("after %d frames written, %d are in published parts: the part closed late", len(sy.sent), framesInParts)
 				}
 			}
-			if shortLast == 0 || heldSeen != shortLast {
-				t.Errorf("%d segments ended on a short part, %d of them served before the keyframe: each must be", shortLast, heldSeen)
+			if shortLast == 0 {
+				t.Error("no segment ended on a short part: that case was never checked")
 			}
 		})
 	}

@@ -159,10 +159,6 @@ func (p *publication) writeUnit(u *ingest.Unit) error {
 func (p *publication) writeLead(t *track, smp *sample) error {
 	s := p.s
 	cfg := &s.m.cfg
-	// A held part is listed by the next frame: with the keyframe that
-	// closes its segment below, or, when the prediction was wrong, as a
-	// short part inside its segment.
-	s.listHeld()
 	half := t.duration(uint64(smp.Duration) / 2)
 	if smp.key {
 		if p.sinceKey > 0 {
@@ -205,22 +201,19 @@ func (p *publication) writeLead(t *track, smp *sample) error {
 	// a new segment: close the segment's last part now, a frame early...
 	segDue := t.duration(end)-s.open.start >= cfg.TargetDuration-half
 	keyNext := p.gopLen > 0 && p.sinceKey == p.gopLen && segDue
-	// ...but a short one is only served, not listed. Apple's HLS authoring
-	// spec: "all Partial Segments except the last part of a segment must
-	// have a duration of at least 85% of PART-TARGET", and a playlist says
-	// which part is the last only by closing its segment (EXTINF). The
-	// segment cannot close on the prediction (a wrong one would start the
-	// next segment on a non-keyframe), so a short last part is held: a
-	// viewer waiting on the preload hint (its URI) gets it now, and the
-	// keyframe lists it and closes its segment under one lock, so no
-	// playlist version lists it open. Only a blocking reload for it waits
-	// the frame interval (33 ms at 30 fps).
+	// ...unless it is short. Apple's HLS authoring spec: "all Partial
+	// Segments except the last part of a segment must have a duration of at
+	// least 85% of PART-TARGET", and a playlist says which part is the last
+	// only by closing its segment (EXTINF). The segment cannot close on the
+	// prediction (a wrong one would start the next segment on a
+	// non-keyframe), so a short last part waits for the keyframe, which
+	// publishes it and closes its segment under one lock: no playlist
+	// version lists it open. That costs this part one frame interval, once
+	// per segment (33 ms at 30 fps: the 0.2 s tail of a 2 s segment cut in
+	// 0.3 s parts); the segment and the next part come out no later.
 	short := t.duration(end-p.partStart)*100 < cfg.PartTarget*minPartPercent
-	switch {
-	case full || keyNext && !short:
+	if full || keyNext && !short {
 		return p.closePart()
-	case keyNext:
-		return p.closePartAs(true)
 	}
 	return nil
 }
@@ -291,11 +284,7 @@ func (p *publication) dateLead(t *track, smp *sample, opening bool) {
 }
 
 // closePart turns the pending samples into a published part.
-func (p *publication) closePart() error { return p.closePartAs(false) }
-
-// closePartAs turns the pending samples into a part, published, or, with
-// hold, served under its name but not listed yet (Stream.held).
-func (p *publication) closePartAs(hold bool) error {
+func (p *publication) closePart() error {
 	s := p.s
 	if p.partLen == 0 || s.open == nil {
 		return nil
@@ -350,11 +339,7 @@ func (p *publication) closePartAs(hold bool) error {
 		at:          time.Now(),
 	}
 	p.partLen = 0
-	if hold {
-		s.holdPart(pa)
-	} else {
-		s.addPart(pa)
-	}
+	s.addPart(pa)
 	s.stats.part(p.unitAt)
 	return nil
 }
@@ -362,7 +347,6 @@ func (p *publication) closePartAs(hold bool) error {
 // flush publishes whatever the publisher sent last, ending the open segment.
 func (p *publication) flush() {
 	p.unitAt = time.Time{} // no unit completes this part: no lag to measure
-	p.s.listHeld()
 	_ = p.closePart()
 	p.s.closeSegment()
 }

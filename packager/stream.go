@@ -49,13 +49,9 @@ type Stream struct {
 	renderMu sync.Mutex
 	changed  chan struct{} // closed and replaced whenever anything is published
 
-	segs  []*segment // complete segments still servable, oldest first
-	open  *segment   // segment receiving parts
-	parts map[int64]*part
-	// held is the complete short last part of the open segment, served
-	// under its name but listed only with the keyframe that closes the
-	// segment (publication.writeLead).
-	held     *part
+	segs     []*segment // complete segments still servable, oldest first
+	open     *segment   // segment receiving parts
+	parts    map[int64]*part
 	inits    map[string]*initFile
 	nextMSN  int64
 	nextPart int64
@@ -307,22 +303,6 @@ func (s *Stream) openSegment(start time.Duration, pdt time.Time, init *initFile,
 	}
 	s.nextMSN++
 	s.openedAt = time.Now()
-}
-
-// holdPart serves p under its name, which the playlist's preload hint
-// already names, without listing it: see writeLead.
-func (s *Stream) holdPart(p *part) {
-	s.parts[p.n] = p
-	s.held = p
-	s.notify()
-}
-
-// listHeld lists the held part, if any, in the open segment.
-func (s *Stream) listHeld() {
-	if p := s.held; p != nil {
-		s.held = nil
-		s.addPart(p)
-	}
 }
 
 func (s *Stream) addPart(p *part) {
