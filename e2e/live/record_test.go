@@ -207,7 +207,7 @@ func TestE2ERecord(t *testing.T) {
 		t.Errorf("recording %+v: want one discontinuity, 3 cues, 2 codecs, about 20 s", rec)
 	}
 
-	if _, page, _ := get(t, srv.HTTP+"/"); !bytes.Contains(page, []byte(`<a href="`+rec.URL+`">sale</a>`)) || !bytes.Contains(page, []byte("3 products")) {
+	if _, page, _ := get(t, srv.HTTP+"/"); !bytes.Contains(page, []byte(`<a href="/replay/sale/`+rec.ID+`">sale</a>`)) || !bytes.Contains(page, []byte("3 products")) {
 		t.Errorf("the index page does not list the sale:\n%s", page)
 	}
 
