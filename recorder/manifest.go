@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopcast/shopcast/internal/atomicfile"
 	"github.com/shopcast/shopcast/internal/streamname"
 )
 
@@ -114,10 +115,10 @@ func (r *Recorder) recover() {
 		fromPlaylist(m, dir, closed)
 		b, err := m.marshal()
 		if err == nil {
-			err = writeAtomic(filepath.Join(dir, playlistFile), closed)
+			err = atomicfile.Replace(filepath.Join(dir, playlistFile), closed)
 		}
 		if err == nil {
-			err = writeAtomic(filepath.Join(dir, manifestFile), b)
+			err = atomicfile.Replace(filepath.Join(dir, manifestFile), b)
 		}
 		if err != nil {
 			r.log.Warn("recording left open by a crash not closed", "stream", m.Stream, "id", m.ID, "err", err)

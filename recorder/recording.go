@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shopcast/shopcast/internal/atomicfile"
 	"github.com/shopcast/shopcast/internal/hlsname"
 	"github.com/shopcast/shopcast/packager"
 )
@@ -123,7 +124,7 @@ func (r *Recorder) create(rec *recording, si *packager.SegmentInfo) error {
 // fsynced, then the playlist that lists it and the manifest.
 func (r *Recorder) append(rec *recording, si *packager.SegmentInfo) error {
 	if !rec.inits[si.Init.Name] {
-		if err := writeSynced(filepath.Join(rec.dir, si.Init.Name), si.Init.Body); err != nil {
+		if err := atomicfile.WriteSynced(filepath.Join(rec.dir, si.Init.Name), si.Init.Body); err != nil {
 			return err
 		}
 		rec.inits[si.Init.Name] = true
@@ -131,7 +132,7 @@ func (r *Recorder) append(rec *recording, si *packager.SegmentInfo) error {
 		rec.size += int64(len(si.Init.Body))
 	}
 	file := hlsname.Segment(si.MSN)
-	if err := writeSynced(filepath.Join(rec.dir, file), si.Body); err != nil {
+	if err := atomicfile.WriteSynced(filepath.Join(rec.dir, file), si.Body); err != nil {
 		return err
 	}
 	r.bytes.Add(int64(len(si.Body)))
@@ -163,7 +164,7 @@ func (r *Recorder) append(rec *recording, si *packager.SegmentInfo) error {
 
 // flush writes the playlist, then the manifest, each atomically.
 func (r *Recorder) flush(rec *recording, ended bool) error {
-	if err := writeAtomic(filepath.Join(rec.dir, playlistFile), rec.playlist(ended)); err != nil {
+	if err := atomicfile.Replace(filepath.Join(rec.dir, playlistFile), rec.playlist(ended)); err != nil {
 		return err
 	}
 	// The cue indexes before the manifest, which the API reads first.
@@ -172,21 +173,21 @@ func (r *Recorder) flush(rec *recording, ended bool) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(rec.dir, cuesFile), cb); err != nil {
+	if err := atomicfile.Replace(filepath.Join(rec.dir, cuesFile), cb); err != nil {
 		return err
 	}
 	ch, err := chapters(cues)
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(rec.dir, chaptersFile), ch); err != nil {
+	if err := atomicfile.Replace(filepath.Join(rec.dir, chaptersFile), ch); err != nil {
 		return err
 	}
 	b, err := rec.manifest(ended).marshal()
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(rec.dir, manifestFile), b)
+	return atomicfile.Replace(filepath.Join(rec.dir, manifestFile), b)
 }
 
 // updateEvent keeps an event's latest placement; the next playlist lists
@@ -310,43 +311,4 @@ func (rec *recording) manifest(ended bool) *Manifest {
 		}
 	}
 	return m
-}
-
-// writeSynced writes a file and fsyncs it.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
-// writeAtomic replaces path with data: a reader, or a crash, sees the old
-// file or the new one, never a part.
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := writeSynced(tmp, data); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("rename %s: %w", filepath.Base(path), err)
-	}
-	// The rename itself reaches the disk with the directory.
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

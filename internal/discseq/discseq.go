@@ -18,8 +18,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
+
+	"github.com/shopcast/shopcast/internal/atomicfile"
 )
 
 // Store hands out blocks of discontinuity sequence numbers per stream.
@@ -96,41 +97,10 @@ func (s *Store) writer() {
 		b, err := json.Marshal(s.next)
 		s.mu.Unlock()
 		if err == nil {
-			err = writeFile(s.Path, b)
+			err = atomicfile.Replace(s.Path, b)
 		}
 		if err != nil {
 			s.Logger.Warn("discontinuity sequences not recorded: after a restart a stream may repeat them", "path", s.Path, "err", err)
 		}
 	}
-}
-
-// writeFile replaces path with b durably: a temp file, fsync, rename, and
-// an fsync of the directory, so a crash leaves the old file or the new one.
-func writeFile(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // fails once renamed
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
