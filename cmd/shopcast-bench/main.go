@@ -131,18 +131,11 @@ func runRecorder(ctx context.Context, run []string, flv string, d time.Duration,
 	if !want("record") && !want("vod") {
 		return nil
 	}
-	if flv == "" {
-		path, note, err := bench.Fixture(ctx, "testdata/h264_aac.flv")
-		if err != nil {
-			return err
-		}
-		if note != "" {
-			fmt.Println("note:", note)
-		}
-		flv = path
+	flv, err := fixture(ctx, flv)
+	if err != nil {
+		return err
 	}
-	fmt.Printf("shopcast-bench %s, %d CPUs, GOMAXPROCS %d, %s/%s, load average %s\n",
-		time.Now().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, bench.LoadAvg())
+	printHeader()
 	if want("record") {
 		fmt.Printf("record: %s, %s per run; server in-process, publisher and viewers in a load process; load average %s\n", flv, d, bench.LoadAvg())
 		r, err := bench.Record(ctx, bench.RecordConfig{FLV: flv, Duration: d, OnRun: func(r bench.RecordRun) { fmt.Println("  run:", r) }})
@@ -192,17 +185,13 @@ func runRamps(ctx context.Context, run []string, flv string, lowRate bool, steps
 		}
 		flv = path
 	default:
-		path, note, err := bench.Fixture(ctx, "testdata/h264_aac.flv")
+		path, err := fixture(ctx, "")
 		if err != nil {
 			return err
 		}
-		if note != "" {
-			fmt.Println("note:", note)
-		}
 		flv = path
 	}
-	fmt.Printf("shopcast-bench %s, %d CPUs, GOMAXPROCS %d, %s/%s, load average %s\n",
-		time.Now().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, bench.LoadAvg())
+	printHeader()
 	if want("ramp") {
 		fmt.Printf("ramp: %s; server in-process, publisher and viewers in a load process; load average %s\n", flv, bench.LoadAvg())
 		r, err := bench.Ramp(ctx, bench.RampConfig{FLV: flv, Steps: counts, Window: window, OnStep: func(s bench.RampStep) { fmt.Println("  step:", s) }})
@@ -246,18 +235,11 @@ func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []stri
 	}) {
 		return nil
 	}
-	if flv == "" {
-		path, note, err := bench.Fixture(ctx, "testdata/h264_aac.flv")
-		if err != nil {
-			return err
-		}
-		if note != "" {
-			fmt.Println("note:", note)
-		}
-		flv = path
+	flv, err := fixture(ctx, flv)
+	if err != nil {
+		return err
 	}
-	fmt.Printf("shopcast-bench %s, %d CPUs, GOMAXPROCS %d, %s/%s, load average %s\n",
-		time.Now().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, bench.LoadAvg())
+	printHeader()
 	if slices.Contains(run, "latency") {
 		r, err := bench.PublishToDeliverable(ctx, bench.LatencyConfig{FLV: flv, Duration: d})
 		if err != nil {
@@ -305,4 +287,26 @@ func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []stri
 		fmt.Println("  load average after:", bench.LoadAvg())
 	}
 	return nil
+}
+
+// fixture returns flv, or when it is empty the 720p30 fixture made from
+// testdata (saying so when it had to be made differently).
+func fixture(ctx context.Context, flv string) (string, error) {
+	if flv != "" {
+		return flv, nil
+	}
+	path, note, err := bench.Fixture(ctx, "testdata/h264_aac.flv")
+	if err != nil {
+		return "", err
+	}
+	if note != "" {
+		fmt.Println("note:", note)
+	}
+	return path, nil
+}
+
+// printHeader prints the line that says when and on what a run was made.
+func printHeader() {
+	fmt.Printf("shopcast-bench %s, %d CPUs, GOMAXPROCS %d, %s/%s, load average %s\n",
+		time.Now().Format(time.RFC3339), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, bench.LoadAvg())
 }
