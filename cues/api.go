@@ -25,13 +25,8 @@ import (
 // Errors are JSON: {"error": "..."} (400 adds "field" and "message").
 // It is the HTTP layer over a Service, which places and ends the cues.
 type API struct {
-	// Service places and ends the cues. When nil, the API makes its own of
-	// Store, Timeline and Logger; it defaults to nil.
+	// Service places and ends the cues; it must be set.
 	Service *Service
-	// Store keeps the cues; used only when Service is nil.
-	Store *Store
-	// Timeline places cues in streams; used only when Service is nil.
-	Timeline Timeline
 	// Token is the bearer token the API requires (Authorization: Bearer
 	// TOKEN). Empty means no token: the API then answers only loopback
 	// clients that are not behind a proxy. It defaults to empty.
@@ -49,7 +44,6 @@ type API struct {
 	Observer CueObserver
 
 	once sync.Once
-	svc  *Service
 	mux  *http.ServeMux
 	lim  *limiter
 	now  func() time.Time // tests replace it
@@ -71,13 +65,9 @@ func (a *API) init() {
 	if a.Logger == nil {
 		a.Logger = slog.Default()
 	}
-	a.svc = a.Service
-	if a.svc == nil {
-		a.svc = &Service{Store: a.Store, Timeline: a.Timeline, Logger: a.Logger, now: a.now}
-	}
-	a.svc.Start()
+	a.Service.Start()
 	if a.now == nil {
-		a.now = a.svc.now
+		a.now = a.Service.now
 	}
 	a.lim = newLimiter(a.RatePerSecond, a.RatePerSecond)
 	mux := http.NewServeMux()
@@ -209,7 +199,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	stream := r.PathValue("name")
 	// A stream that is down but has cues on record goes on, for a retry
 	// of one of them; Service.Place answers a new cue with a 404.
-	if !a.svc.Timeline.HasStream(stream) && !a.svc.Store.Known(stream) {
+	if !a.Service.Timeline.HasStream(stream) && !a.Service.Store.Known(stream) {
 		writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
 		return
 	}
@@ -231,7 +221,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, err)
 		return
 	}
-	rec, replayed, err := a.svc.place(stream, c)
+	rec, replayed, err := a.Service.place(stream, c)
 	switch {
 	case errors.Is(err, ErrIDUsed):
 		writeJSON(w, http.StatusConflict, apiError{Error: "cue id already used in this stream", Field: "id"})
@@ -255,7 +245,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 
 // knownStream is a stream that is live or has cues on record.
 func (a *API) knownStream(w http.ResponseWriter, stream string) bool {
-	if a.svc.Timeline.HasStream(stream) || a.svc.Store.Known(stream) {
+	if a.Service.Timeline.HasStream(stream) || a.Service.Store.Known(stream) {
 		return true
 	}
 	writeJSON(w, http.StatusNotFound, errorBody("unknown stream"))
@@ -268,7 +258,7 @@ func (a *API) record(w http.ResponseWriter, r *http.Request) (string, *Record, b
 	if !a.knownStream(w, stream) {
 		return stream, nil, false
 	}
-	rec, err := a.svc.Store.Get(stream, id)
+	rec, err := a.Service.Store.Get(stream, id)
 	if errors.Is(err, ErrCueNotFound) || (err == nil && (rec.State == StateFailed || rec.State == StatePending)) {
 		writeJSON(w, http.StatusNotFound, errorBody("unknown cue"))
 		return stream, nil, false
@@ -285,7 +275,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if !a.knownStream(w, stream) {
 		return
 	}
-	recs, err := a.svc.Store.OpenCues(stream)
+	recs, err := a.Service.Store.OpenCues(stream)
 	if err != nil {
 		a.internal(w, r, stream, "cue store failed", err)
 		return
@@ -324,7 +314,7 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 	if !a.allow(w, stream) {
 		return
 	}
-	out, err := a.svc.End(stream, rec)
+	out, err := a.Service.End(stream, rec)
 	if err != nil {
 		a.internal(w, r, stream, "cue could not be ended", err)
 		return

@@ -550,29 +550,11 @@ func TestAPILogsAuthMode(t *testing.T) {
 		{"x", "requires a bearer token"},
 	} {
 		var buf bytes.Buffer
-		a := &API{Store: &Store{}, Timeline: newFake(), Token: tc.token, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+		log := slog.New(slog.NewTextHandler(&buf, nil))
+		a := &API{Service: &Service{Store: &Store{}, Timeline: newFake(), Logger: log}, Token: tc.token, Logger: log}
 		a.Start()
 		if !strings.Contains(buf.String(), tc.want) {
 			t.Fatalf("token %q: log %q", tc.token, buf.String())
 		}
-	}
-}
-
-// TestAPIWithoutService: an API given a Store and a Timeline, as before
-// the Service, makes its own and serves the same.
-func TestAPIWithoutService(t *testing.T) {
-	store := openStore(t, filepath.Join(t.TempDir(), "cues.db"))
-	t.Cleanup(func() { store.Close() })
-	fake := newFake("live")
-	a := &API{Store: store, Timeline: fake, Logger: slog.New(slog.DiscardHandler), now: fake.now}
-	r := httptest.NewRequest("POST", cuesPath, strings.NewReader(validCue))
-	r.RemoteAddr = "127.0.0.1:40000"
-	w := httptest.NewRecorder()
-	a.ServeHTTP(w, r)
-	if w.Code != http.StatusCreated || fake.event("live", "sneaker-42") == nil {
-		t.Fatalf("status %d %s", w.Code, w.Body)
-	}
-	if rec, err := store.Get("live", "sneaker-42"); err != nil || rec.State != statePlaced {
-		t.Fatalf("stored %+v %v", rec, err)
 	}
 }

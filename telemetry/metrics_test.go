@@ -47,7 +47,7 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(func() { _ = store.Close() })
 
 	met := &Metrics{Packager: mgr, Cues: store}
-	api := &cues.API{Store: store, Timeline: mgr, Logger: discard, Observer: met}
+	api := &cues.API{Service: &cues.Service{Store: store, Timeline: mgr, Logger: discard}, Logger: discard, Observer: met}
 	org := &origin.Server{Address: "127.0.0.1:0", Source: mgr, Observer: met}
 	org.Handle("/api/v1/", api)
 	org.Handle("GET /metrics", met.Handler())
