@@ -112,7 +112,7 @@
 // stream's media timeline under s.mu, at once or (for "now") on the next
 // lead frame (Stream.resolveNow in writeUnit). From there closePart puts
 // its emsg box in the part whose time range holds it (Stream.partBoxes),
-// the TS rendition sends the same ID3 bytes as a PES (ts_event.go,
+// the TS rendition sends the same ID3 bytes as a PES (ts_rendition.go,
 // tsRendition.eventItems), and the playlists list it as EXT-X-DATERANGE
 // (Stream.dateRanges) while it overlaps the window. Config.OnStreamStart
 // lets the cues put stored events back on a stream that starts afresh; it

@@ -3,6 +3,7 @@ package packager
 import (
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -295,6 +296,9 @@ func (r *tsRendition) segment(msn int64) *tsSegment {
 	}
 	return nil
 }
+
+// errShortNALU is a video sample whose NAL unit lengths do not add up.
+var errShortNALU = errors.New("mpeg-ts: malformed length-prefixed NAL unit")
 
 // annexB appends an fMP4 video sample (length-prefixed NAL units) as an
 // Annex-B access unit: an access unit delimiter first (Apple's HLS
