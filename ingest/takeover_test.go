@@ -186,6 +186,13 @@ func TestRTMPTakeoverAfterSilence(t *testing.T) {
 			// Unpaced, so that the stall starts at once; after 2.5s of
 			// media, more than the server's 2s track probe reads.
 			old, _, oldDone := livePublisher(t, ts, "/live/shop", testpub.Options{Unpaced: true, Loops: 1, StallAfter: 2500 * time.Millisecond})
+			// The silence starts once the server has read the burst: on a
+			// busy machine that takes longer than the silence itself.
+			waitUntil(t, &ts.sink.notifier, 10*time.Second, "the old publisher's burst to be read", func() bool {
+				ts.sink.mu.Lock()
+				defer ts.sink.mu.Unlock()
+				return len(old.units) > 0 && old.units[len(old.units)-1].DTS >= 2300*time.Millisecond
+			}, nil)
 
 			start := time.Now()
 			newDone := make(chan error, 1)
