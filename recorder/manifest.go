@@ -125,6 +125,9 @@ func (r *Recorder) recover() {
 			continue
 		}
 		r.log.Info("recording left open by a crash closed", "stream", m.Stream, "id", m.ID, "segments", m.Segments)
+		if r.cfg.OnReady != nil {
+			r.cfg.OnReady(m.Stream, m.ID)
+		}
 	}
 }
 

@@ -73,6 +73,11 @@ type Config struct {
 	// FreeBytes reads the free space of Dir's file system. It defaults to
 	// statfs; tests fake a full disk with it.
 	FreeBytes func(dir string) (int64, error)
+	// OnReady, when set, is called once a recording is closed as VOD (its
+	// stream ended, or Start closed what a crash left open), from the
+	// writer goroutine or Start: it must return at once. It defaults to
+	// nil.
+	OnReady func(stream, id string)
 }
 
 // Stats are the recorder's counters, for metrics.

@@ -230,6 +230,9 @@ func (r *Recorder) endRecording(se *packager.StreamEnd) {
 		return
 	}
 	r.log.Info("recording ended", "stream", se.Stream, "id", rec.id, "duration", rec.dur, "bytes", rec.size)
+	if r.cfg.OnReady != nil {
+		r.cfg.OnReady(se.Stream, rec.id)
+	}
 }
 
 // playlist renders the media playlist: EVENT while it grows, VOD with
