@@ -150,6 +150,22 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*int64Value)(&c.RecordMinFreeBytes) }},
 	{name: "publish_keys", noFlag: true, usage: `secret stream key -> public name; file: {"KEY": "NAME"}, env: KEY=NAME,KEY2=NAME2; never a flag, never logged`,
 		value: func(c *Config) flag.Value { return (*keysValue)(&c.PublishKeys) }},
+	{name: "webhooks", noFlag: true, usage: `endpoints of signed webhook events: [{"url": "https://...", "secret": "whsec_...", "events": ["cue.started"]}] in the file or the environment (events: optional filter); never a flag, secrets never logged`,
+		value: func(c *Config) flag.Value { return (*webhooksValue)(&c.Webhooks) }},
+	{name: "webhook_outbox", arg: "FILE", usage: "file (bbolt) of the webhook events not yet delivered; empty: shopcast-webhooks.db next to cue_store",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.WebhookOutbox) }},
+	{name: "webhook_outbox_max", arg: "N", usage: "deliveries the webhook outbox holds; when full, the oldest are dropped",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.WebhookOutboxMax) }},
+	{name: "webhook_queue", arg: "N", usage: "webhook events waiting to be written to the outbox; more are dropped rather than slow the streams",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.WebhookQueue) }},
+	{name: "webhook_attempts", arg: "N", usage: "attempts of a webhook delivery before it is given up",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.WebhookAttempts) }},
+	{name: "webhook_backoff_base", arg: "DURATION", usage: "wait after a webhook delivery's first failed attempt, doubled after each further one",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.WebhookBackoffBase) }},
+	{name: "webhook_backoff_max", arg: "DURATION", usage: "longest wait between two attempts of a webhook delivery",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.WebhookBackoffMax) }},
+	{name: "webhook_timeout", arg: "DURATION", usage: "time allowed to one webhook delivery attempt",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.WebhookTimeout) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/webhooks"
 )
 
 // Config is the server's settings. Each field's comment states its default,
@@ -146,6 +147,32 @@ type Config struct {
 	// pauses. It defaults to 1073741824 (1 GiB).
 	RecordMinFreeBytes int64
 
+	// Webhooks are the endpoints that receive signed events
+	// (stream.started, stream.ended, recording.ready, cue.started,
+	// cue.ended, poll.closed; package webhooks, docs/webhooks.md). Their
+	// secrets are never logged. It defaults to none.
+	Webhooks []webhooks.Endpoint
+	// WebhookOutbox is the file (bbolt) of the events not yet delivered.
+	// Empty (the default) is "shopcast-webhooks.db" next to the cue store.
+	WebhookOutbox string
+	// WebhookOutboxMax caps the deliveries waiting in the outbox; when
+	// full, the oldest are dropped. It defaults to 10000.
+	WebhookOutboxMax int
+	// WebhookQueue is how many events may wait to be written to the
+	// outbox; more are dropped rather than slow the streams. It defaults
+	// to 1024.
+	WebhookQueue int
+	// WebhookAttempts is how many times a delivery is tried before it is
+	// given up. It defaults to 8.
+	WebhookAttempts int
+	// WebhookBackoffBase is the wait after a delivery's first failed
+	// attempt, doubled after each further one up to WebhookBackoffMax.
+	// They default to 1s and 5m.
+	WebhookBackoffBase time.Duration
+	WebhookBackoffMax  time.Duration
+	// WebhookTimeout bounds one delivery attempt. It defaults to 10s.
+	WebhookTimeout time.Duration
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -162,6 +189,15 @@ func (c *Config) RecordPath() string {
 		return c.RecordDir
 	}
 	return filepath.Join(filepath.Dir(c.CueStore), "recordings")
+}
+
+// WebhookOutboxPath is the file of the webhook outbox: WebhookOutbox, or
+// "shopcast-webhooks.db" next to the cue store.
+func (c *Config) WebhookOutboxPath() string {
+	if c.WebhookOutbox != "" {
+		return c.WebhookOutbox
+	}
+	return filepath.Join(filepath.Dir(c.CueStore), "shopcast-webhooks.db")
 }
 
 // Defaults returns the default of every setting, for embedders and tests
@@ -206,6 +242,13 @@ func Defaults() Config {
 		Record:                 true,
 		RecordRetention:        30 * 24 * time.Hour,
 		RecordMinFreeBytes:     1 << 30,
+		Webhooks:               []webhooks.Endpoint{},
+		WebhookOutboxMax:       10000,
+		WebhookQueue:           1024,
+		WebhookAttempts:        8,
+		WebhookBackoffBase:     time.Second,
+		WebhookBackoffMax:      5 * time.Minute,
+		WebhookTimeout:         10 * time.Second,
 	}
 }
 
@@ -268,6 +311,18 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("rtsp_pull: %w", err))
 		}
 	}
+	for i := range c.Webhooks {
+		// The errors name the URL without its password, never the secret.
+		if err := c.Webhooks[i].Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("webhooks: endpoint %d: %w", i+1, err))
+		}
+	}
+	check(c.WebhookOutboxMax > 0, "webhook_outbox_max: %d is not positive", c.WebhookOutboxMax)
+	check(c.WebhookQueue > 0, "webhook_queue: %d is not positive", c.WebhookQueue)
+	check(c.WebhookAttempts > 0, "webhook_attempts: %d is not positive", c.WebhookAttempts)
+	check(c.WebhookBackoffBase > 0, "webhook_backoff_base: %v is not positive", c.WebhookBackoffBase)
+	check(c.WebhookBackoffMax >= c.WebhookBackoffBase, "webhook_backoff_max: %v is under webhook_backoff_base (%v)", c.WebhookBackoffMax, c.WebhookBackoffBase)
+	check(c.WebhookTimeout > 0, "webhook_timeout: %v is not positive", c.WebhookTimeout)
 	return errors.Join(errs...)
 }
 

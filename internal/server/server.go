@@ -128,6 +128,15 @@ func (s *Server) Start() (err error) {
 		}
 	}
 
+	// Webhooks: the outbox opens before what feeds it (the recorder, the
+	// packager, the cue service) and closes after them, once their last
+	// news is stored; the cue store, which it reads, closes after it.
+	wh, err := s.startWebhooks(store)
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	s.push(wh.Close)
+
 	// The recorder writes what the packager hands over; it opens before the
 	// packager (closing what a crash left open) and closes after it, once
 	// the streams' ends closed their recordings.
@@ -146,6 +155,7 @@ func (s *Server) Start() (err error) {
 			CORSOrigin:   cfg.CORSOrigin,
 			Logger:       log,
 			FreeBytes:    cfg.recordFreeBytes,
+			OnReady:      recordingReady(wh),
 		}
 		if playAuth != nil {
 			rcfg.PlayAuth = playAuth
@@ -158,9 +168,14 @@ func (s *Server) Start() (err error) {
 		hooks = rec.Hooks()
 	}
 
+	// Webhooks hear of stream starts before the cue service places the
+	// stream's cues, so stream.started comes first.
+	hooks = chainHooks(hooks, wh.Hooks())
+	onStreamStart := chainStart(wh.StreamStarted, cueService.StreamStarted)
+
 	s.manager = packager.New(packager.Config{
 		Hooks:         hooks,
-		OnStreamStart: cueService.StreamStarted,
+		OnStreamStart: onStreamStart,
 		OnData:        cueService.PublisherData,
 		FirstNumbers: func(stream string) packager.Numbers {
 			n := packager.WallClockNumbers()
@@ -184,6 +199,7 @@ func (s *Server) Start() (err error) {
 		metrics.Recorder = rec
 	}
 	metrics.Start()
+	metrics.Registry().MustRegister(telemetry.NewWebhookCollector(wh))
 	cueAPI.Observer = metrics
 
 	// One registry for every ingest protocol (and the camera pulls), so
