@@ -239,10 +239,17 @@ func (s *Service) Start() error {
 	if len(orphans) > 0 {
 		s.log.Warn("webhook outbox: deliveries to endpoints no longer configured were dropped", "count", len(orphans))
 		s.dropped.Add(int64(len(orphans)))
-		if err := box.write(nil, orphans); err != nil {
-			s.log.Error("webhook outbox write failed", "err", err)
-		}
 	}
+	// Every session of the process that wrote the outbox has ended with
+	// it (a new process starts new sessions): their cues ended no later
+	// than now.
+	w := &write{}
+	s.endCues(func(*delivery) bool { return true }, s.now(), w)
+	w.del = append(w.del, orphans...)
+	if err := box.write(w.putList(), w.del); err != nil {
+		s.log.Error("webhook outbox write failed", "err", err)
+	}
+	s.depth.Store(int64(len(s.all)))
 	if len(s.all) > 0 {
 		s.log.Info("webhook outbox: resuming deliveries", "count", len(s.all))
 	}
@@ -504,35 +511,45 @@ func (s *Service) applyEvent(ei *packager.EventInfo, at time.Time, w *write) {
 	}
 }
 
-// applyEnd sends stream.ended after what the session's cues had pending:
-// a cue that had not started is dropped, one that had not ended ends now.
+// applyEnd sends stream.ended after what the session's cues had pending.
 func (s *Service) applyEnd(se *packager.StreamEnd, at time.Time, w *write) {
-	notStarted := map[string]bool{}
-	for _, ep := range s.eps {
-		for _, d := range ep.streams[se.Stream] {
-			if d.Key != "" && d.Msg.Data.Session == se.Session && d.Msg.Type == CueStarted && d.Due.After(at) && !d.inflight {
-				notStarted[d.Key] = true
-			}
-		}
-	}
-	for _, ep := range s.eps {
-		for _, d := range slices.Clone(ep.streams[se.Stream]) {
-			switch {
-			case d.Key == "" || d.Msg.Data.Session != se.Session || d.inflight:
-			case notStarted[d.Key]:
-				s.remove(d, w)
-			case d.Msg.Type == CueEnded && d.Due.After(at):
-				d.Msg.Data.End, d.Msg.Timestamp = &Time{Wall: at}, at
-				s.reschedule(d, at, w)
-			}
-		}
-	}
+	s.endCues(func(d *delivery) bool { return d.Msg.Data.Stream == se.Stream && d.Msg.Data.Session == se.Session }, at, w)
 	for k := range s.cueIDs {
 		if strings.HasPrefix(k, cueKey(se.Stream, se.Session, "")) {
 			delete(s.cueIDs, k)
 		}
 	}
 	s.emit(w, "", at, Message{Type: StreamEnded, Timestamp: at, Data: Data{Stream: se.Stream, Session: se.Session}})
+}
+
+// endCues settles the pending cue events of the sessions that ended at
+// at (those of which match is true): a cue that had not started is
+// dropped, one that had not ended ends at at.
+func (s *Service) endCues(match func(*delivery) bool, at time.Time, w *write) {
+	notStarted := map[string]bool{}
+	for _, ep := range s.eps {
+		for _, q := range ep.streams {
+			for _, d := range q {
+				if d.Key != "" && match(d) && d.Msg.Type == CueStarted && d.Due.After(at) && !d.inflight {
+					notStarted[d.Key] = true
+				}
+			}
+		}
+	}
+	for _, ep := range s.eps {
+		for _, q := range ep.streams {
+			for _, d := range slices.Clone(q) {
+				switch {
+				case d.Key == "" || !match(d) || d.inflight:
+				case notStarted[d.Key]:
+					s.remove(d, w)
+				case d.Msg.Type == CueEnded && d.Due.After(at):
+					d.Msg.Data.End, d.Msg.Timestamp = &Time{Wall: at}, at
+					s.reschedule(d, at, w)
+				}
+			}
+		}
+	}
 }
 
 // forKey calls do for each delivery of cue key k that match picks.

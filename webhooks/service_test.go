@@ -278,7 +278,7 @@ func TestGiveUp(t *testing.T) {
 	// The next event is sent: the given-up one no longer holds the stream.
 	rcv.setAnswer(nil)
 	s.Hooks().OnStreamEnd(packager.StreamEnd{Stream: "shop", Session: 1})
-	waitFor(t, "the next event", func() bool { return len(rcv.delivered()) == 1 })
+	waitFor(t, "the next event", func() bool { return s.Stats().Delivered == 1 })
 	if got := rcv.delivered()[0].typ; got != StreamEnded {
 		t.Errorf("delivered %s, want stream.ended", got)
 	}
@@ -516,7 +516,9 @@ func TestOutboxBounded(t *testing.T) {
 }
 
 // TestRestartRedelivery: what the outbox holds when the service stops is
-// delivered by the next one on the same file, once, with the same ids.
+// delivered by the next one on the same file, once, with the same ids;
+// the cues of the sessions that died with the process end at the
+// restart, and those that had not started are dropped.
 func TestRestartRedelivery(t *testing.T) {
 	rcv := newReceiver(t, func(int, Message) int { return http.StatusInternalServerError })
 	path := filepath.Join(t.TempDir(), "webhooks.db")
@@ -524,6 +526,9 @@ func TestRestartRedelivery(t *testing.T) {
 	s1, _ := startService(t, cfg)
 	s1.StreamStarted("shop")
 	s1.Hooks().OnStreamEnd(packager.StreamEnd{Stream: "shop", Session: 1})
+	now := time.Now()
+	s1.Hooks().OnEvent(cueEvent("shop", 2, "c", now, now.Add(time.Hour)))
+	s1.Hooks().OnEvent(cueEvent("shop", 2, "later", now.Add(time.Hour), time.Time{}))
 	flush(t, s1)
 	waitFor(t, "a refused attempt", func() bool { return len(rcv.all()) >= 1 })
 	refused := rcv.all()[0].id
@@ -531,16 +536,20 @@ func TestRestartRedelivery(t *testing.T) {
 
 	rcv.setAnswer(nil)
 	s2, _ := startService(t, cfg)
-	waitFor(t, "the redelivery", func() bool { return s2.Stats().Delivered == 2 })
+	restarted := time.Now()
+	waitFor(t, "the redelivery", func() bool { return s2.Stats().Delivered == 4 })
 	flush(t, s2)
 	got := rcv.delivered()
-	if fmt.Sprint(types(got)) != fmt.Sprint([]string{StreamStarted, StreamEnded}) {
+	if fmt.Sprint(types(got)) != fmt.Sprint([]string{StreamStarted, StreamEnded, CueStarted, CueEnded}) {
 		t.Fatalf("delivered %v", types(got))
+	}
+	if end := got[3].msg.Data.End; end == nil || end.MediaMs != nil || end.Wall.Before(restarted.Add(-time.Second)) || end.Wall.After(time.Now()) {
+		t.Errorf("the dead session's cue ends at %+v, want the restart", end)
 	}
 	if got[0].id != refused {
 		t.Errorf("redelivered with id %s, refused attempt had %s", got[0].id, refused)
 	}
-	if st := s2.Stats(); st.Depth != 0 || st.Delivered != 2 {
+	if st := s2.Stats(); st.Depth != 0 || st.Delivered != 4 {
 		t.Errorf("stats %+v", st)
 	}
 	rcv.check()
