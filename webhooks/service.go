@@ -267,7 +267,12 @@ func (s *Service) Close() {
 		return
 	}
 	if s.box != nil {
-		s.in <- input{} // wakes the writer, which drains and stops
+		// Wakes the writer, which drains and stops; a full queue wakes
+		// it anyway.
+		select {
+		case s.in <- input{}:
+		default:
+		}
 	}
 	<-s.done
 	s.stop()
