@@ -118,6 +118,7 @@ type Service struct {
 	cueIDs map[string]*cueSeen
 
 	delivered, retried, failed, dropped, depth atomic.Int64
+	dropLogged                                 atomic.Int64 // unix ns of the last "queue full" line
 }
 
 // endpoint is an Endpoint with its worker's state.
@@ -344,7 +345,11 @@ func (s *Service) put(in input) {
 	case s.in <- in:
 	default:
 		s.dropped.Add(1)
-		s.log.Warn("webhook queue full: news dropped", "stream", in.stream())
+		// One line a second at most: a flood must not become one of log
+		// lines under the stream's lock.
+		if last := s.dropLogged.Load(); in.at.UnixNano()-last >= int64(time.Second) && s.dropLogged.CompareAndSwap(last, in.at.UnixNano()) {
+			s.log.Warn("webhook queue full: events dropped", "stream", in.stream(), "webhook_queue", s.cfg.Queue, "dropped_total", s.dropped.Load())
+		}
 	}
 }
 
