@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -237,5 +238,33 @@ func TestMomentCarriage(t *testing.T) {
 				t.Fatalf("emsg %+v", e)
 			}
 		})
+	}
+}
+
+// TestDocsMoments checks that the moment examples in docs/cues.md are the
+// wire JSON the code produces for them.
+func TestDocsMoments(t *testing.T) {
+	doc, err := os.ReadFile("../docs/cues.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{validPoll, validDeal, validUpdate} {
+		c, err := DecodeCue([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := c.Wire()
+		if !strings.Contains(string(doc), "\n"+string(w)+"\n") {
+			t.Errorf("docs/cues.md lacks the %s example; it is now:\n%s", c.Type, w)
+		}
+	}
+	res := &Cue{V: 1, ID: pollResultID("poll-1"), Type: TypePollResult, DurationMs: DefaultPollResultMs,
+		PollResult: &PollResult{Poll: "poll-1", Question: "Which colour next?", Options: []string{"Red", "Blue", "Green"}, Counts: []int64{12, 30, 7}}}
+	if err := res.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := res.Wire()
+	if !strings.Contains(string(doc), "\n"+string(w)+"\n") {
+		t.Errorf("docs/cues.md lacks the poll_result example; it is now:\n%s", w)
 	}
 }
