@@ -222,7 +222,11 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, replayed, err := a.Service.place(stream, c)
+	var fe *FieldError
 	switch {
+	case errors.As(err, &fe): // a `replaces` that names no active cue
+		writeJSON(w, http.StatusBadRequest, fe)
+		return
 	case errors.Is(err, ErrIDUsed):
 		writeJSON(w, http.StatusConflict, apiError{Error: "cue id already used in this stream", Field: "id"})
 		return

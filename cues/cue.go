@@ -22,8 +22,17 @@ import (
 const (
 	// Version is the cue schema version, the `v` field.
 	Version = 1
-	// TypeProduct is the one cue type schema v1 defines.
+	// TypeProduct shows a product card.
 	TypeProduct = "product"
+	// TypePoll asks the audience a question with 2 to 4 options, open for
+	// the cue's duration.
+	TypePoll = "poll"
+	// TypePollResult is the outcome of a poll, which the Service emits
+	// itself at the poll's end media time; it cannot be posted.
+	TypePollResult = "poll_result"
+	// TypeDeal is a flash deal on a product, counting down to the cue's end
+	// media time.
+	TypeDeal = "deal"
 
 	maxSKU      = 128  // bytes
 	maxTitle    = 256  // characters
@@ -53,12 +62,24 @@ type Cue struct {
 	// and an id used once in a stream is never accepted again. The API
 	// generates one when the client sends none.
 	ID string `json:"id,omitempty"`
-	// Type is what the cue shows. Only "product" exists in v1; other types
-	// are refused until they are defined, and each will have its own field
-	// next to Product.
+	// Type is what the cue shows: "product", "poll", "poll_result" or
+	// "deal". Each type has its own field below; players ignore types they
+	// do not know.
 	Type string `json:"type"`
+	// Replaces names an active product or deal cue of the stream that this
+	// one takes over (a price drop, "only 3 left", sold out): the old cue
+	// ends where this one starts, and players swap the card in place.
+	// RFC 8216bis 4.4.5.1 forbids changing a DATERANGE's attributes under
+	// its ID, so an update is a new cue with a new id.
+	Replaces string `json:"replaces,omitempty"`
 	// Product is the product shown, for type "product".
 	Product *Product `json:"product,omitempty"`
+	// Poll is the question asked, for type "poll".
+	Poll *Poll `json:"poll,omitempty"`
+	// PollResult is a closed poll's outcome, for type "poll_result".
+	PollResult *PollResult `json:"poll_result,omitempty"`
+	// Deal is the flash deal, for type "deal".
+	Deal *Deal `json:"deal,omitempty"`
 	// At is when the cue starts. It defaults to "now".
 	At At `json:"at"`
 	// DurationMs is how long the cue lasts. Zero means open-ended: until
@@ -78,6 +99,36 @@ type Product struct {
 	Badge string `json:"badge,omitempty"`
 	// Discount is an optional short display label, e.g. "-20%".
 	Discount string `json:"discount,omitempty"`
+}
+
+// Poll is what a poll cue asks. The audience answers through the signals
+// API while the cue is on (Service.OpenPoll).
+type Poll struct {
+	Question string `json:"question"`
+	// Options are the answers, 2 to 4, each shown as a button.
+	Options []string `json:"options"`
+}
+
+// PollResult is the outcome of poll Poll, emitted by the Service when the
+// poll closes. Question and Options repeat the poll's, so that a viewer
+// who missed the poll can show the result.
+type PollResult struct {
+	Poll     string   `json:"poll"`
+	Question string   `json:"question"`
+	Options  []string `json:"options"`
+	// Counts are the votes per option, in Options' order.
+	Counts []int64 `json:"counts"`
+}
+
+// Deal is a flash deal: Product at Price until the cue ends. The end is a
+// media time (start + duration_ms), so every viewer's countdown reaches
+// zero on the same frame.
+type Deal struct {
+	Product Product `json:"product"`
+	// Price is the deal price; Product.Price is the regular one.
+	Price Price `json:"price"`
+	// Units is how many are available at that price; 0 leaves it unsaid.
+	Units int64 `json:"units,omitempty"`
 }
 
 // Price is an amount in a currency.
@@ -171,17 +222,7 @@ func (c *Cue) Validate() error {
 	if c.ID != "" && !idPattern.MatchString(c.ID) {
 		return fieldErr("id", "must be 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'")
 	}
-	switch c.Type {
-	case TypeProduct:
-	case "":
-		return fieldErr("type", "required; must be %q", TypeProduct)
-	default:
-		return fieldErr("type", "unknown cue type %q; supported: %q", c.Type, TypeProduct)
-	}
-	if c.Product == nil {
-		return fieldErr("product", "required for type %q", TypeProduct)
-	}
-	if err := c.Product.validate("product"); err != nil {
+	if err := c.validateBody(); err != nil {
 		return err
 	}
 	switch c.At.Kind {
@@ -200,7 +241,7 @@ func (c *Cue) Validate() error {
 	if c.DurationMs < 0 || c.DurationMs > maxDuration {
 		return fieldErr("duration_ms", "must be a whole number of ms from 1 to %d; leave it out for an open-ended cue", maxDuration)
 	}
-	return nil
+	return c.validateTiming()
 }
 
 func (p *Product) validate(path string) error {
@@ -210,14 +251,8 @@ func (p *Product) validate(path string) error {
 	if err := checkText(path+".title", p.Title, true, maxTitle, true); err != nil {
 		return err
 	}
-	if p.Price.Amount == "" {
-		return fieldErr(path+".price.amount", "required: a decimal string like \"19.99\"")
-	}
-	if len(p.Price.Amount) > maxAmount || !amountPattern.MatchString(p.Price.Amount) {
-		return fieldErr(path+".price.amount", "must be a decimal string like \"19.99\" (digits, at most 4 decimals, no sign or exponent)")
-	}
-	if !currencyPat.MatchString(p.Price.Currency) {
-		return fieldErr(path+".price.currency", "must be an ISO 4217 code: 3 upper-case letters like \"EUR\"")
+	if err := p.Price.validate(path + ".price"); err != nil {
+		return err
 	}
 	if err := checkURL(path+".image_url", p.ImageURL); err != nil {
 		return err
@@ -229,6 +264,19 @@ func (p *Product) validate(path string) error {
 		return err
 	}
 	return checkText(path+".discount", p.Discount, false, maxLabel, true)
+}
+
+func (p *Price) validate(path string) error {
+	if p.Amount == "" {
+		return fieldErr(path+".amount", "required: a decimal string like \"19.99\"")
+	}
+	if len(p.Amount) > maxAmount || !amountPattern.MatchString(p.Amount) {
+		return fieldErr(path+".amount", "must be a decimal string like \"19.99\" (digits, at most 4 decimals, no sign or exponent)")
+	}
+	if !currencyPat.MatchString(p.Currency) {
+		return fieldErr(path+".currency", "must be an ISO 4217 code: 3 upper-case letters like \"EUR\"")
+	}
+	return nil
 }
 
 // checkText refuses what an HLS quoted-string cannot carry. RFC 8216bis
@@ -285,16 +333,20 @@ func checkURL(field, s string) error {
 
 // Wire is the compact JSON that players receive: in the ID3 TXXX value and,
 // hex-encoded, in X-COM-SHOPCAST-CUE. It is the cue without `at` (the
-// carriage gives the time): {"v":1,"id":...,"type":...,"product":{...},
-// "duration_ms":...}. HTML characters are not escaped.
+// carriage gives the time): {"v":1,"id":...,"type":...,"replaces":...,
+// "product"|"poll"|"poll_result"|"deal":{...},"duration_ms":...}. HTML characters are not escaped.
 func (c *Cue) Wire() ([]byte, error) {
 	w := struct {
-		V          int      `json:"v"`
-		ID         string   `json:"id"`
-		Type       string   `json:"type"`
-		Product    *Product `json:"product,omitempty"`
-		DurationMs int64    `json:"duration_ms,omitempty"`
-	}{c.V, c.ID, c.Type, c.Product, c.DurationMs}
+		V          int         `json:"v"`
+		ID         string      `json:"id"`
+		Type       string      `json:"type"`
+		Replaces   string      `json:"replaces,omitempty"`
+		Product    *Product    `json:"product,omitempty"`
+		Poll       *Poll       `json:"poll,omitempty"`
+		PollResult *PollResult `json:"poll_result,omitempty"`
+		Deal       *Deal       `json:"deal,omitempty"`
+		DurationMs int64       `json:"duration_ms,omitempty"`
+	}{c.V, c.ID, c.Type, c.Replaces, c.Product, c.Poll, c.PollResult, c.Deal, c.DurationMs}
 	return compactJSON(w)
 }
 

@@ -27,6 +27,9 @@ func DecodeCue(data []byte) (*Cue, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkPostable(c, ""); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -82,6 +85,22 @@ func decodeCueValue(raw json.RawMessage, prefix string) (*Cue, error) {
 			if !isNull(v) {
 				c.Product, err = decodeProduct(v, p("product"))
 			}
+		case "replaces":
+			if !isNull(v) {
+				c.Replaces, err = stringField(p("replaces"), v)
+			}
+		case "poll":
+			if !isNull(v) {
+				c.Poll, err = decodePoll(v, p("poll"))
+			}
+		case "poll_result":
+			if !isNull(v) {
+				c.PollResult, err = decodePollResult(v, p("poll_result"))
+			}
+		case "deal":
+			if !isNull(v) {
+				c.Deal, err = decodeDeal(v, p("deal"))
+			}
 		case "at":
 			if !isNull(v) {
 				var msg string
@@ -120,22 +139,7 @@ func decodeProduct(raw json.RawMessage, path string) (*Product, error) {
 		case "title":
 			pr.Title, err = stringField(f, v)
 		case "price":
-			err = eachField(v, f, func(key string, v json.RawMessage) error {
-				ff := f + "." + key
-				var err error
-				switch key {
-				case "amount":
-					if len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')) {
-						return fieldErr(ff, "must be a decimal string like \"19.99\", not a JSON number")
-					}
-					pr.Price.Amount, err = stringField(ff, v)
-				case "currency":
-					pr.Price.Currency, err = stringField(ff, v)
-				default:
-					err = fieldErr(ff, "unknown field")
-				}
-				return err
-			})
+			pr.Price, err = decodePrice(v, f)
 		case "image_url":
 			pr.ImageURL, err = stringField(f, v)
 		case "url":
@@ -157,6 +161,27 @@ func decodeProduct(raw json.RawMessage, path string) (*Product, error) {
 		return nil, err
 	}
 	return pr, nil
+}
+
+func decodePrice(raw json.RawMessage, path string) (Price, error) {
+	var pr Price
+	err := eachField(raw, path, func(key string, v json.RawMessage) error {
+		f := path + "." + key
+		var err error
+		switch key {
+		case "amount":
+			if len(v) > 0 && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')) {
+				return fieldErr(f, "must be a decimal string like \"19.99\", not a JSON number")
+			}
+			pr.Amount, err = stringField(f, v)
+		case "currency":
+			pr.Currency, err = stringField(f, v)
+		default:
+			err = fieldErr(f, "unknown field")
+		}
+		return err
+	})
+	return pr, err
 }
 
 // eachField calls fn for each member of the JSON object raw, in document

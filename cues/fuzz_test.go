@@ -22,6 +22,9 @@ func FuzzDecodeCue(f *testing.F) {
 	f.Add([]byte(`{"v":1,"at":"2025-01-01T00:00:00.123456789-07:00"}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"product":{"price":{"amount":19.99}}}`))
+	for _, m := range []string{validPoll, validDeal, validUpdate, validResult} {
+		f.Add([]byte(m))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := DecodeCue(data)
 		if err != nil {
@@ -32,6 +35,9 @@ func FuzzDecodeCue(f *testing.F) {
 		}
 		if c.ID == "" {
 			c.ID = "fuzz"
+			if c.Replaces == c.ID {
+				c.ID = "fuzz-2"
+			}
 		}
 		// The API's JSON decodes to the same cue.
 		b, err := json.Marshal(c)

@@ -67,9 +67,11 @@ func (s *Service) PublisherData(stream string, m packager.DataMessage) {
 	}
 }
 
-// Close stops placing publisher cues, waiting for the one being placed.
+// Close stops placing publisher cues and closing polls, waiting for the
+// ones being placed.
 // Call it before closing the Store.
 func (s *Service) Close() {
+	s.closePolls()
 	d := &s.data
 	d.once.Do(func() {}) // no queue from now on
 	if d.quit == nil {

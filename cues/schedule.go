@@ -52,6 +52,9 @@ func DecodeSchedule(data []byte) ([]*Cue, error) {
 			}
 			return nil, err
 		}
+		if err := checkPostable(c, prefix); err != nil {
+			return nil, err
+		}
 		switch {
 		case c.ID == "":
 			return nil, fieldErr(prefix+".id", "required in a schedule, so that a restart does not place the cue twice")

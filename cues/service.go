@@ -41,6 +41,14 @@ type Service struct {
 	// placed; more are dropped and logged. It defaults to 64.
 	DataQueue int
 
+	// Tally returns the votes per option of poll pollID of stream when the
+	// poll closes, for its poll_result cue. Nil counts zeros; a short slice
+	// is padded with zeros, a long one cut.
+	Tally func(stream, pollID string) []int64
+	// PollResultMs is how long a poll result is on screen, in ms. It
+	// defaults to DefaultPollResultMs (10 s).
+	PollResultMs int
+
 	once sync.Once
 	now  func() time.Time // tests replace it
 	ids  idLocks
@@ -49,6 +57,9 @@ type Service struct {
 	schedule []*Cue
 
 	data publisherData
+
+	polls     pollClock
+	afterFunc func(time.Duration, func()) func() bool // tests replace it
 }
 
 // Start applies the defaults. The other methods call it if the wiring did
@@ -63,6 +74,12 @@ func (s *Service) Start() {
 		}
 		if s.DataQueue <= 0 {
 			s.DataQueue = 64
+		}
+		if s.PollResultMs <= 0 || s.PollResultMs > MaxDurationMs {
+			s.PollResultMs = DefaultPollResultMs
+		}
+		if s.afterFunc == nil {
+			s.afterFunc = afterFuncDefault
 		}
 	})
 }
@@ -123,6 +140,9 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 	if err != nil {
 		return Record{}, false, errors.Join(err, s.Store.Release(stream, id))
 	}
+	if err := s.endReplaced(stream, &rec.Cue, &ev); err != nil {
+		return Record{}, false, errors.Join(err, s.Store.Release(stream, id))
+	}
 	at, err := s.Timeline.AddEvent(stream, ev)
 	if err != nil {
 		if errors.Is(err, packager.ErrEventExists) {
@@ -134,6 +154,9 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 		return Record{}, false, errors.Join(err, s.Store.Release(stream, id))
 	}
 	rec, err = s.Store.Place(stream, id, at, s.now())
+	if err == nil {
+		s.placed(stream, &rec, at.Media+ev.Duration)
+	}
 	return rec, false, err
 }
 
@@ -208,7 +231,11 @@ func (s *Service) End(stream string, rec *Record) (Record, error) {
 	if state == StateCancelled {
 		end = packager.EventTime{}
 	}
-	return s.Store.Finish(stream, id, state, end, s.now())
+	out, err := s.Store.Finish(stream, id, state, end, s.now())
+	if err == nil {
+		s.ended(stream, &out)
+	}
+	return out, err
 }
 
 // StreamStarted is called by the packager when a stream starts or
@@ -294,6 +321,9 @@ func (s *Service) restore(stream string, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.Store.Replace(stream, rec.Cue.ID, at, s.now())
+	restored, err := s.Store.Replace(stream, rec.Cue.ID, at, s.now())
+	if err == nil {
+		s.placed(stream, &restored, at.Media+ev.Duration)
+	}
 	return err
 }

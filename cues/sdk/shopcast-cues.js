@@ -30,12 +30,34 @@
 //
 // cuestart fires when the playhead enters [start, end), cueend when it
 // leaves it (the cue ended, was deleted, or the viewer seeked out of it).
+// With cuestart comes an event named for the cue's type: 'product', 'poll',
+// 'pollresult', 'deal', and 'update' for a product or deal that replaces
+// another (cue.replaces). A replaced cue ends where its replacement starts,
+// and its cueend comes after the replacement's cuestart, in the same task:
+// a page swaps the card in place, never showing both or neither. Types this
+// module does not know still get cuestart and cueend; pages skip them.
 // A viewer who joins while a cue is active gets cuestart at once. Any one
 // copy of a cue is enough: players lose some (see hook and attachShaka).
 
 export const ID3_DESCRIPTION = 'shopcast';
 export const DATERANGE_KEY = 'X-COM-SHOPCAST-CUE';
 export const DATERANGE_CLASS = 'com.shopcast.product';
+// Every type's DATERANGE CLASS starts so: com.shopcast.product,
+// com.shopcast.poll, com.shopcast.poll-result, com.shopcast.deal.
+export const DATERANGE_CLASS_PREFIX = 'com.shopcast.';
+
+// typeEvent names the event that comes with cuestart for cue.
+export function typeEvent(cue) {
+  if (!cue || typeof cue.type !== 'string') return null;
+  if ((cue.type === 'product' || cue.type === 'deal') && typeof cue.replaces === 'string' && cue.replaces) return 'update';
+  switch (cue.type) {
+    case 'product': return 'product';
+    case 'poll': return 'poll';
+    case 'poll_result': return 'pollresult';
+    case 'deal': return 'deal';
+    default: return null;
+  }
+}
 
 const HEX = /^0[xX]((?:[0-9a-fA-F]{2})*)$/;
 
@@ -116,6 +138,7 @@ export class ShopcastCues extends EventTarget {
     this.onEnd = onEnd;
     this.onAdd = onAdd;
     this.entries = new Map(); // id -> {cue, source, start, endAt, ranges, ...}
+    this.replacedBy = new Map(); // id -> the entry of the cue that replaces it
     this.showing = new Map(); // id -> entry, the cues on screen
     this.tracks = new Set();
     this.parsed = new WeakMap(); // metadata cue -> parseCarrier result
@@ -262,6 +285,7 @@ export class ShopcastCues extends EventTarget {
     if (!e.cue) {
       e.cue = c.cue;
       e.source = c.source;
+      if (typeEvent(c.cue) === 'update') this.replacedBy.set(c.cue.replaces, e);
       // Scheduled cues reach the playlist ahead of their start: a player
       // can preload cue.product.image_url now.
       this.fire('cueadded', c.id, e, this.onAdd);
@@ -274,6 +298,27 @@ export class ShopcastCues extends EventTarget {
     // Only a DATERANGE copy's end means the cue's end: players end ID3
     // copies when the next ID3 frame arrives, or never.
     if (c.source === 'daterange') e.ranges.add(textTrackCue);
+  }
+
+  // endOf is where entry e leaves the screen, on the video's timeline: a
+  // replaced cue at its replacement's start, whatever its own end says (the
+  // server ends it there, but its DATERANGE copy can map an audio frame
+  // away from the replacement's in-band start).
+  endOf(e) {
+    const by = e.cue && this.replacedBy.get(e.cue.id);
+    // From where the replacement is on screen, which a later copy moving
+    // its start does not change (evaluate): the old card must not return.
+    const from = by ? Math.min(by.start, by.shownFrom === null ? Infinity : by.shownFrom) : Infinity;
+    if (Number.isFinite(from)) return from;
+    return ShopcastCues.endOf(e);
+  }
+
+  // times returns where cue id starts and ends on the video's timeline, in
+  // seconds (end Infinity while unknown), or null for a cue not seen.
+  times(id) {
+    const e = this.entries.get(id);
+    if (!e || !e.cue) return null;
+    return { start: e.start, end: this.endOf(e) };
   }
 
   static endOf(e) {
@@ -293,9 +338,10 @@ export class ShopcastCues extends EventTarget {
     this.scan();
     const t = Number(this.video.currentTime) || 0;
     let next = Infinity; // the nearest boundary ahead, for the timer
+    const replacedEnds = []; // fired after the starts of their replacements
     for (const [id, e] of this.entries) {
       if (!e.cue) continue;
-      const end = ShopcastCues.endOf(e);
+      const end = this.endOf(e);
       const shown = this.showing.has(id);
       // A cue on screen stays there when a later copy moves its start
       // forward (the in-band copy, an audio frame after the DATERANGE
@@ -311,9 +357,11 @@ export class ShopcastCues extends EventTarget {
         this.fire('cuestart', id, e, this.onStart);
       } else if (!on && shown) {
         this.showing.delete(id);
-        this.fire('cueend', id, e, this.onEnd);
+        if (this.replacedBy.has(id)) replacedEnds.push([id, e]);
+        else this.fire('cueend', id, e, this.onEnd);
       }
     }
+    for (const [id, e] of replacedEnds) this.fire('cueend', id, e, this.onEnd);
     this.arm(next);
   }
 
@@ -329,13 +377,18 @@ export class ShopcastCues extends EventTarget {
       Math.max(10, (next * 1000) / rate));
   }
 
+  // fire calls callback and dispatches type, with the detail {id, cue,
+  // source, start, end} (times on the video's timeline, in seconds); a
+  // cuestart is followed by the event of the cue's type.
   fire(type, id, e, callback) {
-    const detail = { id, cue: e.cue, source: e.source };
+    const detail = { id, cue: e.cue, source: e.source, start: e.start, end: this.endOf(e) };
     if (typeof callback === 'function') {
       // An application error is reported, not allowed to stop the events.
       try { callback(e.cue, detail); } catch (err) { report(err); }
     }
     this.dispatchEvent(new CustomEvent(type, { detail }));
+    const named = type === 'cuestart' && typeEvent(e.cue);
+    if (named) this.dispatchEvent(new CustomEvent(named, { detail }));
   }
 }
 
@@ -383,7 +436,8 @@ export function attachShaka(player, video, options = {}) {
         return;
       }
       const r = ev.detail;
-      if (!r || r.schemeIdUri !== DATERANGE_CLASS || !Array.isArray(r.values)) return;
+      if (!r || typeof r.schemeIdUri !== 'string' || !r.schemeIdUri.startsWith(DATERANGE_CLASS_PREFIX) ||
+          !Array.isArray(r.values)) return;
       for (const v of r.values) {
         if (v && v.key === DATERANGE_KEY) {
           copy(`r ${r.id} ${r.startTime} ${r.endTime}`, r.startTime, r.endTime, { key: v.key, data: v.data });

@@ -556,3 +556,76 @@ test('Shaka: other classes and detach are ignored', async () => {
   await tick();
   assert.deepEqual(log, []);
 });
+
+// Moments: polls, results, deals and product updates.
+const pollCue = (id, extra = {}) => ({
+  v: 1, id, type: 'poll', poll: { question: 'Red or blue?', options: ['Red', 'Blue'] }, duration_ms: 5000, ...extra,
+});
+
+test('each type has its own event with cuestart; unknown types only cuestart', () => {
+  const { video, track, ctl } = setup();
+  const named = [];
+  for (const type of ['product', 'poll', 'pollresult', 'deal', 'update']) {
+    ctl.addEventListener(type, (e) => named.push(`${type} ${e.detail.id} ${e.detail.start}`));
+  }
+  const starts = [];
+  ctl.addEventListener('cuestart', (e) => starts.push(e.detail.id));
+  track.addCue(hlsID3(1, 2, productCue('p', { duration_ms: 9000 })));
+  track.addCue(hlsID3(2, 3, pollCue('q')));
+  track.addCue(hlsID3(7, 8, {
+    v: 1, id: 'q-result', type: 'poll_result', duration_ms: 3000,
+    poll_result: { poll: 'q', question: 'Red or blue?', options: ['Red', 'Blue'], counts: [2, 1] },
+  }));
+  track.addCue(hlsID3(3, 4, { v: 1, id: 'd', type: 'deal', duration_ms: 10000, deal: { product: productCue('d').product, price: { amount: '9.99', currency: 'EUR' } } }));
+  track.addCue(hlsID3(4, 5, { v: 1, id: 'x', type: 'quiz', quiz: {}, duration_ms: 1000 }));
+  track.addCue(hlsID3(5, 6, productCue('p2', { replaces: 'p' })));
+  for (const t of [1.5, 2.5, 3.5, 4.5, 5.5, 7.5]) video.seek(t);
+  assert.deepEqual(named, ['product p 1', 'poll q 2', 'deal d 3', 'update p2 5', 'pollresult q-result 7']);
+  assert.deepEqual(starts, ['p', 'q', 'd', 'x', 'p2', 'q-result']);
+});
+
+test('a product update swaps the card: the old ends at the new start, after it, in the same task', () => {
+  const { video, track, log } = setup();
+  const old = productCue('old', { duration_ms: 60000 });
+  const upd = productCue('new', { replaces: 'old' });
+  track.addCue(hlsID3(10, 11, old));
+  video.seek(11);
+  assert.deepEqual(log, ['start old']);
+  // The old one's DATERANGE END-DATE maps an audio frame before the new
+  // in-band start: it must not leave a gap.
+  track.addCue(hlsRange(10, 19.98, 'old', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(old))));
+  track.addCue(hlsID3(20, 21, upd));
+  video.seek(19.99);
+  assert.deepEqual(log, ['start old'], 'the old card left before its replacement came');
+  video.seek(20);
+  assert.deepEqual(log, ['start old', 'start new', 'end old']);
+  // A later DATERANGE copy of the new one, an audio frame late, does not
+  // bring the old card back.
+  track.addCue(hlsRange(20.02, Infinity, 'new', 'X-COM-SHOPCAST-CUE', toHex(JSON.stringify(upd))));
+  video.seek(20.01);
+  assert.deepEqual(log, ['start old', 'start new', 'end old']);
+});
+
+test('a replaced cue whose own end is past the replacement ends at the replacement', () => {
+  const { video, track, log, ctl } = setup();
+  track.addCue(hlsID3(0, 1, productCue('a', { duration_ms: 100000 })));
+  track.addCue(hlsID3(5, 6, productCue('b', { replaces: 'a', duration_ms: 100000 })));
+  video.seek(4);
+  assert.deepEqual(ctl.times('a'), { start: 0, end: 5 });
+  assert.equal(ctl.times('zz'), null);
+  video.seek(5);
+  assert.deepEqual(log, ['start a', 'start b', 'end a']);
+  assert.deepEqual(ctl.active.map((c) => c.id), ['b']);
+});
+
+test('Shaka: a poll region (its own CLASS) shows', async () => {
+  const { video, player, log } = setupShaka();
+  const json = pollCue('sp');
+  player.region('timelineregionadded', {
+    schemeIdUri: 'com.shopcast.poll', value: '', id: 'sp', startTime: 1, endTime: 6, timescale: 1,
+    values: [{ key: 'X-COM-SHOPCAST-CUE', description: '', data: toHex(JSON.stringify(json)) }],
+  });
+  video.seek(2);
+  await tick();
+  assert.deepEqual(log, ['add sp', 'start sp']);
+});

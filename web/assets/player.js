@@ -11,8 +11,9 @@ export function playlistURL(name) {
 // startPlayer returns {hls, state(), latency(), stop()} and reports into
 // report: {state: 'connecting'|'live'|'ended'|'error', latency:
 // seconds|null, error}. stop() lets go of the video, so that another
-// player can take it.
-export function startPlayer(video, name, report) {
+// player can take it. liveDelay, in seconds, holds the player that far
+// behind the live edge instead of at the playlist's PART-HOLD-BACK.
+export function startPlayer(video, name, report, { liveDelay = 0 } = {}) {
   const src = playlistURL(name);
   const Hls = globalThis.Hls;
   let state = 'connecting';
@@ -38,6 +39,9 @@ export function startPlayer(video, name, report) {
       enableEmsgMetadataCues: true,
       enableDateRangeMetadataCues: true,
       enableID3MetadataCues: true,
+      // hls.js takes a maximum latency only with a fixed target; it jumps
+      // back to the target beyond it.
+      ...(liveDelay > 0 ? { liveSyncDuration: liveDelay, liveMaxLatencyDuration: liveDelay + 3 } : {}),
     });
     hls.on(Hls.Events.LEVEL_UPDATED, (_, data) => {
       const d = data.details;

@@ -137,7 +137,7 @@ function renderCues() {
   cuesEl.replaceChildren(...studio.cues.map((c) => {
     const li = document.createElement('li');
     li.dataset.cueId = c.cue.id;
-    const title = c.cue.product ? c.cue.product.title : c.cue.id;
+    const title = cueTitle(c.cue);
     const text = document.createElement('span');
     text.textContent = title + ' · ' + c.state + ' · at ' + (c.media_time_ms / 1000).toFixed(3) + ' s';
     li.append(text, button('Hide', 'Hide: ' + title, () => hide(c.cue.id, title), 'hide'));
@@ -159,6 +159,7 @@ async function refreshCues() {
     }
     renderCues();
     renderCatalog();
+    renderMoments();
   })();
   try { await refreshing; } finally { refreshing = null; }
 }
@@ -175,6 +176,7 @@ async function loadCatalog() {
     studio.products.push(...JSON.parse(localStorage.getItem(EXTRA_KEY) || '[]'));
   } catch { /* a broken entry is ignored */ }
   renderCatalog();
+  renderMoments();
 }
 
 document.getElementById('add-form').addEventListener('submit', (e) => {
@@ -191,6 +193,113 @@ document.getElementById('add-form').addEventListener('submit', (e) => {
   studio.products.push(p);
   renderCatalog();
   e.target.reset();
+});
+
+// Moments: a poll, a flash deal, an update of a product on screen, each a
+// form posting one cue. An update is a new cue naming the one it replaces
+// (`replaces`): the viewers' card changes in place.
+const pollForm = document.getElementById('poll-form');
+const dealForm = document.getElementById('deal-form');
+const updateForm = document.getElementById('update-form');
+
+function cueTitle(cue) {
+  switch (cue.type) {
+    case 'product': return cue.product.title;
+    case 'deal': return 'Deal: ' + cue.deal.product.title;
+    case 'poll': return 'Poll: ' + cue.poll.question;
+    case 'poll_result': return 'Result: ' + cue.poll_result.question;
+    default: return cue.id;
+  }
+}
+
+// fill replaces a select's options, keeping the choice when it is still
+// offered.
+function fill(select, items) {
+  const was = select.value;
+  select.replaceChildren(...items.map(([value, text]) => {
+    const o = document.createElement('option');
+    o.value = value;
+    o.textContent = text;
+    return o;
+  }));
+  if (items.some(([v]) => v === was)) select.value = was;
+}
+
+function onScreen() {
+  return studio.cues.filter((c) => c.state === 'active' && (c.cue.type === 'product' || c.cue.type === 'deal'));
+}
+
+function renderMoments() {
+  fill(dealForm.elements.sku, studio.products.map((p) => [p.sku, p.title + ' · ' + formatPrice(p.price, navigator.language)]));
+  const items = onScreen().map((c) => [c.cue.id, cueTitle(c.cue)]);
+  fill(updateForm.elements.cue, items);
+  updateForm.querySelector('button').disabled = !items.length;
+}
+
+async function postMoment(form, cue, what) {
+  say('');
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  try {
+    const out = await call('POST', api, cue);
+    studio.lastMoment = out;
+    form.reset();
+  } catch (err) {
+    say('Could not ' + what + ': ' + err.message);
+  } finally {
+    button.disabled = false;
+  }
+  await refreshCues();
+}
+
+pollForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const f = new FormData(pollForm);
+  const options = f.getAll('option').map((o) => o.trim()).filter(Boolean);
+  postMoment(pollForm, {
+    v: 1, type: 'poll', at: 'now',
+    poll: { question: f.get('question').trim(), options },
+    duration_ms: Math.round(Number(f.get('seconds')) * 1000),
+  }, 'start the poll');
+});
+
+dealForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const f = new FormData(dealForm);
+  const p = studio.products.find((x) => x.sku === f.get('sku'));
+  if (!p) { say('Pick a product for the deal.'); return; }
+  const product = absolute(p);
+  const deal = { product, price: { amount: f.get('amount'), currency: product.price.currency } };
+  if (f.get('units')) deal.units = Number(f.get('units'));
+  postMoment(dealForm, {
+    v: 1, type: 'deal', at: 'now', deal,
+    duration_ms: Math.round(Number(f.get('seconds')) * 1000),
+  }, 'start the deal');
+});
+
+updateForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const f = new FormData(updateForm);
+  const old = onScreen().find((c) => c.cue.id === f.get('cue'));
+  if (!old) { say('That product is no longer on screen.'); return; }
+  const badge = f.get('badge').trim();
+  const cue = { v: 1, type: old.cue.type, at: 'now', replaces: old.cue.id };
+  if (old.cue.type === 'deal') {
+    cue.deal = structuredClone(old.cue.deal);
+    cue.deal.price.amount = f.get('amount');
+    if (badge) cue.deal.product.badge = badge;
+  } else {
+    cue.product = structuredClone(old.cue.product);
+    cue.product.price.amount = f.get('amount');
+    if (badge) cue.product.badge = badge; else delete cue.product.badge;
+  }
+  // What is left of the old cue's duration, so the update ends when it would have.
+  if (old.end_program_date_time) {
+    const left = Date.parse(old.end_program_date_time) - Date.now();
+    if (left > 1000) cue.duration_ms = Math.round(left);
+    else { say('That cue is about to end.'); return; }
+  }
+  postMoment(updateForm, cue, 'update ' + cueTitle(old.cue));
 });
 
 await loadCatalog();

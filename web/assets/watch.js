@@ -7,6 +7,7 @@
 // back to the LL-HLS edge. Each switch gives the video to a new hls.js and
 // a new cue SDK, as the two timelines differ.
 import { startPlayer, startRecording, statusReporter, productCard, formatClock } from './player.js';
+import { createMoments } from './moments.js';
 
 const name = document.body.dataset.stream;
 const video = document.getElementById('video');
@@ -16,6 +17,12 @@ const empty = document.getElementById('empty');
 // Read by tests and handy in the console.
 const shopcast = { hls: null, cues: [], errors: [], state: 'connecting', latency: null, sdk: null, log: [], stalls: 0, mediaOffset: null, mode: 'live', recording: null, switchedAt: null };
 window.shopcast = shopcast;
+
+// Polls, results, flash deals and product updates (moments.js). `delay`
+// in the query asks for a live latency in seconds, longer than the
+// playlist's PART-HOLD-BACK (a viewer on a slow network, or a test).
+const moments = createMoments({ stream: name, video, carousel, sdk: () => shopcast.sdk, record: shopcast });
+const liveDelay = Number(new URLSearchParams(location.search).get('delay')) || 0;
 
 // A short diary of what the player did (its start, stalls, seeks, and every
 // second its latency, forward buffer and rate), read by tests when a wait
@@ -76,7 +83,7 @@ function follow(hls) {
 }
 
 function playLive() {
-  player = startPlayer(video, name, onReport);
+  player = startPlayer(video, name, onReport, { liveDelay });
   follow(player.hls);
 }
 
@@ -101,7 +108,8 @@ function refreshEmpty() {
   empty.hidden = carousel.children.length > 0;
 }
 
-function onStart(cue) {
+function onStart(cue, detail) {
+  if (moments.start(cue, detail)) { refreshEmpty(); return; }
   if (cue.type !== 'product' || !cue.product) return; // types we do not know are skipped
   const entry = shopcast.sdk && shopcast.sdk.entries.get(cue.id);
   const start = entry ? entry.start : video.currentTime; // on the video's timeline, seconds
@@ -114,12 +122,13 @@ function onStart(cue) {
     end: null,
   });
   if (!carousel.querySelector('[data-cue-id="' + CSS.escape(cue.id) + '"]')) {
-    carousel.prepend(productCard(cue));
+    moments.insert(productCard(cue), cue); // an update takes its old card's place
   }
   refreshEmpty();
 }
 
 function onEnd(cue) {
+  if (moments.end(cue)) { refreshEmpty(); return; }
   for (const c of shopcast.cues) if (c.id === cue.id && c.end === null) c.end = video.currentTime;
   const el = carousel.querySelector('[data-cue-id="' + CSS.escape(cue.id) + '"]');
   if (el) el.remove();
@@ -136,6 +145,7 @@ let sdkModule = null;
 function attachCues() {
   if (shopcast.sdk) shopcast.sdk.detach();
   shopcast.sdk = null;
+  moments.reset();
   carousel.replaceChildren();
   refreshEmpty();
   if (sdkModule) shopcast.sdk = sdkModule.attach(video, { onStart, onEnd, onAdd });
