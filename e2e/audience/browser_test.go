@@ -131,9 +131,10 @@ func TestBrowserAudience(t *testing.T) {
 		t.Log("the cue API does not take poll cues yet: votes are not checked")
 		return
 	}
-	pollJS(t, studioTab, 10*time.Second, "the poll to be open",
-		`fetch('/api/v1/streams/shop/signals', {method: 'POST', body: JSON.stringify({viewer: 'probe-viewer-000000', kind: 'vote', poll: 'poll-1', option: 0})}).then((r) => r.status)`,
-		func(v float64) bool { return v == 202 })
+	// A probe's vote tells when the poll is open.
+	waitUntil(t, 10*time.Second, "the poll to be open", func() bool {
+		return signal(t, srv, name, "", body(viewer(99), `"kind":"vote","poll":"poll-1","option":0`)).status == 202
+	})
 	voted := time.Now()
 	for i, page := range []struct {
 		run func(string) error

@@ -57,6 +57,10 @@ const watching = document.getElementById('watching');
 const layer = document.getElementById('hearts');
 
 let queue = [];
+// ownUnseen counts the own hearts sent that no pulse has shown yet, so
+// that they do not float up a second time as someone else's. It counts
+// from the send, as the pulse may show them before the answer comes.
+let ownUnseen = 0;
 let flushTimer = null;
 
 // send posts signals now: fetch with keepalive, so that a signal sent as
@@ -67,15 +71,28 @@ async function send(signals) {
     const body = JSON.stringify(batch.length === 1
       ? Object.assign({ viewer: state.viewer }, batch[0])
       : { viewer: state.viewer, signals: batch });
+    const hearts = batch.filter((s) => s.kind === 'reaction').length;
+    ownUnseen += hearts;
     try {
       const resp = await fetch(signalsURL, { method: 'POST', body, keepalive: true, headers: { 'Content-Type': 'application/json' } });
-      for (const s of batch) if (resp.ok) state.sent[s.kind]++;
-      if (!resp.ok) state.refused.push({ status: resp.status, kinds: batch.map((s) => s.kind) });
-      else if (resp.status === 202) {
-        const out = await resp.json();
-        for (const r of out.refused || []) state.refused.push({ status: 202, kind: batch[r.index].kind, reason: r.reason });
+      if (!resp.ok) {
+        ownUnseen = Math.max(0, ownUnseen - hearts);
+        state.refused.push({ status: resp.status, kinds: batch.map((s) => s.kind) });
+        continue;
       }
+      const out = await resp.json();
+      const refused = new Set();
+      for (const r of out.refused || []) {
+        refused.add(r.index);
+        if (batch[r.index].kind === 'reaction') ownUnseen = Math.max(0, ownUnseen - 1);
+        state.refused.push({ status: 202, kind: batch[r.index].kind, reason: r.reason });
+      }
+      batch.forEach((s, i) => {
+        if (refused.has(i)) return;
+        state.sent[s.kind]++;
+      });
     } catch (err) {
+      ownUnseen = Math.max(0, ownUnseen - hearts);
       state.errors.push(String(err && err.message || err));
     }
   }
@@ -122,10 +139,8 @@ document.addEventListener('shopcast:impression', (e) => {
 });
 
 // Hearts: the own one floats at once; taps are batched.
-let ownSincePulse = 0;
 if (heartBtn) {
   heartBtn.addEventListener('click', () => {
-    ownSincePulse++;
     floatHeart(true);
     enqueue({ kind: 'reaction' });
   });
@@ -166,12 +181,13 @@ async function poll() {
     if (p.heartbeat_s) startBeats(p.heartbeat_s);
     if (watching) watching.textContent = p.viewers === 1 ? '1 watching' : p.viewers + ' watching';
     if (lastTotal !== null && p.reactions_total > lastTotal) {
-      const others = Math.max(0, p.reactions_total - lastTotal - ownSincePulse);
+      const delta = p.reactions_total - lastTotal;
+      const others = Math.max(0, delta - ownUnseen);
+      ownUnseen = Math.max(0, ownUnseen - delta);
       for (let i = 0; i < Math.min(others, MAX_FLOATING); i++) setTimeout(() => floatHeart(false), i * 120);
       state.heartsShown += others;
     }
-    if (lastTotal === null || p.reactions_total >= lastTotal) ownSincePulse = 0;
-    lastTotal = p.reactions_total;
+    if (lastTotal === null || p.reactions_total >= lastTotal) lastTotal = p.reactions_total;
   } catch (err) {
     state.errors.push(String(err && err.message || err));
   }
