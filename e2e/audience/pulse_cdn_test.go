@@ -247,4 +247,3 @@ func (cp *countingProxy) requests() []originRequest {
 	defer cp.mu.Unlock()
 	return append([]originRequest(nil), cp.reqs...)
 }
-
