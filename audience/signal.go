@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -163,6 +164,13 @@ func DecodeRequest(body []byte, maxBatch int) (*Request, error) {
 	return req, nil
 }
 
+// kindFields are the fields each kind takes, all required.
+var kindFields = [numKinds][]string{
+	KindImpression: {"cue"},
+	KindClick:      {"cue", "sku"},
+	KindVote:       {"poll", "option"},
+}
+
 func (w wireSignal) check(prefix string) (Signal, error) {
 	if w.Kind == nil {
 		return Signal{}, fieldErr(prefix+"kind", "required")
@@ -173,22 +181,13 @@ func (w wireSignal) check(prefix string) (Signal, error) {
 	}
 	s := Signal{Kind: k}
 	// Each kind takes exactly its own fields.
-	allowed := map[Kind][]string{
-		KindImpression: {"cue"},
-		KindClick:      {"cue", "sku"},
-		KindVote:       {"poll", "option"},
-	}[k]
-	has := func(f string) bool {
-		for _, a := range allowed {
-			if a == f {
-				return true
-			}
-		}
-		return false
-	}
-	for f, set := range map[string]bool{"cue": w.Cue != nil, "sku": w.SKU != nil, "poll": w.Poll != nil, "option": w.Option != nil} {
-		if set && !has(f) {
-			return Signal{}, fieldErr(prefix+f, "not a field of a %s signal", k)
+	allowed := kindFields[k]
+	for _, f := range [...]struct {
+		name string
+		set  bool
+	}{{"cue", w.Cue != nil}, {"sku", w.SKU != nil}, {"poll", w.Poll != nil}, {"option", w.Option != nil}} {
+		if f.set && !slices.Contains(allowed, f.name) {
+			return Signal{}, fieldErr(prefix+f.name, "not a field of a %s signal", k)
 		}
 	}
 	for _, f := range allowed {
