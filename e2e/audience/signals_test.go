@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/origin"
 )
@@ -144,5 +146,29 @@ func TestSignalsPlayToken(t *testing.T) {
 	}
 	if v := studio(t, srv, name); v.Viewers != 1 {
 		t.Fatalf("viewers %d, want 1: a refused heartbeat counted", v.Viewers)
+	}
+
+	// The watch page passes the token it was opened with: it plays, and
+	// its heartbeats count; opened without one, it does neither.
+	alloc := newChromium(t)
+	page, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	if err := chromedp.Do(page, chromedp.Navigate(srv.HTTP+"/watch/"+name+"?token="+play.Token(name, exp))); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	waitUntil(t, 20*time.Second, "the page's heartbeat to count", func() bool { return studio(t, srv, name).Viewers == 2 })
+	pollJS(t, page, 20*time.Second, "the video to play with the page's token",
+		`document.querySelector('video').currentTime`, func(v float64) bool { return v > 0.5 })
+	pollJS(t, page, 10*time.Second, "the page to read the pulse",
+		`(window.shopcastAudience.pulse || {}).viewers`, func(v float64) bool { return v == 2 })
+	bare, cancelBare := chromedp.NewContext(page)
+	defer cancelBare()
+	if err := chromedp.Do(bare, chromedp.Navigate(srv.HTTP+"/watch/"+name)); err != nil {
+		t.Fatal(err)
+	}
+	pollJS(t, bare, 10*time.Second, "the page without a token to be refused",
+		`window.shopcastAudience.refused.map((r) => r.status)`, func(v []float64) bool { return len(v) > 0 && v[0] == 403 })
+	if v := studio(t, srv, name); v.Viewers != 2 {
+		t.Fatalf("viewers %d, want 2: the page without a token counted", v.Viewers)
 	}
 }
