@@ -514,3 +514,20 @@ func TestConcurrentSignals(t *testing.T) {
 		t.Fatalf("tracked %d", st.TrackedViewers)
 	}
 }
+
+func TestSignalsCORS(t *testing.T) {
+	f := newFixture(t, func(a *Audience) { a.CORSOrigin = "https://shop.example" })
+	r := httptest.NewRequest(http.MethodOptions, "/api/v1/streams/shop/signals", nil)
+	r.Header.Set("Origin", "https://shop.example")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	r.Header.Set("Access-Control-Request-Headers", "content-type")
+	w := httptest.NewRecorder()
+	f.mux.ServeHTTP(w, r)
+	if w.Code != http.StatusNoContent || w.Header().Get("Access-Control-Allow-Origin") != "https://shop.example" ||
+		!strings.Contains(w.Header().Get("Access-Control-Allow-Headers"), "Content-Type") {
+		t.Fatalf("preflight: %d %v", w.Code, w.Header())
+	}
+	if w := f.post("shop", "", "192.0.2.1", sig(viewerID(1), `"kind":"heartbeat"`)); w.Header().Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Fatalf("POST without CORS: %v", w.Header())
+	}
+}

@@ -22,6 +22,7 @@ import (
 func (a *Audience) Register(mount func(pattern string, h http.Handler)) {
 	a.Start()
 	mount("POST /api/v1/streams/{name}/signals", http.HandlerFunc(a.serveSignals))
+	mount("OPTIONS /api/v1/streams/{name}/signals", http.HandlerFunc(a.preflightSignals))
 	mount("GET /api/v1/streams/{name}/audience", http.HandlerFunc(a.serveStudio))
 }
 
@@ -92,6 +93,9 @@ type refusedJSON struct {
 func (a *Audience) serveSignals(w http.ResponseWriter, r *http.Request) {
 	a.Start()
 	w.Header().Set("Cache-Control", "no-store")
+	// A shop's own pages embed the player on another origin: they may
+	// post (and read the answer), as they may read the stream's files.
+	w.Header().Set("Access-Control-Allow-Origin", a.CORSOrigin)
 	name := r.PathValue("name")
 	if !a.playToken(r, name) {
 		a.refuse(numKinds, ReasonForbidden, 1)
@@ -159,6 +163,19 @@ func (a *Audience) serveSignals(w http.ResponseWriter, r *http.Request) {
 		a.answer(w, req, refused, reason, wait, ok)
 		return
 	}
+}
+
+// preflightSignals answers a CORS preflight of a signals POST with a JSON
+// body (Fetch standard, CORS-preflight request).
+func (a *Audience) preflightSignals(w http.ResponseWriter, r *http.Request) {
+	a.Start()
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", a.CORSOrigin)
+	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type")
+	h.Set("Access-Control-Max-Age", "86400")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // openPolls asks Polls about each poll the request votes in.

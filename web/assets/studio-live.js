@@ -43,7 +43,11 @@ function render(a) {
     pollEl.textContent = 'No poll open';
     pollEl.dataset.votes = '0';
   } else {
-    pollEl.textContent = poll.id + ': ' + poll.counts.map((n, i) => 'option ' + (i + 1) + ' ' + n).join(', ') + ' (' + poll.votes + ' votes)';
+    // The poll cue, from studio.js's list, names the question and options.
+    const cue = ((window.shopcast && window.shopcast.cues) || []).map((c) => c.cue).find((c) => c && c.id === poll.id);
+    const q = cue && cue.poll ? cue.poll : null;
+    const label = (i) => (q && q.options && q.options[i]) || 'option ' + (i + 1);
+    pollEl.textContent = (q ? q.question : poll.id) + ' ' + poll.counts.map((n, i) => label(i) + ' ' + n).join(', ') + ' (' + poll.votes + (poll.votes === 1 ? ' vote)' : ' votes)');
     pollEl.dataset.votes = String(poll.votes);
   }
   const onAir = activeCues();
