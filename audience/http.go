@@ -257,6 +257,8 @@ type PulseJSON struct {
 	ReactionWindowS int   `json:"reaction_window_s"`
 	// HeartbeatS is the heartbeat interval pages must use.
 	HeartbeatS int `json:"heartbeat_s"`
+	// MaxBatch is the most signals a page may post at once.
+	MaxBatch int `json:"max_batch"`
 	// Polls are the tallies of the open polls that have votes.
 	Polls []PollJSON `json:"polls"`
 }
@@ -330,7 +332,7 @@ func (a *Audience) pulse(name string) ([]byte, string) {
 	s := a.stream(name, false)
 	if s == nil {
 		// A live stream no viewer has signalled yet.
-		return a.encodePulse(PulseJSON{Stream: name, HeartbeatS: a.heartbeatS(), ReactionWindowS: a.reactionWindowS(), Polls: []PollJSON{}})
+		return a.encodePulse(PulseJSON{Stream: name, HeartbeatS: a.heartbeatS(), MaxBatch: a.MaxBatch, ReactionWindowS: a.reactionWindowS(), Polls: []PollJSON{}})
 	}
 	s.mu.Lock()
 	if c := s.pulse; c.body != nil && now.UnixNano()-c.built < a.pulseRebuild() {
@@ -341,7 +343,7 @@ func (a *Audience) pulse(name string) ([]byte, string) {
 	p := a.snapshot(name, s, now, true)
 	body, etag := a.encodePulse(PulseJSON{
 		Stream: name, Viewers: p.viewers, Reactions: p.reactionsWindow, ReactionsTotal: p.reactionsTotal,
-		ReactionWindowS: a.reactionWindowS(), HeartbeatS: a.heartbeatS(), Polls: p.polls,
+		ReactionWindowS: a.reactionWindowS(), HeartbeatS: a.heartbeatS(), MaxBatch: a.MaxBatch, Polls: p.polls,
 	})
 	s.mu.Lock()
 	s.pulse = pulseCache{body: body, etag: etag, built: now.UnixNano()}

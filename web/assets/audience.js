@@ -18,7 +18,6 @@ const signalsURL = '/api/v1/streams/' + enc + '/signals' + tokenQuery;
 const pulseURL = '/live/' + enc + '/pulse.json' + tokenQuery;
 
 const VIEWER_KEY = 'shopcast.viewer';
-const MAX_BATCH = 10; // the server's default signal_max_batch
 const FLUSH_MS = 1000; // hearts are batched this long
 const MAX_FLOATING = 12; // hearts on screen at once
 
@@ -41,6 +40,9 @@ function viewerId() {
 }
 
 // Read by tests and handy in the console.
+// The server's signal_max_batch, as the pulse tells it; its default until then.
+let maxBatch = 10;
+
 const state = {
   viewer: viewerId(),
   pulse: null,
@@ -66,8 +68,8 @@ let flushTimer = null;
 // send posts signals now: fetch with keepalive, so that a signal sent as
 // the page closes still goes; sendBeacon on pagehide (below).
 async function send(signals) {
-  for (let i = 0; i < signals.length; i += MAX_BATCH) {
-    const batch = signals.slice(i, i + MAX_BATCH);
+  for (let i = 0; i < signals.length; i += maxBatch) {
+    const batch = signals.slice(i, i + maxBatch);
     const body = JSON.stringify(batch.length === 1
       ? Object.assign({ viewer: state.viewer }, batch[0])
       : { viewer: state.viewer, signals: batch });
@@ -100,7 +102,7 @@ async function send(signals) {
 
 function enqueue(signal, now) {
   queue.push(signal);
-  if (now || queue.length >= MAX_BATCH) return flush();
+  if (now || queue.length >= maxBatch) return flush();
   if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
 }
 
@@ -114,7 +116,7 @@ function flush() {
 
 addEventListener('pagehide', () => {
   if (!queue.length || !navigator.sendBeacon) return;
-  const body = JSON.stringify({ viewer: state.viewer, signals: queue.slice(0, MAX_BATCH) });
+  const body = JSON.stringify({ viewer: state.viewer, signals: queue.slice(0, maxBatch) });
   navigator.sendBeacon(signalsURL, new Blob([body], { type: 'application/json' }));
   queue = [];
 });
@@ -179,6 +181,7 @@ async function poll() {
     const p = await resp.json();
     state.pulse = p;
     if (p.heartbeat_s) startBeats(p.heartbeat_s);
+    if (p.max_batch > 0) maxBatch = p.max_batch;
     if (watching) watching.textContent = p.viewers === 1 ? '1 watching' : p.viewers + ' watching';
     if (lastTotal !== null && p.reactions_total > lastTotal) {
       const delta = p.reactions_total - lastTotal;
