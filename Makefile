@@ -66,7 +66,7 @@ test-browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y chromium; }
 	$(GO) test -count=1 -v -run TestBrowser ./e2e/
 
-## bench: run every benchmark, no tests
+## bench: run every benchmark, no tests (but the one that measures pulse.json through Varnish)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./cmd/shopcast-bench -run latency,viewers,cues,ingest,reconnect -duration 60s
@@ -74,6 +74,8 @@ bench:
 	$(GO) run ./cmd/shopcast-bench -run ramp -steps 1000 -window 60s
 	$(GO) run ./cmd/shopcast-bench -run ramp -lowrate
 	$(GO) run ./cmd/shopcast-bench -run record,vod
+	$(GO) run ./cmd/shopcast-bench -run audience
+	$(GO) test -count=1 -v -run TestPulseThroughVarnish ./e2e/audience
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)
 fuzz:

@@ -49,3 +49,27 @@ func parseLivePath(escaped string) (name, file string, ok bool) {
 	}
 	return name, file, true
 }
+
+// serveStreamFile serves a request for one of StreamFiles and reports
+// whether it did.
+func (s *Server) serveStreamFile(w http.ResponseWriter, r *http.Request) bool {
+	if len(s.StreamFiles) == 0 {
+		return false
+	}
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), livePrefix)
+	if !ok {
+		return false
+	}
+	rawName, file, ok := strings.Cut(rest, "/")
+	h := s.StreamFiles[file]
+	if !ok || h == nil {
+		return false
+	}
+	name, err := url.PathUnescape(rawName)
+	if err != nil || !streamname.Valid(name) {
+		return false // a 404 from serveLive
+	}
+	r.SetPathValue("name", name)
+	h.ServeHTTP(w, r)
+	return true
+}

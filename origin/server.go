@@ -65,6 +65,12 @@ type Server struct {
 	// answered, for metrics. It defaults to nil.
 	Observer Observer
 
+	// StreamFiles serves files of every stream that the packager does not
+	// make, by file name: /live/{name}/{file} goes to StreamFiles[file],
+	// which reads the name with r.PathValue("name") and checks any play
+	// token itself. It defaults to none.
+	StreamFiles map[string]http.Handler
+
 	hdr headerCache
 
 	mu  sync.Mutex // guards mux
@@ -108,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 	mux := s.handlers()
 	route := func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case s.serveStreamFile(w, r):
 		case !isLivePath(r):
 			mux.ServeHTTP(w, r)
 		case s.Observer != nil:

@@ -1,7 +1,7 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle,record,vod] [-lowrate] [-window 10s]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle,record,vod,audience] [-lowrate] [-window 10s]
 //
 // With -role load it is the load process of the ramp, streams, idle, cues,
 // record and vod benchmarks (bench.LoadRole): they start it themselves.
@@ -28,7 +28,7 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer)")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer), audience (5000 viewers' heartbeats and a burst of 2000 hearts/s: server CPU, RSS, publish-to-deliverable)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
@@ -123,6 +123,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
+	if err := runAudience(ctx, strings.Split(*run, ","), userFLV); err != nil {
+		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// runAudience runs the audience benchmark when run names it.
+func runAudience(ctx context.Context, run []string, flv string) error {
+	if !slices.Contains(run, "audience") {
+		return nil
+	}
+	flv, err := fixture(ctx, flv)
+	if err != nil {
+		return err
+	}
+	printHeader()
+	fmt.Printf("audience: %s; server in-process (default signal limits), publisher and stream viewers in a load process, watch pages in another; load average %s\n", flv, bench.LoadAvg())
+	r, err := bench.Audience(ctx, bench.AudienceConfig{FLV: flv})
+	return report("audience", r, err)
 }
 
 // runRecorder runs the record and vod benchmarks named in run.

@@ -39,7 +39,11 @@ type loadCmd struct {
 	// the cue API URL of a stream, Rate: cues/s posted from now on), "vod"
 	// (Base, N, Ramp: replace the replay viewers by N of the recording's
 	// playlist Base; N 0 stops them) or "vodmeasure" (Window: what they
-	// read).
+	// read), "signals" (Base: a stream's signals URL, N: simulated
+	// viewers), "heartbeats" (Window: each viewer's heartbeat interval,
+	// from now on), "reactions" (Rate hearts/s for Window) or
+	// "signalcounts" (the signals answered 202 and otherwise since the
+	// last, in Posted and Refused; Errors the ones not sent in time).
 	// Hinted, with "streams", gives each stream a second viewer whose part
 	// requests wait on the preload hint (viewer.runHinted).
 	Op     string
@@ -226,9 +230,10 @@ type load struct {
 	partSize  map[int64]int64
 
 	streams []*latencyStream
-	cues    *cueLoad  // the producers of "cues", nil before
-	idle    *idleLoad // the requesters of "idle", nil before
-	vod     *vodLoad  // the replay viewers of "vod", nil when none
+	cues    *cueLoad    // the producers of "cues", nil before
+	idle    *idleLoad   // the requesters of "idle", nil before
+	vod     *vodLoad    // the replay viewers of "vod", nil when none
+	signals *signalLoad // the watch pages of "signals", nil before
 }
 
 // httpClient returns the load's HTTP client, able to keep a connection per
@@ -271,6 +276,14 @@ func (l *load) do(c loadCmd, r *loadReply) error {
 		return l.addVOD(c)
 	case "vodmeasure":
 		return l.measureVOD(c, r)
+	case "signals":
+		return l.startSignals(c)
+	case "heartbeats":
+		return l.addHeartbeats(c)
+	case "reactions":
+		return l.addReactions(c)
+	case "signalcounts":
+		return l.takeSignals(r)
 	}
 	return errors.New("unknown op " + c.Op)
 }

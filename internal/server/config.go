@@ -173,6 +173,43 @@ type Config struct {
 	// WebhookTimeout bounds one delivery attempt. It defaults to 10s.
 	WebhookTimeout time.Duration
 
+	// Audience signals and the pulse (package audience).
+	// SignalHeartbeatInterval is how often a watch page sends a heartbeat signal; a viewer counts as
+	// watching for two intervals after its last one. It defaults to 10s.
+	SignalHeartbeatInterval time.Duration
+	// SignalMaxBodyBytes caps one signals POST's body (413 beyond). It defaults to 4096.
+	SignalMaxBodyBytes int
+	// SignalMaxBatch caps the signals of one POST. It defaults to 10.
+	SignalMaxBatch int
+	// SignalRatePerViewer is how many signals a second one viewer id may send, a token
+	// bucket holding two seconds' worth (429 beyond). It defaults to 5.
+	SignalRatePerViewer int
+	// SignalRatePerAddress is how many signals POSTs a second one client address may
+	// make, a token bucket holding two seconds' worth (429 beyond); viewers
+	// behind one NAT share it. It defaults to 100.
+	SignalRatePerAddress int
+	// SignalMaxViewers caps the viewer ids tracked at once over all streams (about
+	// 150 bytes each; 503 for newcomers beyond). It defaults to 100000.
+	SignalMaxViewers int
+	// SignalMaxAddresses caps the client addresses rate-limited at once. It defaults
+	// to 10000.
+	SignalMaxAddresses int
+	// SignalMaxStreams caps the streams with audience counters at once. It defaults
+	// to 100.
+	SignalMaxStreams int
+	// SignalMaxPolls caps the polls tallied per stream; the oldest is forgotten
+	// first. It defaults to 16.
+	SignalMaxPolls int
+	// SignalMaxProducts caps the products with a studio funnel per stream; the one
+	// seen longest ago is forgotten first. It defaults to 256.
+	SignalMaxProducts int
+	// PulseMaxAge is the max-age and s-maxage of /live/{name}/pulse.json, so that a
+	// CDN serves it. It defaults to 1s.
+	PulseMaxAge time.Duration
+	// PulseReactionWindow is how far back the pulse counts reactions (at most
+	// 60s). It defaults to 5s.
+	PulseReactionWindow time.Duration
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -205,50 +242,62 @@ func (c *Config) WebhookOutboxPath() string {
 // (its tests check that they agree).
 func Defaults() Config {
 	return Config{
-		HTTP:                   ":8080",
-		RTMP:                   ":1935",
-		RTSP:                   ":8554",
-		RTSPUDPRTP:             ":8000",
-		RTSPUDPRTCP:            ":8001",
-		CORSOrigin:             "*",
-		TargetDuration:         2 * time.Second,
-		PartTarget:             333 * time.Millisecond,
-		WindowSegments:         10,
-		GracePeriod:            30 * time.Second,
-		EndedLinger:            30 * time.Second,
-		MaxStreams:             100,
-		MaxBlockedRequests:     20000,
-		MaxBlockedPerClient:    500,
-		MaxBlockedPerStream:    20000,
-		RTMPReadTimeout:        10 * time.Second,
-		RTSPReadTimeout:        10 * time.Second,
-		PublishTakeoverSilence: 3 * time.Second,
-		RTSPPull:               map[string]string{},
-		ShutdownTimeout:        10 * time.Second,
-		PublishKeys:            map[string]string{},
-		PlayTokenTTL:           2 * time.Hour,
-		HTTPReadHeaderTimeout:  10 * time.Second,
-		HTTPReadTimeout:        15 * time.Second,
-		HTTPWriteTimeout:       30 * time.Second,
-		HTTPIdleTimeout:        120 * time.Second,
-		HTTPMaxHeaderBytes:     65536,
-		RTMPMaxConns:           200,
-		RTMPMaxAMFBytes:        65536,
-		MetricsMaxStreams:      50,
-		CueStore:               "shopcast-cues.db",
-		MaxCueBytes:            8192,
-		CueRate:                50,
-		CueCommitDelay:         50 * time.Millisecond,
-		Record:                 true,
-		RecordRetention:        30 * 24 * time.Hour,
-		RecordMinFreeBytes:     1 << 30,
-		Webhooks:               []webhooks.Endpoint{},
-		WebhookOutboxMax:       10000,
-		WebhookQueue:           1024,
-		WebhookAttempts:        8,
-		WebhookBackoffBase:     time.Second,
-		WebhookBackoffMax:      5 * time.Minute,
-		WebhookTimeout:         10 * time.Second,
+		HTTP:                    ":8080",
+		RTMP:                    ":1935",
+		RTSP:                    ":8554",
+		RTSPUDPRTP:              ":8000",
+		RTSPUDPRTCP:             ":8001",
+		CORSOrigin:              "*",
+		TargetDuration:          2 * time.Second,
+		PartTarget:              333 * time.Millisecond,
+		WindowSegments:          10,
+		GracePeriod:             30 * time.Second,
+		EndedLinger:             30 * time.Second,
+		MaxStreams:              100,
+		MaxBlockedRequests:      20000,
+		MaxBlockedPerClient:     500,
+		MaxBlockedPerStream:     20000,
+		RTMPReadTimeout:         10 * time.Second,
+		RTSPReadTimeout:         10 * time.Second,
+		PublishTakeoverSilence:  3 * time.Second,
+		RTSPPull:                map[string]string{},
+		ShutdownTimeout:         10 * time.Second,
+		PublishKeys:             map[string]string{},
+		PlayTokenTTL:            2 * time.Hour,
+		HTTPReadHeaderTimeout:   10 * time.Second,
+		HTTPReadTimeout:         15 * time.Second,
+		HTTPWriteTimeout:        30 * time.Second,
+		HTTPIdleTimeout:         120 * time.Second,
+		HTTPMaxHeaderBytes:      65536,
+		RTMPMaxConns:            200,
+		RTMPMaxAMFBytes:         65536,
+		MetricsMaxStreams:       50,
+		CueStore:                "shopcast-cues.db",
+		MaxCueBytes:             8192,
+		CueRate:                 50,
+		CueCommitDelay:          50 * time.Millisecond,
+		Record:                  true,
+		RecordRetention:         30 * 24 * time.Hour,
+		RecordMinFreeBytes:      1 << 30,
+		Webhooks:                []webhooks.Endpoint{},
+		WebhookOutboxMax:        10000,
+		WebhookQueue:            1024,
+		WebhookAttempts:         8,
+		WebhookBackoffBase:      time.Second,
+		WebhookBackoffMax:       5 * time.Minute,
+		WebhookTimeout:          10 * time.Second,
+		SignalHeartbeatInterval: 10 * time.Second,
+		SignalMaxBodyBytes:      4096,
+		SignalMaxBatch:          10,
+		SignalRatePerViewer:     5,
+		SignalRatePerAddress:    100,
+		SignalMaxViewers:        100000,
+		SignalMaxAddresses:      10000,
+		SignalMaxStreams:        100,
+		SignalMaxPolls:          16,
+		SignalMaxProducts:       256,
+		PulseMaxAge:             time.Second,
+		PulseReactionWindow:     5 * time.Second,
 	}
 }
 
@@ -297,6 +346,19 @@ func (c *Config) Validate() error {
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
+	check(c.SignalHeartbeatInterval > 0, "signal_heartbeat_interval: %v is not positive", c.SignalHeartbeatInterval)
+	check(c.SignalMaxBodyBytes > 0, "signal_max_body_bytes: %d is not positive", c.SignalMaxBodyBytes)
+	check(c.SignalMaxBatch > 0, "signal_max_batch: %d is not positive", c.SignalMaxBatch)
+	check(c.SignalRatePerViewer > 0, "signal_rate_per_viewer: %d is not positive", c.SignalRatePerViewer)
+	check(c.SignalRatePerAddress > 0, "signal_rate_per_address: %d is not positive", c.SignalRatePerAddress)
+	check(c.SignalMaxViewers > 0, "signal_max_viewers: %d is not positive", c.SignalMaxViewers)
+	check(c.SignalMaxAddresses > 0, "signal_max_addresses: %d is not positive", c.SignalMaxAddresses)
+	check(c.SignalMaxStreams > 0, "signal_max_streams: %d is not positive", c.SignalMaxStreams)
+	check(c.SignalMaxPolls > 0, "signal_max_polls: %d is not positive", c.SignalMaxPolls)
+	check(c.SignalMaxProducts > 0, "signal_max_products: %d is not positive", c.SignalMaxProducts)
+	check(c.PulseMaxAge > 0, "pulse_max_age: %v is not positive", c.PulseMaxAge)
+	check(c.PulseReactionWindow > 0, "pulse_reaction_window: %v is not positive", c.PulseReactionWindow)
+	check(c.PulseReactionWindow <= time.Minute, "pulse_reaction_window: %v is over 1m", c.PulseReactionWindow)
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
 	// The public names of publish_keys are checked here, not at the first
 	// publish; the error never shows the secret key.

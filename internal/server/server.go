@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shopcast/shopcast/audience"
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/internal/adminauth"
@@ -48,6 +49,7 @@ type Server struct {
 	org     *origin.Server
 	ready   *telemetry.Ready
 	manager *packager.Manager
+	aud     *audience.Audience
 }
 
 // Addrs are the bound listen addresses, so that callers that listen on
@@ -255,6 +257,7 @@ func (s *Server) Start() (err error) {
 		WriteTimeout:      max(cfg.HTTPWriteTimeout, s.blockingWait()+10*time.Second),
 	}
 	org.PlayAuth = playAuth
+	s.startAudience(org, metrics, cueService, playAuth)
 	cueAPI.Start()
 	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", s.ready)
@@ -297,6 +300,49 @@ func (s *Server) Start() (err error) {
 		"publish", "rtmp://"+displayAddr(s.addrs.RTMP)+"/live/{stream key}",
 		"play", httpScheme+"://"+displayAddr(s.addrs.HTTP)+"/live/{name}/index.m3u8")
 	return nil
+}
+
+// startAudience mounts the viewers' signals, the pulse and the studio's
+// audience view (package audience) on the origin, and forgets idle viewers
+// until the server closes. Signals are viewer traffic: they need a play
+// token when play tokens are on, never the admin token; the studio view
+// follows the cue API's admin rule.
+func (s *Server) startAudience(org *origin.Server, metrics *telemetry.Metrics, cueService *cues.Service, playAuth *origin.PlayAuth) {
+	cfg := s.cfg
+	aud := &audience.Audience{
+		Streams:           s.manager,
+		AdminToken:        cfg.CueToken,
+		CORSOrigin:        cfg.CORSOrigin,
+		HeartbeatInterval: cfg.SignalHeartbeatInterval,
+		ReactionWindow:    cfg.PulseReactionWindow,
+		PulseMaxAge:       cfg.PulseMaxAge,
+		MaxBodyBytes:      cfg.SignalMaxBodyBytes,
+		MaxBatch:          cfg.SignalMaxBatch,
+		ViewerRate:        float64(cfg.SignalRatePerViewer),
+		AddressRate:       float64(cfg.SignalRatePerAddress),
+		MaxViewers:        cfg.SignalMaxViewers,
+		MaxAddresses:      cfg.SignalMaxAddresses,
+		MaxStreams:        cfg.SignalMaxStreams,
+		MaxPolls:          cfg.SignalMaxPolls,
+		MaxProducts:       cfg.SignalMaxProducts,
+		Logger:            s.log,
+	}
+	if playAuth != nil {
+		aud.PlayAuth = playAuth
+	}
+	// Votes are taken only for the polls the cue service reports open, and
+	// a closing poll's result carries the audience's counts.
+	aud.Polls = cueService
+	cueService.Tally = aud.Tally
+	aud.Start()
+	aud.Register(org.Handle)
+	org.StreamFiles = map[string]http.Handler{"pulse.json": aud.Pulse()}
+	metrics.Registry().MustRegister(telemetry.NewAudienceCollector(aud, cfg.MetricsMaxStreams))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); aud.Run(ctx) }()
+	s.push(func() { cancel(); <-done })
+	s.aud = aud
 }
 
 // checkFileLimit raises the open-file limit to the hard limit and warns,
@@ -369,6 +415,14 @@ func (s *Server) Packager() *packager.Manager {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.manager
+}
+
+// Audience returns the server's viewer signals and pulse, for benchmarks
+// and tests; nil before Start.
+func (s *Server) Audience() *audience.Audience {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.aud
 }
 
 // Run starts the server unless Start already has, serves until ctx ends,

@@ -4,8 +4,11 @@
 // for "from the start"). It keeps a status line: live or ended, and the
 // live latency.
 
+// With signed play URLs on, the page is opened with the viewer's play token
+// (?token=), which the multivariant playlist needs (docs/security.md).
 export function playlistURL(name) {
-  return '/live/' + encodeURIComponent(name) + '/index.m3u8';
+  const token = new URLSearchParams(location.search).get('token');
+  return '/live/' + encodeURIComponent(name) + '/index.m3u8' + (token ? '?token=' + encodeURIComponent(token) : '');
 }
 
 // startPlayer returns {hls, state(), latency(), stop()} and reports into
