@@ -414,3 +414,30 @@ func TestVariantBlocking(t *testing.T) {
 		t.Fatalf("no delta update:\n%s", d)
 	}
 }
+
+// TestVariantStats: a variant's counters show in Stats under its name, and
+// a stream takes at most MaxVariants of them.
+func TestVariantStats(t *testing.T) {
+	t.Parallel()
+	cfg := variantCfg()
+	cfg.MaxVariants = 2
+	m := newTestManager(t, cfg)
+	sy := publish(t, m)
+	sy.frames(1)
+	newVariantFeed(t, m, sy, "480p", 0, false)
+	newVariantFeed(t, m, sy, "360p", 0, false)
+	video := &ingest.Track{ID: 1, Codec: &codecs.H264{SPS: testSPS, PPS: testPPS}}
+	if _, err := m.Publish(ingest.PublishInfo{Name: "test", Variant: "240p", Tracks: []*ingest.Track{video}}); !errors.Is(err, ErrTooManyVariants) {
+		t.Fatalf("a third variant: %v, want ErrTooManyVariants", err)
+	}
+	sy.frames(150)
+	st := m.Stats().Streams[0]
+	if len(st.Variants) != 2 || st.Variants[0].Name != "360p" || st.Variants[1].Name != "480p" {
+		t.Fatalf("variants %+v", st.Variants)
+	}
+	for _, v := range st.Variants {
+		if v.Video.Frames != 150 || v.Video.Bytes == 0 || v.Parts < 10 || v.Segments < 1 || v.Publishes != 1 {
+			t.Errorf("%s: %+v", v.Name, v)
+		}
+	}
+}

@@ -11,9 +11,8 @@ import (
 	"github.com/bluenviron/gohlslib/v2"
 	hlscodecs "github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
-
-	"github.com/shopcast/shopcast/internal/e2etest"
-	"github.com/shopcast/shopcast/internal/testpub"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // TestLadderMultitrack publishes three renditions of one picture (720p,
@@ -40,21 +39,8 @@ func TestLadderMultitrack(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	encCtx, encCancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer encCancel()
-	// 4 s, looped: 30 fps, a keyframe every second (2 s segments).
-	files, err := testpub.EncodeLadder(encCtx, t.TempDir(), 4*time.Second, 30, 30, 720, 480, 360)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	const name = "ladder"
-	srv := e2etest.Start(t, e2etest.Config(t))
-	pubDone := make(chan error, 1)
-	go func() {
-		pubDone <- testpub.PublishMultitrack(ctx, srv.RTMP+"/live/"+name, files, testpub.Options{Loops: 100})
-	}()
-	t.Cleanup(func() { cancel(); <-pubDone })
+	srv := mtStartLadder(t, name, 720, 480, 360)
 	base := srv.HTTP + "/live/" + name + "/"
 
 	var mv *playlist.Multivariant
@@ -205,6 +191,18 @@ func TestLadderMultitrack(t *testing.T) {
 	if compared < 6 || emsgs == 0 {
 		t.Fatalf("compared %d parts listed by every rendition, with %d emsg boxes", compared, emsgs)
 	}
+
+	// Per-variant metrics, labelled by stream and variant.
+	metrics := string(mtMustGet(t, srv.HTTP+"/metrics"))
+	for _, v := range []string{"480p", "360p"} {
+		for _, family := range []string{"shopcast_variant_parts_total", "shopcast_variant_ingest_frames_total", "shopcast_variant_segments_total"} {
+			series := family + `{stream="` + name + `",variant="` + v + `"} `
+			i := strings.Index(metrics, series)
+			if i < 0 || strings.HasPrefix(metrics[i+len(series):], "0\n") {
+				t.Errorf("no %s of %s in /metrics", family, v)
+			}
+		}
+	}
 	// gohlslib's Client plays the 360p variant.
 	var mu sync.Mutex
 	frames, partsLoaded := 0, 0
@@ -239,4 +237,77 @@ func TestLadderMultitrack(t *testing.T) {
 		return frames >= 60 && partsLoaded > 0
 	})
 	mtStrict(t, bodies)
+}
+
+// TestLadderQualityMenu: the watch page of a multitrack stream has a
+// Quality menu, worked from the keyboard, listing Auto and the three
+// renditions; choosing 360p switches hls.js to it and the video goes on at
+// 360 lines; choosing Auto again gives the choice back to hls.js.
+func TestLadderQualityMenu(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test: not in -short")
+	}
+	const name = "menu"
+	srv := mtStartLadder(t, name, 720, 480, 360)
+	mtWait(t, 40*time.Second, "three variants", func() bool {
+		b, err := mtGet(context.Background(), srv.HTTP+"/live/"+name+"/index.m3u8")
+		return err == nil && strings.Count(string(b), "#EXT-X-STREAM-INF") == 3
+	})
+	ctx, cancel := chromedp.NewContext(mtChromium(t))
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.HTTP+"/watch/"+name)); err != nil {
+		t.Fatal(err)
+	}
+	type menu struct {
+		Hidden  bool     `json:"hidden"`
+		Options []string `json:"options"`
+		Value   string   `json:"value"`
+		Level   int      `json:"level"`
+		Auto    bool     `json:"auto"`
+		Height  int      `json:"height"`
+		Time    float64  `json:"time"`
+	}
+	const read = `(() => { const s = document.getElementById('quality'); const h = window.shopcast && window.shopcast.hls;
+	  const v = document.getElementById('video');
+	  return s ? {hidden: s.parentElement.hidden, options: [...s.options].map((o) => o.text), value: s.value,
+	    level: h ? h.currentLevel : -2, auto: h ? h.autoLevelEnabled : false, height: v.videoHeight, time: v.currentTime} : {hidden: true, options: []}; })()`
+	poll := func(what string, cond func(menu) bool) menu {
+		t.Helper()
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			m, err := chromedp.Run(ctx, chromedp.Evaluate[menu](read))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cond(m) {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s: %+v", what, m)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	m := poll("the menu", func(m menu) bool { return !m.Hidden && len(m.Options) == 4 && m.Time > 1 })
+	if m.Options[1] != "720p" || m.Options[2] != "480p" || m.Options[3] != "360p" || !strings.HasPrefix(m.Options[0], "Auto") || m.Value != "-1" {
+		t.Fatalf("menu %+v", m)
+	}
+	// From the keyboard: focus, three steps down to 360p.
+	if err := chromedp.Do(ctx, chromedp.Focus(chromedp.CSS("#quality"))); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.ArrowDown)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m = poll("360p", func(m menu) bool { return m.Value == "0" && m.Level == 0 && !m.Auto && m.Height == 360 })
+	at := m.Time
+	poll("the video to go on at 360p", func(m menu) bool { return m.Height == 360 && m.Time > at+2 })
+	for range 3 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.ArrowUp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll("Auto again", func(m menu) bool { return m.Value == "-1" && m.Auto })
 }
