@@ -441,3 +441,33 @@ func TestVariantStats(t *testing.T) {
 		}
 	}
 }
+
+// TestVariantSourceCloses: when the source closes mid-segment, a variant
+// that has its frames publishes its part of the short last segment too,
+// complete, not as a gap.
+func TestVariantSourceCloses(t *testing.T) {
+	t.Parallel()
+	cfg := variantCfg()
+	cfg.GracePeriod = time.Minute
+	m := newTestManager(t, cfg)
+	sy := publish(t, m)
+	sy.frames(1)
+	f := newVariantFeed(t, m, sy, "480p", 0, false)
+	sy.frames(130) // the third segment is 11 frames in
+	sy.pub.Close()
+	if err := f.pub.WriteUnit(&ingest.Unit{Track: f.track, PTS: time.Hour, DTS: time.Hour, AU: [][]byte{{0x65, 1}}}); !errors.Is(err, ErrSourceGone) {
+		t.Fatalf("variant write after the source closed: %v", err)
+	}
+	f.pub.Close()
+	src := parseMedia(t, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body, m.Config())
+	vm := parseMedia(t, mustFetch(t, m, fileReq("480p.stream.m3u8")).Body, m.Config())
+	// It joined at the second segment, the first whose start it had.
+	if vm.MediaSequence+len(vm.Segments) != src.MediaSequence+len(src.Segments) || len(vm.Parts) != 0 || !vm.Endlist && vm.PreloadHint != nil {
+		t.Fatalf("variant segments %d-%d, open parts %d; the source's end at %d", vm.MediaSequence, vm.MediaSequence+len(vm.Segments), len(vm.Parts), src.MediaSequence+len(src.Segments))
+	}
+	last, srcLast := vm.Segments[len(vm.Segments)-1], src.Segments[len(src.Segments)-1]
+	if last.Gap || last.Duration != srcLast.Duration || len(last.Parts) != len(srcLast.Parts) {
+		t.Fatalf("variant's last segment %+v, the source's %+v", last, srcLast)
+	}
+	checkVariantAligned(t, m, "480p", 0)
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/shopcast/shopcast/internal/e2etest"
+	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
 
@@ -30,20 +31,36 @@ import (
 // stopped when the test ends.
 func mtStartLadder(t *testing.T, name string, heights ...int) *e2etest.Server {
 	t.Helper()
+	srv, _ := mtStartLadderWith(t, name, 100, nil, heights...)
+	return srv
+}
+
+// mtStartLadderWith is mtStartLadder with the server's config changed by
+// edit (when set) and the 4 s looped loops times; the channel gets the
+// publisher's result once it is done.
+func mtStartLadderWith(t *testing.T, name string, loops int, edit func(*server.Config), heights ...int) (*e2etest.Server, <-chan error) {
+	t.Helper()
 	encCtx, encCancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer encCancel()
 	files, err := testpub.EncodeLadder(encCtx, t.TempDir(), 4*time.Second, 30, 30, heights...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := e2etest.Start(t, e2etest.Config(t))
+	cfg := e2etest.Config(t)
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv := e2etest.Start(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	result := make(chan error, 1)
 	go func() {
-		done <- testpub.PublishMultitrack(ctx, srv.RTMP+"/live/"+name, files, testpub.Options{Loops: 100})
+		err := testpub.PublishMultitrack(ctx, srv.RTMP+"/live/"+name, files, testpub.Options{Loops: loops})
+		result <- err
+		done <- err
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return srv
+	return srv, result
 }
 
 // mtChromium returns an allocator for Debian's chromium, headless, off the

@@ -2,6 +2,7 @@ package ladder
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/shopcast/shopcast/internal/server"
 )
 
 // TestLadderMultitrack publishes three renditions of one picture (720p,
@@ -310,4 +313,97 @@ func TestLadderQualityMenu(t *testing.T) {
 		}
 	}
 	poll("Auto again", func(m menu) bool { return m.Value == "-1" && m.Auto })
+}
+
+// TestLadderRecording: the recording of a multitrack stream keeps the
+// ladder: its multivariant playlist lists the three renditions, each a VOD
+// playlist of as many segments as the source's, with the variants' segments
+// (under their live names) at the source's media times.
+func TestLadderRecording(t *testing.T) {
+	if testing.Short() {
+		t.Skip("live end-to-end test: not in -short")
+	}
+	const name = "sale"
+	recDir := t.TempDir()
+	srv, published := mtStartLadderWith(t, name, 2, func(c *server.Config) { c.GracePeriod, c.RecordDir = 2*time.Second, recDir }, 720, 480, 360)
+	select {
+	case err := <-published:
+		if err != nil {
+			t.Fatalf("publisher: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the 8 s publisher did not finish in 60 s")
+	}
+	type recording struct {
+		URL, State string
+	}
+	var rec recording
+	mtWait(t, 30*time.Second, "the recording to be complete", func() bool {
+		var out struct {
+			Recordings []struct {
+				URL   string `json:"url"`
+				State string `json:"state"`
+			} `json:"recordings"`
+		}
+		b, err := mtGet(context.Background(), srv.HTTP+"/api/v1/streams/"+name+"/recordings")
+		if err != nil || json.Unmarshal(b, &out) != nil || len(out.Recordings) != 1 {
+			return false
+		}
+		rec = recording{out.Recordings[0].URL, out.Recordings[0].State}
+		return rec.State == "complete"
+	})
+	base := srv.HTTP + rec.URL[:strings.LastIndexByte(rec.URL, '/')+1]
+	mvBody := mtMustGet(t, srv.HTTP+rec.URL)
+	pl, err := playlist.Unmarshal(mvBody)
+	if err != nil {
+		t.Fatalf("gohlslib: %v\n%s", err, mvBody)
+	}
+	mv := pl.(*playlist.Multivariant)
+	if len(mv.Variants) != 3 || mv.Variants[0].URI != "stream.m3u8" || mv.Variants[1].URI != "480p.stream.m3u8" ||
+		mv.Variants[2].URI != "360p.stream.m3u8" || mv.Variants[2].Resolution != "640x360" {
+		t.Fatalf("recorded multivariant playlist:\n%s", mvBody)
+	}
+	bodies := map[string][]byte{"index.m3u8": mvBody}
+	var src *playlist.Media
+	videoTrack := map[string]uint32{}
+	for i, v := range mv.Variants {
+		b := mtMustGet(t, base+v.URI)
+		bodies[v.URI] = b
+		mp := mtMedia(t, b)
+		if !mp.Endlist || mp.PlaylistType == nil || *mp.PlaylistType != playlist.MediaPlaylistTypeVOD || len(mp.Segments) < 3 {
+			t.Fatalf("recorded %s:\n%s", v.URI, b)
+		}
+		for id, h := range mtInitTracks(t, mtMustGet(t, base+mp.Map.URI)) {
+			if h == "vide" {
+				videoTrack[v.URI] = id
+			}
+		}
+		if i == 0 {
+			src = mp
+			continue
+		}
+		if len(mp.Segments) != len(src.Segments) {
+			t.Fatalf("%s has %d segments, the source %d", v.URI, len(mp.Segments), len(src.Segments))
+		}
+		gaps := 0
+		for j, seg := range mp.Segments {
+			if seg.Duration != src.Segments[j].Duration {
+				t.Errorf("%s segment %d lasts %v, the source's %v", v.URI, j, seg.Duration, src.Segments[j].Duration)
+			}
+			if seg.Gap {
+				gaps++
+				continue
+			}
+			vf := mtDecodePart(t, mtMustGet(t, base+seg.URI))
+			sf := mtDecodePart(t, mtMustGet(t, base+src.Segments[j].URI))
+			d := int64(vf.tfdt[videoTrack[v.URI]]) - int64(sf.tfdt[videoTrack["stream.m3u8"]])
+			if d > 3000 || d < -3000 {
+				t.Errorf("%s: video tfdt %d, the source's %d", seg.URI, vf.tfdt[videoTrack[v.URI]], sf.tfdt[videoTrack["stream.m3u8"]])
+			}
+		}
+		if gaps > 0 {
+			t.Errorf("%s: %d of %d recorded segments are gaps", v.URI, gaps, len(mp.Segments))
+		}
+	}
+	mtStrict(t, bodies)
 }
