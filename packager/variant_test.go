@@ -2,6 +2,7 @@ package packager
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -470,4 +471,34 @@ func TestVariantSourceCloses(t *testing.T) {
 		t.Fatalf("variant's last segment %+v, the source's %+v", last, srcLast)
 	}
 	checkVariantAligned(t, m, "480p", 0)
+}
+
+// TestVariantBlockedPerStream: MaxBlockedPerStream counts a stream's
+// blocked requests across its renditions.
+func TestVariantBlockedPerStream(t *testing.T) {
+	t.Parallel()
+	cfg := variantCfg()
+	cfg.MaxBlockedPerStream = 2
+	m := newTestManager(t, cfg)
+	sy := publish(t, m)
+	sy.frames(1)
+	newVariantFeed(t, m, sy, "480p", 0, false)
+	sy.frames(100)
+	next := func(v string) Request {
+		msn, idx, _ := lastPartOf(m, v)
+		return Request{Stream: "test", File: hlsname.VariantMedia(v), MSN: msn, Part: idx + 1}
+	}
+	a, b := fetchAsync(m, next("")), fetchAsync(m, next("480p"))
+	waitBlocked(t, m, 2)
+	for _, v := range []string{"", "480p"} {
+		if _, err := m.Fetch(context.Background(), next(v)); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("a third blocked request (%q): %v, want ErrUnavailable", v, err)
+		}
+	}
+	sy.frames(10)
+	for _, ch := range []<-chan fetchResult{a, b} {
+		if r := await(t, ch, 10*time.Second); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -153,6 +154,16 @@ func TestLadderMultitrack(t *testing.T) {
 		msn, part := mtEdge(mp)
 		bodies[w.uri+" blocking"] = mtMustGet(t, base+fmt.Sprintf("%s?_HLS_msn=%d&_HLS_part=%d", w.uri, msn, part+1))
 		bodies[w.uri+" delta"] = mtMustGet(t, base+w.uri+"?_HLS_skip=YES")
+		// The origin takes the delivery directives on every rendition's
+		// playlist: one too far ahead is a 400 (RFC 8216bis 6.2.5.2).
+		resp, err := http.Get(base + fmt.Sprintf("%s?_HLS_msn=%d", w.uri, msn+10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s?_HLS_msn=%d: %d, want 400", w.uri, msn+10, resp.StatusCode)
+		}
 	}
 	const frame = 90000 / 30
 	compared, emsgs := 0, 0
