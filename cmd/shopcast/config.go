@@ -150,6 +150,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*int64Value)(&c.RecordMinFreeBytes) }},
 	{name: "publish_keys", noFlag: true, usage: `secret stream key -> public name; file: {"KEY": "NAME"}, env: KEY=NAME,KEY2=NAME2; never a flag, never logged`,
 		value: func(c *Config) flag.Value { return (*keysValue)(&c.PublishKeys) }},
+	{name: "max_variants", arg: "N", usage: "maximum variants (renditions besides the source's) of one stream",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxVariants) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

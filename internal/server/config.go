@@ -146,6 +146,11 @@ type Config struct {
 	// pauses. It defaults to 1073741824 (1 GiB).
 	RecordMinFreeBytes int64
 
+	// MaxVariants caps the variants (renditions besides the source's: an
+	// OBS multitrack publisher's other video tracks, the ffmpeg ladder's
+	// rungs) of one stream. It defaults to 8.
+	MaxVariants int
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -206,6 +211,7 @@ func Defaults() Config {
 		Record:                 true,
 		RecordRetention:        30 * 24 * time.Hour,
 		RecordMinFreeBytes:     1 << 30,
+		MaxVariants:            8,
 	}
 }
 
@@ -253,6 +259,7 @@ func (c *Config) Validate() error {
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
+	check(c.MaxVariants > 0, "max_variants: %d is not positive", c.MaxVariants)
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
 	// The public names of publish_keys are checked here, not at the first
