@@ -71,6 +71,9 @@ type Config struct {
 	// stream end to a consumer such as the recorder (hooks.go). They
 	// default to none.
 	Hooks Hooks
+	// MaxVariants caps the variants (renditions besides the source's) of
+	// one stream; a publication of one more is refused. It defaults to 8.
+	MaxVariants int
 }
 
 // Numbers are the first numbers of a stream.
@@ -138,6 +141,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBlockedPerStream <= 0 {
 		c.MaxBlockedPerStream = c.MaxBlockedRequests
 	}
+	if c.MaxVariants <= 0 {
+		c.MaxVariants = 8
+	}
 }
 
 // Manager holds every stream: it is the ingest Sink and the origin's Source.
@@ -169,6 +175,9 @@ func (m *Manager) Config() Config { return m.cfg }
 
 // Publish implements ingest.Sink.
 func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
+	if info.Variant != "" {
+		return m.publishVariant(info)
+	}
 	// m.mu is held until the publication is attached: a stream cannot end
 	// or be removed in between, and a stream is stored only once a
 	// publication it accepted feeds it.
@@ -306,15 +315,15 @@ func (m *Manager) fetch(ctx context.Context, req Request) (*Response, error) {
 	case hlsname.KindMultivariant:
 		return s.fetchMultivariant(ctx, req.Client)
 	case hlsname.KindMedia:
-		return s.fetchMedia(ctx, req)
+		return s.fetchMedia(ctx, req, name.Variant)
 	case hlsname.KindInit:
 		// By the name as asked: an init segment is stored under the name
 		// its playlists give it, so init00.mp4 is not init0.mp4.
 		return s.fetchInit(req.File)
 	case hlsname.KindSegment:
-		return s.fetchSegment(name.N)
+		return s.fetchSegment(name.N, name.Variant)
 	case hlsname.KindPart:
-		return s.fetchPart(ctx, req.Client, name.N)
+		return s.fetchPart(ctx, req.Client, name.N, name.Variant)
 	case hlsname.KindTSMultivariant, hlsname.KindTSMedia:
 		return s.fetchTSPlaylist(ctx, req.Client, name.Kind)
 	case hlsname.KindTSSegment:

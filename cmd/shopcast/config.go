@@ -190,6 +190,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.PulseMaxAge) }},
 	{name: "pulse_reaction_window", arg: "DURATION", usage: "how far back the pulse counts reactions (at most 60s)",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.PulseReactionWindow) }},
+	{name: "max_variants", arg: "N", usage: "maximum variants (renditions besides the source's) of one stream",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxVariants) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

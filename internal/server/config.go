@@ -209,6 +209,10 @@ type Config struct {
 	// PulseReactionWindow is how far back the pulse counts reactions (at most
 	// 60s). It defaults to 5s.
 	PulseReactionWindow time.Duration
+	// MaxVariants caps the variants (renditions besides the source's: an
+	// OBS multitrack publisher's other video tracks, the ffmpeg ladder's
+	// rungs) of one stream. It defaults to 8.
+	MaxVariants int
 
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
@@ -298,6 +302,7 @@ func Defaults() Config {
 		SignalMaxProducts:       256,
 		PulseMaxAge:             time.Second,
 		PulseReactionWindow:     5 * time.Second,
+		MaxVariants:             8,
 	}
 }
 
@@ -345,6 +350,7 @@ func (c *Config) Validate() error {
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
+	check(c.MaxVariants > 0, "max_variants: %d is not positive", c.MaxVariants)
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
 	check(c.SignalHeartbeatInterval > 0, "signal_heartbeat_interval: %v is not positive", c.SignalHeartbeatInterval)
 	check(c.SignalMaxBodyBytes > 0, "signal_max_body_bytes: %d is not positive", c.SignalMaxBodyBytes)

@@ -6,8 +6,8 @@
 // the start" plays that from 0, with a scrubber, and "Back to live" goes
 // back to the LL-HLS edge. Each switch gives the video to a new hls.js and
 // a new cue SDK, as the two timelines differ.
-import { startPlayer, startRecording, statusReporter, productCard, formatClock } from './player.js';
 import { createMoments } from './moments.js';
+import { startPlayer, startRecording, statusReporter, productCard, formatClock, qualityMenu } from './player.js';
 
 const name = document.body.dataset.stream;
 const video = document.getElementById('video');
@@ -56,9 +56,14 @@ function onReport(r) {
 }
 
 // follow reads what tests and the console want from one hls.js instance.
+let dropMenu = () => {};
 function follow(hls) {
   shopcast.hls = hls;
   shopcast.mediaOffset = null;
+  // The quality menu follows the player: the live stream's renditions, or
+  // the recording's.
+  dropMenu();
+  dropMenu = qualityMenu(hls, document.querySelector('.status'));
   if (!hls) return;
   const H = globalThis.Hls;
   let levels = 0;
