@@ -156,6 +156,13 @@ func (s *Stream) draftMedia(r *rendition, skip Skip) *draft {
 	// trim drops them.
 	partsFrom := end - 3*td
 	partSegs := len(all) - 3
+	if all[len(all)-1].complete && !s.ended {
+		// Just after a segment closed, before the next one has a part, the
+		// preload hint stands for the open segment in that count.
+		if _, ok := s.preloadHint(r); ok {
+			partSegs++
+		}
+	}
 	for i, seg := range all[skipped:] {
 		if seg.disc && i+skipped > 0 {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
