@@ -65,6 +65,13 @@ type Server struct {
 	// answered, for metrics. It defaults to nil.
 	Observer Observer
 
+	// Posters, when set, answers /live/{name}/poster.jpg. It defaults to
+	// nil: the poster is a 404.
+	Posters Posters
+	// PosterMaxAge is the poster's Cache-Control max-age. It defaults to
+	// 5s.
+	PosterMaxAge time.Duration
+
 	hdr headerCache
 
 	mu  sync.Mutex // guards mux
