@@ -74,6 +74,19 @@ type PublishInfo struct {
 	Remote string
 	// Tracks are the publication's tracks, with their codecs.
 	Tracks []*Track
+	// Variant is "" for the source publication of stream Name: the
+	// publisher's own picture and sound. Otherwise it names one more
+	// rendition of Name's picture for an adaptive bitrate ladder (such as
+	// "480p", ^[a-z0-9][a-z0-9_-]{0,15}$): its Tracks are one video track,
+	// the sound staying the source's, and its units' PTS and DTS are on the
+	// source publication's clock (those of the source frames they were made
+	// from, within a frame), with keyframes on the source's keyframes.
+	// Publishing a variant of a name without a live source publication is
+	// refused (packager.ErrNoSource); once the source publication closes or
+	// is superseded, WriteUnit returns an error wrapping
+	// packager.ErrSourceGone, and the variant's publisher closes and waits
+	// for a new source. Closing a variant never ends the stream.
+	Variant string
 }
 
 // Sink receives publications. The packager implements it.

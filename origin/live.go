@@ -65,7 +65,7 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1, Gzip: acceptsGzip(r.Header), Client: clientAddr(r)}
 	// The delivery directives apply to media playlists only; on other files
 	// they are ignored like any other query parameter.
-	if file == hlsname.Media {
+	if n, err := hlsname.Parse(file); err == nil && n.Kind == hlsname.KindMedia {
 		if err := parseDirectives(r.URL.RawQuery, &req); err != nil {
 			fail(w, http.StatusBadRequest)
 			return "", nil

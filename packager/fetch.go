@@ -28,9 +28,15 @@ func (s *Stream) waitFor(ctx context.Context, client string, cond func() bool) e
 	return s.wait(ctx, timer.C, cond)
 }
 
-func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error) {
+// fetchMedia serves the media playlist of the source (variant "") or of a
+// variant.
+func (s *Stream) fetchMedia(ctx context.Context, req Request, variant string) (*Response, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	r := s.renditionOf(variant)
+	if r == nil {
+		return nil, ErrNotFound
+	}
 	kind := KindPlaylist
 	if req.MSN >= 0 {
 		kind = KindBlockingPlaylist
@@ -38,35 +44,41 @@ func (s *Stream) fetchMedia(ctx context.Context, req Request) (*Response, error)
 	// RFC 8216bis 6.2.5.2: a server MUST ignore _HLS_msn and _HLS_part if
 	// the playlist contains EXT-X-ENDLIST.
 	if req.MSN >= 0 && !s.ended {
-		if err := s.checkAhead(req.MSN, req.Part); err != nil {
+		if err := s.checkAhead(r, req.MSN, req.Part); err != nil {
 			return nil, err
 		}
-		if err := s.waitFor(ctx, req.Client, func() bool { return s.ended || s.has(req.MSN, req.Part) }); err != nil {
+		if err := s.waitFor(ctx, req.Client, func() bool { return s.ended || s.has(r, req.MSN, req.Part) }); err != nil {
 			return nil, err
 		}
-	} else if err := s.waitFor(ctx, req.Client, func() bool { return s.ended || s.td > 0 }); err != nil {
+	} else if err := s.waitFor(ctx, req.Client, func() bool { return s.ended || s.td > 0 && s.started(r) }); err != nil {
 		// A playlist is first served once the first segment fixed the
-		// target duration.
+		// target duration (and a variant's once it has a part).
 		return nil, err
 	}
-	if s.td == 0 {
+	if s.td == 0 || !s.started(r) {
 		return nil, ErrNotFound
 	}
-	r, build := s.mediaPlaylist(req.Skip)
+	pl, build := s.mediaPlaylist(r, req.Skip)
 	return &Response{
-		Kind: kind, ContentType: contentTypePlaylist, playlist: r, build: build,
+		Kind: kind, ContentType: contentTypePlaylist, playlist: pl, build: build,
 		TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: time.Now(),
 	}, nil
 }
 
-// lastPart returns the position of the newest part: its segment's msn and
-// its index there. ok is false before the first part.
-func (s *Stream) lastPart() (msn int64, idx int, ok bool) {
-	if s.open != nil && len(s.open.parts) > 0 {
-		return s.open.msn, len(s.open.parts) - 1, true
+// started reports whether rendition r has a part or segment to list.
+func (s *Stream) started(r *rendition) bool {
+	_, _, ok := s.lastPartOf(r)
+	return ok || r == &s.rendition
+}
+
+// lastPartOf returns the position of r's newest part: its segment's msn
+// and its index there. ok is false before the first part.
+func (s *Stream) lastPartOf(r *rendition) (msn int64, idx int, ok bool) {
+	if r.open != nil && len(r.open.parts) > 0 {
+		return r.open.msn, len(r.open.parts) - 1, true
 	}
-	if n := len(s.segs); n > 0 {
-		return s.segs[n-1].msn, len(s.segs[n-1].parts) - 1, true
+	if n := len(r.segs); n > 0 {
+		return r.segs[n-1].msn, len(r.segs[n-1].parts) - 1, true
 	}
 	return 0, 0, false
 }
@@ -74,25 +86,25 @@ func (s *Stream) lastPart() (msn int64, idx int, ok bool) {
 // has reports whether the playlist already holds segment msn (part < 0) or
 // its part with index part. A part index past the end of a complete segment
 // means part 0 of the next segment (RFC 8216bis 6.2.5.2).
-func (s *Stream) has(msn, part int64) bool {
+func (s *Stream) has(r *rendition, msn, part int64) bool {
 	if s.td == 0 {
 		return false
 	}
-	lastMSN, lastIdx, ok := s.lastPart()
+	lastMSN, lastIdx, ok := s.lastPartOf(r)
 	if !ok {
 		return false
 	}
 	if part < 0 {
-		n := len(s.segs)
-		return n > 0 && s.segs[n-1].msn >= msn
+		n := len(r.segs)
+		return n > 0 && r.segs[n-1].msn >= msn
 	}
 	if msn < lastMSN {
-		seg := s.segment(msn)
+		seg := r.segment(msn)
 		if seg == nil || part < int64(len(seg.parts)) {
 			return true
 		}
 		// Past the end of a complete segment: part 0 of the next one.
-		return s.has(msn+1, 0)
+		return s.has(r, msn+1, 0)
 	}
 	if msn == lastMSN {
 		// A later part of this segment or, if the segment is complete, part
@@ -102,11 +114,11 @@ func (s *Stream) has(msn, part int64) bool {
 	return false
 }
 
-func (s *Stream) segment(msn int64) *segment {
-	if s.open != nil && s.open.msn == msn {
-		return s.open
+func (r *rendition) segment(msn int64) *segment {
+	if r.open != nil && r.open.msn == msn {
+		return r.open
 	}
-	for _, seg := range s.segs {
+	for _, seg := range r.segs {
 		if seg.msn == msn {
 			return seg
 		}
@@ -120,10 +132,10 @@ const advancePartLimit = 3
 // checkAhead refuses requests too far in the future: RFC 8216bis 6.2.5.2,
 // _HLS_msn more than two past the last segment, or _HLS_part more than the
 // Advance Part Limit past the last part, is a 400.
-func (s *Stream) checkAhead(msn, part int64) error {
+func (s *Stream) checkAhead(r *rendition, msn, part int64) error {
 	last := int64(-1)
-	if n := len(s.segs); n > 0 {
-		last = s.segs[n-1].msn
+	if n := len(r.segs); n > 0 {
+		last = r.segs[n-1].msn
 	}
 	if s.td == 0 {
 		// Before the first segment a client can only guess; allow the start.
@@ -138,7 +150,7 @@ func (s *Stream) checkAhead(msn, part int64) error {
 	if part < 0 {
 		return nil
 	}
-	lastMSN, lastIdx, ok := s.lastPart()
+	lastMSN, lastIdx, ok := s.lastPartOf(r)
 	if !ok {
 		return nil
 	}
@@ -149,7 +161,7 @@ func (s *Stream) checkAhead(msn, part int64) error {
 		return nil
 	case msn == lastMSN:
 		ahead = part - int64(lastIdx)
-		if s.open == nil || s.open.msn != lastMSN {
+		if r.open == nil || r.open.msn != lastMSN {
 			// That segment is complete: the part is in the next one.
 			ahead = min(ahead, 1)
 		}
@@ -157,7 +169,7 @@ func (s *Stream) checkAhead(msn, part int64) error {
 		// Parts of a segment that has not started: count the parts left
 		// in the current segment as PART-TARGET predicts them.
 		left := max(perSeg-1-int64(lastIdx), 0)
-		if s.open == nil || s.open.msn != lastMSN {
+		if r.open == nil || r.open.msn != lastMSN {
 			left = 0
 		}
 		ahead = left + (msn-lastMSN-1)*perSeg + part + 1
@@ -194,11 +206,15 @@ func (s *Stream) fetchInit(name string) (*Response, error) {
 	return &Response{Kind: KindInit, ContentType: contentTypeMP4, Body: f.body, TargetDuration: s.tdDuration(), ModTime: f.at}, nil
 }
 
-func (s *Stream) fetchSegment(msn int64) (*Response, error) {
+func (s *Stream) fetchSegment(msn int64, variant string) (*Response, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, seg := range s.segs {
-		if seg.msn == msn {
+	r := s.renditionOf(variant)
+	if r == nil {
+		return nil, ErrNotFound
+	}
+	for _, seg := range r.segs {
+		if seg.msn == msn && !seg.gap {
 			return &Response{Kind: KindSegment, ContentType: contentTypeMP4, Body: seg.body, TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: seg.at}, nil
 		}
 	}
@@ -208,16 +224,23 @@ func (s *Stream) fetchSegment(msn int64) (*Response, error) {
 // fetchPart serves a part. A request for the part the playlist hints at
 // (EXT-X-PRELOAD-HINT) blocks until the part is complete and is then sent
 // whole (RFC 8216bis 6.2.6).
-func (s *Stream) fetchPart(ctx context.Context, client string, n int64) (*Response, error) {
+func (s *Stream) fetchPart(ctx context.Context, client string, n int64, variant string) (*Response, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if n == s.nextPart && s.pub != nil && !s.ended {
-		if err := s.waitFor(ctx, client, func() bool { return s.parts[n] != nil || s.ended }); err != nil {
+	r := s.renditionOf(variant)
+	if r == nil {
+		return nil, ErrNotFound
+	}
+	if hint, ok := s.preloadHint(r); ok && n == hint && !s.ended {
+		if err := s.waitFor(ctx, client, func() bool {
+			next, ok := s.preloadHint(r)
+			return r.parts[n] != nil || s.ended || !ok || next > n
+		}); err != nil {
 			return nil, err
 		}
 	}
-	p := s.parts[n]
-	if p == nil {
+	p := r.parts[n]
+	if p == nil || p.gap {
 		return nil, ErrNotFound
 	}
 	return &Response{Kind: KindPart, ContentType: contentTypeMP4, Body: p.body, TargetDuration: s.tdDuration(), Ended: s.ended, ModTime: p.at}, nil

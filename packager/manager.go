@@ -169,6 +169,9 @@ func (m *Manager) Config() Config { return m.cfg }
 
 // Publish implements ingest.Sink.
 func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
+	if info.Variant != "" {
+		return m.publishVariant(info)
+	}
 	// m.mu is held until the publication is attached: a stream cannot end
 	// or be removed in between, and a stream is stored only once a
 	// publication it accepted feeds it.
@@ -306,15 +309,15 @@ func (m *Manager) fetch(ctx context.Context, req Request) (*Response, error) {
 	case hlsname.KindMultivariant:
 		return s.fetchMultivariant(ctx, req.Client)
 	case hlsname.KindMedia:
-		return s.fetchMedia(ctx, req)
+		return s.fetchMedia(ctx, req, name.Variant)
 	case hlsname.KindInit:
 		// By the name as asked: an init segment is stored under the name
 		// its playlists give it, so init00.mp4 is not init0.mp4.
 		return s.fetchInit(req.File)
 	case hlsname.KindSegment:
-		return s.fetchSegment(name.N)
+		return s.fetchSegment(name.N, name.Variant)
 	case hlsname.KindPart:
-		return s.fetchPart(ctx, req.Client, name.N)
+		return s.fetchPart(ctx, req.Client, name.N, name.Variant)
 	case hlsname.KindTSMultivariant, hlsname.KindTSMedia:
 		return s.fetchTSPlaylist(ctx, req.Client, name.Kind)
 	case hlsname.KindTSSegment:

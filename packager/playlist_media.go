@@ -20,23 +20,42 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(math.Round(d.Seconds()*1000)/1000, 'f', -1, 64)
 }
 
-// window returns the complete segments listed in the media playlist.
-func (s *Stream) window() []*segment {
+// window returns the complete segments listed in the source's media
+// playlist.
+func (s *Stream) window() []*segment { return s.windowOf(&s.rendition) }
+
+// windowOf returns the complete segments listed in r's media playlist.
+func (s *Stream) windowOf(r *rendition) []*segment {
 	n := s.m.cfg.WindowSegments
-	if len(s.segs) <= n {
-		return s.segs
+	if len(r.segs) <= n {
+		return r.segs
 	}
-	return s.segs[len(s.segs)-n:]
+	return r.segs[len(r.segs)-n:]
+}
+
+// edge is the media time at r's live edge: for the source, the end of the
+// media published (lastEnd); for a variant, of the last part it has.
+func (s *Stream) edge(r *rendition) time.Duration {
+	if r == &s.rendition {
+		return s.lastEnd
+	}
+	if r.open != nil && len(r.open.parts) > 0 {
+		return r.open.start + r.open.dur
+	}
+	if n := len(r.segs); n > 0 {
+		return r.segs[n-1].start + r.segs[n-1].dur
+	}
+	return 0
 }
 
 // skipUntil is CAN-SKIP-UNTIL: six target durations, the minimum RFC
 // 8216bis 4.4.3.8 allows, so delta updates skip as much as they may.
 func (s *Stream) skipUntil() time.Duration { return 6 * s.tdDuration() }
 
-// mediaPlaylist returns the media playlist for the current version,
+// mediaPlaylist returns r's media playlist for the current version,
 // rendered once (see cached). Called with s.mu held.
-func (s *Stream) mediaPlaylist(skip Skip) (*rendered, func()) {
-	return s.cached(&s.cache[skip], func() *draft { return s.draftMedia(skip) })
+func (s *Stream) mediaPlaylist(r *rendition, skip Skip) (*rendered, func()) {
+	return s.cached(&r.cache[skip], func() *draft { return s.draftMedia(r, skip) })
 }
 
 // gzipBytes compresses a playlist. Every new playlist version is compressed
@@ -55,12 +74,12 @@ func (m *Manager) gzipBytes(b []byte) []byte {
 	return buf.Bytes()
 }
 
-// draftMedia takes the media playlist out of the stream. Called with s.mu
-// held.
-func (s *Stream) draftMedia(skip Skip) *draft {
+// draftMedia takes rendition r's media playlist out of the stream. Called
+// with s.mu held.
+func (s *Stream) draftMedia(r *rendition, skip Skip) *draft {
 	cfg := &s.m.cfg
 	td := s.tdDuration()
-	win := s.window()
+	win := s.windowOf(r)
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n")
 	fmt.Fprintf(&b, "#EXT-X-VERSION:%d\n", playlistVersion)
@@ -72,8 +91,8 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(cfg.PartTarget))
 
 	all := win
-	if s.open != nil && len(s.open.parts) > 0 {
-		all = append(win[:len(win):len(win)], s.open)
+	if r.open != nil && len(r.open.parts) > 0 {
+		all = append(win[:len(win):len(win)], r.open)
 	}
 	if len(all) == 0 {
 		return &draft{head: b.Bytes()}
@@ -83,7 +102,7 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", all[0].discNum)
 	}
 
-	end := s.lastEnd
+	end := s.edge(r)
 	skipped := 0
 	// RFC 8216bis 6.2.5.1: _HLS_skip is ignored once the playlist has
 	// EXT-X-ENDLIST.
@@ -107,7 +126,7 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 	// that players can preload their images. A v2 delta update leaves out
 	// those that start in the skipped segments: the client has them.
 	d := &draft{}
-	if len(win) > 0 || s.open != nil {
+	if len(win) > 0 || r.open != nil {
 		from := all[0].start
 		skipBefore := time.Duration(-1 << 62)
 		if skip == SkipV2 && skipped > 0 {
@@ -141,29 +160,75 @@ func (s *Stream) draftMedia(skip Skip) *draft {
 		if seg.disc && i+skipped > 0 {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
-		if seg.init != lastInit {
+		if seg.init != lastInit && seg.init != nil {
 			fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s\"\n", seg.init.name)
 			lastInit = seg.init
 		}
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", seg.pdt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 		if !seg.complete || i+skipped >= partSegs && seg.start >= partsFrom {
 			for _, p := range seg.parts {
-				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", strconv.FormatFloat(p.dur.Seconds(), 'f', 5, 64), hlsname.Part(p.n))
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", strconv.FormatFloat(p.dur.Seconds(), 'f', 5, 64), hlsname.VariantPart(r.variant, p.n))
 				if p.independent {
 					b.WriteString(",INDEPENDENT=YES")
+				}
+				if p.gap {
+					// RFC 8216bis 4.4.4.9: GAP=YES, the part is not available.
+					b.WriteString(",GAP=YES")
 				}
 				b.WriteByte('\n')
 			}
 		}
 		if seg.complete {
-			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), hlsname.Segment(seg.msn))
+			if seg.gap {
+				// RFC 8216bis 4.4.4.7: the segment is absent; a client
+				// should not load it.
+				b.WriteString("#EXT-X-GAP\n")
+			}
+			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), hlsname.VariantSegment(r.variant, seg.msn))
 		}
 	}
 	if s.ended {
 		b.WriteString("#EXT-X-ENDLIST\n")
-	} else if s.pub != nil {
-		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", hlsname.Part(s.nextPart))
+	} else if hint, ok := s.preloadHint(r); ok {
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", hlsname.VariantPart(r.variant, hint))
 	}
+	s.renditionReports(&b, r)
 	d.tail = b.Bytes()
 	return d
+}
+
+// preloadHint returns the number of the part r publishes next, when a
+// publisher feeds it. Called with s.mu held.
+func (s *Stream) preloadHint(r *rendition) (int64, bool) {
+	if r == &s.rendition {
+		return s.nextPart, s.pub != nil
+	}
+	if v := s.variantOf(r.variant); v != nil && v.pub != nil && v.pub.joined {
+		return v.pub.next, true
+	}
+	return 0, false
+}
+
+// renditionReports writes an EXT-X-RENDITION-REPORT for every rendition
+// of the stream but r (RFC 8216bis 4.4.5.4): its live edge as of this
+// playlist, so that a player switching renditions asks the right part.
+// Called with s.mu held.
+func (s *Stream) renditionReports(b *bytes.Buffer, r *rendition) {
+	if len(s.variants) == 0 {
+		return
+	}
+	report := func(o *rendition) {
+		if o == r {
+			return
+		}
+		msn, idx, ok := s.lastPartOf(o)
+		if !ok {
+			return
+		}
+		fmt.Fprintf(b, "#EXT-X-RENDITION-REPORT:URI=\"%s\",LAST-MSN=%d,LAST-PART=%d\n", hlsname.VariantMedia(o.variant), msn, idx)
+	}
+	report(&s.rendition)
+	for _, v := range s.variants {
+		report(&v.rendition)
+	}
 }

@@ -337,10 +337,25 @@ func (p *publication) closePart() error {
 		dur:         p.lead.duration(leadDur),
 		independent: p.partKey,
 		at:          time.Now(),
+		pub:         p,
+		from:        start,
+		to:          end,
+		seg:         s.open,
+		boxes:       boxes,
+	}
+	for _, pt := range fp.Tracks {
+		if pt.ID != p.lead.id {
+			pa.shared = append(pa.shared, pt)
+		}
 	}
 	p.partLen = 0
 	s.addPart(pa)
 	s.stats.part(p.unitAt)
+	for _, v := range s.variants {
+		if vp := v.pub; vp != nil && vp.src == p {
+			vp.follow(false)
+		}
+	}
 	return nil
 }
 
@@ -380,5 +395,6 @@ func (p *publication) Close() {
 	}
 	p.done = true
 	p.flush()
+	s.sourceGone(p)
 	s.detach(p)
 }

@@ -3,6 +3,7 @@ package packager
 import (
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 )
 
@@ -17,6 +18,18 @@ type part struct {
 	dur         time.Duration
 	independent bool
 	at          time.Time
+	gap         bool // a variant's part it has no media for: GAP=YES
+
+	// What a variant's part of the same number carries besides its own
+	// video (variant.go), on the source's parts only: the publication, the
+	// media time range [from, to) of its lead track, its segment, the
+	// samples of its other tracks and its emsg boxes. shared and boxes are
+	// let go when the part's bytes are.
+	pub      *publication
+	from, to time.Duration
+	seg      *segment
+	shared   []*fmp4.PartTrack
+	boxes    []byte
 }
 
 // segment is a media segment: a run of parts starting on a keyframe.
@@ -33,6 +46,7 @@ type segment struct {
 	frames  int // lead track frames, for FRAME-RATE
 
 	complete bool
+	gap      bool   // a variant's segment it could not fill: EXT-X-GAP
 	body     []byte // the parts' bytes back to back, set when complete
 	at       time.Time
 	size     int
@@ -44,4 +58,6 @@ type initFile struct {
 	body   []byte
 	at     time.Time
 	codecs []codecs.Codec
+	// variant is the variant whose init segment it is, nil for the source.
+	variant *variant
 }

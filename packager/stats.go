@@ -154,3 +154,21 @@ func (m *Manager) Stats() Stats {
 	slices.SortFunc(out.Streams, func(a, b StreamStats) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// variantStats are a variant's counters, read by Stats without the
+// stream's lock.
+type variantStats struct {
+	videoBytes, videoFrames atomic.Int64
+	parts, segments         atomic.Int64
+	publishes, disconnects  atomic.Int64
+}
+
+// unit counts a unit a variant's publisher wrote.
+func (st *variantStats) unit(u *ingest.Unit) {
+	n := 0
+	for _, nalu := range u.AU {
+		n += len(nalu)
+	}
+	st.videoBytes.Add(int64(n))
+	st.videoFrames.Add(1)
+}

@@ -49,9 +49,11 @@ type Stream struct {
 	renderMu sync.Mutex
 	changed  chan struct{} // closed and replaced whenever anything is published
 
-	segs     []*segment // complete segments still servable, oldest first
-	open     *segment   // segment receiving parts
-	parts    map[int64]*part
+	// rendition is the source's segments, parts and media playlist
+	// caches; variants (variant.go) have one each. inits holds every
+	// rendition's init segments, whose names differ.
+	rendition
+	variants []*variant // the ladder's other renditions, in order of arrival
 	inits    map[string]*initFile
 	nextMSN  int64
 	nextPart int64
@@ -66,7 +68,6 @@ type Stream struct {
 	linger   *time.Timer
 	td       int // EXT-X-TARGETDURATION in seconds, fixed by the first segment
 	version  int64
-	cache    [3]cachedPlaylist // media playlists by Skip
 	mvCache  cachedPlaylist
 	lastEnd  time.Duration
 	// tracksEnd is the end of the latest sample published on any track:
@@ -77,6 +78,18 @@ type Stream struct {
 
 	eventTimeline
 	ts tsRendition // the legacy MPEG-TS rendition (ts_rendition.go)
+}
+
+// rendition is one rendition's media: the complete segments still
+// servable, the open segment, the parts by number and the media playlist
+// renderings. The source's is the Stream's own; a variant's mirrors it,
+// segment for segment and part for part (variant.go).
+type rendition struct {
+	variant string     // "" for the source
+	segs    []*segment // complete segments still servable, oldest first
+	open    *segment   // segment receiving parts
+	parts   map[int64]*part
+	cache   [3]cachedPlaylist // media playlists by Skip
 }
 
 // cachedPlaylist holds a playlist rendered for one version. Readers hold
@@ -185,7 +198,9 @@ func newStream(m *Manager, name string) *Stream {
 		name:    name,
 		log:     m.log.With("stream", name),
 		changed: make(chan struct{}),
-		parts:   map[int64]*part{},
+		rendition: rendition{
+			parts: map[int64]*part{},
+		},
 		inits:   map[string]*initFile{},
 		version: 1,
 		stats:   &streamStats{},
@@ -217,6 +232,7 @@ func (s *Stream) attach(info ingest.PublishInfo) (*publication, error) {
 	s.stats.publishes.Add(1)
 	if old := s.pub; old != nil {
 		old.flush()
+		s.sourceGone(old)
 		old.superseded = true
 		s.log.Info("publisher replaced", "remote", info.Remote, "old_remote", old.info.Remote)
 	}
@@ -264,6 +280,7 @@ func (s *Stream) shutdown() {
 	s.mu.Lock()
 	if s.pub != nil {
 		s.pub.flush()
+		s.sourceGone(s.pub)
 		s.pub.superseded = true
 		s.pub = nil
 	}
@@ -359,6 +376,7 @@ func (s *Stream) closeSegment() {
 	s.segs = append(s.segs, seg)
 	s.segmentDone(seg)
 	s.trim()
+	s.variantsSegmentDone(seg)
 	s.ts.closeSegment(s, seg)
 	s.notify()
 }
@@ -372,7 +390,7 @@ func (s *Stream) trim() {
 		old := s.segs[0]
 		s.segs = s.segs[1:]
 		for _, p := range old.parts {
-			delete(s.parts, p.n)
+			s.dropPart(p)
 		}
 		if old.init != s.segs[0].init && (s.pub == nil || s.pub.init != old.init) {
 			delete(s.inits, old.init.name)
@@ -386,9 +404,16 @@ func (s *Stream) trim() {
 			break
 		}
 		for _, p := range seg.parts {
-			delete(s.parts, p.n)
+			s.dropPart(p)
 		}
 	}
+}
+
+// dropPart forgets a source part's bytes and what its variants' parts
+// would have shared with it.
+func (s *Stream) dropPart(p *part) {
+	delete(s.parts, p.n)
+	p.shared, p.boxes = nil, nil
 }
 
 func (s *Stream) tdDuration() time.Duration {

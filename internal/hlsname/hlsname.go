@@ -16,7 +16,20 @@
 //	seg{N}.ts         MPEG-TS segment with media sequence number N
 //	poster.jpg        the latest picture of the stream (package ladder)
 //
-// where N is a decimal number within int64.
+// where N is a decimal number within int64. Those are the source
+// rendition's names: the publisher's own picture. A stream with an
+// adaptive bitrate ladder has more renditions (variants), each named like
+// 480p, whose files are the source's names behind the variant's name and a
+// dot:
+//
+//	480p.stream.m3u8  media playlist of variant 480p
+//	480p.init{N}.mp4  its init segments
+//	480p.seg{N}.m4s   its segment with media sequence number N
+//	480p.part{N}.m4s  its part N, covering the same media time as part{N}.m4s
+//
+// The source's names stay as they were, so a URL served before the ladder
+// existed names the same file, and a name parses one way only: a variant
+// name has no dot, and every source name has exactly one.
 package hlsname
 
 import (
@@ -25,6 +38,40 @@ import (
 	"strconv"
 	"strings"
 )
+
+// MaxVariantLen is the longest variant name.
+const MaxVariantLen = 16
+
+// ValidVariant reports whether v can name a variant:
+// ^[a-z0-9][a-z0-9_-]{0,15}$, so that it is safe in a URL, a file name and a
+// metric label as it is.
+func ValidVariant(v string) bool {
+	if v == "" || len(v) > MaxVariantLen {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ErrBadVariant is what CheckVariant wraps.
+var ErrBadVariant = errors.New("invalid variant name")
+
+// CheckVariant returns an error wrapping ErrBadVariant, naming the rule,
+// when v cannot name a variant.
+func CheckVariant(v string) error {
+	if !ValidVariant(v) {
+		return fmt.Errorf("%w %q: want 1 to %d of a-z, 0-9, _ and -, starting with a letter or digit", ErrBadVariant, v, MaxVariantLen)
+	}
+	return nil
+}
 
 // The playlists' names.
 const (
@@ -95,29 +142,63 @@ type Name struct {
 	// the media sequence number of a segment, the part number of a part.
 	// It is 0 for the playlists.
 	N int64
+	// Variant is the variant the file belongs to, "" for the source
+	// rendition. Only a media playlist, an init segment, a segment or a
+	// part belongs to a variant.
+	Variant string
+}
+
+// variantKind reports whether a variant has files of kind k.
+func variantKind(k Kind) bool {
+	return k == KindMedia || k == KindInit || k == KindSegment || k == KindPart
 }
 
 // String returns the file name. Parse(n.String()) is n for every valid n.
 func (n Name) String() string {
+	var base string
 	switch n.Kind {
 	case KindInit, KindSegment, KindPart, KindTSSegment:
 		f := numbered[n.Kind]
-		return f.prefix + strconv.FormatInt(n.N, 10) + f.suffix
+		base = f.prefix + strconv.FormatInt(n.N, 10) + f.suffix
+	default:
+		base = n.Kind.String()
 	}
-	return n.Kind.String()
+	if n.Variant != "" {
+		return n.Variant + "." + base
+	}
+	return base
 }
 
 // Init returns the name of the init segment of publication seq.
-func Init(seq int64) string { return Name{KindInit, seq}.String() }
+func Init(seq int64) string { return Name{Kind: KindInit, N: seq}.String() }
 
 // Segment returns the name of the fMP4 segment msn.
-func Segment(msn int64) string { return Name{KindSegment, msn}.String() }
+func Segment(msn int64) string { return Name{Kind: KindSegment, N: msn}.String() }
 
 // Part returns the name of part n.
-func Part(n int64) string { return Name{KindPart, n}.String() }
+func Part(n int64) string { return Name{Kind: KindPart, N: n}.String() }
 
 // TSSegment returns the name of the MPEG-TS segment msn.
-func TSSegment(msn int64) string { return Name{KindTSSegment, msn}.String() }
+func TSSegment(msn int64) string { return Name{Kind: KindTSSegment, N: msn}.String() }
+
+// VariantMedia returns the name of variant v's media playlist; for v ""
+// the source's, stream.m3u8.
+func VariantMedia(v string) string { return Name{Kind: KindMedia, Variant: v}.String() }
+
+// VariantInit returns the name of variant v's init segment seq.
+func VariantInit(v string, seq int64) string {
+	return Name{Kind: KindInit, N: seq, Variant: v}.String()
+}
+
+// VariantSegment returns the name of variant v's segment msn.
+func VariantSegment(v string, msn int64) string {
+	return Name{Kind: KindSegment, N: msn, Variant: v}.String()
+}
+
+// VariantPart returns the name of variant v's part n.
+func VariantPart(v string, n int64) string {
+	return Name{Kind: KindPart, N: n, Variant: v}.String()
+}
 
 // ErrInvalid is what Parse wraps for a name that is none of a stream's
 // files.
@@ -135,6 +216,28 @@ const maxDigits = 48
 // name, a path with a slash or a dot segment among them, is an error
 // wrapping ErrInvalid.
 func Parse(file string) (Name, error) {
+	// A variant's file: the variant's name (no dot) and a source name,
+	// which has a dot of its own.
+	v, base, _ := strings.Cut(file, ".")
+	if !strings.Contains(base, ".") {
+		return parseBase(file)
+	}
+	if !ValidVariant(v) {
+		return Name{}, fmt.Errorf("%w: %q", ErrInvalid, file)
+	}
+	n, err := parseBase(base)
+	if err != nil {
+		return Name{}, err
+	}
+	if !variantKind(n.Kind) {
+		return Name{}, fmt.Errorf("%w: %q: variants have no such file", ErrInvalid, file)
+	}
+	n.Variant = v
+	return n, nil
+}
+
+// parseBase parses a source rendition's file name.
+func parseBase(file string) (Name, error) {
 	switch file {
 	case Multivariant:
 		return Name{Kind: KindMultivariant}, nil
