@@ -42,8 +42,8 @@ type Rung struct {
 	// higher is skipped for that stream.
 	Height int `json:"height"`
 	// VideoBitrate is libx264's target bitrate in ffmpeg's notation
-	// ("1200k", "2M"); it is also the rung's maxrate, with a buffer of
-	// twice that.
+	// ("1200k", "2M"); it is also the rung's maxrate, with a buffer of one
+	// second of it.
 	VideoBitrate string `json:"video_bitrate"`
 }
 

@@ -359,6 +359,10 @@ func pictureOnly(au [][]byte) [][]byte {
 //     variant;
 //   - -tune zerolatency, -bf 0: no lookahead and no reordering, so a
 //     frame comes back a few frame times after it went in;
+//   - -maxrate and -bufsize of the bitrate (a one-second VBV buffer): no
+//     part much larger than its share of the bitrate, keyframes included,
+//     since a low-latency player has about a second of buffer, and a rung
+//     is there for the viewers whose network has no more to spare;
 //   - -probesize/-analyzeduration: start on the first keyframe instead
 //     of reading seconds of input first (not -fflags nobuffer: it drops
 //     the frames read while probing); -flush_packets: write each frame as
@@ -383,7 +387,7 @@ func ladderArgs(rungs []Rung, preset string, h265 bool) []string {
 		args = append(args,
 			"-map", "[v"+strconv.Itoa(i)+"]",
 			"-c:v", "libx264", "-preset", preset, "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-			"-b:v", rung.VideoBitrate, "-maxrate", rung.VideoBitrate, "-bufsize", doubled(rung.VideoBitrate),
+			"-b:v", rung.VideoBitrate, "-maxrate", rung.VideoBitrate, "-bufsize", rung.VideoBitrate,
 			"-force_key_frames", "source", "-g", "100000", "-sc_threshold", "0", "-bf", "0",
 			"-fps_mode", "passthrough", "-enc_time_base", "-1",
 			"-flush_packets", "1", "-mpegts_copyts", "1",
@@ -392,9 +396,6 @@ func ladderArgs(rungs []Rung, preset string, h265 bool) []string {
 	}
 	return args
 }
-
-// doubled is twice a bitrate, in bits per second.
-func doubled(rate string) string { return strconv.FormatInt(2*bitsPerSecond(rate), 10) }
 
 // lastLines returns the last n lines of s, for a log line.
 func lastLines(s string, n int) string {
