@@ -171,7 +171,7 @@ type Config struct {
 	// to 4.
 	LadderMaxStreams int
 	// PosterInterval is how often each stream's poster.jpg is made from a
-	// keyframe; 0 makes none. It defaults to 5s.
+	// keyframe; 0 makes none. It defaults to 10s.
 	PosterInterval time.Duration
 	// PosterConcurrency caps the poster ffmpegs running at once. It
 	// defaults to 2.
@@ -242,7 +242,7 @@ func Defaults() Config {
 		LadderRestartMin:       time.Second,
 		LadderRestartMax:       30 * time.Second,
 		LadderMaxStreams:       4,
-		PosterInterval:         5 * time.Second,
+		PosterInterval:         10 * time.Second,
 		PosterConcurrency:      2,
 	}
 }
