@@ -45,7 +45,8 @@ var (
 // TestRTMPCodecs publishes each codec with gortmplib's own client (ffmpeg
 // 5.1 and gomedia cannot send Enhanced RTMP): supported codecs become
 // tracks with the parameters the packager needs, others are refused with
-// the codec named, and extra multitrack tracks are ignored.
+// the codec named, and extra multitrack audio tracks are ignored (extra
+// video tracks are variants: TestRTMPMultitrackVariants).
 func TestRTMPCodecs(t *testing.T) {
 	h264 := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: testH264SPS, PPS: testH264PPS}}
 	h265 := &gortmplib.Track{Codec: &rtmpcodecs.H265{VPS: testH265VPS, SPS: testH265SPS, PPS: testH265PPS}}
@@ -97,9 +98,9 @@ func TestRTMPCodecs(t *testing.T) {
 		{"VP9", []*gortmplib.Track{vp9}, []codecs.Codec{
 			&codecs.VP9{Width: 1920, Height: 804, BitDepth: 8, ChromaSubsampling: 1},
 		}, nil},
-		{"multitrack keeps the first of each", []*gortmplib.Track{h264, h265, aac, opusTrack}, []codecs.Codec{
+		{"multitrack keeps the first audio", []*gortmplib.Track{h264, h265, aac, opusTrack}, []codecs.Codec{
 			&codecs.H264{SPS: testH264SPS, PPS: testH264PPS}, &codecs.MPEG4Audio{Config: decodedASC(t, aacConfig)},
-		}, [][]string{{"ignoring extra track", "codec=H265"}, {"ignoring extra track", "codec=Opus"}}},
+		}, [][]string{{"publishing variant", "variant=540p"}, {"ignoring extra track", "codec=Opus"}}},
 		{"G711", []*gortmplib.Track{h264, g711}, nil, [][]string{{"publish refused", "unsupported codec: G.711 A-law"}}},
 		{"LPCM", []*gortmplib.Track{lpcm}, nil, [][]string{{"publish refused", "unsupported codec: LPCM"}}},
 		{"FLAC", []*gortmplib.Track{flacTrack}, nil, [][]string{{"publish refused", "unsupported codec: FLAC"}}},
@@ -158,6 +159,71 @@ func TestRTMPCodecs(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestRTMPMultitrackVariants: an Enhanced RTMP connection with several
+// video tracks, as OBS's Enhanced Broadcasting sends, publishes the largest
+// picture with the audio as the source, then every other video track as a
+// variant named from its height, whose units go to its own publication;
+// the variants close before the source.
+func TestRTMPMultitrackVariants(t *testing.T) {
+	small := &gortmplib.Track{Codec: &rtmpcodecs.H265{VPS: testH265VPS, SPS: testH265SPS, PPS: testH265PPS}} // 540 lines
+	large := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: testH264SPS, PPS: testH264PPS}}                   // 1080 lines
+	aacConfig := mpeg4audio.AudioSpecificConfig{Type: 2, SampleRate: 44100, ChannelConfig: 2}
+	aac := &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: &aacConfig}}
+	ts := startTestServer(t, nil)
+	w := gortmplibPublisher(t, ts, "/live/multi", small, large, aac)
+	for pts := time.Duration(0); pts <= 2500*time.Millisecond; pts += 40 * time.Millisecond {
+		for _, err := range []error{
+			w.WriteH265(small, pts, pts, [][]byte{{0x26, 0x01, 0xaf}}),
+			w.WriteH264(large, pts, pts, [][]byte{{0x65, 0x88, 0x84}}),
+			w.WriteMPEG4Audio(aac, pts, []byte{0x21, 0x10, 0x04}),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	src := ts.sink.waitPub(t, 0, 5*time.Second)
+	v := ts.sink.waitPub(t, 1, 5*time.Second)
+	waitUntil(t, &ts.sink.notifier, 5*time.Second, "units of the variant", func() bool {
+		ts.sink.mu.Lock()
+		defer ts.sink.mu.Unlock()
+		return len(v.units) > 10
+	}, nil)
+	ts.sink.snapshot(func() {
+		if src.info.Variant != "" || len(src.info.Tracks) != 2 || !reflect.DeepEqual(src.info.Tracks[0].Codec, &codecs.H264{SPS: testH264SPS, PPS: testH264PPS}) {
+			t.Fatalf("source: variant %q, tracks %s", src.info.Variant, dumpCodecs([]codecs.Codec{src.info.Tracks[0].Codec}))
+		}
+		if v.info.Variant != "540p" || v.info.Name != src.info.Name || len(v.info.Tracks) != 1 || v.info.Tracks[0].ID != 1 {
+			t.Fatalf("variant %+v", v.info)
+		}
+		if _, ok := v.info.Tracks[0].Codec.(*codecs.H265); !ok {
+			t.Fatalf("variant codec %T", v.info.Tracks[0].Codec)
+		}
+		for _, u := range v.units {
+			if u.Track != v.info.Tracks[0] || len(u.AU) == 0 {
+				t.Fatalf("variant unit of track %v", u.Track)
+			}
+		}
+		for _, u := range src.units {
+			if u.Track.Codec.IsVideo() && u.AU[0][0] != 0x65 {
+				t.Fatalf("a variant's frame reached the source: %x", u.AU[0])
+			}
+		}
+	})
+}
+
+func TestVariantName(t *testing.T) {
+	used := map[string]bool{}
+	for _, tt := range []struct {
+		h    int
+		want string
+	}{{480, "480p"}, {360, "360p"}, {480, "480p-2"}, {480, "480p-3"}, {0, "video"}, {0, "video-2"}} {
+		if got := variantName(tt.h, used); got != tt.want {
+			t.Errorf("variantName(%d) = %q, want %q", tt.h, got, tt.want)
+		}
 	}
 }
 

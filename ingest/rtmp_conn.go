@@ -47,6 +47,9 @@ type rtmpConn struct {
 	// what the probe saw of the analysed media on.
 	walls map[*Track]*wallClock
 	probe *rtmpProbe
+	// variants are the multitrack connection's other video tracks, each
+	// its own publication (rtmp_tracks.go).
+	variants []*rtmpVariant
 }
 
 func newRTMPConn(s *RTMPServer, nc net.Conn) *rtmpConn {
@@ -164,7 +167,7 @@ func (c *rtmpConn) serve() (err error) {
 	probe.stopped = true
 	c.probe = probe
 
-	tracks, err := c.setupTracks(r, probe)
+	tracks, variants, err := c.setupTracks(r, probe)
 	if err != nil {
 		return &refusal{err: err}
 	}
@@ -178,6 +181,26 @@ func (c *rtmpConn) serve() (err error) {
 	c.published = true
 
 	c.log.Info("publishing", "tracks", describeTracks(tracks))
+
+	// The multitrack connection's other video tracks, as variants of the
+	// source just published; closed before it (defers run in reverse).
+	c.variants = variants
+	for _, v := range variants {
+		vp, err := c.s.Sink.Publish(PublishInfo{Name: name, Proto: "rtmp", Remote: c.remote, Tracks: []*Track{v.track}, Variant: v.name})
+		if err != nil {
+			c.log.Warn("variant refused", "variant", v.name, "err", err)
+			continue
+		}
+		v.pub = vp
+		c.log.Info("publishing variant", "variant", v.name, "tracks", describeTracks([]*Track{v.track}))
+	}
+	defer func() {
+		for _, v := range c.variants {
+			if v.pub != nil {
+				v.pub.Close()
+			}
+		}
+	}()
 
 	// From here on, data messages are handed over too.
 	r.Conn = &rtmpDataTap{Conn: r.Conn, onData: pub.WriteData}

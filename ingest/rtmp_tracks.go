@@ -3,24 +3,56 @@ package ingest
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 )
 
 // setupTracks turns the tracks gortmplib found into ingest tracks (IDs 1..,
 // video first) and registers the Reader callbacks that write their units.
-// Only the first video and the first audio track are used; further
-// (Enhanced RTMP multitrack) tracks are logged and ignored.
-func (c *rtmpConn) setupTracks(r *gortmplib.Reader, probe *rtmpProbe) ([]*Track, error) {
+// The source publication takes the first audio track and the video track
+// with the largest picture (the first of equals). Every other H.264 or
+// H.265 video track of an Enhanced RTMP multitrack connection (OBS's
+// Enhanced Broadcasting sends its ladder so) becomes a variant, named from
+// its picture height ("480p", "480p-2" for a second of that height),
+// returned in variants; further tracks are logged and ignored.
+func (c *rtmpConn) setupTracks(r *gortmplib.Reader, probe *rtmpProbe) (tracks []*Track, variants []*rtmpVariant, err error) {
 	var video, audio *gortmplib.Track
+	var videoCodec codecs.Codec
+	type candidate struct {
+		t     *gortmplib.Track
+		codec codecs.Codec
+	}
+	var others []candidate
 	for _, t := range r.Tracks() {
 		switch {
-		case t.Codec.IsVideo() && video == nil:
-			video = t
-		case !t.Codec.IsVideo() && audio == nil:
+		case t.Codec.IsVideo():
+			codec, cerr := convertRTMPCodec(t.Codec, probe)
+			if cerr != nil {
+				if video == nil && len(others) == 0 {
+					return nil, nil, cerr
+				}
+				c.log.Info("ignoring extra video track", "codec", rtmpCodecName(t.Codec), "err", cerr)
+				ignoreRTMPTrack(r, t)
+				continue
+			}
+			if video == nil {
+				video, videoCodec = t, codec
+				continue
+			}
+			if pictureHeight(codec) > pictureHeight(videoCodec) {
+				others = append(others, candidate{video, videoCodec})
+				video, videoCodec = t, codec
+				continue
+			}
+			others = append(others, candidate{t, codec})
+		case audio == nil:
 			audio = t
 		default:
 			c.log.Info("ignoring extra track", "codec", rtmpCodecName(t.Codec))
@@ -28,23 +60,87 @@ func (c *rtmpConn) setupTracks(r *gortmplib.Reader, probe *rtmpProbe) ([]*Track,
 		}
 	}
 
-	var tracks []*Track
-	for _, t := range []*gortmplib.Track{video, audio} {
-		if t == nil {
-			continue
-		}
-		codec, err := convertRTMPCodec(t.Codec, probe)
+	if video != nil {
+		track := &Track{ID: 1, Codec: videoCodec}
+		tracks = append(tracks, track)
+		c.onData(r, video, track)
+	}
+	if audio != nil {
+		codec, err := convertRTMPCodec(audio.Codec, probe)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		track := &Track{ID: len(tracks) + 1, Codec: codec}
 		tracks = append(tracks, track)
-		c.onData(r, t, track)
+		c.onData(r, audio, track)
 	}
 	if len(tracks) == 0 {
-		return nil, fmt.Errorf("no tracks")
+		return nil, nil, fmt.Errorf("no tracks")
 	}
-	return tracks, nil
+
+	used := map[string]bool{}
+	for _, o := range others {
+		switch o.codec.(type) {
+		case *codecs.H264, *codecs.H265:
+		default:
+			// The probe keeps one AV1 or VP9 configuration, the source's.
+			c.log.Info("ignoring extra video track: variants are H.264 or H.265", "codec", rtmpCodecName(o.t.Codec))
+			ignoreRTMPTrack(r, o.t)
+			continue
+		}
+		name := variantName(pictureHeight(o.codec), used)
+		track := &Track{ID: 1, Codec: o.codec}
+		variants = append(variants, &rtmpVariant{name: name, track: track})
+		c.onData(r, o.t, track)
+	}
+	return tracks, variants, nil
+}
+
+// rtmpVariant is a video track of a multitrack connection published as a
+// variant of the stream.
+type rtmpVariant struct {
+	name  string
+	track *Track
+	pub   Publication // nil once it failed: its units are dropped
+}
+
+// variantName names a variant from its picture height, unique among used.
+func variantName(height int, used map[string]bool) string {
+	base := "video"
+	if height > 0 {
+		base = strconv.Itoa(height) + "p"
+	}
+	name := base
+	for n := 2; used[name]; n++ {
+		name = base + "-" + strconv.Itoa(n)
+	}
+	used[name] = true
+	return name
+}
+
+// pictureHeight returns the picture height a video codec's parameters
+// declare, 0 when they do not parse.
+func pictureHeight(c codecs.Codec) int {
+	switch c := c.(type) {
+	case *codecs.H264:
+		var sps h264.SPS
+		if sps.Unmarshal(c.SPS) == nil {
+			return sps.Height()
+		}
+	case *codecs.H265:
+		var sps h265.SPS
+		if sps.Unmarshal(c.SPS) == nil {
+			return sps.Height()
+		}
+	case *codecs.AV1:
+		var sh av1.SequenceHeader
+		if sh.Unmarshal(c.SequenceHeader) == nil {
+			return sh.Height()
+		}
+	case *codecs.VP9:
+		return c.Height
+	}
+	return 0
 }
 
 // onData registers the callback that turns gortmplib's data of t into units
@@ -110,9 +206,32 @@ func (c *rtmpConn) writeUnit(u *Unit) {
 		c.walls[u.Track] = w
 	}
 	u.Wall = w.date(u.PTS, u.DTS, time.Now())
+	if v := c.variantOf(u.Track); v != nil {
+		// A variant that fails is dropped; the source and the other
+		// variants go on.
+		if v.pub == nil {
+			return
+		}
+		if err := v.pub.WriteUnit(u); err != nil {
+			c.log.Warn("variant stopped", "variant", v.name, "err", err)
+			v.pub.Close()
+			v.pub = nil
+		}
+		return
+	}
 	if err := c.pub.WriteUnit(u); err != nil {
 		c.writeErr = fmt.Errorf("sink: %w", err)
 	}
+}
+
+// variantOf returns the variant whose track t is, nil for the source's.
+func (c *rtmpConn) variantOf(t *Track) *rtmpVariant {
+	for _, v := range c.variants {
+		if v.track == t {
+			return v
+		}
+	}
+	return nil
 }
 
 // ignoreRTMPTrack registers a callback that drops the data of an unused

@@ -104,6 +104,48 @@
 // needs no input of its own. H.264, H.265 and AAC fit; a publication with
 // none of them has no TS segments.
 //
+// # Variants (the ladder)
+//
+// A stream may have more renditions of its picture than the source's: a
+// publication with ingest.PublishInfo.Variant set (OBS's multitrack
+// video, the ffmpeg ladder) is one video track on the source
+// publication's clock, and variant.go packages it as a follower. The
+// source's lead track alone decides where parts and segments end; when the
+// source publishes part N covering media time [from, to), each variant
+// publishes its own part N, holding its video samples in that range, the
+// same audio samples as the source's part N and the same emsg boxes,
+// byte for byte. Same MSN and part number, same media time, in every
+// rendition: a player switching renditions asks the same numbers and loses
+// or repeats no cue. A variant's part is published once the variant has a
+// frame reaching the end of the source's (so it lags the source by its
+// encoder's delay; a multitrack connection's frames come together, and its
+// parts at once), at most a frame later.
+//
+// Audio is muxed into every variant's parts rather than served as one
+// EXT-X-MEDIA audio rendition: a low-latency viewer then loads one part per
+// part duration instead of two (at 3 parts a second, half the requests and
+// half the blocking preload-hint waits, MaxBlockedPerClient counted once),
+// a switch reloads no audio and cannot lose audio/video sync across two
+// playlists, and every player that plays the source plays a variant
+// (hls.js, Shaka, Safari and gohlslib handle muxed variants alike). It
+// costs the audio's bytes once per variant in the origin's memory, about
+// 128 kbit/s each, against the 0.6-6 Mbit/s of the video beside it.
+//
+// A variant joins at the first source segment whose start it has a
+// keyframe on (within half a frame); its playlist starts there. A segment
+// it cannot fill (its publisher left or arrived mid-segment, it had no
+// keyframe at the segment's start) is listed with EXT-X-GAP, its missing
+// parts with GAP=YES, so that its playlist keeps the source's numbering;
+// while a variant has no publisher, the multivariant playlist leaves it
+// out, and once its window holds nothing it published it goes. Publishing
+// a variant needs a live source (ErrNoSource); when the source closes or
+// is superseded, the variant publishes what it can and its writes fail
+// with ErrSourceGone. Each media playlist carries an
+// EXT-X-RENDITION-REPORT of every other rendition's live edge, and the
+// blocked-request limits count a stream's requests across its renditions.
+// The TS rendition stays the source's alone: it serves players without
+// fMP4, which are not the ones that adapt.
+//
 // # Events
 //
 // Timed metadata (product cues) enters through Manager.AddEvent and

@@ -24,6 +24,12 @@ type Hooks struct {
 // SegmentInfo is a complete segment, as Hooks.OnSegment receives it.
 type SegmentInfo struct {
 	Stream string
+	// Variant is the rendition: "" for the source, else the variant's name
+	// (its files are hlsname's Variant* names). A variant's segment MSN
+	// covers the media time of the source's segment MSN, which it follows
+	// (the source's is handed over first); a variant has no segment for a
+	// source segment it could not fill.
+	Variant string
 	// Session identifies one life of the stream: a publisher returning
 	// within the grace period continues it (Discontinuity), one arriving
 	// after the stream ended starts a new session.
@@ -83,9 +89,9 @@ type StreamEnd struct {
 	Session int64
 }
 
-// segmentDone hands a completed segment to Hooks.OnSegment. Called with
-// s.mu held.
-func (s *Stream) segmentDone(seg *segment) {
+// segmentDone hands a completed segment of the source (variant "") or of
+// a variant to Hooks.OnSegment. Called with s.mu held.
+func (s *Stream) segmentDone(seg *segment, variant string) {
 	on := s.m.cfg.Hooks.OnSegment
 	if on == nil {
 		return
@@ -101,6 +107,7 @@ func (s *Stream) segmentDone(seg *segment) {
 	}
 	on(SegmentInfo{
 		Stream:                s.name,
+		Variant:               variant,
 		Session:               s.session,
 		MSN:                   seg.msn,
 		Discontinuity:         seg.disc,

@@ -374,7 +374,7 @@ func (s *Stream) closeSegment() {
 			"msn", seg.msn, "duration", seg.dur, "target", s.td)
 	}
 	s.segs = append(s.segs, seg)
-	s.segmentDone(seg)
+	s.segmentDone(seg, "")
 	s.trim()
 	s.variantsSegmentDone(seg)
 	s.ts.closeSegment(s, seg)

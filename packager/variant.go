@@ -542,6 +542,7 @@ func (v *variant) closeSegment(s *Stream, gap bool) {
 	seg.at = time.Now()
 	v.stats.segments.Add(1)
 	v.segs = append(v.segs, seg)
+	s.segmentDone(seg, v.name)
 	v.trim(s)
 }
 

@@ -98,7 +98,8 @@ func TestVariantFollower(t *testing.T) {
 			sy.frames(1)
 			f := newVariantFeed(t, m, sy, "480p", tt.delay, tt.first)
 			sy.frames(100)
-			if _, err := m.AddEvent("test", Event{ID: "cue1", Now: true, ID3: []byte("ID3 cue one"), EmsgID: 7}); err != nil {
+			if _, err := m.AddEvent("test", Event{ID: "cue1", Now: true, ID3: []byte("ID3 cue one"), EmsgID: 7,
+				DateRange: &DateRange{Class: "com.shopcast.product", Attrs: []DateRangeAttr{{Name: "X-SKU", String: "sku-1"}}}}); err != nil {
 				t.Fatal(err)
 			}
 			sy.frames(200)
@@ -175,6 +176,19 @@ func checkVariantAligned(t *testing.T, m *Manager, v string, wantEmsgs int) *pla
 	}
 	if emsgs < wantEmsgs {
 		t.Errorf("%d emsg boxes in the variant's files, want %d at least", emsgs, wantEmsgs)
+	}
+	// The same EXT-X-DATERANGE lines in both playlists.
+	dr := func(b []byte) (out []string) {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "#EXT-X-DATERANGE:") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	srcBody := mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body
+	if a, b := dr(srcBody), dr(body); strings.Join(a, "\n") != strings.Join(b, "\n") || len(a) < min(wantEmsgs, 1) {
+		t.Errorf("date ranges: source %q, variant %q", a, b)
 	}
 	return vm
 }
@@ -358,5 +372,45 @@ func TestVariantRefused(t *testing.T) {
 		if _, err := fetchNow(m, fileReq(file)); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s of no variant: %v, want ErrNotFound", file, err)
 		}
+	}
+}
+
+// TestVariantBlocking: a blocking reload of a variant's playlist and a
+// request for its preload-hinted part wait for the variant's part, not the
+// source's, and a delta update skips its old segments.
+func TestVariantBlocking(t *testing.T) {
+	t.Parallel()
+	m := newTestManager(t, variantCfg())
+	sy := publish(t, m)
+	sy.frames(1)
+	newVariantFeed(t, m, sy, "480p", 12, false)
+	sy.frames(200)
+	msn, idx, _ := lastPartOf(m, "480p")
+	vm := parseMedia(t, mustFetch(t, m, fileReq("480p.stream.m3u8")).Body, m.Config())
+	hint := vm.PreloadHint.URI
+	req := Request{Stream: "test", File: "480p.stream.m3u8", MSN: msn, Part: idx + 1}
+	pl := fetchAsync(m, req)
+	part := fetchAsync(m, fileReq(hint))
+	waitBlocked(t, m, 2)
+	sy.frames(12)
+	r := await(t, pl, 10*time.Second)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !bytes.Contains(r.resp.Body, []byte(hint)) || !bytes.Contains(r.resp.Body, []byte("#EXT-X-PART:")) {
+		t.Fatalf("blocking reload does not list %s:\n%s", hint, r.resp.Body)
+	}
+	p := await(t, part, 10*time.Second)
+	if p.err != nil || len(p.resp.Body) == 0 {
+		t.Fatalf("preload-hinted part: %v", p.err)
+	}
+	if got := mustFetch(t, m, fileReq(hint)).Body; !bytes.Equal(got, p.resp.Body) {
+		t.Fatal("the hinted part changed once published")
+	}
+	sy.frames(300)
+	d := mustFetch(t, m, Request{Stream: "test", File: "480p.stream.m3u8", MSN: -1, Part: -1, Skip: SkipYes}).Body
+	dm := parseMedia(t, d, m.Config())
+	if dm.Skip == nil || dm.Skip.SkippedSegments == 0 {
+		t.Fatalf("no delta update:\n%s", d)
 	}
 }

@@ -221,6 +221,23 @@ func multivariant(m *Manifest) []byte {
 		fmt.Fprintf(&b, ",CODECS=\"%s\"", strings.Join(m.Codecs, ","))
 	}
 	b.WriteString("\n" + playlistFile + "\n")
+	// The ladder, as live listed it, its figures measured as the source's.
+	for _, v := range m.Variants {
+		if !hlsname.ValidVariant(v.Name) || v.Playlist != hlsname.VariantMedia(v.Name) {
+			continue
+		}
+		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,AVERAGE-BANDWIDTH=%d", max(v.Bandwidth, 1), max(v.AverageBandwidth, 1))
+		if v.Width > 0 && v.Height > 0 {
+			fmt.Fprintf(&b, ",RESOLUTION=%dx%d", v.Width, v.Height)
+		}
+		if v.FrameRate > 0 {
+			fmt.Fprintf(&b, ",FRAME-RATE=%.3f", v.FrameRate)
+		}
+		if len(v.Codecs) > 0 {
+			fmt.Fprintf(&b, ",CODECS=\"%s\"", strings.Join(v.Codecs, ","))
+		}
+		b.WriteString("\n" + v.Playlist + "\n")
+	}
 	return b.Bytes()
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shopcast/shopcast/internal/atomicfile"
+	"github.com/shopcast/shopcast/internal/hlsname"
 	"github.com/shopcast/shopcast/internal/streamname"
 )
 
@@ -51,6 +52,22 @@ type Manifest struct {
 	Cues int `json:"cues"`
 	// Recovered is set on a recording closed at start after a crash.
 	Recovered bool `json:"recovered,omitempty"`
+	// Variants are the ladder's other renditions (the figures above are the
+	// source's), highest picture first as recorded.
+	Variants []Variant `json:"variants,omitempty"`
+}
+
+// Variant is one more rendition of a recording's picture.
+type Variant struct {
+	Name string `json:"name"`
+	// Playlist is its media playlist's file name, beside stream.m3u8.
+	Playlist         string   `json:"playlist"`
+	Codecs           []string `json:"codecs"`
+	Width            int      `json:"width,omitempty"`
+	Height           int      `json:"height,omitempty"`
+	Bandwidth        int64    `json:"bandwidth"`
+	AverageBandwidth int64    `json:"average_bandwidth"`
+	FrameRate        float64  `json:"frame_rate,omitempty"`
 }
 
 func (m *Manifest) marshal() ([]byte, error) {
@@ -114,6 +131,16 @@ func (r *Recorder) recover() {
 		m.State, m.Recovered = StateComplete, true
 		fromPlaylist(m, dir, closed)
 		b, err := m.marshal()
+		for _, v := range m.Variants {
+			if !hlsname.ValidVariant(v.Name) || err != nil {
+				continue
+			}
+			f := filepath.Join(dir, hlsname.VariantMedia(v.Name))
+			if vp, rerr := os.ReadFile(f); rerr == nil && !bytes.Contains(vp, []byte("#EXT-X-ENDLIST")) {
+				vp = bytes.Replace(vp, []byte("#EXT-X-PLAYLIST-TYPE:EVENT\n"), []byte("#EXT-X-PLAYLIST-TYPE:VOD\n"), 1)
+				err = atomicfile.Replace(f, append(vp, "#EXT-X-ENDLIST\n"...))
+			}
+		}
 		if err == nil {
 			err = atomicfile.Replace(filepath.Join(dir, playlistFile), closed)
 		}

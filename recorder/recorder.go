@@ -232,14 +232,20 @@ func (r *Recorder) segment(si packager.SegmentInfo) {
 		return
 	}
 	if r.qsegs >= r.cfg.QueueSegments {
-		// The disk is behind: drop rather than hold the publisher.
-		r.gaps[k] = true
+		// The disk is behind: drop rather than hold the publisher. A
+		// variant's segment dropped is a gap in its playlist only.
+		if si.Variant == "" {
+			r.gaps[k] = true
+		}
 		r.qmu.Unlock()
 		r.dropped.Add(1)
 		return
 	}
-	gap := r.gaps[k]
-	delete(r.gaps, k)
+	gap := false
+	if si.Variant == "" {
+		gap = r.gaps[k]
+		delete(r.gaps, k)
+	}
 	r.queue = append(r.queue, item{seg: &si, gap: gap})
 	r.qsegs++
 	r.qmu.Unlock()

@@ -1,0 +1,262 @@
+package ladder
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// mtGet fetches a URL and returns its body; any status but 200 is an
+// error.
+func mtGet(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+// mtMustGet is mtGet failing the test.
+func mtMustGet(t *testing.T, url string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := mtGet(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// mtWait waits until cond holds, polling, failing the test after d.
+func mtWait(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// mtMedia parses a media playlist with gohlslib.
+func mtMedia(t *testing.T, body []byte) *playlist.Media {
+	t.Helper()
+	pl, err := playlist.Unmarshal(body)
+	if err != nil {
+		t.Fatalf("gohlslib cannot parse the playlist: %v\n%s", err, body)
+	}
+	mp, ok := pl.(*playlist.Media)
+	if !ok {
+		t.Fatalf("not a media playlist:\n%s", body)
+	}
+	return mp
+}
+
+// mtEdge returns the live edge of a media playlist: the MSN of its last
+// part's segment and the part's index there.
+func mtEdge(mp *playlist.Media) (msn, part int) {
+	if len(mp.Parts) > 0 {
+		return mp.MediaSequence + len(mp.Segments), len(mp.Parts) - 1
+	}
+	last := mp.Segments[len(mp.Segments)-1]
+	return mp.MediaSequence + len(mp.Segments) - 1, len(last.Parts) - 1
+}
+
+// mtPosition orders live edges: a part count across segments is not known,
+// so positions compare as (msn, part).
+func mtBefore(msnA, partA, msnB, partB int) bool {
+	return msnA < msnB || msnA == msnB && partA <= partB
+}
+
+// mtPartURIs returns the part URIs a media playlist lists, by part number
+// (the N of [VARIANT.]partN.m4s).
+func mtPartURIs(mp *playlist.Media) map[int64]string {
+	out := map[int64]string{}
+	add := func(uri string) {
+		i := strings.LastIndex(uri, "part")
+		var n int64
+		if _, err := fmt.Sscanf(uri[i:], "part%d.m4s", &n); err == nil {
+			out[n] = uri
+		}
+	}
+	for _, s := range mp.Segments {
+		for _, p := range s.Parts {
+			if !p.Gap {
+				add(p.URI)
+			}
+		}
+	}
+	for _, p := range mp.Parts {
+		if !p.Gap {
+			add(p.URI)
+		}
+	}
+	return out
+}
+
+// mtFrag is what mp4ff reads of one part: the tfdt of each track and the
+// emsg boxes before its moof.
+type mtFrag struct {
+	tfdt  map[uint32]uint64
+	emsgs []*mp4.EmsgBox
+}
+
+// mtDecodePart decodes a part with mp4ff.
+func mtDecodePart(t *testing.T, body []byte) mtFrag {
+	t.Helper()
+	f, err := mp4.DecodeFile(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("mp4ff cannot decode the part: %v", err)
+	}
+	out := mtFrag{tfdt: map[uint32]uint64{}}
+	for _, seg := range f.Segments {
+		for _, fr := range seg.Fragments {
+			out.emsgs = append(out.emsgs, fr.Emsgs...)
+			for _, tf := range fr.Moof.Trafs {
+				if tf.Tfdt != nil {
+					if _, ok := out.tfdt[tf.Tfhd.TrackID]; !ok {
+						out.tfdt[tf.Tfhd.TrackID] = tf.Tfdt.BaseMediaDecodeTime()
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// mtInitTracks returns the handler of each track of an init segment.
+func mtInitTracks(t *testing.T, body []byte) map[uint32]string {
+	t.Helper()
+	f, err := mp4.DecodeFile(bytes.NewReader(body))
+	if err != nil || f.Init == nil {
+		t.Fatalf("mp4ff cannot decode the init segment: %v", err)
+	}
+	out := map[uint32]string{}
+	for _, trak := range f.Init.Moov.Traks {
+		out[trak.Tkhd.TrackID] = trak.Mdia.Hdlr.HandlerType
+	}
+	return out
+}
+
+// mtStrict runs e2e/testdata/hls_strict.mjs (hls-parser 0.16.1 in strict
+// mode) on the playlists, by name, and fails the test for any it refuses.
+// Without node or hls-parser it skips, but under CI it fails.
+func mtStrict(t *testing.T, playlists map[string][]byte) {
+	t.Helper()
+	missing := func(format string, a ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, a...) + " (make deps installs it)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing("node is not installed: %v", err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "node_modules", "hls-parser", "package.json")); err != nil {
+		missing("npm hls-parser is not installed: %v", err)
+	}
+	dir := t.TempDir()
+	args := []string{filepath.Join(root, "e2e", "testdata", "hls_strict.mjs"), root}
+	byFile := map[string]string{}
+	i := 0
+	for name, body := range playlists {
+		f := filepath.Join(dir, fmt.Sprintf("%03d.m3u8", i))
+		i++
+		if err := os.WriteFile(f, body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, f)
+		byFile[f] = name
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("node hls_strict.mjs: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	seen := 0
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var r struct {
+			File  string `json:"file"`
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("hls_strict.mjs said %q: %v", sc.Text(), err)
+		}
+		seen++
+		if !r.OK {
+			name := byFile[r.File]
+			t.Errorf("hls-parser (strict) refuses %s: %s\n%s", name, r.Error, playlists[name])
+		}
+	}
+	if seen != len(playlists) {
+		t.Fatalf("hls_strict.mjs reported %d of %d playlists:\n%s", seen, len(playlists), out)
+	}
+}
+
+// mtPostCue posts a product cue "now" to the cue API and returns its id.
+func mtPostCue(t *testing.T, api, sku string) string {
+	t.Helper()
+	cue := `{"v":1,"type":"product","product":{"sku":"` + sku + `","title":"Court Classic Sneaker",` +
+		`"price":{"amount":"89.90","currency":"EUR"},"image_url":"https://cdn.example.com/p/snk-42.jpg",` +
+		`"url":"https://shop.example.com/p/snk-42"},"at":"now","duration_ms":4000}`
+	resp, err := http.Post(api, "application/json", strings.NewReader(cue))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST cue: %d %s", resp.StatusCode, b)
+	}
+	var created struct {
+		Cue struct {
+			ID string `json:"id"`
+		} `json:"cue"`
+	}
+	if err := json.Unmarshal(b, &created); err != nil {
+		t.Fatal(err)
+	}
+	return created.Cue.ID
+}
