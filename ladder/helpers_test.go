@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 
@@ -24,7 +25,7 @@ import (
 // fixture is an H.264 elementary stream made by ffmpeg, as an RTMP
 // publisher would hand it to the Sink: parameter sets out of band.
 type fixture struct {
-	codec  *codecs.H264
+	codec  codecs.Codec
 	frames []fixtureFrame
 	width  int
 	height int
@@ -36,10 +37,10 @@ type fixtureFrame struct {
 	au       [][]byte
 }
 
+// fixtures are made once per test binary, by codec.
 var (
-	fixtureOnce sync.Once
-	fixtureVal  *fixture
-	fixtureErr  error
+	fixtureMu sync.Mutex
+	fixtures  = map[string]*fixture{}
 )
 
 // needFFmpeg skips a test where ffmpeg is not installed (make deps
@@ -51,30 +52,45 @@ func needFFmpeg(t *testing.T) {
 	}
 }
 
-// loadFixture makes 8 s of 640x360 at 30 fps with a keyframe every second
-// (but one GOP of 20 frames, so keyframes are not on a fixed grid).
-func loadFixture(t *testing.T) *fixture {
+// loadFixture makes 8 s of 640x360 H.264 at 30 fps with a keyframe every
+// second (but one GOP of 20 frames, so keyframes are not on a fixed grid).
+func loadFixture(t *testing.T) *fixture { return loadCodecFixture(t, "h264") }
+
+// loadFixtureH265 is loadFixture in H.265, as an RTSP camera sends.
+func loadFixtureH265(t *testing.T) *fixture { return loadCodecFixture(t, "h265") }
+
+func loadCodecFixture(t *testing.T, codec string) *fixture {
 	t.Helper()
 	needFFmpeg(t)
-	fixtureOnce.Do(func() { fixtureVal, fixtureErr = makeFixture() })
-	if fixtureErr != nil {
-		t.Fatal(fixtureErr)
+	fixtureMu.Lock()
+	defer fixtureMu.Unlock()
+	if fx := fixtures[codec]; fx != nil {
+		return fx
 	}
-	return fixtureVal
+	fx, err := makeFixture(codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixtures[codec] = fx
+	return fx
 }
 
-func makeFixture() (*fixture, error) {
+func makeFixture(codec string) (*fixture, error) {
 	dir, err := os.MkdirTemp("", "ladder-fixture")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "src.ts")
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
-		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "8",
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-		"-force_key_frames", "expr:eq(n,0)+eq(mod(n-20,30),0)*gte(n,20)",
-		"-g", "1000", "-sc_threshold", "0", "-bf", "0", "-f", "mpegts", path).CombinedOutput()
+	enc := []string{"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "1000", "-sc_threshold", "0", "-bf", "0"}
+	if codec == "h265" {
+		enc = []string{"-c:v", "libx265", "-preset", "ultrafast", "-forced-idr", "1",
+			"-x265-params", "log-level=error:keyint=1000:min-keyint=1000:scenecut=0:bframes=0:open-gop=0"}
+	}
+	args := append([]string{"-hide_banner", "-nostdin", "-loglevel", "error",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30", "-t", "8", "-pix_fmt", "yuv420p",
+		"-force_key_frames", "expr:eq(n,0)+eq(mod(n-20,30),0)*gte(n,20)"}, enc...)
+	out, err := exec.Command("ffmpeg", append(args, "-f", "mpegts", path)...).CombinedOutput()
 	if err != nil {
 		return nil, errors.New("ffmpeg fixture: " + err.Error() + ": " + string(out))
 	}
@@ -88,23 +104,50 @@ func makeFixture() (*fixture, error) {
 	}
 	fx := &fixture{}
 	var first int64 = -1
-	r.OnDataH264(r.Tracks()[0], func(pts, dts int64, au [][]byte) error {
+	onAU := func(pts, dts int64, au [][]byte) error {
 		if first < 0 {
 			first = dts
 		}
-		key := h264.IsRandomAccess(au)
-		if key && fx.codec == nil {
-			sps, pps := paramSets(au)
-			fx.codec = &codecs.H264{SPS: sps, PPS: pps}
-		}
+		var key bool
 		var pic [][]byte
-		for _, n := range pictureOnly(au) {
-			pic = append(pic, append([]byte(nil), n...))
+		if codec == "h265" {
+			key = h265.IsRandomAccess(au)
+			var vps, sps, pps []byte
+			for _, n := range au {
+				switch h265.NALUType((n[0] >> 1) & 0x3f) {
+				case h265.NALUType_VPS_NUT:
+					vps = n
+				case h265.NALUType_SPS_NUT:
+					sps = n
+				case h265.NALUType_PPS_NUT:
+					pps = n
+				case h265.NALUType_AUD_NUT:
+				default:
+					pic = append(pic, append([]byte(nil), n...))
+				}
+			}
+			if key && fx.codec == nil {
+				fx.codec = &codecs.H265{VPS: vps, SPS: sps, PPS: pps}
+			}
+		} else {
+			key = h264.IsRandomAccess(au)
+			if key && fx.codec == nil {
+				sps, pps := paramSets(au)
+				fx.codec = &codecs.H264{SPS: sps, PPS: pps}
+			}
+			for _, n := range pictureOnly(au) {
+				pic = append(pic, append([]byte(nil), n...))
+			}
 		}
 		toDur := func(v int64) time.Duration { return time.Duration(v-first) * time.Second / 90000 }
 		fx.frames = append(fx.frames, fixtureFrame{pts: toDur(pts) + 21*time.Millisecond, dts: toDur(dts) + 21*time.Millisecond, key: key, au: pic})
 		return nil
-	})
+	}
+	if codec == "h265" {
+		r.OnDataH265(r.Tracks()[0], onAU)
+	} else {
+		r.OnDataH264(r.Tracks()[0], onAU)
+	}
 	for {
 		if err := r.Read(); err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -116,11 +159,11 @@ func makeFixture() (*fixture, error) {
 	if fx.codec == nil || len(fx.frames) < 200 {
 		return nil, errors.New("ffmpeg fixture: too few frames")
 	}
-	var sps h264.SPS
-	if err := sps.Unmarshal(fx.codec.SPS); err != nil {
-		return nil, err
+	v := newVideoCodec(fx.codec)
+	if v == nil || v.width == 0 {
+		return nil, errors.New("ffmpeg fixture: its SPS does not parse")
 	}
-	fx.width, fx.height = sps.Width(), sps.Height()
+	fx.width, fx.height = v.width, v.height
 	return fx, nil
 }
 

@@ -65,8 +65,13 @@ func TestTSClock(t *testing.T) {
 // with irregular GOPs: every rung frame carries the timestamp of a source
 // frame, the rungs have keyframes exactly at the source's keyframes and
 // nowhere else, and each variant starts on a keyframe.
-func TestLadderTimestampsAndKeyframes(t *testing.T) {
-	fx := loadFixture(t)
+func TestLadderTimestampsAndKeyframes(t *testing.T) { checkTimestampsAndKeyframes(t, loadFixture(t)) }
+
+// TestLadderH265 is the same from an H.265 source (an RTSP camera's): the
+// rungs are H.264.
+func TestLadderH265(t *testing.T) { checkTimestampsAndKeyframes(t, loadFixtureH265(t)) }
+
+func checkTimestampsAndKeyframes(t *testing.T, fx *fixture) {
 	sink := newFakeSink()
 	l := New(Config{Rungs: testRungs}, sink)
 	defer l.Close()
@@ -294,10 +299,13 @@ func TestLadderSourceGone(t *testing.T) {
 }
 
 // TestPoster: a poster of the source's size that image/jpeg decodes,
-// made with or without a ladder.
+// made with or without a ladder, from H.264 and from H.265.
 func TestPoster(t *testing.T) {
-	fx := loadFixture(t)
-	for _, rungs := range [][]Rung{nil, testRungs[:1]} {
+	for _, tc := range []struct {
+		fx    *fixture
+		rungs []Rung
+	}{{loadFixture(t), nil}, {loadFixture(t), testRungs[:1]}, {loadFixtureH265(t), nil}} {
+		fx, rungs := tc.fx, tc.rungs
 		sink := newFakeSink()
 		l := New(Config{Rungs: rungs, PosterInterval: 500 * time.Millisecond}, sink)
 		p := startPublisher(t, l, "shop", fx, 1)
@@ -317,7 +325,7 @@ func TestPoster(t *testing.T) {
 			t.Errorf("poster %v, source %dx%d", b, fx.width, fx.height)
 		}
 		s := l.Stats()
-		t.Logf("rungs %d: %d posters, %v CPU each", len(rungs), s.Posters, s.PosterCPU/time.Duration(s.Posters))
+		t.Logf("%T, rungs %d: %d posters, %v CPU each", fx.codec, len(rungs), s.Posters, s.PosterCPU/time.Duration(s.Posters))
 		p.end()
 		if _, ok := l.Poster("shop"); ok {
 			t.Error("the poster outlived its stream")
@@ -326,5 +334,28 @@ func TestPoster(t *testing.T) {
 		if s.PosterErrors != 0 {
 			t.Errorf("%d poster errors", s.PosterErrors)
 		}
+	}
+}
+
+// TestLadderFallsBehind: a source faster than ffmpeg can take fills the
+// queue; frames are dropped, never waited for (the source gets every unit
+// at once), and ffmpeg is started again.
+func TestLadderFallsBehind(t *testing.T) {
+	fx := loadFixture(t)
+	sink := newFakeSink()
+	logs := &logBuffer{}
+	l := New(Config{Rungs: testRungs, QueueFrames: 1, RestartMin: 50 * time.Millisecond, Logger: logs.logger()}, sink)
+	defer l.Close()
+	p := startPublisher(t, l, "shop", fx, 50) // 1500 frames a second
+	waitFor(t, "drops and a restart", 30*time.Second, func() bool {
+		s := l.Stats()
+		return s.Dropped > 0 && s.Restarts > 0
+	})
+	p.end()
+	if got, want := len(sink.units(sink.pubs[0])), len(p.units()); got != want {
+		t.Errorf("the source got %d of %d units", got, want)
+	}
+	if logs.count("fell behind") == 0 {
+		t.Errorf("no log line says ffmpeg fell behind:\n%s", logs.buf.String())
 	}
 }

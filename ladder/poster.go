@@ -38,6 +38,9 @@ func (l *Ladder) Poster(stream string) (Poster, bool) {
 // PosterConcurrency of them are busy; false then, and the stream tries its
 // next keyframe.
 func (l *Ladder) makePoster(s *source, f *frame) bool {
+	if l.ctx.Err() != nil {
+		return false // closed: Close may be waiting on l.wg
+	}
 	select {
 	case l.posterSlots <- struct{}{}:
 	default:

@@ -102,7 +102,7 @@ func (r *runner) run() {
 		if r.ctx.Err() != nil || errors.Is(err, errSourceGone) {
 			return
 		}
-		if first && !produced {
+		if first && !produced && !errors.Is(err, errBehind) {
 			r.l.stats.startFailures.Add(1)
 			log.Error("ladder ffmpeg failed at start: the stream goes on without a ladder",
 				"err", err, "ffmpeg", r.l.ffmpeg, "ffmpeg_output", lastLines(stderr, 3))
