@@ -219,8 +219,14 @@ func New(cfg Config, next ingest.Sink) *Ladder {
 
 // Publish implements ingest.Sink. A source publication gets a ladder (when
 // there are rungs and a place under MaxStreams) and posters; a variant
-// publication from elsewhere passes through untouched.
+// publication from the publisher itself (OBS's multitrack Enhanced
+// Broadcasting) passes through and ends the server's ladder of that
+// stream: the publisher sends its own renditions.
 func (l *Ladder) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
+	if info.Variant != "" {
+		l.ownRenditions(info)
+		return l.next.Publish(info)
+	}
 	pub, err := l.next.Publish(info)
 	if err != nil || info.Variant != "" || l.ffmpeg == "" {
 		return pub, err
@@ -246,6 +252,20 @@ func (l *Ladder) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 		l.log.Warn("no ladder for this stream: ladder_max_streams reached", "stream", info.Name, "ladder_max_streams", l.cfg.MaxStreams)
 	}
 	return src, nil
+}
+
+// ownRenditions stops the server's ladder of a stream whose publisher
+// publishes a variant itself, before that variant reaches the packager (its
+// name may be one of the rungs').
+func (l *Ladder) ownRenditions(info ingest.PublishInfo) {
+	l.mu.Lock()
+	src := l.current[info.Name]
+	l.mu.Unlock()
+	if src == nil || src.lad == nil || src.lad.ctx.Err() != nil {
+		return
+	}
+	l.log.Info("the publisher sends its own renditions: no server ladder for this stream", "stream", info.Name, "variant", info.Variant)
+	src.stop()
 }
 
 // released is called once by a source whose ladder has stopped.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shopcast/shopcast/ingest"
 )
 
 var testRungs = []Rung{
@@ -357,5 +359,46 @@ func TestLadderFallsBehind(t *testing.T) {
 	}
 	if logs.count("fell behind") == 0 {
 		t.Errorf("no log line says ffmpeg fell behind:\n%s", logs.buf.String())
+	}
+}
+
+// TestLadderYieldsToPublisherRenditions: a publisher that sends its own
+// variants (OBS's multitrack) ends the server's ladder of its stream, and
+// its variant, named like a rung, reaches the packager.
+func TestLadderYieldsToPublisherRenditions(t *testing.T) {
+	fx := loadFixture(t)
+	sink := newFakeSink()
+	l := New(Config{Rungs: testRungs[:1]}, sink)
+	defer l.Close()
+	p := startPublisher(t, l, "shop", fx, 1)
+	waitFor(t, "the ladder's rung", 30*time.Second, func() bool {
+		v := sink.variants("240p")
+		return len(v) == 1 && len(sink.units(v[0])) > 0
+	})
+	pid := l.PID("shop")
+	own, err := l.Publish(ingest.PublishInfo{Name: "shop", Proto: "rtmp", Remote: "127.0.0.1:1",
+		Tracks: []*ingest.Track{{ID: 1, Codec: fx.codec}}, Variant: "240p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if l.PID("shop") != 0 || l.Stats().Running != 0 {
+		t.Error("the server's ladder still runs beside the publisher's renditions")
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ffmpeg %d still exists", pid)
+	}
+	v := sink.variants("240p")
+	sink.mu.Lock()
+	ladderClosed := v[0].closed
+	sink.mu.Unlock()
+	if len(v) != 2 || !ladderClosed || v[1].info.Proto != "rtmp" {
+		t.Errorf("variants %d (the ladder's closed: %v)", len(v), ladderClosed)
+	}
+	before := l.Stats().Dropped
+	n := len(p.units())
+	waitFor(t, "more source units", 10*time.Second, func() bool { return len(p.units()) > n+30 })
+	if d := l.Stats().Dropped; d != before {
+		t.Errorf("%d frames counted as dropped after the ladder stopped", d-before)
 	}
 }

@@ -67,6 +67,9 @@ func newRunner(s *source) *runner {
 
 // offer queues a frame for ffmpeg without ever waiting.
 func (r *runner) offer(f *frame) {
+	if r.ctx.Err() != nil {
+		return // stopped
+	}
 	select {
 	case r.queue <- f:
 	default:
@@ -146,7 +149,7 @@ func (r *runner) runOnce() (produced bool, stderr string, err error) {
 	case <-r.behind:
 	default:
 	}
-	p, err := startProcess(ctx, r.l.ffmpeg, ladderArgs(r.rungs, r.l.cfg.Preset, r.s.codec.h265), len(r.rungs), false)
+	p, err := startProcess(ctx, r.l.ffmpeg, ladderArgs(r.rungs, r.l.cfg.Preset), len(r.rungs), false)
 	if err != nil {
 		return false, "", err
 	}
@@ -370,8 +373,7 @@ func pictureOnly(au [][]byte) [][]byte {
 //     of reading seconds of input first (not -fflags nobuffer: it drops
 //     the frames read while probing); -flush_packets: write each frame as
 //     soon as it is encoded.
-func ladderArgs(rungs []Rung, preset string, h265 bool) []string {
-	_ = h265 // the MPEG-TS input says its codec
+func ladderArgs(rungs []Rung, preset string) []string {
 	args := []string{
 		"-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
 		"-probesize", "65536", "-analyzeduration", "0", "-threads", "1",

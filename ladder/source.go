@@ -147,7 +147,8 @@ func (s *source) WriteUnit(u *ingest.Unit) error {
 	var f *frame
 	key := s.codec.isKey(u.AU)
 	posterDue := key && s.l.cfg.PosterInterval > 0 && time.Since(s.lastPoster) >= s.l.cfg.PosterInterval
-	if s.lad != nil || posterDue {
+	laddered := s.lad != nil && s.lad.ctx.Err() == nil
+	if laddered || posterDue {
 		f = s.codec.copyFrame(u)
 	}
 	err := s.next.WriteUnit(u)
@@ -158,7 +159,7 @@ func (s *source) WriteUnit(u *ingest.Unit) error {
 	if f == nil || err != nil {
 		return err
 	}
-	if s.lad != nil {
+	if laddered {
 		s.lad.offer(f)
 	}
 	if posterDue && s.l.makePoster(s, f) {
