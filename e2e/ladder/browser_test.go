@@ -57,11 +57,17 @@ const ladderProbeJS = `(() => {
   const hls = window.shopcast.hls, v = document.querySelector('video');
   const p = window.ladderProbe = {switches: [], stalls: [], waitingAt: null, adds: {}};
   hls.on('hlsLevelSwitched', (_, d) => p.switches.push({t: performance.now(), height: hls.levels[d.level].height}));
-  v.addEventListener('waiting', () => { if (p.waitingAt === null) p.waitingAt = performance.now(); });
-  v.addEventListener('playing', () => {
+  // A stall lasts from 'waiting' to 'playing', or to the playhead moving
+  // again: after a seek hls.js makes while waiting, Chromium may go on
+  // playing without a 'playing' event.
+  let waitingFrom = 0;
+  const resumed = () => {
     if (p.waitingAt !== null) p.stalls.push(performance.now() - p.waitingAt);
     p.waitingAt = null;
-  });
+  };
+  v.addEventListener('waiting', () => { if (p.waitingAt === null) { p.waitingAt = performance.now(); waitingFrom = v.currentTime; } });
+  v.addEventListener('playing', resumed);
+  v.addEventListener('timeupdate', () => { if (p.waitingAt !== null && !v.paused && v.currentTime > waitingFrom + 0.1 && !v.seeking) resumed(); });
   new MutationObserver((muts) => {
     for (const m of muts) for (const n of m.addedNodes) {
       if (n.dataset && n.dataset.cueId) p.adds[n.dataset.cueId] = (p.adds[n.dataset.cueId] || 0) + 1;
@@ -209,7 +215,7 @@ func TestLadderBrowserSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Unthrottled on loopback, hls.js plays the source.
-	ladderPoll(t, ctx, 30*time.Second, "the source variant playing", func(st ladderState) bool {
+	ladderPoll(t, ctx, 60*time.Second, "the source variant playing", func(st ladderState) bool {
 		return len(st.Levels) == 3 && st.Height == 720 && st.Current > 2
 	})
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](ladderProbeJS)); err != nil {
@@ -285,7 +291,7 @@ func TestLadderBrowserSwitch(t *testing.T) {
 	if err := ladderSetThrottle(ctx, -1); err != nil {
 		t.Fatal(err)
 	}
-	up := ladderPoll(t, ctx, 40*time.Second, "a climb back", func(st ladderState) bool { return st.Height > lowHeight })
+	up := ladderPoll(t, ctx, 60*time.Second, "a climb back", func(st ladderState) bool { return st.Height > lowHeight })
 	if up.Adds[created.Cue.ID] != 1 {
 		t.Errorf("after the climb the cue was added %d times", up.Adds[created.Cue.ID])
 	}
