@@ -237,17 +237,18 @@ func (l *Ladder) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 	}
 	l.mu.Lock()
 	old := l.current[info.Name]
-	l.current[info.Name] = src
 	withLadder := len(l.cfg.Rungs) > 0 && l.ladders < l.cfg.MaxStreams && l.ctx.Err() == nil
 	if withLadder {
 		l.ladders++
+		src.lad = newRunner(src) // before others can see src: lad never changes after
 	}
+	l.current[info.Name] = src
 	l.mu.Unlock()
 	if old != nil {
 		old.stop() // superseded: its ffmpeg goes now, not at its next write
 	}
 	if withLadder {
-		src.startLadder()
+		l.wg.Go(src.lad.run)
 	} else if len(l.cfg.Rungs) > 0 {
 		l.log.Warn("no ladder for this stream: ladder_max_streams reached", "stream", info.Name, "ladder_max_streams", l.cfg.MaxStreams)
 	}

@@ -83,8 +83,7 @@ func (v *videoCodec) hasParams(au [][]byte) bool {
 // copyFrame copies u into one buffer, with the parameter sets in front of
 // a keyframe that lacks them (RTMP and RTSP publishers often send them only
 // out of band, and ffmpeg's decoder drops what it cannot start).
-func (v *videoCodec) copyFrame(u *ingest.Unit) *frame {
-	key := v.isKey(u.AU)
+func (v *videoCodec) copyFrame(u *ingest.Unit, key bool) *frame {
 	nalus := u.AU
 	if key && !v.hasParams(u.AU) {
 		nalus = append(append(make([][]byte, 0, len(v.params)+len(u.AU)), v.params...), u.AU...)
@@ -132,11 +131,6 @@ func newSource(l *Ladder, info ingest.PublishInfo, next ingest.Publication) *sou
 	return nil
 }
 
-func (s *source) startLadder() {
-	s.lad = newRunner(s)
-	s.l.wg.Go(s.lad.run)
-}
-
 // WriteUnit implements ingest.Publication. The unit is handed on before
 // anything else, and the ladder's copy only queued: the live path never
 // waits for ffmpeg.
@@ -149,7 +143,7 @@ func (s *source) WriteUnit(u *ingest.Unit) error {
 	posterDue := key && s.l.cfg.PosterInterval > 0 && time.Since(s.lastPoster) >= s.l.cfg.PosterInterval
 	laddered := s.lad != nil && s.lad.ctx.Err() == nil
 	if laddered || posterDue {
-		f = s.codec.copyFrame(u)
+		f = s.codec.copyFrame(u, key)
 	}
 	err := s.next.WriteUnit(u)
 	if errors.Is(err, packager.ErrSuperseded) {
