@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -432,6 +433,15 @@ func TestLadderFFmpegEndToEnd(t *testing.T) {
 	}
 	if s := srv.Server.Ladder().Stats(); s.Restarts != 1 || s.Running != 1 {
 		t.Errorf("ladder stats after one kill: %+v", s)
+	}
+	metrics, err := ladderGet(srv.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"shopcast_ladder_ffmpeg_restarts_total 1\n", "shopcast_ladder_ffmpeg_running 1\n", `shopcast_ladder_rung_frames_total{rung="360p"} `} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 
