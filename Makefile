@@ -75,6 +75,7 @@ bench:
 	$(GO) run ./cmd/shopcast-bench -run ramp -lowrate
 	$(GO) run ./cmd/shopcast-bench -run record,vod
 	$(GO) run ./cmd/shopcast-bench -run ladder -duration 30s
+	$(GO) run ./cmd/shopcast-bench -run multitrack
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)
 fuzz:

@@ -165,8 +165,7 @@ func TestRTMPCodecs(t *testing.T) {
 // TestRTMPMultitrackVariants: an Enhanced RTMP connection with several
 // video tracks, as OBS's Enhanced Broadcasting sends, publishes the largest
 // picture with the audio as the source, then every other video track as a
-// variant named from its height, whose units go to its own publication;
-// the variants close before the source.
+// variant named from its height, whose units go to its own publication.
 func TestRTMPMultitrackVariants(t *testing.T) {
 	small := &gortmplib.Track{Codec: &rtmpcodecs.H265{VPS: testH265VPS, SPS: testH265SPS, PPS: testH265PPS}} // 540 lines
 	large := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: testH264SPS, PPS: testH264PPS}}                   // 1080 lines

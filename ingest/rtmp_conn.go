@@ -176,14 +176,24 @@ func (c *rtmpConn) serve() (err error) {
 	if err != nil {
 		return fmt.Errorf("sink refused publication: %w", err)
 	}
-	defer pub.Close()
+	// The source closes first: it publishes its last part and segment,
+	// and the variants following it then publish theirs (their own Close
+	// after that has nothing left to do).
+	defer func() {
+		pub.Close()
+		for _, v := range c.variants {
+			if v.pub != nil {
+				v.pub.Close()
+			}
+		}
+	}()
 	c.pub = pub
 	c.published = true
 
 	c.log.Info("publishing", "tracks", describeTracks(tracks))
 
 	// The multitrack connection's other video tracks, as variants of the
-	// source just published; closed before it (defers run in reverse).
+	// source just published.
 	c.variants = variants
 	for _, v := range variants {
 		vp, err := c.s.Sink.Publish(PublishInfo{Name: name, Proto: "rtmp", Remote: c.remote, Tracks: []*Track{v.track}, Variant: v.name})
@@ -194,13 +204,6 @@ func (c *rtmpConn) serve() (err error) {
 		v.pub = vp
 		c.log.Info("publishing variant", "variant", v.name, "tracks", describeTracks([]*Track{v.track}))
 	}
-	defer func() {
-		for _, v := range c.variants {
-			if v.pub != nil {
-				v.pub.Close()
-			}
-		}
-	}()
 
 	// From here on, data messages are handed over too.
 	r.Conn = &rtmpDataTap{Conn: r.Conn, onData: pub.WriteData}

@@ -169,7 +169,9 @@
 // (EventInfo: the Event and its resolved start and end, from which
 // Event.DateRangeTag gives the live DATERANGE line), and the end of a
 // stream's session (StreamEnd). A publisher back within GracePeriod keeps
-// the session; one after the end starts a new one. The hooks run under
+// the session; one after the end starts a new one. A variant's segments
+// come through OnSegment too, SegmentInfo.Variant naming it, each after
+// the source's segment of the same MSN. The hooks run under
 // s.mu, in the stream's order, so they must only queue what they get: the
 // recorder writes to disk on its own goroutine and drops what its bounded
 // queue cannot take, and the live path never waits on it.

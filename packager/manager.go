@@ -71,6 +71,9 @@ type Config struct {
 	// stream end to a consumer such as the recorder (hooks.go). They
 	// default to none.
 	Hooks Hooks
+	// MaxVariants caps the variants (renditions besides the source's) of
+	// one stream; a publication of one more is refused. It defaults to 8.
+	MaxVariants int
 }
 
 // Numbers are the first numbers of a stream.
@@ -137,6 +140,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBlockedPerStream <= 0 {
 		c.MaxBlockedPerStream = c.MaxBlockedRequests
+	}
+	if c.MaxVariants <= 0 {
+		c.MaxVariants = 8
 	}
 }
 

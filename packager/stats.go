@@ -3,6 +3,7 @@ package packager
 import (
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,21 @@ type StreamStats struct {
 	// Lag is the publish-to-deliverable lag of the parts: from the WriteUnit
 	// call that completed a part to the part being published.
 	Lag Histogram
+	// Variants are the stream's variants' counters, by name; at most
+	// Config.MaxVariants and those gone since whose counters are kept.
+	Variants []VariantStats
+}
+
+// VariantStats are one variant's counters. Its audio is the source's,
+// counted in StreamStats.Audio.
+type VariantStats struct {
+	Name string
+	// Video counts what its publishers wrote.
+	Video TrackStats
+	// Parts and Segments count those published (gap segments not).
+	Parts, Segments int64
+	// Publishes and Disconnects count its publications.
+	Publishes, Disconnects int64
 }
 
 // TrackStats count the units of one kind of track.
@@ -75,6 +91,38 @@ type streamStats struct {
 	lagBuckets [len(LagBuckets)]atomic.Uint64 // per bucket, not cumulative
 	lagCount   atomic.Uint64
 	lagSum     atomic.Int64
+
+	// vmu guards variants; it is taken under s.mu (by a variant's start
+	// and end) and by Stats alone, never the other way round.
+	vmu      sync.Mutex
+	variants map[string]*variantStats
+}
+
+// variant returns the counters of variant name, kept across its
+// publications (and the Stream values of the name).
+func (st *streamStats) variant(name string) *variantStats {
+	st.vmu.Lock()
+	defer st.vmu.Unlock()
+	if st.variants == nil {
+		st.variants = map[string]*variantStats{}
+	}
+	v := st.variants[name]
+	if v == nil {
+		v = &variantStats{}
+		st.variants[name] = v
+	}
+	return v
+}
+
+// forgetVariant drops a gone variant's counters once more than keep are
+// held, so that a publisher cycling through names cannot grow them
+// without bound. Counters of a name that comes back start from zero.
+func (st *streamStats) forgetVariant(name string, keep int) {
+	st.vmu.Lock()
+	defer st.vmu.Unlock()
+	if len(st.variants) > keep {
+		delete(st.variants, name)
+	}
 }
 
 // unit counts a unit a publisher wrote.
@@ -125,6 +173,17 @@ func (st *streamStats) snapshot(name string) StreamStats {
 		Disconnects: st.disconnects.Load(),
 		Blocked:     st.blocked.Load(),
 	}
+	st.vmu.Lock()
+	for name, v := range st.variants {
+		out.Variants = append(out.Variants, VariantStats{
+			Name:  name,
+			Video: TrackStats{Bytes: v.videoBytes.Load(), Frames: v.videoFrames.Load()},
+			Parts: v.parts.Load(), Segments: v.segments.Load(),
+			Publishes: v.publishes.Load(), Disconnects: v.disconnects.Load(),
+		})
+	}
+	st.vmu.Unlock()
+	slices.SortFunc(out.Variants, func(a, b VariantStats) int { return strings.Compare(a.Name, b.Name) })
 	// The count is read first and counted last: an observation racing the
 	// snapshot can only raise a bucket above its share of the count, and
 	// the clamp keeps the cumulative buckets monotonic and within it.

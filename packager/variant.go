@@ -18,6 +18,10 @@ import (
 // live source publication to follow.
 var ErrNoSource = errors.New("no source publication to follow")
 
+// ErrTooManyVariants is returned by Publish for a new variant of a stream
+// that has Config.MaxVariants.
+var ErrTooManyVariants = errors.New("too many variants")
+
 // ErrSourceGone is returned by a variant's WriteUnit once the source
 // publication it followed closed or was superseded: the variant's
 // publisher closes and publishes again for the new source.
@@ -133,7 +137,10 @@ func (s *Stream) attachVariant(info ingest.PublishInfo) (*variantPub, error) {
 	}
 	v := s.variantOf(info.Variant)
 	if v == nil {
-		v = &variant{name: info.Variant, rendition: rendition{variant: info.Variant, parts: map[int64]*part{}}, initSeq: -1, stats: &variantStats{}}
+		if len(s.variants) >= s.m.cfg.MaxVariants {
+			return nil, fmt.Errorf("%w: stream %q has %d variants already", ErrTooManyVariants, info.Name, len(s.variants))
+		}
+		v = &variant{name: info.Variant, rendition: rendition{variant: info.Variant, parts: map[int64]*part{}}, initSeq: -1, stats: s.stats.variant(info.Variant)}
 		s.variants = append(s.variants, v)
 	}
 	vp := &variantPub{v: v, s: s, src: src, info: info, in: in, t: t, audioID: map[int]int{}}
@@ -620,6 +627,7 @@ func (v *variant) drop(s *Stream) {
 			delete(s.inits, name)
 		}
 	}
+	s.stats.forgetVariant(v.name, s.m.cfg.MaxVariants)
 	s.log.Info("variant removed", "variant", v.name)
 }
 

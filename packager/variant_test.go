@@ -2,6 +2,7 @@ package packager
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -412,5 +413,92 @@ func TestVariantBlocking(t *testing.T) {
 	dm := parseMedia(t, d, m.Config())
 	if dm.Skip == nil || dm.Skip.SkippedSegments == 0 {
 		t.Fatalf("no delta update:\n%s", d)
+	}
+}
+
+// TestVariantStats: a variant's counters show in Stats under its name, and
+// a stream takes at most MaxVariants of them.
+func TestVariantStats(t *testing.T) {
+	t.Parallel()
+	cfg := variantCfg()
+	cfg.MaxVariants = 2
+	m := newTestManager(t, cfg)
+	sy := publish(t, m)
+	sy.frames(1)
+	newVariantFeed(t, m, sy, "480p", 0, false)
+	newVariantFeed(t, m, sy, "360p", 0, false)
+	video := &ingest.Track{ID: 1, Codec: &codecs.H264{SPS: testSPS, PPS: testPPS}}
+	if _, err := m.Publish(ingest.PublishInfo{Name: "test", Variant: "240p", Tracks: []*ingest.Track{video}}); !errors.Is(err, ErrTooManyVariants) {
+		t.Fatalf("a third variant: %v, want ErrTooManyVariants", err)
+	}
+	sy.frames(150)
+	st := m.Stats().Streams[0]
+	if len(st.Variants) != 2 || st.Variants[0].Name != "360p" || st.Variants[1].Name != "480p" {
+		t.Fatalf("variants %+v", st.Variants)
+	}
+	for _, v := range st.Variants {
+		if v.Video.Frames != 150 || v.Video.Bytes == 0 || v.Parts < 10 || v.Segments < 1 || v.Publishes != 1 {
+			t.Errorf("%s: %+v", v.Name, v)
+		}
+	}
+}
+
+// TestVariantSourceCloses: when the source closes mid-segment, a variant
+// that has its frames publishes its part of the short last segment too,
+// complete, not as a gap.
+func TestVariantSourceCloses(t *testing.T) {
+	t.Parallel()
+	cfg := variantCfg()
+	cfg.GracePeriod = time.Minute
+	m := newTestManager(t, cfg)
+	sy := publish(t, m)
+	sy.frames(1)
+	f := newVariantFeed(t, m, sy, "480p", 0, false)
+	sy.frames(130) // the third segment is 11 frames in
+	sy.pub.Close()
+	if err := f.pub.WriteUnit(&ingest.Unit{Track: f.track, PTS: time.Hour, DTS: time.Hour, AU: [][]byte{{0x65, 1}}}); !errors.Is(err, ErrSourceGone) {
+		t.Fatalf("variant write after the source closed: %v", err)
+	}
+	f.pub.Close()
+	src := parseMedia(t, mustFetch(t, m, mediaReq(-1, -1, SkipNone)).Body, m.Config())
+	vm := parseMedia(t, mustFetch(t, m, fileReq("480p.stream.m3u8")).Body, m.Config())
+	// It joined at the second segment, the first whose start it had.
+	if vm.MediaSequence+len(vm.Segments) != src.MediaSequence+len(src.Segments) || len(vm.Parts) != 0 || !vm.Endlist && vm.PreloadHint != nil {
+		t.Fatalf("variant segments %d-%d, open parts %d; the source's end at %d", vm.MediaSequence, vm.MediaSequence+len(vm.Segments), len(vm.Parts), src.MediaSequence+len(src.Segments))
+	}
+	last, srcLast := vm.Segments[len(vm.Segments)-1], src.Segments[len(src.Segments)-1]
+	if last.Gap || last.Duration != srcLast.Duration || len(last.Parts) != len(srcLast.Parts) {
+		t.Fatalf("variant's last segment %+v, the source's %+v", last, srcLast)
+	}
+	checkVariantAligned(t, m, "480p", 0)
+}
+
+// TestVariantBlockedPerStream: MaxBlockedPerStream counts a stream's
+// blocked requests across its renditions.
+func TestVariantBlockedPerStream(t *testing.T) {
+	t.Parallel()
+	cfg := variantCfg()
+	cfg.MaxBlockedPerStream = 2
+	m := newTestManager(t, cfg)
+	sy := publish(t, m)
+	sy.frames(1)
+	newVariantFeed(t, m, sy, "480p", 0, false)
+	sy.frames(100)
+	next := func(v string) Request {
+		msn, idx, _ := lastPartOf(m, v)
+		return Request{Stream: "test", File: hlsname.VariantMedia(v), MSN: msn, Part: idx + 1}
+	}
+	a, b := fetchAsync(m, next("")), fetchAsync(m, next("480p"))
+	waitBlocked(t, m, 2)
+	for _, v := range []string{"", "480p"} {
+		if _, err := m.Fetch(context.Background(), next(v)); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("a third blocked request (%q): %v, want ErrUnavailable", v, err)
+		}
+	}
+	sy.frames(10)
+	for _, ch := range []<-chan fetchResult{a, b} {
+		if r := await(t, ch, 10*time.Second); r.err != nil {
+			t.Fatal(r.err)
+		}
 	}
 }

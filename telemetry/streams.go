@@ -56,10 +56,38 @@ type streamCollector struct {
 	bytes, frames, connects, disconnects, parts, segments  *prometheus.Desc
 	lag, blocked, viewers, dropped, cuesPosted, cuesActive *prometheus.Desc
 	streams                                                *prometheus.Desc
+
+	// The variants' counters, folded as the streams' are: by stream name
+	// and variant (vlast), by label pair (vtotals).
+	vlast                                                       map[variantKey]variantCounters
+	vtotals                                                     map[variantKey]*variantCounters
+	vbytes, vframes, vparts, vsegments, vconnects, vdisconnects *prometheus.Desc
+}
+
+// variantKey is a stream (name or label) and a variant.
+type variantKey struct{ stream, variant string }
+
+// The counters of a packager.VariantStats.
+const (
+	wVideoBytes = iota
+	wVideoFrames
+	wParts
+	wSegments
+	wPublishes
+	wDisconnects
+	wLen
+)
+
+type variantCounters [wLen]uint64
+
+func flattenVariant(v *packager.VariantStats) variantCounters {
+	return variantCounters{uint64(v.Video.Bytes), uint64(v.Video.Frames), uint64(v.Parts), uint64(v.Segments),
+		uint64(v.Publishes), uint64(v.Disconnects)}
 }
 
 func newStreamCollector(m *Metrics) *streamCollector {
 	stream := []string{"stream"}
+	variant := []string{"stream", "variant"}
 	return &streamCollector{
 		m:      m,
 		labels: streamLabels{max: m.MaxStreamLabels, own: map[string]bool{}},
@@ -80,13 +108,23 @@ func newStreamCollector(m *Metrics) *streamCollector {
 		cuesPosted:  prometheus.NewDesc("shopcast_cues_posted_total", "Cues posted and placed in the stream.", stream, nil),
 		cuesActive:  prometheus.NewDesc("shopcast_cues_active", "Cues showing now.", stream, nil),
 		streams:     prometheus.NewDesc("shopcast_streams", "Streams in the packager: live, in their reconnect grace period, or ended and lingering.", nil, nil),
+
+		vlast:        map[variantKey]variantCounters{},
+		vtotals:      map[variantKey]*variantCounters{},
+		vbytes:       prometheus.NewDesc("shopcast_variant_ingest_bytes_total", "Video payload bytes received for a variant (a rendition besides the source's; its audio is the source's).", variant, nil),
+		vframes:      prometheus.NewDesc("shopcast_variant_ingest_frames_total", "Video frames received for a variant.", variant, nil),
+		vparts:       prometheus.NewDesc("shopcast_variant_parts_total", "LL-HLS parts a variant published.", variant, nil),
+		vsegments:    prometheus.NewDesc("shopcast_variant_segments_total", "Media segments a variant completed (not those it listed as gaps).", variant, nil),
+		vconnects:    prometheus.NewDesc("shopcast_variant_publisher_connects_total", "Publications of a variant started.", variant, nil),
+		vdisconnects: prometheus.NewDesc("shopcast_variant_publisher_disconnects_total", "Publications of a variant ended.", variant, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.bytes, c.frames, c.connects, c.disconnects, c.parts, c.segments,
-		c.lag, c.blocked, c.viewers, c.dropped, c.cuesPosted, c.cuesActive, c.streams} {
+		c.lag, c.blocked, c.viewers, c.dropped, c.cuesPosted, c.cuesActive, c.streams,
+		c.vbytes, c.vframes, c.vparts, c.vsegments, c.vconnects, c.vdisconnects} {
 		ch <- d
 	}
 }
@@ -122,12 +160,18 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, name := range c.labels.retain(live) {
 		delete(c.totals, name)
 		delete(c.posted, name)
+		for k := range c.vtotals {
+			if k.stream == name {
+				delete(c.vtotals, k)
+			}
+		}
 	}
 	for name := range c.last {
 		if !live[name] {
 			delete(c.last, name)
 		}
 	}
+	seenV := map[variantKey]bool{}
 	blocked := map[string]int64{}
 	for i := range snap.Streams {
 		st := &snap.Streams[i]
@@ -135,6 +179,34 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		cur := flatten(st)
 		c.fold(lbl, st.Name, &cur)
 		blocked[lbl] += st.Blocked
+		for j := range st.Variants {
+			v := &st.Variants[j]
+			// The packager bounds a stream's variants; the streams folded
+			// into OtherStream share one variant label too.
+			vl := variantKey{lbl, v.Name}
+			if lbl == OtherStream {
+				vl.variant = OtherStream
+			}
+			key := variantKey{st.Name, v.Name}
+			seenV[key] = true
+			c.foldVariant(vl, key, flattenVariant(v))
+		}
+	}
+	for k := range c.vlast {
+		if !seenV[k] {
+			delete(c.vlast, k)
+		}
+	}
+	for k, t := range c.vtotals {
+		counter := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), k.stream, k.variant)
+		}
+		counter(c.vbytes, t[wVideoBytes])
+		counter(c.vframes, t[wVideoFrames])
+		counter(c.vparts, t[wParts])
+		counter(c.vsegments, t[wSegments])
+		counter(c.vconnects, t[wPublishes])
+		counter(c.vdisconnects, t[wDisconnects])
 	}
 	byLabel := func(counts map[string]int) map[string]float64 {
 		out := map[string]float64{}
@@ -182,6 +254,31 @@ func (c *streamCollector) fold(lbl, name string, cur *counters) {
 		}
 	}
 	c.last[name] = *cur
+}
+
+// foldVariant is fold for a variant's counters: key's growth since the
+// last scrape goes to label pair lbl.
+func (c *streamCollector) foldVariant(lbl, key variantKey, cur variantCounters) {
+	t := c.vtotals[lbl]
+	if t == nil {
+		t = &variantCounters{}
+		c.vtotals[lbl] = t
+	}
+	prev, seen := c.vlast[key]
+	restarted := !seen
+	for i := range cur {
+		if cur[i] < prev[i] {
+			restarted = true
+		}
+	}
+	for i := range cur {
+		if restarted {
+			t[i] += cur[i]
+		} else {
+			t[i] += cur[i] - prev[i]
+		}
+	}
+	c.vlast[key] = cur
 }
 
 func (c *streamCollector) emit(ch chan<- prometheus.Metric, lbl string, t *counters) {

@@ -160,3 +160,76 @@ func TestViewerSet(t *testing.T) {
 		})
 	}
 }
+
+// TestVariantMetrics: a variant's counters are labelled by stream and
+// variant, only grow (across a restart of the variant), and the streams
+// folded into OtherStream share one variant label.
+func TestVariantMetrics(t *testing.T) {
+	src := &fakeStats{}
+	m := &Metrics{Packager: src, MaxStreamLabels: 1}
+	set := func(vparts map[string]map[string]int64) {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		src.st = packager.Stats{}
+		for _, name := range slices.Sorted(maps.Keys(vparts)) {
+			st := packager.StreamStats{Name: name}
+			for _, v := range slices.Sorted(maps.Keys(vparts[name])) {
+				st.Variants = append(st.Variants, packager.VariantStats{Name: v, Parts: vparts[name][v], Video: packager.TrackStats{Frames: 3 * vparts[name][v]}})
+			}
+			src.st.Streams = append(src.st.Streams, st)
+		}
+	}
+	read := func(family string) map[string]float64 {
+		fams, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, f := range fams {
+			if f.GetName() != family {
+				continue
+			}
+			for _, s := range f.GetMetric() {
+				var stream, variant string
+				for _, l := range s.GetLabel() {
+					switch l.GetName() {
+					case "stream":
+						stream = l.GetValue()
+					case "variant":
+						variant = l.GetValue()
+					}
+				}
+				out[stream+"/"+variant] = s.GetCounter().GetValue()
+			}
+		}
+		return out
+	}
+	steps := []struct {
+		name  string
+		parts map[string]map[string]int64
+		want  map[string]float64
+	}{
+		{"two variants, and a stream in other", map[string]map[string]int64{"a": {"480p": 5, "360p": 4}, "b": {"720p": 2, "x": 1}},
+			map[string]float64{"a/480p": 5, "a/360p": 4, "other/other": 3}},
+		{"a variant restarts from zero", map[string]map[string]int64{"a": {"480p": 1, "360p": 6}, "b": {"720p": 3, "x": 1}},
+			map[string]float64{"a/480p": 6, "a/360p": 6, "other/other": 4}},
+		{"a variant goes: its series stays while the stream lives", map[string]map[string]int64{"a": {"360p": 7}, "b": {}},
+			map[string]float64{"a/480p": 6, "a/360p": 7, "other/other": 4}},
+	}
+	for _, st := range steps {
+		set(st.parts)
+		got := read("shopcast_variant_parts_total")
+		if len(got) != len(st.want) {
+			t.Errorf("%s: %v, want %v", st.name, got, st.want)
+			continue
+		}
+		for k, v := range st.want {
+			if got[k] != v {
+				t.Errorf("%s: %s = %v, want %v", st.name, k, got[k], v)
+			}
+		}
+		if f := read("shopcast_variant_ingest_frames_total"); f["a/360p"] != 3*st.want["a/360p"] {
+			t.Errorf("%s: frames %v", st.name, f)
+		}
+	}
+}

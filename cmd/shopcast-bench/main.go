@@ -28,7 +28,7 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer), ladder (the ffmpeg ladder of two rungs, integrated vs by hand)")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer), multitrack (server CPU per variant of OBS multitrack publishers), ladder (the ffmpeg ladder of two rungs, integrated vs by hand)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
@@ -123,6 +123,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
+	if err := runMultitrack(ctx, strings.Split(*run, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// runMultitrack runs the multitrack benchmark when run names it.
+func runMultitrack(ctx context.Context, run []string) error {
+	if !slices.Contains(run, "multitrack") {
+		return nil
+	}
+	printHeader()
+	fmt.Printf("multitrack: server in-process, Enhanced RTMP publishers in a load process; load average %s\n", bench.LoadAvg())
+	r, err := bench.Multitrack(ctx, bench.MultitrackConfig{OnRun: func(r bench.MultitrackRun) { fmt.Println("  run:", r) }})
+	return report("multitrack", r, err)
 }
 
 // runRecorder runs the record and vod benchmarks named in run.

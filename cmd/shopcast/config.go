@@ -169,6 +169,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.PosterInterval) }},
 	{name: "poster_concurrency", arg: "N", usage: "poster ffmpegs running at once",
 		value: func(c *Config) flag.Value { return (*intValue)(&c.PosterConcurrency) }},
+	{name: "max_variants", arg: "N", usage: "maximum variants (renditions besides the source's) of one stream",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxVariants) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

@@ -204,6 +204,7 @@ func TestConfigErrors(t *testing.T) {
 		{"ladder bad name env", nil, envMap{"SHOPCAST_LADDER": `[{"name": "HD!", "height": 720, "video_bitrate": "2M"}]`}, "", `name "HD!"`},
 		{"ladder restart order", []string{"-ladder_restart_min", "5s", "-ladder_restart_max", "1s"}, nil, "", "ladder_restart_max"},
 		{"poster interval", []string{"-poster_interval", "100ms"}, nil, "", "poster_interval"},
+		{"ladder over max_variants", []string{"-max_variants", "1", "-ladder", `[{"name": "a", "height": 480, "video_bitrate": "1M"}, {"name": "b", "height": 360, "video_bitrate": "500k"}]`}, nil, "", "more than max_variants"},
 		{"pull not rtsp", nil, nil, `{"rtsp_pull": {"cam": "http://cam/x"}}`, "rtsp:// or rtsps://"},
 		{"pull without host", nil, nil, `{"rtsp_pull": {"cam": "rtsp:///x"}}`, "no host"},
 		{"pull entry not NAME=URL", nil, envMap{"SHOPCAST_RTSP_PULL": "cam"}, "", "entry 1"},

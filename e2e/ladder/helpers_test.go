@@ -18,7 +18,75 @@ import (
 
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/chromedp/chromedp"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
+	"github.com/shopcast/shopcast/internal/server"
+	"github.com/shopcast/shopcast/internal/testpub"
 )
+
+// mtStartLadder starts a server and, on stream name, a multitrack
+// publisher of renditions of the given heights (4 s encoded by ffmpeg from
+// one source, 30 fps, a keyframe every second, looped in real time), both
+// stopped when the test ends.
+func mtStartLadder(t *testing.T, name string, heights ...int) *e2etest.Server {
+	t.Helper()
+	srv, _ := mtStartLadderWith(t, name, 100, nil, heights...)
+	return srv
+}
+
+// mtStartLadderWith is mtStartLadder with the server's config changed by
+// edit (when set) and the 4 s looped loops times; the channel gets the
+// publisher's result once it is done.
+func mtStartLadderWith(t *testing.T, name string, loops int, edit func(*server.Config), heights ...int) (*e2etest.Server, <-chan error) {
+	t.Helper()
+	encCtx, encCancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer encCancel()
+	files, err := testpub.EncodeLadder(encCtx, t.TempDir(), 4*time.Second, 30, 30, heights...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e2etest.Config(t)
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv := e2etest.Start(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	result := make(chan error, 1)
+	go func() {
+		err := testpub.PublishMultitrack(ctx, srv.RTMP+"/live/"+name, files, testpub.Options{Loops: loops})
+		result <- err
+		done <- err
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv, result
+}
+
+// mtChromium returns an allocator for Debian's chromium, headless, off the
+// network, in a fresh profile, stopped by the test's cleanup.
+func mtChromium(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed (make deps installs it)")
+		}
+		t.Skip("chromium is not installed (make deps installs it)")
+	}
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath("/usr/bin/chromium"),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	t.Cleanup(cancel)
+	return alloc
+}
 
 // mtGet fetches a URL and returns its body; any status but 200 is an
 // error.

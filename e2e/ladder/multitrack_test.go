@@ -2,7 +2,9 @@ package ladder
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -11,9 +13,10 @@ import (
 	"github.com/bluenviron/gohlslib/v2"
 	hlscodecs "github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
-	"github.com/shopcast/shopcast/internal/e2etest"
-	"github.com/shopcast/shopcast/internal/testpub"
+	"github.com/shopcast/shopcast/internal/server"
 )
 
 // TestLadderMultitrack publishes three renditions of one picture (720p,
@@ -40,21 +43,8 @@ func TestLadderMultitrack(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	encCtx, encCancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer encCancel()
-	// 4 s, looped: 30 fps, a keyframe every second (2 s segments).
-	files, err := testpub.EncodeLadder(encCtx, t.TempDir(), 4*time.Second, 30, 30, 720, 480, 360)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	const name = "ladder"
-	srv := e2etest.Start(t, e2etest.Config(t))
-	pubDone := make(chan error, 1)
-	go func() {
-		pubDone <- testpub.PublishMultitrack(ctx, srv.RTMP+"/live/"+name, files, testpub.Options{Loops: 100})
-	}()
-	t.Cleanup(func() { cancel(); <-pubDone })
+	srv := mtStartLadder(t, name, 720, 480, 360)
 	base := srv.HTTP + "/live/" + name + "/"
 
 	var mv *playlist.Multivariant
@@ -164,6 +154,16 @@ func TestLadderMultitrack(t *testing.T) {
 		msn, part := mtEdge(mp)
 		bodies[w.uri+" blocking"] = mtMustGet(t, base+fmt.Sprintf("%s?_HLS_msn=%d&_HLS_part=%d", w.uri, msn, part+1))
 		bodies[w.uri+" delta"] = mtMustGet(t, base+w.uri+"?_HLS_skip=YES")
+		// The origin takes the delivery directives on every rendition's
+		// playlist: one too far ahead is a 400 (RFC 8216bis 6.2.5.2).
+		resp, err := http.Get(base + fmt.Sprintf("%s?_HLS_msn=%d", w.uri, msn+10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s?_HLS_msn=%d: %d, want 400", w.uri, msn+10, resp.StatusCode)
+		}
 	}
 	const frame = 90000 / 30
 	compared, emsgs := 0, 0
@@ -205,6 +205,18 @@ func TestLadderMultitrack(t *testing.T) {
 	if compared < 6 || emsgs == 0 {
 		t.Fatalf("compared %d parts listed by every rendition, with %d emsg boxes", compared, emsgs)
 	}
+
+	// Per-variant metrics, labelled by stream and variant.
+	metrics := string(mtMustGet(t, srv.HTTP+"/metrics"))
+	for _, v := range []string{"480p", "360p"} {
+		for _, family := range []string{"shopcast_variant_parts_total", "shopcast_variant_ingest_frames_total", "shopcast_variant_segments_total"} {
+			series := family + `{stream="` + name + `",variant="` + v + `"} `
+			i := strings.Index(metrics, series)
+			if i < 0 || strings.HasPrefix(metrics[i+len(series):], "0\n") {
+				t.Errorf("no %s of %s in /metrics", family, v)
+			}
+		}
+	}
 	// gohlslib's Client plays the 360p variant.
 	var mu sync.Mutex
 	frames, partsLoaded := 0, 0
@@ -238,5 +250,171 @@ func TestLadderMultitrack(t *testing.T) {
 		defer mu.Unlock()
 		return frames >= 60 && partsLoaded > 0
 	})
+	mtStrict(t, bodies)
+}
+
+// TestLadderQualityMenu: the watch page of a multitrack stream has a
+// Quality menu, worked from the keyboard, listing Auto and the three
+// renditions; choosing 360p switches hls.js to it and the video goes on at
+// 360 lines; choosing Auto again gives the choice back to hls.js.
+func TestLadderQualityMenu(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test: not in -short")
+	}
+	const name = "menu"
+	srv := mtStartLadder(t, name, 720, 480, 360)
+	mtWait(t, 40*time.Second, "three variants", func() bool {
+		b, err := mtGet(context.Background(), srv.HTTP+"/live/"+name+"/index.m3u8")
+		return err == nil && strings.Count(string(b), "#EXT-X-STREAM-INF") == 3
+	})
+	ctx, cancel := chromedp.NewContext(mtChromium(t))
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.HTTP+"/watch/"+name)); err != nil {
+		t.Fatal(err)
+	}
+	type menu struct {
+		Hidden  bool     `json:"hidden"`
+		Options []string `json:"options"`
+		Value   string   `json:"value"`
+		Level   int      `json:"level"`
+		Auto    bool     `json:"auto"`
+		Height  int      `json:"height"`
+		Time    float64  `json:"time"`
+	}
+	const read = `(() => { const s = document.getElementById('quality'); const h = window.shopcast && window.shopcast.hls;
+	  const v = document.getElementById('video');
+	  return s ? {hidden: s.parentElement.hidden, options: [...s.options].map((o) => o.text), value: s.value,
+	    level: h ? h.currentLevel : -2, auto: h ? h.autoLevelEnabled : false, height: v.videoHeight, time: v.currentTime} : {hidden: true, options: []}; })()`
+	poll := func(what string, cond func(menu) bool) menu {
+		t.Helper()
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			m, err := chromedp.Run(ctx, chromedp.Evaluate[menu](read))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cond(m) {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s: %+v", what, m)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	m := poll("the menu", func(m menu) bool { return !m.Hidden && len(m.Options) == 4 && m.Time > 1 })
+	if m.Options[1] != "720p" || m.Options[2] != "480p" || m.Options[3] != "360p" || !strings.HasPrefix(m.Options[0], "Auto") || m.Value != "-1" {
+		t.Fatalf("menu %+v", m)
+	}
+	// From the keyboard: focus, three steps down to 360p.
+	if err := chromedp.Do(ctx, chromedp.Focus(chromedp.CSS("#quality"))); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.ArrowDown)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m = poll("360p", func(m menu) bool { return m.Value == "0" && m.Level == 0 && !m.Auto && m.Height == 360 })
+	at := m.Time
+	poll("the video to go on at 360p", func(m menu) bool { return m.Height == 360 && m.Time > at+2 })
+	for range 3 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.ArrowUp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll("Auto again", func(m menu) bool { return m.Value == "-1" && m.Auto })
+}
+
+// TestLadderRecording: the recording of a multitrack stream keeps the
+// ladder: its multivariant playlist lists the three renditions, each a VOD
+// playlist of as many segments as the source's, with the variants' segments
+// (under their live names) at the source's media times.
+func TestLadderRecording(t *testing.T) {
+	if testing.Short() {
+		t.Skip("live end-to-end test: not in -short")
+	}
+	const name = "sale"
+	recDir := t.TempDir()
+	srv, published := mtStartLadderWith(t, name, 2, func(c *server.Config) { c.GracePeriod, c.RecordDir = 2*time.Second, recDir }, 720, 480, 360)
+	select {
+	case err := <-published:
+		if err != nil {
+			t.Fatalf("publisher: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the 8 s publisher did not finish in 60 s")
+	}
+	type recording struct {
+		URL, State string
+	}
+	var rec recording
+	mtWait(t, 30*time.Second, "the recording to be complete", func() bool {
+		var out struct {
+			Recordings []struct {
+				URL   string `json:"url"`
+				State string `json:"state"`
+			} `json:"recordings"`
+		}
+		b, err := mtGet(context.Background(), srv.HTTP+"/api/v1/streams/"+name+"/recordings")
+		if err != nil || json.Unmarshal(b, &out) != nil || len(out.Recordings) != 1 {
+			return false
+		}
+		rec = recording{out.Recordings[0].URL, out.Recordings[0].State}
+		return rec.State == "complete"
+	})
+	base := srv.HTTP + rec.URL[:strings.LastIndexByte(rec.URL, '/')+1]
+	mvBody := mtMustGet(t, srv.HTTP+rec.URL)
+	pl, err := playlist.Unmarshal(mvBody)
+	if err != nil {
+		t.Fatalf("gohlslib: %v\n%s", err, mvBody)
+	}
+	mv := pl.(*playlist.Multivariant)
+	if len(mv.Variants) != 3 || mv.Variants[0].URI != "stream.m3u8" || mv.Variants[1].URI != "480p.stream.m3u8" ||
+		mv.Variants[2].URI != "360p.stream.m3u8" || mv.Variants[2].Resolution != "640x360" {
+		t.Fatalf("recorded multivariant playlist:\n%s", mvBody)
+	}
+	bodies := map[string][]byte{"index.m3u8": mvBody}
+	var src *playlist.Media
+	videoTrack := map[string]uint32{}
+	for i, v := range mv.Variants {
+		b := mtMustGet(t, base+v.URI)
+		bodies[v.URI] = b
+		mp := mtMedia(t, b)
+		if !mp.Endlist || mp.PlaylistType == nil || *mp.PlaylistType != playlist.MediaPlaylistTypeVOD || len(mp.Segments) < 3 {
+			t.Fatalf("recorded %s:\n%s", v.URI, b)
+		}
+		for id, h := range mtInitTracks(t, mtMustGet(t, base+mp.Map.URI)) {
+			if h == "vide" {
+				videoTrack[v.URI] = id
+			}
+		}
+		if i == 0 {
+			src = mp
+			continue
+		}
+		if len(mp.Segments) != len(src.Segments) {
+			t.Fatalf("%s has %d segments, the source %d", v.URI, len(mp.Segments), len(src.Segments))
+		}
+		gaps := 0
+		for j, seg := range mp.Segments {
+			if seg.Duration != src.Segments[j].Duration {
+				t.Errorf("%s segment %d lasts %v, the source's %v", v.URI, j, seg.Duration, src.Segments[j].Duration)
+			}
+			if seg.Gap {
+				gaps++
+				continue
+			}
+			vf := mtDecodePart(t, mtMustGet(t, base+seg.URI))
+			sf := mtDecodePart(t, mtMustGet(t, base+src.Segments[j].URI))
+			d := int64(vf.tfdt[videoTrack[v.URI]]) - int64(sf.tfdt[videoTrack["stream.m3u8"]])
+			if d > 3000 || d < -3000 {
+				t.Errorf("%s: video tfdt %d, the source's %d", seg.URI, vf.tfdt[videoTrack[v.URI]], sf.tfdt[videoTrack["stream.m3u8"]])
+			}
+		}
+		if gaps > 0 {
+			t.Errorf("%s: %d of %d recorded segments are gaps", v.URI, gaps, len(mp.Segments))
+		}
+	}
 	mtStrict(t, bodies)
 }

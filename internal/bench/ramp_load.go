@@ -51,6 +51,10 @@ type loadCmd struct {
 	Window time.Duration `json:",omitempty"`
 	Rate   int           `json:",omitempty"`
 	Hinted bool          `json:",omitempty"`
+	// Files, with "multitrack" (RTMP, N), are the video files each of N
+	// Enhanced RTMP publishers sends as one track each; "wait" (Window)
+	// only lets the window pass.
+	Files []string `json:",omitempty"`
 }
 
 // loadReply answers a loadCmd.
@@ -271,6 +275,13 @@ func (l *load) do(c loadCmd, r *loadReply) error {
 		return l.addVOD(c)
 	case "vodmeasure":
 		return l.measureVOD(c, r)
+	case "multitrack":
+		return l.addMultitrack(c)
+	case "wait":
+		cpu0, t0 := cpuTime(), time.Now()
+		sleep(l.ctx, c.Window)
+		r.Cores = (cpuTime() - cpu0).Seconds() / time.Since(t0).Seconds()
+		return nil
 	}
 	return errors.New("unknown op " + c.Op)
 }

@@ -176,6 +176,10 @@ type Config struct {
 	// PosterConcurrency caps the poster ffmpegs running at once. It
 	// defaults to 2.
 	PosterConcurrency int
+	// MaxVariants caps the variants (renditions besides the source's: an
+	// OBS multitrack publisher's other video tracks, the ffmpeg ladder's
+	// rungs) of one stream. It defaults to 8.
+	MaxVariants int
 
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
@@ -244,6 +248,7 @@ func Defaults() Config {
 		LadderMaxStreams:       4,
 		PosterInterval:         10 * time.Second,
 		PosterConcurrency:      2,
+		MaxVariants:            8,
 	}
 }
 
@@ -291,11 +296,13 @@ func (c *Config) Validate() error {
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
+	check(c.MaxVariants > 0, "max_variants: %d is not positive", c.MaxVariants)
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
 	if err := ladder.ValidateRungs(c.Ladder); err != nil {
 		errs = append(errs, fmt.Errorf("ladder: %w", err))
 	}
+	check(len(c.Ladder) <= c.MaxVariants, "ladder: %d rungs, more than max_variants (%d)", len(c.Ladder), c.MaxVariants)
 	check(c.LadderPreset != "" && !strings.HasPrefix(c.LadderPreset, "-"), "ladder_preset: %q is not a libx264 preset", c.LadderPreset)
 	check(c.LadderQueueFrames > 0, "ladder_queue_frames: %d is not positive", c.LadderQueueFrames)
 	check(c.LadderRestartMin > 0, "ladder_restart_min: %v is not positive", c.LadderRestartMin)

@@ -178,6 +178,7 @@ func (s *Server) Start() (err error) {
 		MaxBlockedRequests:  cfg.MaxBlockedRequests,
 		MaxBlockedPerClient: cfg.MaxBlockedPerClient,
 		MaxBlockedPerStream: cfg.MaxBlockedPerStream,
+		MaxVariants:         cfg.MaxVariants,
 	}, log)
 	s.push(s.manager.Close)
 	cueService.Timeline = s.manager

@@ -198,7 +198,7 @@ func EncodeLadder(ctx context.Context, dir string, dur time.Duration, fps, gop i
 	var paths []string
 	for i, h := range heights {
 		kbps := max(h*h/300, 100)
-		path := filepath.Join(dir, fmt.Sprintf("ladder_%dp.flv", h))
+		path := filepath.Join(dir, fmt.Sprintf("ladder%d_%dp.flv", i, h))
 		args = append(args, "-map", fmt.Sprintf("[v%d]", i), "-map", "1:a",
 			"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
 			"-b:v", fmt.Sprintf("%dk", kbps), "-maxrate", fmt.Sprintf("%dk", kbps), "-bufsize", fmt.Sprintf("%dk", 2*kbps),

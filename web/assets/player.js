@@ -274,3 +274,46 @@ export function formatClock(seconds) {
   const ss = String(s % 60).padStart(2, '0');
   return h ? h + ':' + String(m).padStart(2, '0') + ':' + ss : m + ':' + ss;
 }
+
+// qualityMenu puts a "Quality" select into parent for an hls.js instance:
+// Auto (hls.js's bandwidth estimate picks the rendition, the choice shown
+// beside it) and one entry per rendition of the multivariant playlist, by
+// picture height. A native <select> with a label: keyboard and screen
+// readers work as everywhere. Choosing one switches at the next part
+// (nextLevel), without flushing the buffer. It returns a function that
+// removes the menu. With one rendition, or without hls.js, there is none.
+export function qualityMenu(hls, parent) {
+  const doc = parent.ownerDocument;
+  const label = doc.createElement('label');
+  label.className = 'quality';
+  label.hidden = true;
+  label.append('Quality ');
+  const select = doc.createElement('select');
+  select.id = 'quality';
+  label.append(select);
+  parent.append(label);
+  if (!hls) return () => label.remove();
+  const H = globalThis.Hls;
+  const name = (l) => (l.height ? l.height + 'p' : Math.round(l.bitrate / 1000) + ' kbit/s');
+  const fill = () => {
+    select.replaceChildren();
+    const auto = new Option('Auto', '-1');
+    select.add(auto);
+    // hls.js orders its levels by bit rate, lowest first: the menu lists
+    // the best picture first.
+    hls.levels.map((l, i) => [l, i]).sort((a, b) => (b[0].height - a[0].height) || (b[0].bitrate - a[0].bitrate))
+      .forEach(([l, i]) => select.add(new Option(name(l), String(i))));
+    select.value = String(hls.autoLevelEnabled ? -1 : hls.nextLevel);
+    label.hidden = hls.levels.length < 2;
+  };
+  const shown = () => {
+    const l = hls.levels[hls.currentLevel];
+    select.options[0].text = hls.autoLevelEnabled && l ? 'Auto (' + name(l) + ')' : 'Auto';
+  };
+  hls.on(H.Events.MANIFEST_PARSED, fill);
+  hls.on(H.Events.LEVELS_UPDATED, fill);
+  hls.on(H.Events.LEVEL_SWITCHED, shown);
+  select.addEventListener('change', () => { hls.nextLevel = Number(select.value); shown(); });
+  if (hls.levels && hls.levels.length) fill();
+  return () => label.remove();
+}

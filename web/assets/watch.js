@@ -6,7 +6,7 @@
 // the start" plays that from 0, with a scrubber, and "Back to live" goes
 // back to the LL-HLS edge. Each switch gives the video to a new hls.js and
 // a new cue SDK, as the two timelines differ.
-import { startPlayer, startRecording, statusReporter, productCard, formatClock } from './player.js';
+import { startPlayer, startRecording, statusReporter, productCard, formatClock, qualityMenu } from './player.js';
 
 const name = document.body.dataset.stream;
 const video = document.getElementById('video');
@@ -49,9 +49,14 @@ function onReport(r) {
 }
 
 // follow reads what tests and the console want from one hls.js instance.
+let dropMenu = () => {};
 function follow(hls) {
   shopcast.hls = hls;
   shopcast.mediaOffset = null;
+  // The quality menu follows the player: the live stream's renditions, or
+  // the recording's.
+  dropMenu();
+  dropMenu = qualityMenu(hls, document.querySelector('.status'));
   if (!hls) return;
   const H = globalThis.Hls;
   let levels = 0;
