@@ -56,6 +56,10 @@ func needFFmpeg(t *testing.T) {
 // second (but one GOP of 20 frames, so keyframes are not on a fixed grid).
 func loadFixture(t *testing.T) *fixture { return loadCodecFixture(t, "h264") }
 
+// loadFixtureBFrames is loadFixture with two B-frames (OBS's x264 without
+// the zerolatency tune): decode times run ahead of presentation times.
+func loadFixtureBFrames(t *testing.T) *fixture { return loadCodecFixture(t, "h264b") }
+
 // loadFixtureH265 is loadFixture in H.265, as an RTSP camera sends.
 func loadFixtureH265(t *testing.T) *fixture { return loadCodecFixture(t, "h265") }
 
@@ -83,6 +87,9 @@ func makeFixture(codec string) (*fixture, error) {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "src.ts")
 	enc := []string{"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "1000", "-sc_threshold", "0", "-bf", "0"}
+	if codec == "h264b" {
+		enc = []string{"-c:v", "libx264", "-preset", "veryfast", "-g", "1000", "-sc_threshold", "0", "-bf", "2", "-b_strategy", "0"}
+	}
 	if codec == "h265" {
 		enc = []string{"-c:v", "libx265", "-preset", "ultrafast", "-forced-idr", "1",
 			"-x265-params", "log-level=error:keyint=1000:min-keyint=1000:scenecut=0:bframes=0:open-gop=0"}

@@ -73,6 +73,23 @@ func TestLadderTimestampsAndKeyframes(t *testing.T) { checkTimestampsAndKeyframe
 // rungs are H.264.
 func TestLadderH265(t *testing.T) { checkTimestampsAndKeyframes(t, loadFixtureH265(t)) }
 
+// TestLadderBFrames is the same from a source with B-frames: the rungs
+// have none, and take the source's decode times, so that each rung's
+// keyframe decodes when the source's does.
+func TestLadderBFrames(t *testing.T) {
+	fx := loadFixtureBFrames(t)
+	reordered := 0
+	for _, f := range fx.frames {
+		if f.pts != f.dts {
+			reordered++
+		}
+	}
+	if reordered < len(fx.frames)/2 {
+		t.Fatalf("the fixture has %d of %d frames with PTS != DTS: no B-frames", reordered, len(fx.frames))
+	}
+	checkTimestampsAndKeyframes(t, fx)
+}
+
 func checkTimestampsAndKeyframes(t *testing.T, fx *fixture) {
 	sink := newFakeSink()
 	l := New(Config{Rungs: testRungs}, sink)
@@ -111,14 +128,24 @@ func checkTimestampsAndKeyframes(t *testing.T, fx *fixture) {
 		if !units[0].key {
 			t.Errorf("%s: the variant starts on a frame that is not a keyframe", r.Name)
 		}
+		// The k-th rung frame decodes at the k-th source decode time.
+		var srcDTS []time.Duration
+		for _, u := range sent {
+			if u.dts >= units[0].dts {
+				srcDTS = append(srcDTS, u.dts)
+			}
+		}
 		keys := 0
-		for _, u := range units {
+		for i, u := range units {
 			src, ok := byPTS[u.pts]
 			if !ok {
 				t.Fatalf("%s: PTS %v is no source frame's", r.Name, u.pts)
 			}
-			if u.dts != src.dts && u.dts != u.pts {
-				t.Errorf("%s: DTS %v at PTS %v", r.Name, u.dts, u.pts)
+			if u.dts > u.pts || i < len(srcDTS) && u.dts != srcDTS[i] {
+				t.Errorf("%s: frame %d: DTS %v at PTS %v, the source's %d-th DTS is %v", r.Name, i, u.dts, u.pts, i, srcDTS[min(i, len(srcDTS)-1)])
+			}
+			if u.key && u.dts != src.dts {
+				t.Errorf("%s: keyframe at PTS %v decodes at %v, the source's at %v", r.Name, u.pts, u.dts, src.dts)
 			}
 			if u.key != src.key {
 				t.Errorf("%s: frame at %v: keyframe %v, source keyframe %v", r.Name, u.pts, u.key, src.key)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,10 +167,11 @@ func (r *runner) runOnce() (produced bool, stderr string, err error) {
 	var out atomic.Bool
 	errc := make(chan error, len(r.rungs)+1)
 	var wg sync.WaitGroup
+	order := &decodeOrder{}
 	for i, rung := range r.rungs {
-		wg.Go(func() { errc <- r.readRung(rung, p.outs[i], &out) })
+		wg.Go(func() { errc <- r.readRung(rung, p.outs[i], order, &out) })
 	}
-	wg.Go(func() { errc <- r.feed(ctx, p.stdin) })
+	wg.Go(func() { errc <- r.feed(ctx, p.stdin, order) })
 	select {
 	case err = <-errc:
 	case <-r.behind:
@@ -208,7 +210,7 @@ func (l *Ladder) PID(stream string) int {
 
 // feed writes the queued frames to ffmpeg as MPEG-TS, from the next
 // keyframe on.
-func (r *runner) feed(ctx context.Context, w io.Writer) error {
+func (r *runner) feed(ctx context.Context, w io.Writer, order *decodeOrder) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var codec tscodecs.Codec = &tscodecs.H264{}
 	if r.s.codec.h265 {
@@ -232,6 +234,7 @@ func (r *runner) feed(ctx context.Context, w io.Writer) error {
 			continue
 		}
 		started = true
+		order.fed(f.pts, f.dts)
 		pts, dts := r.clock.in(f.pts), r.clock.in(f.dts)
 		var err error
 		if r.s.codec.h265 {
@@ -250,7 +253,7 @@ func (r *runner) feed(ctx context.Context, w io.Writer) error {
 
 // readRung reads one rung's MPEG-TS and publishes it as a variant of the
 // stream from its first keyframe on. The variant ends with the ffmpeg.
-func (r *runner) readRung(rung Rung, rd io.Reader, produced *atomic.Bool) error {
+func (r *runner) readRung(rung Rung, rd io.Reader, order *decodeOrder, produced *atomic.Bool) error {
 	tr := &mpegts.Reader{R: bufio.NewReaderSize(rd, 64<<10)}
 	if err := tr.Initialize(); err != nil {
 		return fmt.Errorf("rung %s: %w", rung.Name, err)
@@ -305,7 +308,11 @@ func (r *runner) readRung(rung Rung, rd io.Reader, produced *atomic.Bool) error 
 		}
 		counts.frames.Add(1)
 		counts.bytes.Add(uint64(n))
-		err := pub.WriteUnit(&ingest.Unit{Track: track, PTS: r.clock.out(pts), DTS: r.clock.out(dts), AU: au})
+		u := &ingest.Unit{Track: track, PTS: r.clock.out(pts), DTS: r.clock.out(dts), AU: au}
+		if d, ok := order.dts(u.PTS); ok {
+			u.DTS = d
+		}
+		err := pub.WriteUnit(u)
 		switch {
 		case errors.Is(err, packager.ErrSourceGone), errors.Is(err, packager.ErrSuperseded):
 			return fmt.Errorf("%w: %w", errSourceGone, err)
@@ -465,4 +472,48 @@ func (c *tsClock) out(raw int64) time.Duration {
 		}
 	}
 	return time.Duration(t-tsOffset) * time.Second / 90000
+}
+
+// decodeOrder gives a rung's frames the source's decode times. A source
+// with B-frames decodes ahead of presentation: its keyframe's DTS is a
+// frame or two before its PTS, and the packager cuts parts and segments at
+// the source's decode times. A rung has no B-frames, so ffmpeg gives its
+// frames DTS = PTS, and its keyframe would fall after the start of the
+// source segment it belongs to. The k-th rung frame in presentation order
+// takes the k-th source DTS instead: the same count of frames, DTS still
+// rising and never after PTS (the k-th decode time of a stream is at most
+// its k-th presentation time), and the keyframe's DTS is the source
+// keyframe's, its GOP being closed.
+type decodeOrder struct {
+	mu   sync.Mutex
+	pts  []time.Duration // fed presentation times, sorted
+	dtss []time.Duration // fed decode times, in decode order
+}
+
+// fed notes a frame written to ffmpeg.
+func (o *decodeOrder) fed(pts, dts time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	i := len(o.pts)
+	for i > 0 && o.pts[i-1] > pts {
+		i--
+	}
+	o.pts = slices.Insert(o.pts, i, pts)
+	o.dtss = append(o.dtss, dts)
+	// Keep a few seconds: ffmpeg is never that far behind (the queue).
+	if len(o.pts) > 2048 {
+		o.pts = slices.Delete(o.pts, 0, 1024)
+		o.dtss = slices.Delete(o.dtss, 0, 1024)
+	}
+}
+
+// dts is the decode time of the rung frame presented at pts.
+func (o *decodeOrder) dts(pts time.Duration) (time.Duration, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	i, found := slices.BinarySearch(o.pts, pts)
+	if !found || i >= len(o.dtss) {
+		return 0, false
+	}
+	return min(o.dtss[i], pts), true
 }
