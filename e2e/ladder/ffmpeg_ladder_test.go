@@ -204,6 +204,8 @@ func ladderInit(b []byte) (ladderVideo, error) {
 		v := ladderVideo{trackID: trak.Tkhd.TrackID, timescale: trak.Mdia.Mdhd.Timescale}
 		if sd := trak.Mdia.Minf.Stbl.Stsd; sd != nil && sd.AvcX != nil {
 			v.width, v.height = sd.AvcX.Width, sd.AvcX.Height
+		} else if sd != nil && sd.HvcX != nil {
+			v.width, v.height = sd.HvcX.Width, sd.HvcX.Height
 		}
 		return v, nil
 	}
@@ -252,9 +254,9 @@ func ladderInitOf(base string, m *playlist.Media) (ladderVideo, error) {
 }
 
 // ladderMediaURIs are the media playlists of the source and the rungs.
-func ladderMediaURIs(base string) map[string]string {
+func ladderMediaURIs(base string, rungs []ladder.Rung) map[string]string {
 	out := map[string]string{"": base + "/" + hlsname.Media}
-	for _, r := range ladderRungs {
+	for _, r := range rungs {
 		out[r.Name] = base + "/" + r.Name + "." + hlsname.Media
 	}
 	return out
@@ -293,55 +295,8 @@ func TestLadderFFmpegEndToEnd(t *testing.T) {
 
 	// Part alignment: the same part number starts within one frame of the
 	// same media time in every variant.
-	uris := ladderMediaURIs(base)
-	ladderWait(t, 30*time.Second, "six parts in every variant", func() bool {
-		return len(ladderCommonParts(t, uris)) >= 6
-	})
-	common := ladderCommonParts(t, uris)
-	maxApart := 0.0
-	for _, n := range common[len(common)-6:] {
-		starts := map[string]float64{}
-		for v, u := range uris {
-			m, err := ladderMedia(u)
-			if err != nil {
-				t.Fatal(err)
-			}
-			video, err := ladderInitOf(base, m)
-			if err != nil {
-				t.Fatalf("%s: %v", u, err)
-			}
-			if want := map[string]uint16{"": 720, "480p": 480, "360p": 360}[v]; video.height != want {
-				t.Errorf("variant %q: video height %d, want %d", v, video.height, want)
-			}
-			name := hlsname.Part(n)
-			if v != "" {
-				name = v + "." + name
-			}
-			b, err := ladderGet(base + "/" + name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			start, samples, err := ladderPartStart(b, video)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			if samples == 0 {
-				t.Errorf("%s: no video samples", name)
-			}
-			starts[v] = start
-		}
-		if len(starts) != 3 {
-			t.Fatalf("part %d: %d renditions read", n, len(starts))
-		}
-		for v, s := range starts {
-			d := math.Abs(s - starts[""])
-			maxApart = max(maxApart, d)
-			if d > 1.0/30 {
-				t.Errorf("part %d: variant %q starts at %.4f s, the source at %.4f s (%.1f ms apart)", n, v, s, starts[""], d*1000)
-			}
-		}
-	}
-	t.Logf("parts %d..%d of three variants start at most %.1f ms apart", common[len(common)-6], common[len(common)-1], maxApart*1000)
+	uris := ladderMediaURIs(base, ladderRungs)
+	ladderCheckAligned(t, base, uris, map[string]uint16{"": 720, "480p": 480, "360p": 360})
 
 	// Kill the ladder's ffmpeg.
 	pid := srv.Server.Ladder().PID("shop")
@@ -469,4 +424,112 @@ func ladderCommonParts(t *testing.T, uris map[string]string) []int64 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// ladderCheckAligned reads the last six parts every rendition lists and
+// fails t unless part N starts within one frame (30 fps) of the same media
+// time in each (mp4ff: the video track's tfdt), and each rendition's
+// picture has its height.
+func ladderCheckAligned(t *testing.T, base string, uris map[string]string, heights map[string]uint16) {
+	t.Helper()
+	ladderWait(t, 30*time.Second, "six parts in every variant", func() bool {
+		return len(ladderCommonParts(t, uris)) >= 6
+	})
+	common := ladderCommonParts(t, uris)
+	maxApart := 0.0
+	for _, n := range common[len(common)-6:] {
+		starts := map[string]float64{}
+		for v, u := range uris {
+			m, err := ladderMedia(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			video, err := ladderInitOf(base, m)
+			if err != nil {
+				t.Fatalf("%s: %v", u, err)
+			}
+			if want := heights[v]; video.height != want {
+				t.Errorf("variant %q: video height %d, want %d", v, video.height, want)
+			}
+			name := hlsname.Part(n)
+			if v != "" {
+				name = v + "." + name
+			}
+			b, err := ladderGet(base + "/" + name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start, samples, err := ladderPartStart(b, video)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if samples == 0 {
+				t.Errorf("%s: no video samples", name)
+			}
+			starts[v] = start
+		}
+		if len(starts) != len(uris) {
+			t.Fatalf("part %d: %d renditions read", n, len(starts))
+		}
+		for v, s := range starts {
+			d := math.Abs(s - starts[""])
+			maxApart = max(maxApart, d)
+			if d > 1.0/30 {
+				t.Errorf("part %d: variant %q starts at %.4f s, the source at %.4f s (%.1f ms apart)", n, v, s, starts[""], d*1000)
+			}
+		}
+	}
+	t.Logf("parts %d..%d of %d renditions start at most %.1f ms apart", common[len(common)-6], common[len(common)-1], len(uris), maxApart*1000)
+}
+
+// TestLadderRTSPH265: a camera-like publisher (ffmpeg, H.265 with
+// B-frames and AAC over RTSP/TCP) gets the ladder too: H.264 rungs, parts
+// aligned with the H.265 source's.
+func TestLadderRTSPH265(t *testing.T) {
+	ladderNeedFFmpeg(t)
+	rungs := []ladder.Rung{
+		{Name: "360p", Height: 360, VideoBitrate: "600k"},
+		{Name: "240p", Height: 240, VideoBitrate: "300k"},
+	}
+	srv := ladderServer(t, rungs)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &e2etest.Buffer{}
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=854x480:rate=30",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "120",
+		"-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "1500k",
+		"-x265-params", "log-level=error:keyint=60:min-keyint=60:scenecut=0:bframes=2",
+		"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2",
+		"-f", "rtsp", "-rtsp_transport", "tcp", srv.RTSP+"/live/cam")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("publisher's ffmpeg:\n%s", out)
+		}
+	})
+	base := srv.HTTP + "/live/cam"
+	var mv *playlist.Multivariant
+	ladderWait(t, 45*time.Second, "three variants", func() bool {
+		var err error
+		mv, err = ladderMultivariant(base)
+		return err == nil && len(mv.Variants) == 3
+	})
+	codecs := map[string]string{}
+	for _, v := range mv.Variants {
+		codecs[v.URI] = strings.Join(v.Codecs, ",")
+	}
+	if !strings.HasPrefix(codecs["stream.m3u8"], "hvc1") && !strings.HasPrefix(codecs["stream.m3u8"], "hev1") {
+		t.Errorf("source CODECS %q, want H.265", codecs["stream.m3u8"])
+	}
+	for _, r := range rungs {
+		if c := codecs[r.Name+".stream.m3u8"]; !strings.HasPrefix(c, "avc1") {
+			t.Errorf("rung %s CODECS %q, want H.264", r.Name, c)
+		}
+	}
+	ladderCheckAligned(t, base, ladderMediaURIs(base, rungs), map[string]uint16{"": 480, "360p": 360, "240p": 240})
 }
