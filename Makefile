@@ -76,6 +76,7 @@ bench:
 	$(GO) run ./cmd/shopcast-bench -run record,vod
 	$(GO) run ./cmd/shopcast-bench -run audience
 	$(GO) test -count=1 -v -run TestPulseThroughVarnish ./e2e/audience
+	$(GO) run ./cmd/shopcast-bench -run ladder -duration 30s
 	$(GO) run ./cmd/shopcast-bench -run multitrack
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)

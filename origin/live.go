@@ -57,6 +57,10 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 		fail(w, http.StatusMethodNotAllowed)
 		return "", nil
 	}
+	if file == hlsname.Poster {
+		s.servePoster(w, r, name)
+		return "", nil
+	}
 
 	req := packager.Request{Stream: name, File: file, MSN: -1, Part: -1, Gzip: acceptsGzip(r.Header), Client: clientAddr(r)}
 	// The delivery directives apply to media playlists only; on other files

@@ -70,6 +70,12 @@ type Server struct {
 	// which reads the name with r.PathValue("name") and checks any play
 	// token itself. It defaults to none.
 	StreamFiles map[string]http.Handler
+	// Posters, when set, answers /live/{name}/poster.jpg. It defaults to
+	// nil: the poster is a 404.
+	Posters Posters
+	// PosterMaxAge is the poster's Cache-Control max-age. It defaults to
+	// 5s.
+	PosterMaxAge time.Duration
 
 	hdr headerCache
 

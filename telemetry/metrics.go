@@ -55,6 +55,9 @@ type Metrics struct {
 	// Recorder, when set, is read at every scrape for the shopcast_record*
 	// metrics. It defaults to nil (not exported).
 	Recorder RecorderStats
+	// Ladder, when set, is read at every scrape for the shopcast_ladder*
+	// and shopcast_poster* metrics. It defaults to nil (not exported).
+	Ladder LadderStats
 	// MaxStreamLabels is how many live streams get their own stream label;
 	// the others are summed under OtherStream. It defaults to 50.
 	MaxStreamLabels int
@@ -131,6 +134,9 @@ func (m *Metrics) init() {
 	)
 	if m.Recorder != nil {
 		m.reg.MustRegister(newRecorderCollector(m.Recorder))
+	}
+	if m.Ladder != nil {
+		m.reg.MustRegister(newLadderCollector(m.Ladder))
 	}
 }
 

@@ -103,6 +103,9 @@ type pageData struct {
 	ID      string // a recording's, on the replay page
 	Streams []string
 	Replays []Replay
+	// Origin is scheme://host of the request, for the absolute URLs of
+	// social previews (og:image).
+	Origin string
 }
 
 // Replay is a past sale as the index page lists it.
@@ -168,7 +171,7 @@ func (p *Pages) serveWatch(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid stream name", http.StatusNotFound)
 		return
 	}
-	p.render(w, r, "watch.html", pageData{Name: name})
+	p.render(w, r, "watch.html", pageData{Name: name, Origin: requestOrigin(r)})
 }
 
 func (p *Pages) serveReplay(w http.ResponseWriter, r *http.Request) {
@@ -239,4 +242,12 @@ func (p *Pages) catalog() ([]byte, error) {
 		return nil, fmt.Errorf("catalog %s: %w", p.cfg.Catalog, err)
 	}
 	return body, nil
+}
+
+// requestOrigin is the scheme and host the request was made to.
+func requestOrigin(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
 }

@@ -45,6 +45,8 @@ func TestPages(t *testing.T) {
 		want   []string
 	}{
 		{"/", 200, []string{`href="/watch/shop"`, `href="/studio/shop"`, "a&lt;b"}},
+		{"/", 200, []string{`<img class="poster" src="/live/shop/poster.jpg"`}},
+		{"/watch/shop", 200, []string{`poster="/live/shop/poster.jpg"`, `<meta property="og:image" content="http://127.0.0.1:`, `/live/shop/poster.jpg">`}},
 		{"/watch/shop", 200, []string{`data-stream="shop"`, "/assets/v/", "vendor/hls.light.min.js", "watch.js", `<video id="video"`}},
 		{"/studio/shop", 200, []string{`data-stream="shop"`, "studio.js", `id="token-form"`}},
 		{"/watch/shop", 200, []string{`id="from-start"`, `id="to-live"`, `id="scrub"`}},

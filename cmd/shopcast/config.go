@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shopcast/shopcast/internal/server"
+	"github.com/shopcast/shopcast/ladder"
 )
 
 // Config is shopcast's configuration: the server's settings and how it
@@ -190,6 +191,24 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.PulseMaxAge) }},
 	{name: "pulse_reaction_window", arg: "DURATION", usage: "how far back the pulse counts reactions (at most 60s)",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.PulseReactionWindow) }},
+	{name: "ladder", arg: "JSON", usage: `adaptive bitrate ladder ffmpeg makes for every H.264/H.265 stream, one variant per rung: [{"name":"480p","height":480,"video_bitrate":"1200k"}, ...]; empty: none`,
+		value: func(c *Config) flag.Value { return (*rungsValue)(&c.Ladder) }},
+	{name: "ffmpeg_path", arg: "FILE", usage: "ffmpeg of the ladder and the posters; empty: ffmpeg on PATH",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.FFmpegPath) }},
+	{name: "ladder_preset", arg: "PRESET", usage: "libx264 preset of the ladder's rungs",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.LadderPreset) }},
+	{name: "ladder_queue_frames", arg: "N", usage: "source frames that may wait for a ladder's ffmpeg; beyond, frames are dropped and ffmpeg restarted",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.LadderQueueFrames) }},
+	{name: "ladder_restart_min", arg: "DURATION", usage: "first wait before a ladder ffmpeg that died is started again (doubles up to ladder_restart_max)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.LadderRestartMin) }},
+	{name: "ladder_restart_max", arg: "DURATION", usage: "longest wait before a ladder ffmpeg is started again",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.LadderRestartMax) }},
+	{name: "ladder_max_streams", arg: "N", usage: "streams with a ladder at once (each ffmpeg takes a good share of a core); others play without",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.LadderMaxStreams) }},
+	{name: "poster_interval", arg: "DURATION", usage: "how often each stream's /live/NAME/poster.jpg is made from a keyframe; 0: no posters",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.PosterInterval) }},
+	{name: "poster_concurrency", arg: "N", usage: "poster ffmpegs running at once",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.PosterConcurrency) }},
 	{name: "max_variants", arg: "N", usage: "maximum variants (renditions besides the source's) of one stream",
 		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxVariants) }},
 }
@@ -571,5 +590,35 @@ func (v *pullsValue) SetJSON(raw json.RawMessage) error {
 		return errors.New(`want an object {"NAME": "rtsp://HOST/PATH"} of strings`)
 	}
 	*v = m
+	return nil
+}
+
+// rungsValue is ladder: a JSON array of rungs, in the file as it is, in a
+// flag or the environment as its text.
+type rungsValue []ladder.Rung
+
+func (v *rungsValue) String() string {
+	if v == nil || len(*v) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(*v)
+	return string(b)
+}
+
+func (v *rungsValue) Set(s string) error { return v.SetJSON(json.RawMessage(s)) }
+
+// SetJSON parses [{"name": ..., "height": ..., "video_bitrate": ...}],
+// replacing any earlier ladder; unknown fields are errors.
+func (v *rungsValue) SetJSON(raw json.RawMessage) error {
+	var rungs []ladder.Rung
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&rungs); err != nil {
+		return fmt.Errorf(`want an array [{"name": "480p", "height": 480, "video_bitrate": "1200k"}]: %w`, err)
+	}
+	if len(rungs) == 0 {
+		rungs = nil
+	}
+	*v = rungs
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	shopcast "github.com/shopcast/shopcast/internal/server"
+	"github.com/shopcast/shopcast/ladder"
 	"github.com/shopcast/shopcast/packager"
 )
 
@@ -37,6 +38,7 @@ const streamName = "bench"
 // listener on a free port of 127.0.0.1.
 type server struct {
 	pkg   *packager.Manager
+	lad   *ladder.Ladder
 	addrs shopcast.Addrs
 	stop  context.CancelFunc
 	done  chan error
@@ -68,7 +70,7 @@ func startServerConfig(edit func(*shopcast.Config)) (*server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{pkg: srv.Packager(), addrs: srv.Addrs(), stop: cancel, done: make(chan error, 1), dir: dir}
+	s := &server{pkg: srv.Packager(), lad: srv.Ladder(), addrs: srv.Addrs(), stop: cancel, done: make(chan error, 1), dir: dir}
 	go func() { s.done <- srv.Run(ctx) }()
 	return s, nil
 }

@@ -14,6 +14,7 @@
 //	seg{N}.m4s        fMP4 segment with media sequence number N
 //	part{N}.m4s       partial segment N, numbered across the stream
 //	seg{N}.ts         MPEG-TS segment with media sequence number N
+//	poster.jpg        the latest picture of the stream (package ladder)
 //
 // where N is a decimal number within int64. Those are the source
 // rendition's names: the publisher's own picture. A stream with an
@@ -78,6 +79,7 @@ const (
 	Media          = "stream.m3u8"
 	TSMultivariant = "index_ts.m3u8"
 	TSMedia        = "stream_ts.m3u8"
+	Poster         = "poster.jpg"
 )
 
 // Kind is what a file is.
@@ -93,6 +95,7 @@ const (
 	KindSegment                        // seg{N}.m4s
 	KindPart                           // part{N}.m4s
 	KindTSSegment                      // seg{N}.ts
+	KindPoster                         // poster.jpg
 )
 
 // numbered are the name forms that carry a number, by Kind.
@@ -114,6 +117,8 @@ func (k Kind) String() string {
 		return TSMultivariant
 	case KindTSMedia:
 		return TSMedia
+	case KindPoster:
+		return Poster
 	case KindInit, KindSegment, KindPart, KindTSSegment:
 		return numbered[k].prefix + "{N}" + numbered[k].suffix
 	}
@@ -242,6 +247,8 @@ func parseBase(file string) (Name, error) {
 		return Name{Kind: KindTSMultivariant}, nil
 	case TSMedia:
 		return Name{Kind: KindTSMedia}, nil
+	case Poster:
+		return Name{Kind: KindPoster}, nil
 	}
 	for k := KindInit; k <= KindTSSegment; k++ {
 		f := numbered[k]

@@ -27,6 +27,9 @@ func TestParse(t *testing.T) {
 		{"part123.m4s", Name{Kind: KindPart, N: 123}},
 		{"seg0.ts", Name{Kind: KindTSSegment, N: 0}},
 		{"seg123456.ts", Name{Kind: KindTSSegment, N: 123456}},
+		{"poster.jpg", Name{Kind: KindPoster}},
+		{"poster1.jpg", Name{}},
+		{"Poster.jpg", Name{}},
 		{"seg" + maxInt + ".m4s", Name{Kind: KindSegment, N: math.MaxInt64}},
 		{"part" + maxInt + ".m4s", Name{Kind: KindPart, N: math.MaxInt64}},
 		// Leading zeros were always accepted (strconv.ParseInt); kept so that
@@ -152,6 +155,9 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("Name{%v, %d}.String() = %q, want %q", f.kind, n, s, name)
 			}
 		}
+	}
+	if n := (Name{Kind: KindPoster}); n.String() != Poster || n.Kind.IsPlaylist() || n.Kind.IsTS() {
+		t.Errorf("the poster: %q, playlist %v, TS %v", n.String(), n.Kind.IsPlaylist(), n.Kind.IsTS())
 	}
 	// The TS rendition's files, and only those, are TS.
 	for k := KindMultivariant; k <= KindTSSegment; k++ {

@@ -7,9 +7,11 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shopcast/shopcast/ingest"
+	"github.com/shopcast/shopcast/ladder"
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/webhooks"
 )
@@ -209,6 +211,34 @@ type Config struct {
 	// PulseReactionWindow is how far back the pulse counts reactions (at most
 	// 60s). It defaults to 5s.
 	PulseReactionWindow time.Duration
+	// Ladder is the adaptive bitrate ladder ffmpeg makes for every stream
+	// with H.264 or H.265 video (package ladder): one variant per rung,
+	// beside the source. It defaults to none.
+	Ladder []ladder.Rung
+	// FFmpegPath is the ffmpeg of the ladder and the posters. It defaults
+	// to "" (ffmpeg on PATH).
+	FFmpegPath string
+	// LadderPreset is libx264's preset for the rungs. It defaults to
+	// "veryfast".
+	LadderPreset string
+	// LadderQueueFrames is how many source frames may wait for a ladder's
+	// ffmpeg before it counts as fallen behind (frames dropped, ffmpeg
+	// restarted). It defaults to 60.
+	LadderQueueFrames int
+	// LadderRestartMin and LadderRestartMax bound the backoff before a
+	// ladder's ffmpeg that died is started again. They default to 1s and
+	// 30s.
+	LadderRestartMin time.Duration
+	LadderRestartMax time.Duration
+	// LadderMaxStreams caps the streams with a ladder at once. It defaults
+	// to 4.
+	LadderMaxStreams int
+	// PosterInterval is how often each stream's poster.jpg is made from a
+	// keyframe; 0 makes none. It defaults to 10s.
+	PosterInterval time.Duration
+	// PosterConcurrency caps the poster ffmpegs running at once. It
+	// defaults to 2.
+	PosterConcurrency int
 	// MaxVariants caps the variants (renditions besides the source's: an
 	// OBS multitrack publisher's other video tracks, the ffmpeg ladder's
 	// rungs) of one stream. It defaults to 8.
@@ -303,6 +333,13 @@ func Defaults() Config {
 		PulseMaxAge:             time.Second,
 		PulseReactionWindow:     5 * time.Second,
 		MaxVariants:             8,
+		LadderPreset:            "veryfast",
+		LadderQueueFrames:       60,
+		LadderRestartMin:        time.Second,
+		LadderRestartMax:        30 * time.Second,
+		LadderMaxStreams:        4,
+		PosterInterval:          10 * time.Second,
+		PosterConcurrency:       2,
 	}
 }
 
@@ -366,6 +403,17 @@ func (c *Config) Validate() error {
 	check(c.PulseReactionWindow > 0, "pulse_reaction_window: %v is not positive", c.PulseReactionWindow)
 	check(c.PulseReactionWindow <= time.Minute, "pulse_reaction_window: %v is over 1m", c.PulseReactionWindow)
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
+	if err := ladder.ValidateRungs(c.Ladder); err != nil {
+		errs = append(errs, fmt.Errorf("ladder: %w", err))
+	}
+	check(len(c.Ladder) <= c.MaxVariants, "ladder: %d rungs, more than max_variants (%d)", len(c.Ladder), c.MaxVariants)
+	check(c.LadderPreset != "" && !strings.HasPrefix(c.LadderPreset, "-"), "ladder_preset: %q is not a libx264 preset", c.LadderPreset)
+	check(c.LadderQueueFrames > 0, "ladder_queue_frames: %d is not positive", c.LadderQueueFrames)
+	check(c.LadderRestartMin > 0, "ladder_restart_min: %v is not positive", c.LadderRestartMin)
+	check(c.LadderRestartMax >= c.LadderRestartMin, "ladder_restart_max: %v is under ladder_restart_min (%v)", c.LadderRestartMax, c.LadderRestartMin)
+	check(c.LadderMaxStreams > 0, "ladder_max_streams: %d is not positive", c.LadderMaxStreams)
+	check(c.PosterInterval == 0 || c.PosterInterval >= time.Second, "poster_interval: %v is neither 0 nor at least 1s", c.PosterInterval)
+	check(c.PosterConcurrency > 0, "poster_concurrency: %d is not positive", c.PosterConcurrency)
 	// The public names of publish_keys are checked here, not at the first
 	// publish; the error never shows the secret key.
 	for _, name := range c.PublishKeys {

@@ -23,6 +23,7 @@ import (
 	"github.com/shopcast/shopcast/internal/adminauth"
 	"github.com/shopcast/shopcast/internal/discseq"
 	"github.com/shopcast/shopcast/internal/fdlimit"
+	"github.com/shopcast/shopcast/ladder"
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/packager"
 	"github.com/shopcast/shopcast/recorder"
@@ -50,6 +51,7 @@ type Server struct {
 	ready   *telemetry.Ready
 	manager *packager.Manager
 	aud     *audience.Audience
+	ladder  *ladder.Ladder
 }
 
 // Addrs are the bound listen addresses, so that callers that listen on
@@ -201,6 +203,26 @@ func (s *Server) Start() (err error) {
 	if rec != nil {
 		metrics.Recorder = rec
 	}
+
+	// The ladder and the posters sit between the ingest and the packager:
+	// every source passes through to the packager, and its rungs come back
+	// from ffmpeg as more variants of the stream. It closes after the
+	// ingest that feeds it and before the packager.
+	s.ladder = ladder.New(ladder.Config{
+		Rungs:             cfg.Ladder,
+		FFmpegPath:        cfg.FFmpegPath,
+		Preset:            cfg.LadderPreset,
+		QueueFrames:       cfg.LadderQueueFrames,
+		RestartMin:        cfg.LadderRestartMin,
+		RestartMax:        cfg.LadderRestartMax,
+		MaxStreams:        cfg.LadderMaxStreams,
+		PosterInterval:    cfg.PosterInterval,
+		PosterConcurrency: cfg.PosterConcurrency,
+		Logger:            log,
+	}, s.manager)
+	s.push(s.ladder.Close)
+	metrics.Ladder = s.ladder
+
 	metrics.Start()
 	metrics.Registry().MustRegister(telemetry.NewWebhookCollector(wh))
 	cueAPI.Observer = metrics
@@ -213,7 +235,7 @@ func (s *Server) Start() (err error) {
 	auth := &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys}
 	rtmp := &ingest.RTMPServer{
 		Address:           cfg.RTMP,
-		Sink:              s.manager,
+		Sink:              s.ladder,
 		Auth:              auth,
 		Registry:          reg,
 		Logger:            log,
@@ -231,7 +253,7 @@ func (s *Server) Start() (err error) {
 		Address:        cfg.RTSP,
 		UDPRTPAddress:  cfg.RTSPUDPRTP,
 		UDPRTCPAddress: cfg.RTSPUDPRTCP,
-		Sink:           s.manager,
+		Sink:           s.ladder,
 		Auth:           auth,
 		Registry:       reg,
 		Logger:         log,
@@ -259,6 +281,7 @@ func (s *Server) Start() (err error) {
 	}
 	org.PlayAuth = playAuth
 	s.startAudience(org, metrics, cueService, playAuth)
+	org.Posters, org.PosterMaxAge = s.ladder, cfg.PosterInterval
 	cueAPI.Start()
 	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", s.ready)
@@ -374,7 +397,7 @@ func (s *Server) startPulls(reg *ingest.Registry) {
 		p := &ingest.RTSPPull{
 			Name:        name,
 			URL:         u,
-			Sink:        s.manager,
+			Sink:        s.ladder,
 			Registry:    reg,
 			Logger:      s.log,
 			ReadTimeout: s.cfg.RTSPReadTimeout,
@@ -424,6 +447,14 @@ func (s *Server) Audience() *audience.Audience {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.aud
+}
+
+// Ladder returns the server's ladder and poster maker, for tests and
+// benchmarks that look at its ffmpeg; nil before Start.
+func (s *Server) Ladder() *ladder.Ladder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ladder
 }
 
 // Run starts the server unless Start already has, serves until ctx ends,
