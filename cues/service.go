@@ -24,6 +24,22 @@ type Timeline interface {
 	HasStream(stream string) bool
 }
 
+// CueStore keeps the cues of every stream for the Service: the bbolt Store
+// on a single node, the JetStream ClusterStore in a cluster. Every write
+// returns once it is durable (fsynced, or acknowledged by the cluster), so
+// what the API acknowledged survives a crash. The methods are the Store's;
+// its documentation gives their rules.
+type CueStore interface {
+	Reserve(stream string, c *Cue, now time.Time) (Record, error)
+	Place(stream, id string, at packager.EventTime, now time.Time) (Record, error)
+	Replace(stream, id string, at packager.EventTime, now time.Time) (Record, error)
+	Finish(stream, id string, state State, end packager.EventTime, now time.Time) (Record, error)
+	Release(stream, id string) error
+	Get(stream, id string) (Record, error)
+	Known(stream string) bool
+	OpenCues(stream string) ([]Record, error)
+}
+
 // Service keeps the cues of every stream: it places them on the Timeline
 // and records them in the Store, whoever asks (the HTTP API, the schedule
 // file, a publisher's onCuePoint), and puts them back when a stream
@@ -31,7 +47,7 @@ type Timeline interface {
 // (packager.Config.OnStreamStart).
 type Service struct {
 	// Store keeps the cues. Required.
-	Store *Store
+	Store CueStore
 	// Timeline places cues in streams. Required before the first stream
 	// starts.
 	Timeline Timeline
