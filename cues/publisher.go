@@ -70,6 +70,7 @@ func (s *Service) PublisherData(stream string, m packager.DataMessage) {
 // Close stops placing publisher cues, waiting for the one being placed.
 // Call it before closing the Store.
 func (s *Service) Close() {
+	s.stopCluster()
 	d := &s.data
 	d.once.Do(func() {}) // no queue from now on
 	if d.quit == nil {

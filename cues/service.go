@@ -57,6 +57,17 @@ type Service struct {
 	// placed; more are dropped and logged. It defaults to 64.
 	DataQueue int
 
+	// In a cluster (cluster.go): Owners tells which node owns a stream, and
+	// Store is a ClusterStore. Cues posted to a node that does not own their
+	// stream are queued in the cluster for the owner to place; a POST waits
+	// up to PlaceWait (default DefaultPlaceWait) for that. ClusterObserver,
+	// when set, gets the propagation lag. All three default to nil/zero: a
+	// single node.
+	Owners          Ownership
+	PlaceWait       time.Duration
+	ClusterObserver ClusterObserver
+	cluster         clusterState
+
 	once sync.Once
 	now  func() time.Time // tests replace it
 	ids  idLocks
@@ -80,7 +91,11 @@ func (s *Service) Start() {
 		if s.DataQueue <= 0 {
 			s.DataQueue = 64
 		}
+		if s.PlaceWait <= 0 {
+			s.PlaceWait = DefaultPlaceWait
+		}
 	})
+	s.startCluster()
 }
 
 // Place reserves c's id in the store, has the packager place it and records
@@ -124,6 +139,9 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 			return Record{}, false, ErrIDUsed
 		}
 	}
+	if cs, ok := s.clustered(); ok && !s.placesHere(stream) {
+		return s.enqueue(cs, stream, c)
+	}
 	if !s.Timeline.HasStream(stream) {
 		return Record{}, false, packager.ErrNotFound
 	}
@@ -159,7 +177,7 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 // it; the id stays used).
 func replay(rec *Record, c *Cue) bool {
 	switch rec.State {
-	case statePlaced, StateEnded, StateCancelled:
+	case statePlaced, StateEnded, StateCancelled, StateQueued:
 		return sameCue(&rec.Cue, c)
 	}
 	return false
@@ -207,6 +225,9 @@ func (l *idLocks) lock(stream, id string) func() {
 // records that. A stream that is gone changes only the store.
 func (s *Service) End(stream string, rec *Record) (Record, error) {
 	s.Start()
+	if cs, ok := s.clustered(); ok && !s.placesHere(stream) {
+		return s.endRemote(cs, stream, rec)
+	}
 	id := rec.Cue.ID
 	st := rec.StateAt(s.now())
 	end, err := s.Timeline.EndEvent(stream, id)
@@ -245,6 +266,8 @@ func (s *Service) StreamStarted(stream string) {
 			log.Error("cue not restored", "cue", recs[i].Cue.ID, "err", err)
 		}
 	}
+
+	s.streamStartedCluster(stream)
 
 	s.schedMu.Lock()
 	sched := s.schedule
