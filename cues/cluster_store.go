@@ -66,8 +66,8 @@ type ClusterStore struct {
 	JetStream jetstream.JetStream
 	// Bucket is the KV bucket's name. It defaults to DefaultBucket.
 	Bucket string
-	// Replicas is how many servers keep the bucket: min(3, the cluster's
-	// size). It defaults to 1.
+	// Replicas is how many servers keep the bucket when this node creates
+	// it: min(3, the cluster's size). It defaults to 1.
 	Replicas int
 	// OpTimeout bounds each JetStream request; a write that gets no
 	// acknowledgement in time fails with ErrUnavailable. It defaults to 2s.
@@ -134,13 +134,21 @@ func (s *ClusterStore) Open(ctx context.Context) error {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	kv, err := s.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      s.Bucket,
-		Description: "shopcast cues: one record per cue, by stream and id",
-		History:     1,
-		Replicas:    s.Replicas,
-		Storage:     jetstream.FileStorage,
-	})
+	// The first node creates the bucket; the others join it as it is, so
+	// that a node configured with fewer replicas cannot shrink it.
+	kv, err := s.JetStream.KeyValue(ctx, s.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.JetStream.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      s.Bucket,
+			Description: "shopcast cues: one record per cue, by stream and id",
+			History:     1,
+			Replicas:    s.Replicas,
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = s.JetStream.KeyValue(ctx, s.Bucket)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("cluster cue store: bucket %s: %w", s.Bucket, err)
 	}
