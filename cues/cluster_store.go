@@ -574,7 +574,10 @@ func (s *ClusterStore) nextSeq(stream string) (uint32, error) {
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
 	key := seqKey(stream)
-	for range 1000 {
+	// Bounded by time, not tries: a leader that lost its quorum answers
+	// reads but refuses every write as a conflict.
+	deadline := time.Now().Add(s.OpTimeout)
+	for time.Now().Before(deadline) {
 		v, rev, err := s.leaderGet(key)
 		var cur uint64
 		switch {
@@ -608,7 +611,7 @@ func (s *ClusterStore) nextSeq(stream string) (uint32, error) {
 			return 0, s.failed("write", err)
 		}
 	}
-	return 0, fmt.Errorf("%w: the sequence of %q is contended", ErrUnavailable, stream)
+	return 0, s.failed("write", fmt.Errorf("the sequence of %q: no write succeeded in %s", stream, s.OpTimeout))
 }
 
 // Reserve records c as pending in stream, as Store.Reserve does: it takes
@@ -647,7 +650,7 @@ func (s *ClusterStore) reserve(stream string, c *Cue, now time.Time, state State
 		return Record{}, err
 	}
 	generated := c.ID == ""
-	for {
+	for deadline := time.Now().Add(s.OpTimeout); time.Now().Before(deadline); {
 		if generated {
 			c.ID = newID()
 		}
@@ -676,13 +679,14 @@ func (s *ClusterStore) reserve(stream string, c *Cue, now time.Time, state State
 			return Record{}, s.failed("write", err)
 		}
 	}
+	return Record{}, s.failed("write", fmt.Errorf("cue %q: no write succeeded in %s", c.ID, s.OpTimeout))
 }
 
 // takeOver applies Reserve's rules to an id that has a record: ErrIDUsed
 // with it, or a pending leftover of the same cue taken over. taken is
 // false when the id has no record.
 func (s *ClusterStore) takeOver(stream string, c *Cue, now time.Time, state State, session string) (Record, bool, error) {
-	for {
+	for deadline := time.Now().Add(s.OpTimeout); time.Now().Before(deadline); {
 		r, rev, err := s.getEntry(stream, c.ID)
 		if errors.Is(err, ErrCueNotFound) {
 			return Record{}, false, nil
@@ -700,6 +704,7 @@ func (s *ClusterStore) takeOver(stream string, c *Cue, now time.Time, state Stat
 		}
 		return rec, true, err
 	}
+	return Record{}, true, s.failed("write", fmt.Errorf("cue %q: no write succeeded in %s", c.ID, s.OpTimeout))
 }
 
 // write stores r over revision rev.
@@ -731,7 +736,7 @@ var errUnchanged = errors.New("unchanged")
 // compare-and-set: when another node wrote it meanwhile, fn runs again on
 // what that node wrote.
 func (s *ClusterStore) update(stream, id string, now time.Time, fn func(r *Record) error) (Record, error) {
-	for {
+	for deadline := time.Now().Add(s.OpTimeout); time.Now().Before(deadline); {
 		r, rev, err := s.getEntry(stream, id)
 		if err != nil {
 			return Record{}, err
@@ -748,6 +753,7 @@ func (s *ClusterStore) update(stream, id string, now time.Time, fn func(r *Recor
 		}
 		return rec, err
 	}
+	return Record{}, s.failed("write", fmt.Errorf("cue %q: no write succeeded in %s", id, s.OpTimeout))
 }
 
 // ErrPlacedElsewhere is a Place of a cue that is no longer waiting to be

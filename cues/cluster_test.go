@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shopcast/shopcast/internal/natstest"
 	"github.com/shopcast/shopcast/packager"
 )
@@ -50,11 +52,13 @@ func (n nodeOwns) Owns(stream string) bool {
 // clusterNode is one shopcast node of a test cluster: its packager (a
 // fake), cue store, Service and API.
 type clusterNode struct {
-	t     *testing.T
-	tl    *countingTimeline
-	store *ClusterStore
-	svc   *Service
-	api   *API
+	t       *testing.T
+	metrics *ClusterMetrics
+	reg     *prometheus.Registry
+	tl      *countingTimeline
+	store   *ClusterStore
+	svc     *Service
+	api     *API
 }
 
 type clusterEnv struct {
@@ -83,7 +87,12 @@ func (e *clusterEnv) newNode(i int) *clusterNode {
 	fake := newFake()
 	fake.cur = 10 * time.Second
 	tl := &countingTimeline{fakeTimeline: fake}
+	metrics, reg := NewClusterMetrics(), prometheus.NewRegistry()
+	if err := metrics.Register(reg); err != nil {
+		t.Fatal(err)
+	}
 	store := &ClusterStore{
+		Observer:  metrics,
 		JetStream: e.nats.JetStream(i),
 		Replicas:  min(3, e.nats.Size()),
 		OpTimeout: 2 * time.Second,
@@ -96,13 +105,13 @@ func (e *clusterEnv) newNode(i int) *clusterNode {
 		t.Fatal(err)
 	}
 	svc := &Service{Store: store, Timeline: tl, Owners: nodeOwns{e.owners, i},
-		PlaceWait: 5 * time.Second, Logger: testLogger(t), now: e.clock.now}
+		PlaceWait: 5 * time.Second, Logger: testLogger(t), now: e.clock.now, ClusterObserver: metrics}
 	api := &API{Service: svc, Logger: svc.Logger, RatePerSecond: 10000, now: e.clock.now}
 	t.Cleanup(func() {
 		svc.Close()
 		store.Close()
 	})
-	return &clusterNode{t: t, tl: tl, store: store, svc: svc, api: api}
+	return &clusterNode{t: t, tl: tl, store: store, svc: svc, api: api, metrics: metrics, reg: reg}
 }
 
 // startStream makes node i the owner of stream and starts it there.
@@ -123,6 +132,39 @@ func (e *clusterEnv) stopStream(i int, stream string) {
 	delete(n.tl.streams, stream)
 	n.tl.mu.Unlock()
 	e.owners.set(stream, -1)
+}
+
+// metric is the value of a counter, or a histogram's count, the node exports.
+func (n *clusterNode) metric(name string, labels ...string) float64 {
+	n.t.Helper()
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		total := 0.0
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() != labels[i+1] {
+						continue metrics
+					}
+				}
+			}
+			if h := m.GetHistogram(); h != nil {
+				total += float64(h.GetSampleCount())
+			} else {
+				total += m.GetCounter().GetValue()
+			}
+		}
+		return total
+	}
+	n.t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func (n *clusterNode) do(method, path, body string) *httptest.ResponseRecorder {
@@ -236,6 +278,11 @@ func TestClusterCuesConcurrent(t *testing.T) {
 	for i, n := range e.nodes {
 		eventually(t, fmt.Sprintf("node %d to list %d cues", i, total), func() bool { return len(n.list("live")) == total })
 		lists = append(lists, n.list("live"))
+	}
+	// Every cue accepted by node 1 or 2 was placed by node 0, which
+	// measured its propagation.
+	if got, want := e.nodes[0].metric("shopcast_cue_propagation_seconds"), float64(total-(total+2)/3); got != want {
+		t.Errorf("the owner measured %v propagations, want %v", got, want)
 	}
 	seqs := map[uint32]string{}
 	for id := range ids {
@@ -453,6 +500,9 @@ func TestClusterCuesMemberLoss(t *testing.T) {
 		}
 		if !strings.Contains(w.Body.String(), "no quorum") || w.Header().Get("Retry-After") == "" {
 			t.Fatalf("503 body %s, Retry-After %q", w.Body, w.Header().Get("Retry-After"))
+		}
+		if got := e.nodes[i].metric("shopcast_cue_cluster_store_errors_total"); got < 1 {
+			t.Errorf("node %d counted %v store errors", i, got)
 		}
 	}
 
