@@ -150,6 +150,28 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*int64Value)(&c.RecordMinFreeBytes) }},
 	{name: "publish_keys", noFlag: true, usage: `secret stream key -> public name; file: {"KEY": "NAME"}, env: KEY=NAME,KEY2=NAME2; never a flag, never logged`,
 		value: func(c *Config) flag.Value { return (*keysValue)(&c.PublishKeys) }},
+	{name: "cluster_node", arg: "NAME", usage: "this node's name in a shopcast cluster (unique); empty: a single node, nothing else to run",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterNode) }},
+	{name: "cluster_advertise", arg: "URL", usage: "URL at which the other nodes reach this node's HTTP origin; empty: from the HTTP address and the host name",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterAdvertise) }},
+	{name: "cluster_nats_url", arg: "URLS", usage: "existing NATS cluster (nats://HOST:4222,...; JetStream on) instead of the embedded NATS server",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterNATSURL) }},
+	{name: "cluster_nats_listen", arg: "ADDR", usage: "client address of the embedded NATS server",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterNATSListen) }},
+	{name: "cluster_route_listen", arg: "ADDR", usage: "route address of the embedded NATS server, named in the other nodes' cluster_routes; empty: a cluster of one",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterRouteListen) }},
+	{name: "cluster_routes", arg: "URLS", usage: "route URLs of the members (nats://HOST:6222,...; this node's own may be listed, so every node has the same list)",
+		value: func(c *Config) flag.Value { return (*listValue)(&c.ClusterRoutes) }},
+	{name: "cluster_store_dir", arg: "DIR", usage: "JetStream store of the embedded NATS server; empty: \"nats\" next to cue_store",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterStoreDir) }},
+	{name: "cluster_user", arg: "USER", usage: "NATS user (with cluster_password) of the embedded server's clients and routes, or of cluster_nats_url",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterUser) }},
+	{name: "cluster_password", noFlag: true, usage: "NATS password of cluster_user; never a flag, never logged",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterPassword) }},
+	{name: "cluster_token", noFlag: true, usage: "NATS token instead of cluster_user and cluster_password; never a flag, never logged",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterToken) }},
+	{name: "cluster_replicas", arg: "N", usage: "replicas of the cluster's registry and logs; 0: min(3, members)",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.ClusterReplicas) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }
@@ -316,8 +338,12 @@ func (c Config) LogValue() slog.Value {
 		if k.name == "publish_keys" {
 			v = strconv.Itoa(len(c.PublishKeys)) + " keys"
 		}
-		if (k.name == "cue_token" && c.CueToken != "") || (k.name == "play_secret" && c.PlaySecret != "") {
+		if (k.name == "cue_token" && c.CueToken != "") || (k.name == "play_secret" && c.PlaySecret != "") ||
+			(k.name == "cluster_password" && c.ClusterPassword != "") || (k.name == "cluster_token" && c.ClusterToken != "") {
 			v = "(set)"
+		}
+		if k.name == "cluster_nats_url" || k.name == "cluster_routes" {
+			v = redactURLs(v)
 		}
 		attrs = append(attrs, slog.String(k.name, v))
 	}
@@ -480,6 +506,50 @@ func (v *keysValue) SetJSON(raw json.RawMessage) error {
 	}
 	*v = m
 	return nil
+}
+
+// listValue is a list of strings: "a,b" in flags and the environment, a
+// string or an array of strings in the config file.
+type listValue []string
+
+func (v *listValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return strings.Join(*v, ",")
+}
+
+// Set parses "a,b", replacing any earlier entries; "" is none.
+func (v *listValue) Set(s string) error {
+	var l []string
+	for e := range strings.SplitSeq(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			l = append(l, e)
+		}
+	}
+	*v = l
+	return nil
+}
+
+// SetJSON parses ["a", "b"], replacing any earlier entries.
+func (v *listValue) SetJSON(raw json.RawMessage) error {
+	var l []string
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return errors.New(`want an array ["nats://HOST:6222", ...] of strings`)
+	}
+	return v.Set(strings.Join(l, ","))
+}
+
+// redactURLs is a comma-separated URL list without passwords.
+func redactURLs(s string) string {
+	if s == "" {
+		return s
+	}
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = server.RedactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
 }
 
 // pullsValue is rtsp_pull. Its String never shows a password.

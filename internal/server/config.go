@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shopcast/shopcast/cluster"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/origin"
 )
@@ -146,6 +147,43 @@ type Config struct {
 	// pauses. It defaults to 1073741824 (1 GiB).
 	RecordMinFreeBytes int64
 
+	// The cluster block (package cluster): off unless ClusterNode is set.
+
+	// ClusterNode is this node's name in a shopcast cluster; empty (the
+	// default) runs a single node with nothing else to run.
+	ClusterNode string
+	// ClusterAdvertise is the URL (http://HOST:PORT) at which the other
+	// nodes reach this node's HTTP origin. Empty (the default) is derived
+	// from the bound HTTP address and the host name.
+	ClusterAdvertise string
+	// ClusterNATSURL is an existing NATS cluster (comma-separated
+	// nats:// URLs, JetStream on) to use instead of the embedded server.
+	// It defaults to "" (embedded).
+	ClusterNATSURL string
+	// ClusterNATSListen is the embedded NATS server's client address. It
+	// defaults to "127.0.0.1:4222".
+	ClusterNATSListen string
+	// ClusterRouteListen is the embedded NATS server's route address,
+	// which the other nodes' ClusterRoutes name; empty runs a cluster of
+	// one. It defaults to ":6222".
+	ClusterRouteListen string
+	// ClusterRoutes are the route URLs (nats://HOST:6222) of the cluster's
+	// members; this node's own may be among them. It defaults to none.
+	ClusterRoutes []string
+	// ClusterStoreDir is the embedded NATS server's JetStream store.
+	// Empty (the default) is "nats" next to the cue store.
+	ClusterStoreDir string
+	// ClusterUser and ClusterPassword, or ClusterToken, are the NATS
+	// credentials (required by the embedded server of clients and routes,
+	// presented to ClusterNATSURL). They are never logged. They default
+	// to none.
+	ClusterUser     string
+	ClusterPassword string
+	ClusterToken    string
+	// ClusterReplicas is the replica count of the cluster's registry and
+	// logs; 0 (the default) is min(3, members).
+	ClusterReplicas int
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -162,6 +200,31 @@ func (c *Config) RecordPath() string {
 		return c.RecordDir
 	}
 	return filepath.Join(filepath.Dir(c.CueStore), "recordings")
+}
+
+// ClusterStorePath is the embedded NATS server's JetStream store:
+// ClusterStoreDir, or "nats" next to the cue store.
+func (c *Config) ClusterStorePath() string {
+	if c.ClusterStoreDir != "" {
+		return c.ClusterStoreDir
+	}
+	return filepath.Join(filepath.Dir(c.CueStore), "nats")
+}
+
+// clusterConfig is the cluster block as package cluster's Config.
+func (c *Config) clusterConfig() cluster.Config {
+	return cluster.Config{
+		Name:        c.ClusterNode,
+		NATSURL:     c.ClusterNATSURL,
+		Listen:      c.ClusterNATSListen,
+		RouteListen: c.ClusterRouteListen,
+		Routes:      c.ClusterRoutes,
+		StoreDir:    c.ClusterStorePath(),
+		User:        c.ClusterUser,
+		Password:    c.ClusterPassword,
+		Token:       c.ClusterToken,
+		Replicas:    c.ClusterReplicas,
+	}
 }
 
 // Defaults returns the default of every setting, for embedders and tests
@@ -206,6 +269,8 @@ func Defaults() Config {
 		Record:                 true,
 		RecordRetention:        30 * 24 * time.Hour,
 		RecordMinFreeBytes:     1 << 30,
+		ClusterNATSListen:      "127.0.0.1:4222",
+		ClusterRouteListen:     ":6222",
 	}
 }
 
@@ -255,6 +320,15 @@ func (c *Config) Validate() error {
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
 	check((c.RTSPUDPRTP == "") == (c.RTSPUDPRTCP == ""), "rtsp_udp_rtp and rtsp_udp_rtcp: set both or neither")
 	check(!c.PublishAuth || len(c.PublishKeys) > 0, "publish_auth: on, but publish_keys is empty")
+	if c.ClusterNode != "" {
+		cc := c.clusterConfig()
+		errs = append(errs, cc.Validate())
+		if c.ClusterAdvertise != "" {
+			if u, err := url.Parse(c.ClusterAdvertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, fmt.Errorf("cluster_advertise: %q is not an http:// or https:// URL", c.ClusterAdvertise))
+			}
+		}
+	}
 	// The public names of publish_keys are checked here, not at the first
 	// publish; the error never shows the secret key.
 	for _, name := range c.PublishKeys {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shopcast/shopcast/cluster"
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/internal/adminauth"
@@ -48,6 +49,35 @@ type Server struct {
 	org     *origin.Server
 	ready   *telemetry.Ready
 	manager *packager.Manager
+	// node is this server's cluster member; nil on a single node.
+	node *cluster.Node
+}
+
+// readyCluster is the /readyz condition of cluster mode: JetStream
+// answers, so this node can tell which node owns a stream.
+const readyCluster = "cluster"
+
+// watchClusterReady turns readyCluster on once JetStream answers.
+func (s *Server) watchClusterReady() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-s.node.Ready():
+			s.ready.Set(readyCluster, true)
+		case <-stop:
+		}
+	}()
+	s.push(func() { close(stop); <-done; s.ready.Set(readyCluster, false) })
+}
+
+// Cluster returns this server's cluster node, nil on a single node or
+// before Start.
+func (s *Server) Cluster() *cluster.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.node
 }
 
 // Addrs are the bound listen addresses, so that callers that listen on
@@ -90,6 +120,20 @@ func (s *Server) Start() (err error) {
 	}()
 	cfg, log := s.cfg, s.log
 	s.checkFileLimit()
+	readyConds := []string{telemetry.ReadyListeners, telemetry.ReadyCueStore}
+
+	// The cluster block: the node joins NATS first and leaves last, so
+	// that what the others replicate drains before its connection goes.
+	if cfg.ClusterNode != "" {
+		cc := cfg.clusterConfig()
+		cc.Logger = log
+		s.node = cluster.New(cc)
+		if err := s.node.Start(context.Background()); err != nil {
+			return err
+		}
+		s.push(s.node.Close)
+		readyConds = append(readyConds, readyCluster)
+	}
 
 	// Started in pipeline order, closed in reverse: the packager, the
 	// ingest that feeds it, the origin that reads it.
@@ -107,8 +151,11 @@ func (s *Server) Start() (err error) {
 		return err
 	}
 	s.push(discs.Close)
-	s.ready = telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
+	s.ready = telemetry.NewReady(readyConds...)
 	s.ready.Set(telemetry.ReadyCueStore, true)
+	if s.node != nil {
+		s.watchClusterReady()
+	}
 	s.push(func() { s.ready.Set(telemetry.ReadyCueStore, false) }) // before the store closes
 	// The cue service places cues and puts them back when a stream starts
 	// again; it closes after the ingest and the packager that feed it data
