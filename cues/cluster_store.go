@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,12 +84,18 @@ type ClusterStore struct {
 	// defaults to DefaultNotifySubject.
 	NotifySubject string
 
-	kv      jetstream.KeyValue
-	sub     *nats.Subscription
-	session string
-	clock   func() time.Time // tests replace it
-	cancel  context.CancelFunc
-	done    chan struct{}
+	initOnce  sync.Once
+	kvp       atomic.Pointer[jetstream.KeyValue] // set once open
+	session   string
+	clock     func() time.Time // tests replace it
+	closed    chan struct{}
+	closeOnce sync.Once
+	opener    sync.WaitGroup
+
+	lifeMu sync.Mutex // Open and Close
+	sub    *nats.Subscription
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	seqMu sync.Mutex // one sequence number taken at a time by this node
 
@@ -115,6 +122,39 @@ type ClusterObserver interface {
 	ClusterStoreFailed(op string)
 }
 
+// init applies the defaults and makes the in-memory state, once.
+func (s *ClusterStore) init() {
+	s.initOnce.Do(func() {
+		if s.Bucket == "" {
+			s.Bucket = DefaultBucket
+		}
+		if s.Replicas <= 0 {
+			s.Replicas = 1
+		}
+		if s.OpTimeout <= 0 {
+			s.OpTimeout = 2 * time.Second
+		}
+		if s.Logger == nil {
+			s.Logger = slog.Default()
+		}
+		if s.NotifySubject == "" {
+			s.NotifySubject = DefaultNotifySubject
+		}
+		if s.clock == nil {
+			s.clock = time.Now
+		}
+		s.session = newID()
+		s.open = map[string]map[string]Record{}
+		s.ends = map[string]map[string]bool{}
+		s.known = map[string]bool{}
+		s.changed = make(chan struct{})
+		s.dirty = map[string]bool{}
+		s.dirtyCh = make(chan struct{}, 1)
+		s.hints = map[string]map[string]string{}
+		s.closed = make(chan struct{})
+	})
+}
+
 // Open creates or joins the bucket and starts watching it; it returns once
 // the watch has delivered the bucket's current contents. ctx bounds the
 // opening, not the store's life: Close ends that.
@@ -122,17 +162,16 @@ func (s *ClusterStore) Open(ctx context.Context) error {
 	if s.JetStream == nil {
 		return errors.New("cluster cue store: no JetStream")
 	}
-	if s.Bucket == "" {
-		s.Bucket = DefaultBucket
+	s.init()
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
+	select {
+	case <-s.closed:
+		return errors.New("cluster cue store: closed")
+	default:
 	}
-	if s.Replicas <= 0 {
-		s.Replicas = 1
-	}
-	if s.OpTimeout <= 0 {
-		s.OpTimeout = 2 * time.Second
-	}
-	if s.Logger == nil {
-		s.Logger = slog.Default()
+	if s.kvp.Load() != nil {
+		return nil
 	}
 	// The first node creates the bucket; the others join it as it is, so
 	// that a node configured with fewer replicas cannot shrink it.
@@ -152,48 +191,105 @@ func (s *ClusterStore) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster cue store: bucket %s: %w", s.Bucket, err)
 	}
-	s.kv = kv
-	s.session = newID()
-	if s.clock == nil {
-		s.clock = time.Now
-	}
-	s.open = map[string]map[string]Record{}
-	s.ends = map[string]map[string]bool{}
-	s.known = map[string]bool{}
-	s.changed = make(chan struct{})
-	s.dirty = map[string]bool{}
-	s.dirtyCh = make(chan struct{}, 1)
-	s.hints = map[string]map[string]string{}
-	if s.NotifySubject == "" {
-		s.NotifySubject = DefaultNotifySubject
-	}
 	sub, err := s.JetStream.Conn().Subscribe(s.NotifySubject, s.noticed)
 	if err != nil {
 		return fmt.Errorf("cluster cue store: subscribe %s: %w", s.NotifySubject, err)
 	}
-	s.sub = sub
-
 	wctx, cancel := context.WithCancel(context.Background())
 	w, err := kv.WatchFiltered(wctx, []string{"c.>", "e.>"})
 	if err != nil {
 		cancel()
+		_ = sub.Unsubscribe()
 		return fmt.Errorf("cluster cue store: watch: %w", err)
 	}
-	s.cancel = cancel
-	s.done = make(chan struct{})
+	done := make(chan struct{})
 	initial := make(chan struct{})
-	go s.watch(wctx, w, initial)
+	go s.watch(wctx, w, initial, done)
 	select {
 	case <-initial:
-		return nil
 	case <-ctx.Done():
-		s.Close()
+		cancel()
+		<-done
+		_ = sub.Unsubscribe()
 		return fmt.Errorf("cluster cue store: reading the bucket: %w", ctx.Err())
 	}
+	s.sub, s.cancel, s.done = sub, cancel, done
+	s.kvp.Store(&kv)
+	return nil
 }
+
+// OpenWhen opens the store in the background once ready is closed (the
+// node's JetStream answers, which in a cluster waits for a quorum of its
+// members), trying again every second until it is open or closed. Until
+// then every request fails with ErrUnavailable. Opened, when set, is
+// called once it is open.
+func (s *ClusterStore) OpenWhen(ready <-chan struct{}, opened func()) {
+	s.init()
+	s.opener.Add(1)
+	go func() {
+		defer s.opener.Done()
+		select {
+		case <-ready:
+		case <-s.closed:
+			return
+		}
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*s.OpTimeout)
+			err := s.Open(ctx)
+			cancel()
+			if err == nil {
+				if opened != nil {
+					opened()
+				}
+				return
+			}
+			s.Logger.Warn("cluster cue store not open yet", "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-s.closed:
+				return
+			}
+		}
+	}()
+}
+
+// errNotOpen is a request before the store is open.
+var errNotOpen = errors.New("the cluster cue store is not open yet")
+
+// bkt is the bucket, or one that fails every request before Open.
+func (s *ClusterStore) bkt() jetstream.KeyValue {
+	if kv := s.kvp.Load(); kv != nil {
+		return *kv
+	}
+	return unopenedKV{}
+}
+
+// unopenedKV is the bucket before Open: the requests the store makes fail.
+type unopenedKV struct{ jetstream.KeyValue }
+
+func (unopenedKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
+	return nil, errNotOpen
+}
+
+func (unopenedKV) Put(context.Context, string, []byte) (uint64, error) { return 0, errNotOpen }
+
+func (unopenedKV) Create(context.Context, string, []byte, ...jetstream.KVCreateOpt) (uint64, error) {
+	return 0, errNotOpen
+}
+
+func (unopenedKV) Update(context.Context, string, []byte, uint64) (uint64, error) {
+	return 0, errNotOpen
+}
+
+func (unopenedKV) Delete(context.Context, string, ...jetstream.KVDeleteOpt) error { return errNotOpen }
 
 // Close stops the watch.
 func (s *ClusterStore) Close() error {
+	s.init()
+	s.closeOnce.Do(func() { close(s.closed) })
+	s.opener.Wait()
+	s.lifeMu.Lock()
+	defer s.lifeMu.Unlock()
 	if s.sub != nil {
 		_ = s.sub.Unsubscribe()
 		s.sub = nil
@@ -206,8 +302,8 @@ func (s *ClusterStore) Close() error {
 	return nil
 }
 
-func (s *ClusterStore) watch(ctx context.Context, w jetstream.KeyWatcher, initial chan struct{}) {
-	defer close(s.done)
+func (s *ClusterStore) watch(ctx context.Context, w jetstream.KeyWatcher, initial, done chan struct{}) {
+	defer close(done)
 	defer func() { _ = w.Stop() }()
 	first := true
 	for {
@@ -356,10 +452,14 @@ func (s *ClusterStore) takeHints(stream, kind string) []string {
 
 // Dirty has a value when streams have queued cues or end requests to look
 // at; TakeDirty returns them.
-func (s *ClusterStore) Dirty() <-chan struct{} { return s.dirtyCh }
+func (s *ClusterStore) Dirty() <-chan struct{} {
+	s.init()
+	return s.dirtyCh
+}
 
 // TakeDirty returns and forgets the streams marked since the last call.
 func (s *ClusterStore) TakeDirty() []string {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]string, 0, len(s.dirty))
@@ -372,6 +472,7 @@ func (s *ClusterStore) TakeDirty() []string {
 
 // Changed returns a channel closed at the next change the watch delivers.
 func (s *ClusterStore) Changed() <-chan struct{} {
+	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.changed
@@ -458,6 +559,9 @@ func (s *ClusterStore) getEntry(stream, id string) (Record, uint64, error) {
 // leader (JetStream's STREAM.MSG.GET, not a direct get). It returns
 // ErrCueNotFound for a key without a value (never written, or deleted).
 func (s *ClusterStore) leaderGet(key string) ([]byte, uint64, error) {
+	if s.kvp.Load() == nil {
+		return nil, 0, s.failed("read", errNotOpen)
+	}
 	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + s.Bucket + "." + key})
 	if err != nil {
 		return nil, 0, err
@@ -506,7 +610,7 @@ func (s *ClusterStore) Get(stream, id string) (Record, error) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	e, err := s.kv.Get(ctx, recordKey(stream, id))
+	e, err := s.bkt().Get(ctx, recordKey(stream, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return Record{}, ErrCueNotFound
 	}
@@ -544,7 +648,7 @@ func (s *ClusterStore) Known(stream string) bool {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.kv.Get(ctx, seqKey(stream))
+	_, err := s.bkt().Get(ctx, seqKey(stream))
 	if err == nil {
 		s.mu.Lock()
 		s.known[stream] = true
@@ -558,7 +662,7 @@ func (s *ClusterStore) Known(stream string) bool {
 func (s *ClusterStore) MarkStream(stream string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.kv.Create(ctx, seqKey(stream), []byte("0"))
+	_, err := s.bkt().Create(ctx, seqKey(stream), []byte("0"))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return s.failed("write", err)
 	}
@@ -597,9 +701,9 @@ func (s *ClusterStore) nextSeq(stream string) (uint32, error) {
 		ctx, cancel := s.ctx()
 		v = []byte(strconv.FormatUint(cur+1, 10))
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, v)
+			_, err = s.bkt().Create(ctx, key, v)
 		} else {
-			_, err = s.kv.Update(ctx, key, v, rev)
+			_, err = s.bkt().Update(ctx, key, v, rev)
 		}
 		cancel()
 		switch {
@@ -661,7 +765,7 @@ func (s *ClusterStore) reserve(stream string, c *Cue, now time.Time, state State
 			return Record{}, err
 		}
 		ctx, cancel := s.ctx()
-		rev, err := s.kv.Create(ctx, recordKey(stream, c.ID), v)
+		rev, err := s.bkt().Create(ctx, recordKey(stream, c.ID), v)
 		cancel()
 		switch {
 		case err == nil:
@@ -718,7 +822,7 @@ func (s *ClusterStore) write(stream string, r *Record, rev uint64) (Record, erro
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	nrev, err := s.kv.Update(ctx, recordKey(stream, r.Cue.ID), v, rev)
+	nrev, err := s.bkt().Update(ctx, recordKey(stream, r.Cue.ID), v, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return Record{}, err
 	}
@@ -842,7 +946,7 @@ func (s *ClusterStore) Release(stream, id string) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if err := s.kv.Delete(ctx, recordKey(stream, id), jetstream.LastRevision(rev)); err != nil {
+	if err := s.bkt().Delete(ctx, recordKey(stream, id), jetstream.LastRevision(rev)); err != nil {
 		return s.failed("write", err)
 	}
 	return nil
@@ -852,6 +956,7 @@ func (s *ClusterStore) Release(stream, id string) error {
 // then sequence, from the watch: what this node wrote, and what other nodes
 // wrote a moment ago.
 func (s *ClusterStore) OpenCues(stream string) ([]Record, error) {
+	s.init()
 	// A placed cue whose end has passed changes no more: it leaves memory
 	// at the first listing after its end, as the Store's open set prunes.
 	now := s.clock()
@@ -901,7 +1006,7 @@ func (s *ClusterStore) queued(stream string) []string {
 func (s *ClusterStore) RequestEnd(stream, id string, now time.Time) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.kv.Put(ctx, endKey(stream, id), []byte(now.UTC().Format(time.RFC3339Nano))); err != nil {
+	if _, err := s.bkt().Put(ctx, endKey(stream, id), []byte(now.UTC().Format(time.RFC3339Nano))); err != nil {
 		return s.failed("write", err)
 	}
 	s.notify("end", stream, id)
@@ -912,7 +1017,7 @@ func (s *ClusterStore) RequestEnd(stream, id string, now time.Time) error {
 func (s *ClusterStore) ClearEnd(stream, id string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if err := s.kv.Delete(ctx, endKey(stream, id)); err != nil {
+	if err := s.bkt().Delete(ctx, endKey(stream, id)); err != nil {
 		return s.failed("write", err)
 	}
 	return nil

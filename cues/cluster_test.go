@@ -567,3 +567,32 @@ func decodeCue(t *testing.T, body string) *Cue {
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
 }
+
+// TestClusterStoreOpensWhenReady: a node whose JetStream is not ready yet
+// (its cluster has no quorum) answers cue POSTs 503 and opens its store
+// once JetStream is, without a restart.
+func TestClusterStoreOpensWhenReady(t *testing.T) {
+	srv := natstest.Start(t, 1)
+	store := &ClusterStore{JetStream: srv.JetStream(0), Logger: testLogger(t)}
+	defer store.Close()
+	fake := newFake("live")
+	o := &owners{m: map[string]int{"live": 0}}
+	svc := &Service{Store: store, Timeline: fake, Owners: nodeOwns{o, 0}, Logger: testLogger(t), now: fake.now}
+	defer svc.Close()
+	n := &clusterNode{t: t, store: store, svc: svc, api: &API{Service: svc, Logger: svc.Logger, now: fake.now}}
+	if w := n.do("POST", cuesPath, cueBody(t, "w1", `"now"`, "")); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("POST before the store is open: %d %s", w.Code, w.Body)
+	}
+	ready := make(chan struct{})
+	opened := make(chan struct{})
+	store.OpenWhen(ready, func() { close(opened) })
+	close(ready)
+	select {
+	case <-opened:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the store did not open")
+	}
+	if w := n.do("POST", cuesPath, cueBody(t, "w1", `"now"`, "")); w.Code != http.StatusCreated {
+		t.Fatalf("POST once open: %d %s", w.Code, w.Body)
+	}
+}

@@ -79,7 +79,7 @@ func (s *ClusterStore) importRecord(stream string, r *Record) (moved bool, err e
 		return false, err
 	}
 	ctx, cancel := s.ctx()
-	_, err = s.kv.Create(ctx, recordKey(stream, r.Cue.ID), v)
+	_, err = s.bkt().Create(ctx, recordKey(stream, r.Cue.ID), v)
 	cancel()
 	if err == nil {
 		return true, nil
@@ -123,9 +123,9 @@ func (s *ClusterStore) raiseSeq(stream string, seq uint64) error {
 		ctx, cancel := s.ctx()
 		nv := []byte(strconv.FormatUint(max(cur, seq), 10))
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, nv)
+			_, err = s.bkt().Create(ctx, key, nv)
 		} else {
-			_, err = s.kv.Update(ctx, key, nv, rev)
+			_, err = s.bkt().Update(ctx, key, nv, rev)
 		}
 		cancel()
 		switch {
