@@ -80,6 +80,12 @@ func (s *Server) Cluster() *cluster.Node {
 	return s.node
 }
 
+// liveOwners tells the cue service which streams this node owns: those its
+// packager has live, which the ingest admits only under the stream's lease.
+type liveOwners struct{ m *packager.Manager }
+
+func (o liveOwners) Owns(stream string) bool { return o.m.HasStream(stream) }
+
 // Addrs are the bound listen addresses, so that callers that listen on
 // port 0 learn the port. Metrics is nil when metrics share the HTTP port.
 type Addrs struct {
@@ -152,7 +158,22 @@ func (s *Server) Start() (err error) {
 	}
 	s.push(discs.Close)
 	s.ready = telemetry.NewReady(readyConds...)
-	s.ready.Set(telemetry.ReadyCueStore, true)
+
+	// The cluster's cues (docs/cluster.md, "Cues"): in cluster mode the
+	// cues live in the cluster's JetStream, which every node reads; the
+	// node that owns a stream places its cues. The store opens once
+	// JetStream answers (the cue store's readiness waits for it); until
+	// then cue requests answer 503.
+	var cueStore cues.CueStore = store
+	var clusterCues *cues.ClusterStore
+	if s.node != nil {
+		clusterCues = &cues.ClusterStore{JetStream: s.node.JetStream(), Replicas: s.node.Replicas(), Logger: log}
+		cueStore = clusterCues
+		s.push(func() { _ = clusterCues.Close() })
+	} else {
+		s.ready.Set(telemetry.ReadyCueStore, true)
+	}
+
 	if s.node != nil {
 		s.watchClusterReady()
 	}
@@ -160,7 +181,7 @@ func (s *Server) Start() (err error) {
 	// The cue service places cues and puts them back when a stream starts
 	// again; it closes after the ingest and the packager that feed it data
 	// messages, before the store.
-	cueService := &cues.Service{Store: store, Logger: log}
+	cueService := &cues.Service{Store: cueStore, Logger: log}
 	s.push(cueService.Close)
 	cueAPI := &cues.API{
 		Service:       cueService,
@@ -226,12 +247,21 @@ func (s *Server) Start() (err error) {
 	}, log)
 	s.push(s.manager.Close)
 	cueService.Timeline = s.manager
-	metrics := &telemetry.Metrics{Packager: s.manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
+	metrics := &telemetry.Metrics{Packager: s.manager, Cues: cueStore, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
 	if rec != nil {
 		metrics.Recorder = rec
 	}
 	metrics.Start()
 	cueAPI.Observer = metrics
+	if clusterCues != nil {
+		cm := cues.NewClusterMetrics()
+		if err := cm.Register(metrics.Registry()); err != nil {
+			return fmt.Errorf("cue metrics: %w", err)
+		}
+		clusterCues.Observer, cueService.ClusterObserver = cm, cm
+		cueService.Owners = liveOwners{s.manager}
+		clusterCues.OpenWhen(s.node.Ready(), func() { s.ready.Set(telemetry.ReadyCueStore, true) })
+	}
 
 	// One registry for every ingest protocol (and the camera pulls), so
 	// that a publisher coming back over another protocol replaces its old
