@@ -172,6 +172,10 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterToken) }},
 	{name: "cluster_replicas", arg: "N", usage: "replicas of the cluster's registry and logs; 0: min(3, members)",
 		value: func(c *Config) flag.Value { return (*intValue)(&c.ClusterReplicas) }},
+	{name: "cue_cluster_place_wait", arg: "DURATION", usage: "in a cluster, how long a cue POST to a node that does not own the stream waits for the owner's placement before answering 202 (queued)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterPlaceWait) }},
+	{name: "cue_cluster_timeout", arg: "DURATION", usage: "in a cluster, how long each JetStream request of the cue store may take; a write not acknowledged in time answers 503",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterTimeout) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

@@ -184,6 +184,17 @@ type Config struct {
 	// logs; 0 (the default) is min(3, members).
 	ClusterReplicas int
 
+	// The cluster's cues (cues.ClusterStore, docs/cluster.md "Cues").
+
+	// CueClusterPlaceWait is how long a cue POST to a node that does not
+	// own the stream waits for the owner to place the cue before it
+	// answers 202 (queued) instead of 201. It defaults to 1s.
+	CueClusterPlaceWait time.Duration
+	// CueClusterTimeout bounds each JetStream request of the cluster's cue
+	// store: a write not acknowledged in time answers 503. It defaults to
+	// 2s.
+	CueClusterTimeout time.Duration
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -271,6 +282,8 @@ func Defaults() Config {
 		RecordMinFreeBytes:     1 << 30,
 		ClusterNATSListen:      "127.0.0.1:4222",
 		ClusterRouteListen:     ":6222",
+		CueClusterPlaceWait:    time.Second,
+		CueClusterTimeout:      2 * time.Second,
 	}
 }
 
@@ -315,6 +328,8 @@ func (c *Config) Validate() error {
 	check(c.MetricsMaxStreams > 0, "metrics_max_streams: %d is not positive", c.MetricsMaxStreams)
 	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
 	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
+	check(c.CueClusterPlaceWait > 0, "cue_cluster_place_wait: %v is not positive", c.CueClusterPlaceWait)
+	check(c.CueClusterTimeout > 0, "cue_cluster_timeout: %v is not positive", c.CueClusterTimeout)
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)

@@ -167,7 +167,8 @@ func (s *Server) Start() (err error) {
 	var cueStore cues.CueStore = store
 	var clusterCues *cues.ClusterStore
 	if s.node != nil {
-		clusterCues = &cues.ClusterStore{JetStream: s.node.JetStream(), Replicas: s.node.Replicas(), Logger: log}
+		clusterCues = &cues.ClusterStore{JetStream: s.node.JetStream(), Replicas: s.node.Replicas(),
+			OpTimeout: cfg.CueClusterTimeout, Logger: log}
 		cueStore = clusterCues
 		s.push(func() { _ = clusterCues.Close() })
 	} else {
@@ -181,7 +182,7 @@ func (s *Server) Start() (err error) {
 	// The cue service places cues and puts them back when a stream starts
 	// again; it closes after the ingest and the packager that feed it data
 	// messages, before the store.
-	cueService := &cues.Service{Store: cueStore, Logger: log}
+	cueService := &cues.Service{Store: cueStore, PlaceWait: cfg.CueClusterPlaceWait, Logger: log}
 	s.push(cueService.Close)
 	cueAPI := &cues.API{
 		Service:       cueService,
