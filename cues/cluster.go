@@ -160,6 +160,12 @@ func (s *Service) placeQueued(cs *ClusterStore, stream, id string) error {
 		return err // stays queued for the next owner or start
 	}
 	placed, err := cs.placeRev(stream, rec, rev, at, s.now())
+	if errors.Is(err, ErrPlacedElsewhere) {
+		// Cancelled (or placed by another node) while the packager placed
+		// it here: take it out again.
+		_, eerr := s.Timeline.EndEvent(stream, id)
+		return errors.Join(err, eerr)
+	}
 	if err != nil {
 		return err
 	}
@@ -220,6 +226,12 @@ func (s *Service) await(cs *ClusterStore, stream string, rec Record, done func(*
 // End does for a stream that is gone.
 func (s *Service) endRemote(cs *ClusterStore, stream string, rec *Record) (Record, error) {
 	id := rec.Cue.ID
+	if rec.State == StateQueued {
+		// Not placed yet: it never starts. (An owner placing it at this
+		// moment finds it cancelled when it records the placement, and
+		// its Place fails.)
+		return cs.Finish(stream, id, StateCancelled, packager.EventTime{}, s.now())
+	}
 	if err := cs.RequestEnd(stream, id, s.now()); err != nil {
 		return Record{}, err
 	}

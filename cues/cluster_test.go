@@ -371,6 +371,15 @@ func TestClusterCueQueuedUntilOwner(t *testing.T) {
 	if w := e.nodes[2].do("POST", cuesPath, cueBody(t, "q1", `"now"`, "60000")); w.Code != http.StatusAccepted {
 		t.Fatalf("retry: %d %s", w.Code, w.Body)
 	}
+	// Another queued cue, deleted before an owner comes: cancelled, never
+	// placed.
+	if w := e.nodes[1].do("POST", cuesPath, cueBody(t, "q2", `"now"`, "")); w.Code != http.StatusAccepted {
+		t.Fatalf("POST q2: %d %s", w.Code, w.Body)
+	}
+	eventually(t, "node 0 to see q2", func() bool { return e.nodes[0].list("live")["q2"] != nil })
+	if w := e.nodes[0].do("DELETE", cuesPath+"/q2", ""); w.Code != http.StatusOK || decodeResp(t, w).State != StateCancelled {
+		t.Fatalf("DELETE of a queued cue: %d %s", w.Code, w.Body)
+	}
 
 	e.clock.advance(5 * time.Second)
 	e.startStream(2, "live")
@@ -386,6 +395,9 @@ func TestClusterCueQueuedUntilOwner(t *testing.T) {
 	}
 	if e.nodes[0].tl.added("q1") != 0 || e.nodes[1].tl.added("q1") != 0 {
 		t.Fatal("placed by a node that does not own the stream")
+	}
+	if e.nodes[2].tl.added("q2") != 0 {
+		t.Fatal("the cancelled queued cue was placed")
 	}
 }
 

@@ -225,7 +225,7 @@ func (l *idLocks) lock(stream, id string) func() {
 // records that. A stream that is gone changes only the store.
 func (s *Service) End(stream string, rec *Record) (Record, error) {
 	s.Start()
-	if cs, ok := s.clustered(); ok && !s.placesHere(stream) {
+	if cs, ok := s.clustered(); ok && (rec.State == StateQueued || !s.placesHere(stream)) {
 		return s.endRemote(cs, stream, rec)
 	}
 	id := rec.Cue.ID
