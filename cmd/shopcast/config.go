@@ -172,6 +172,10 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterToken) }},
 	{name: "cluster_replicas", arg: "N", usage: "replicas of the cluster's registry and logs; 0: min(3, members)",
 		value: func(c *Config) flag.Value { return (*intValue)(&c.ClusterReplicas) }},
+	{name: "cluster_lease_ttl", arg: "DURATION", usage: "a stream's lease lives this long without a renewal: a dead node's streams are free this long after it died (at least 1s)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterLeaseTTL) }},
+	{name: "cluster_lease_renew", arg: "DURATION", usage: "how often a node renews the leases of its streams (under cluster_lease_ttl)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterLeaseRenew) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }
