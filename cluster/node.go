@@ -569,7 +569,14 @@ func (l natsLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats: " + fmt.Sprintf(format, v...))
 }
 func (l natsLogger) Errorf(format string, v ...any) {
-	l.log.Error("nats: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "trying to connect to route") {
+		// A member not up yet, or down: NATS retries, and the cluster's
+		// health says what matters.
+		l.log.Debug("nats: " + msg)
+		return
+	}
+	l.log.Error("nats: " + msg)
 }
 func (l natsLogger) Debugf(format string, v ...any) {}
 func (l natsLogger) Tracef(format string, v ...any) {}

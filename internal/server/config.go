@@ -183,6 +183,13 @@ type Config struct {
 	// ClusterReplicas is the replica count of the cluster's registry and
 	// logs; 0 (the default) is min(3, members).
 	ClusterReplicas int
+	// ClusterLeaseTTL is how long a stream's lease lives without a
+	// renewal: a dead node's streams are free this long after it died (at
+	// least 1s). It defaults to 3s.
+	ClusterLeaseTTL time.Duration
+	// ClusterLeaseRenew is how often a node renews its leases, under
+	// ClusterLeaseTTL. It defaults to 1s.
+	ClusterLeaseRenew time.Duration
 
 	// The cluster's cues (cues.ClusterStore, docs/cluster.md "Cues").
 
@@ -282,6 +289,8 @@ func Defaults() Config {
 		RecordMinFreeBytes:     1 << 30,
 		ClusterNATSListen:      "127.0.0.1:4222",
 		ClusterRouteListen:     ":6222",
+		ClusterLeaseTTL:        3 * time.Second,
+		ClusterLeaseRenew:      time.Second,
 		CueClusterPlaceWait:    time.Second,
 		CueClusterTimeout:      2 * time.Second,
 	}
@@ -338,6 +347,9 @@ func (c *Config) Validate() error {
 	if c.ClusterNode != "" {
 		cc := c.clusterConfig()
 		errs = append(errs, cc.Validate())
+		check(c.ClusterLeaseTTL >= time.Second, "cluster_lease_ttl: %v is under 1s", c.ClusterLeaseTTL)
+		check(c.ClusterLeaseRenew > 0 && c.ClusterLeaseRenew < c.ClusterLeaseTTL,
+			"cluster_lease_renew: %v is not between 0 and cluster_lease_ttl (%v)", c.ClusterLeaseRenew, c.ClusterLeaseTTL)
 		if c.ClusterAdvertise != "" {
 			if u, err := url.Parse(c.ClusterAdvertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				errs = append(errs, fmt.Errorf("cluster_advertise: %q is not an http:// or https:// URL", c.ClusterAdvertise))

@@ -13,7 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,12 +52,76 @@ type Server struct {
 	org     *origin.Server
 	ready   *telemetry.Ready
 	manager *packager.Manager
-	// node is this server's cluster member; nil on a single node.
-	node *cluster.Node
+	// node is this server's cluster member and leases its stream
+	// registry; nil on a single node.
+	node   *cluster.Node
+	leases *cluster.Registry
+}
+
+// startRegistry makes the cluster's stream registry: it closes after the
+// ingest (whose publishers release their leases) and before the node.
+func (s *Server) startRegistry(discs *discseq.Store) {
+	s.leases = cluster.NewRegistry(s.node, cluster.RegistryConfig{
+		URL:             s.cfg.ClusterAdvertise,
+		TTL:             s.cfg.ClusterLeaseTTL,
+		Renew:           s.cfg.ClusterLeaseRenew,
+		TakeoverSilence: s.cfg.PublishTakeoverSilence,
+		Moving:          s.cfg.GracePeriod,
+		// Set before the first publisher can arrive.
+		Active: func(name string) bool {
+			_, ok := s.manager.Stream(name)
+			return ok
+		},
+		FirstDiscontinuity: discs.Next,
+	})
+	s.push(s.leases.Close)
+}
+
+// firstDiscontinuity is a new stream's first discontinuity sequence
+// number: in a cluster the one its lease took (larger than every earlier
+// owner's), else the next of the local store.
+func (s *Server) firstDiscontinuity(discs *discseq.Store, stream string) int64 {
+	if s.leases != nil {
+		if _, d, ok := s.leases.Held(stream); ok {
+			return d
+		}
+	}
+	return discs.Next(stream)
+}
+
+// advertiseURL is the URL the other nodes proxy to: cluster_advertise, or
+// the bound HTTP address with the host name for a wildcard address.
+func (s *Server) advertiseURL() string {
+	if s.cfg.ClusterAdvertise != "" {
+		return strings.TrimRight(s.cfg.ClusterAdvertise, "/")
+	}
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	a, ok := s.addrs.HTTP.(*net.TCPAddr)
+	if !ok {
+		return scheme + "://" + s.addrs.HTTP.String()
+	}
+	host := a.IP.String()
+	if a.IP == nil || a.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// Registry returns the cluster's stream registry, nil on a single node.
+func (s *Server) Registry() *cluster.Registry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leases
 }
 
 // readyCluster is the /readyz condition of cluster mode: JetStream
-// answers, so this node can tell which node owns a stream.
+// answers and the stream registry is read, so this node can tell which
+// node owns a stream.
 const readyCluster = "cluster"
 
 // watchClusterReady turns readyCluster on once JetStream answers.
@@ -64,7 +131,7 @@ func (s *Server) watchClusterReady() {
 	go func() {
 		defer close(done)
 		select {
-		case <-s.node.Ready():
+		case <-s.leases.Ready():
 			s.ready.Set(readyCluster, true)
 		case <-stop:
 		}
@@ -80,11 +147,14 @@ func (s *Server) Cluster() *cluster.Node {
 	return s.node
 }
 
-// liveOwners tells the cue service which streams this node owns: those its
-// packager has live, which the ingest admits only under the stream's lease.
-type liveOwners struct{ m *packager.Manager }
+// leaseOwners tells the cue service which streams this node owns: those
+// whose lease it holds in the cluster's stream registry.
+type leaseOwners struct{ r *cluster.Registry }
 
-func (o liveOwners) Owns(stream string) bool { return o.m.HasStream(stream) }
+func (o leaseOwners) Owns(stream string) bool {
+	_, _, ok := o.r.Held(stream)
+	return ok
+}
 
 // Addrs are the bound listen addresses, so that callers that listen on
 // port 0 learn the port. Metrics is nil when metrics share the HTTP port.
@@ -157,6 +227,9 @@ func (s *Server) Start() (err error) {
 		return err
 	}
 	s.push(discs.Close)
+	if s.node != nil {
+		s.startRegistry(discs)
+	}
 	s.ready = telemetry.NewReady(readyConds...)
 
 	// The cluster's cues (docs/cluster.md, "Cues"): in cluster mode the
@@ -233,7 +306,7 @@ func (s *Server) Start() (err error) {
 		OnData:        cueService.PublisherData,
 		FirstNumbers: func(stream string) packager.Numbers {
 			n := packager.WallClockNumbers()
-			n.Discontinuity = discs.Next(stream)
+			n.Discontinuity = s.firstDiscontinuity(discs, stream)
 			return n
 		},
 		TargetDuration:      cfg.TargetDuration,
@@ -260,7 +333,7 @@ func (s *Server) Start() (err error) {
 			return fmt.Errorf("cue metrics: %w", err)
 		}
 		clusterCues.Observer, cueService.ClusterObserver = cm, cm
-		cueService.Owners = liveOwners{s.manager}
+		cueService.Owners = leaseOwners{s.leases}
 		clusterCues.OpenWhen(s.node.Ready(), func() { s.ready.Set(telemetry.ReadyCueStore, true) })
 	}
 
@@ -269,6 +342,9 @@ func (s *Server) Start() (err error) {
 	// session.
 	reg := ingest.NewRegistry(log)
 	reg.TakeoverSilence = cfg.PublishTakeoverSilence
+	if s.leases != nil {
+		reg.Leases = s.leases
+	}
 	auth := &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys}
 	rtmp := &ingest.RTMPServer{
 		Address:           cfg.RTMP,
@@ -350,6 +426,10 @@ func (s *Server) Start() (err error) {
 	s.org = org
 	s.addrs.HTTP, s.addrs.RTMP, s.addrs.RTSP = org.Addr(), rtmp.Addr(), rtsp.Addr()
 	s.ready.Set(telemetry.ReadyListeners, true)
+	if s.leases != nil {
+		s.leases.SetURL(s.advertiseURL())
+		s.leases.Start()
+	}
 
 	httpScheme := "http"
 	if cfg.TLSCert != "" {
