@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,15 +90,26 @@ func cueWait(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// cuePublish publishes the fixture to rtmpURL until the test ends.
-func cuePublish(t *testing.T, rtmpURL string) {
+// cuePublish publishes the fixture to rtmpURL until the test ends or the
+// returned stop is called, connecting again when the server refuses or
+// drops it (as OBS's reconnect does).
+func cuePublish(t *testing.T, rtmpURL string) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = testpub.Publish(ctx, rtmpURL, cueFixture, testpub.Options{Loops: 1000})
+		for ctx.Err() == nil {
+			_ = testpub.Publish(ctx, rtmpURL, cueFixture, testpub.Options{Loops: 1000})
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond): // OBS waits before it reconnects
+			}
+		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // cueJSON is testdata/cues_example.json with another id, "at" now and a
@@ -196,7 +208,7 @@ func TestClusterCueOnOtherNode(t *testing.T) {
 }
 
 // cueEmsgIn reports whether a part of the media playlist carries the start
-// emsg of cue id at mediaMs (within 1 ms).
+// emsg of cue id at mediaMs (within 1 ms; any time when mediaMs < 0).
 func cueEmsgIn(t *testing.T, base string, media []byte, id string, mediaMs int64) bool {
 	t.Helper()
 	pl, err := playlist.Unmarshal(media)
@@ -233,7 +245,7 @@ func cueEmsgIn(t *testing.T, base string, media []byte, id string, mediaMs int64
 						continue
 					}
 					ms := int64(e.PresentationTime) * 1000 / int64(e.TimeScale)
-					if d := ms - mediaMs; d < -1 || d > 1 {
+					if d := ms - mediaMs; mediaMs >= 0 && (d < -1 || d > 1) {
 						t.Fatalf("part %s: the emsg is at %d ms, the 201 said %d", uri, ms, mediaMs)
 					}
 					return true
@@ -242,4 +254,76 @@ func cueEmsgIn(t *testing.T, base string, media []byte, id string, mediaMs int64
 		}
 	}
 	return false
+}
+
+// TestClusterCuesSurviveFailover: cues placed while node 1 owned the
+// stream are there after node 1 stops and the publisher moves to node 2:
+// the active cue is active in node 2's playlist and parts (sent again for
+// the rest of its duration, same id), the scheduled one keeps the
+// program date-time node 1 resolved, and GET on node 3 shows both as they
+// were recorded.
+func TestClusterCuesSurviveFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	nodes := cueCluster(t, 3)
+	stop1 := cuePublish(t, nodes[0].RTMP+"/live/shop")
+	cueWait(t, 20*time.Second, "the stream on node 1", func() bool {
+		code, _ := cueGet(t, nodes[0].HTTP+"/live/shop/index.m3u8")
+		return code == http.StatusOK
+	})
+	var code int
+	var body []byte
+	cueWait(t, 20*time.Second, "node 3 to accept the cue", func() bool {
+		code, body = cuePost(t, nodes[2].HTTP+"/api/v1/streams/shop/cues", cueJSON(t, "keep", 300000))
+		return code != http.StatusNotFound
+	})
+	if code != http.StatusCreated {
+		t.Fatalf("POST on node 3: %d %s", code, body)
+	}
+	var active cueAnswer
+	_ = json.Unmarshal(body, &active)
+	later := time.Now().Add(90 * time.Second).UTC().Truncate(time.Millisecond)
+	doc := cueJSON(t, "later", 10000)
+	var m map[string]any
+	_ = json.Unmarshal(doc, &m)
+	m["at"] = later.Format(time.RFC3339Nano)
+	doc, _ = json.Marshal(m)
+	code, body = cuePost(t, nodes[1].HTTP+"/api/v1/streams/shop/cues", doc)
+	var scheduled cueAnswer
+	if code != http.StatusCreated || json.Unmarshal(body, &scheduled) != nil || scheduled.State != "scheduled" {
+		t.Fatalf("scheduled POST on node 2: %d %s", code, body)
+	}
+
+	// Node 1 goes; its lease runs out; the publisher moves to node 2.
+	stop1()
+	if err := nodes[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cuePublish(t, nodes[1].RTMP+"/live/shop")
+	base := nodes[1].HTTP + "/live/shop/"
+	var media []byte
+	cueWait(t, 30*time.Second, "both cues in node 2's playlist", func() bool {
+		_, media = cueGet(t, base+"stream.m3u8")
+		return bytes.Contains(media, []byte(`#EXT-X-DATERANGE:ID="keep"`)) && bytes.Contains(media, []byte(`#EXT-X-DATERANGE:ID="later"`))
+	})
+	wantLater := regexp.MustCompile(`#EXT-X-DATERANGE:ID="later",CLASS="com.shopcast.product",START-DATE="` +
+		regexp.QuoteMeta(later.Format("2006-01-02T15:04:05.000Z")) + `"`)
+	if !wantLater.Match(media) {
+		t.Fatalf("the scheduled cue moved: want START-DATE %s in\n%s", later.Format(time.RFC3339Nano), media)
+	}
+	cueWait(t, 15*time.Second, "the active cue's emsg in node 2's parts", func() bool {
+		_, media = cueGet(t, base+"stream.m3u8")
+		return cueEmsgIn(t, base, media, "keep", -1)
+	})
+	for _, c := range []struct {
+		id   string
+		want cueAnswer
+	}{{"keep", active}, {"later", scheduled}} {
+		code, b := cueGet(t, nodes[2].HTTP+"/api/v1/streams/shop/cues/"+c.id)
+		var got cueAnswer
+		if code != http.StatusOK || json.Unmarshal(b, &got) != nil || got.State != c.want.State || got.ProgramDateTime != c.want.ProgramDateTime {
+			t.Errorf("GET %s on node 3 after the failover: %d %s, before: %+v", c.id, code, b, c.want)
+		}
+	}
 }
