@@ -73,6 +73,8 @@ func (s *Service) startCluster() {
 					for _, stream := range cs.TakeDirty() {
 						if s.placesHere(stream) {
 							s.serveCluster(cs, stream)
+						} else {
+							cs.dropHints(stream) // another node's work
 						}
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,9 @@ const DefaultBucket = "shopcast-cues"
 // DefaultNotifySubject is ClusterStore.NotifySubject's default.
 const DefaultNotifySubject = "shopcast.cues.waiting"
 
+// maxHints bounds the notices kept per stream until the Service takes them.
+const maxHints = 4096
+
 // notice is the message on NotifySubject.
 type notice struct {
 	Kind   string `json:"kind"` // "queued" or "end"
@@ -54,7 +58,8 @@ type notice struct {
 // only [-/_=.A-Za-z0-9]):
 //
 //	c.S.ID  the cue's Record, JSON (kept forever: the ids ever used)
-//	n.S     the stream's last cue sequence number, decimal; it also marks
+//	n.S     the last cue sequence number a node took for the stream
+//	        (each takes blocks of seqBlock), decimal; it also marks
 //	        the stream as known to the cluster
 //	e.S.ID  a request, from a node that does not own the stream, that its
 //	        owner end cue ID
@@ -98,6 +103,7 @@ type ClusterStore struct {
 	done   chan struct{}
 
 	seqMu sync.Mutex // one sequence number taken at a time by this node
+	seqs  map[string]*seqRange
 
 	mu      sync.Mutex
 	open    map[string]map[string]Record // stream -> id -> open record
@@ -417,6 +423,9 @@ func (s *ClusterStore) noticed(m *nats.Msg) {
 		h = map[string]string{}
 		s.hints[n.Stream] = h
 	}
+	if len(h) >= maxHints {
+		return // nobody takes them: the watch tells the owner all the same
+	}
 	h[n.ID] = n.Kind
 	s.markDirty(n.Stream)
 }
@@ -448,6 +457,14 @@ func (s *ClusterStore) takeHints(stream, kind string) []string {
 		delete(s.hints, stream)
 	}
 	return out
+}
+
+// dropHints forgets stream's notices: every node receives every notice,
+// and only the owner acts on them.
+func (s *ClusterStore) dropHints(stream string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.hints, stream)
 }
 
 // Dirty has a value when streams have queued cues or end requests to look
@@ -521,6 +538,7 @@ func parseKey(key string) (kind byte, stream, id string, ok bool) {
 }
 
 func (s *ClusterStore) ctx() (context.Context, context.CancelFunc) {
+	s.init()
 	return context.WithTimeout(context.Background(), s.OpTimeout)
 }
 
@@ -672,11 +690,41 @@ func (s *ClusterStore) MarkStream(stream string) error {
 	return nil
 }
 
-// nextSeq takes stream's next cue sequence number, by compare-and-set on
-// its n. key.
+// seqBlock is how many sequence numbers a node takes from a stream's n.
+// key at once: with one compare-and-set per cue, a burst of cues posted
+// to every node at once spent most of its time in conflicts on that key.
+// Sequence numbers need only be distinct (emsg ids); the numbers a node
+// stops without using are never used.
+const seqBlock = 16
+
+// seqRange is the rest of a block this node took: next up to last.
+type seqRange struct{ next, last uint32 }
+
+// nextSeq takes stream's next cue sequence number from this node's block,
+// taking a new block by compare-and-set on the stream's n. key when it is
+// used up.
 func (s *ClusterStore) nextSeq(stream string) (uint32, error) {
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
+	if b := s.seqs[stream]; b != nil && b.next <= b.last {
+		seq := b.next
+		b.next++
+		return seq, nil
+	}
+	first, err := s.takeSeqs(stream)
+	if err != nil {
+		return 0, err
+	}
+	if s.seqs == nil {
+		s.seqs = map[string]*seqRange{}
+	}
+	s.seqs[stream] = &seqRange{next: first + 1, last: first + seqBlock - 1}
+	return first, nil
+}
+
+// takeSeqs takes a block of seqBlock sequence numbers of stream and
+// returns its first.
+func (s *ClusterStore) takeSeqs(stream string) (uint32, error) {
 	key := seqKey(stream)
 	// Bounded by time, not tries: a leader that lost its quorum answers
 	// reads but refuses every write as a conflict.
@@ -695,11 +743,11 @@ func (s *ClusterStore) nextSeq(stream string) (uint32, error) {
 				return 0, fmt.Errorf("cluster cue store: sequence of %q: %w", stream, err)
 			}
 		}
-		if cur >= 1<<31-1 {
+		if cur+seqBlock > 1<<31-1 {
 			return 0, errors.New("cue store: stream has used every cue sequence number")
 		}
 		ctx, cancel := s.ctx()
-		v = []byte(strconv.FormatUint(cur+1, 10))
+		v = []byte(strconv.FormatUint(cur+seqBlock, 10))
 		if rev == 0 {
 			_, err = s.bkt().Create(ctx, key, v)
 		} else {
@@ -710,7 +758,9 @@ func (s *ClusterStore) nextSeq(stream string) (uint32, error) {
 		case err == nil:
 			return uint32(cur + 1), nil
 		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-			continue // another node took one: read again
+			// Another node took a block: read again, after a few ms so
+			// that nodes in step do not collide again.
+			time.Sleep(time.Duration(1+rand.IntN(5)) * time.Millisecond)
 		default:
 			return 0, s.failed("write", err)
 		}
@@ -737,6 +787,7 @@ func (s *ClusterStore) Enqueue(stream string, c *Cue, now time.Time) (Record, er
 }
 
 func (s *ClusterStore) reserve(stream string, c *Cue, now time.Time, state State) (Record, error) {
+	s.init()
 	if stream == "" {
 		return Record{}, errors.New("cue store: empty stream name")
 	}

@@ -107,6 +107,7 @@ func (e *clusterEnv) newNode(i int) *clusterNode {
 	svc := &Service{Store: store, Timeline: tl, Owners: nodeOwns{e.owners, i},
 		PlaceWait: 5 * time.Second, Logger: testLogger(t), now: e.clock.now, ClusterObserver: metrics}
 	api := &API{Service: svc, Logger: svc.Logger, RatePerSecond: 10000, now: e.clock.now}
+	svc.Start() // as the wiring does, through the API's Start
 	t.Cleanup(func() {
 		svc.Close()
 		store.Close()
@@ -606,5 +607,24 @@ func TestClusterStoreOpensWhenReady(t *testing.T) {
 	}
 	if w := n.do("POST", cuesPath, cueBody(t, "w1", `"now"`, "")); w.Code != http.StatusCreated {
 		t.Fatalf("POST once open: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestClusterNoticesForgotten: the nodes that do not own a stream forget
+// the notices of its cues, which every node receives.
+func TestClusterNoticesForgotten(t *testing.T) {
+	e := newClusterEnv(t, 3)
+	e.startStream(0, "live")
+	for i := range 5 {
+		if w := e.nodes[1].do("POST", cuesPath, cueBody(t, fmt.Sprintf("n%d", i), `"now"`, "")); w.Code != http.StatusCreated {
+			t.Fatalf("POST: %d %s", w.Code, w.Body)
+		}
+	}
+	for i, n := range e.nodes {
+		eventually(t, fmt.Sprintf("node %d to hold no notice", i), func() bool {
+			n.store.mu.Lock()
+			defer n.store.mu.Unlock()
+			return len(n.store.hints) == 0
+		})
 	}
 }
