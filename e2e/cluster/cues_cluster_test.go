@@ -295,7 +295,10 @@ func TestClusterCuesSurviveFailover(t *testing.T) {
 		t.Fatalf("scheduled POST on node 2: %d %s", code, body)
 	}
 
-	// Node 1 goes; its lease runs out; the publisher moves to node 2.
+	// Node 1 dies: its NATS member and connection go at once, without a
+	// drain, as in a crash (then the rest of it stops); its lease runs
+	// out and the publisher moves to node 2.
+	nodes[0].Server.Cluster().Kill()
 	stop1()
 	if err := nodes[0].Stop(); err != nil {
 		t.Fatal(err)
