@@ -56,6 +56,7 @@ type Server struct {
 	// registry; nil on a single node.
 	node   *cluster.Node
 	leases *cluster.Registry
+	proxy  *cluster.Proxy
 }
 
 // startRegistry makes the cluster's stream registry: it closes after the
@@ -359,6 +360,10 @@ func (s *Server) Start() (err error) {
 		WriteTimeout:      max(cfg.HTTPWriteTimeout, s.blockingWait()+10*time.Second),
 	}
 	org.PlayAuth = playAuth
+	if s.leases != nil {
+		s.proxy = cluster.NewProxy(s.leases, 0)
+		org.Forwarder = s.proxy
+	}
 	cueAPI.Start()
 	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", s.ready)
