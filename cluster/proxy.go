@@ -95,7 +95,7 @@ func (p *Proxy) Stats() ProxyStats {
 
 // Forward implements origin.Forwarder.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, name string) bool {
-	o, st := p.reg.Lookup(name)
+	o, st := p.reg.Resolve(r.Context(), name)
 	switch st {
 	case OwnedHere:
 		// Claimed, but the publisher's tracks are still being probed:

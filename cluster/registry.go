@@ -164,6 +164,7 @@ type Registry struct {
 	mu      sync.Mutex
 	kv      jetstream.KeyValue // nil until ready
 	owners  map[string]Owner
+	seen    map[string]time.Time // when the watch last delivered each lease
 	gone    map[string]time.Time // expired leases, for Moving
 	changed chan struct{}        // closed and replaced at every change
 	leases  map[string]*lease    // this node's
@@ -200,7 +201,7 @@ func NewRegistry(node *Node, cfg RegistryConfig) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Registry{
 		node: node, cfg: cfg, log: log,
-		owners: map[string]Owner{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
+		owners: map[string]Owner{}, seen: map[string]time.Time{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
 		changed: make(chan struct{}), ctx: ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 }
@@ -260,6 +261,46 @@ func (r *Registry) Lookup(name string) (Owner, State) {
 		return Owner{Stream: name}, Moving
 	}
 	return Owner{Stream: name}, Unowned
+}
+
+// Resolve is Lookup, checked against the bucket when the watch has not
+// shown the lease renewed for TTL: the owner may have died (its expiry
+// not seen yet) or the watch may be stalled (its consumer lived on a NATS
+// server that died, and takes seconds to be recreated). Only that case
+// costs a round trip. A lease that was here and is gone counts as Moving.
+func (r *Registry) Resolve(ctx context.Context, name string) (Owner, State) {
+	o, st := r.Lookup(name)
+	if st != OwnedElsewhere {
+		return o, st
+	}
+	r.mu.Lock()
+	fresh := time.Since(r.seen[name]) < r.cfg.TTL
+	kv := r.kv
+	r.mu.Unlock()
+	if fresh || kv == nil {
+		return o, st
+	}
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.Renew)
+	defer cancel()
+	e, err := kv.Get(gctx, leasePrefix+name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		r.mu.Lock()
+		if cur, ok := r.owners[name]; ok && cur.Revision == o.Revision {
+			delete(r.owners, name)
+			delete(r.seen, name)
+			r.gone[name] = time.Now()
+			r.notifyLocked()
+		}
+		r.mu.Unlock()
+		return Owner{Stream: name}, Moving
+	case err != nil:
+		return o, st // the bucket cannot say: keep what the watch said
+	}
+	if e.Revision() != o.Revision {
+		r.apply(e)
+	}
+	return r.Lookup(name)
 }
 
 // Owners returns every live or idle lease, sorted by stream name.
@@ -416,17 +457,23 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 			r.log.Warn("cluster: unreadable lease", "stream", name, "err", err)
 			return
 		}
+		if o, ok := r.owners[name]; ok && o.Revision > e.Revision() {
+			return // Resolve read a newer one
+		}
 		r.owners[name] = Owner{Stream: name, Node: v.Node, URL: v.URL, Live: v.Live,
 			Revision: e.Revision(), Discontinuity: v.Disc, Since: v.When}
+		r.seen[name] = time.Now()
 		delete(r.gone, name)
 	case jetstream.KeyValuePurge: // the TTL expired: the owner died
 		if o, ok := r.owners[name]; ok {
 			r.log.Warn("cluster: lease expired", "stream", name, "owner", o.Node)
 		}
 		delete(r.owners, name)
+		delete(r.seen, name)
 		r.gone[name] = time.Now()
 	case jetstream.KeyValueDelete: // the owner ended the stream
 		delete(r.owners, name)
+		delete(r.seen, name)
 		delete(r.gone, name)
 	}
 	for n, t := range r.gone {
