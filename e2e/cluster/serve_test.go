@@ -3,10 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +34,52 @@ func mediaPlaylist(t *testing.T, b []byte) *playlist.Media {
 		t.Fatalf("not a media playlist:\n%s", b)
 	}
 	return m
+}
+
+// checkClusterView reads GET /api/v1/cluster on node 2 (three healthy
+// nodes, the stream owned by node 1) and node 3's metrics (its proxied
+// requests counted).
+func checkClusterView(t *testing.T, nodes []*node) {
+	t.Helper()
+	var view struct {
+		Node  string `json:"node"`
+		Nodes []struct {
+			Name    string `json:"name"`
+			URL     string `json:"url"`
+			Healthy bool   `json:"healthy"`
+			Load    struct {
+				Streams int `json:"streams"`
+			} `json:"load"`
+		} `json:"nodes"`
+		Streams []struct {
+			Stream, Node, URL string
+			Live              bool
+		} `json:"streams"`
+	}
+	waitFor(t, 10*time.Second, "three nodes in the cluster view", func() bool {
+		code, b, _ := get(t, nodes[1].HTTP+"/api/v1/cluster")
+		if code != http.StatusOK || json.Unmarshal(b, &view) != nil {
+			t.Fatalf("GET /api/v1/cluster: %d\n%s", code, b)
+		}
+		return len(view.Nodes) == 3
+	})
+	for i, n := range view.Nodes {
+		if n.Name != nodes[i].name || n.URL != nodes[i].HTTP || !n.Healthy {
+			t.Errorf("node %d in the view: %+v", i, n)
+		}
+	}
+	if view.Node != "n2" || len(view.Streams) != 1 || view.Streams[0].Stream != "shop" || view.Streams[0].Node != "n1" ||
+		view.Streams[0].URL != nodes[0].HTTP || !view.Streams[0].Live || view.Nodes[0].Load.Streams != 1 {
+		t.Errorf("cluster view %+v", view)
+	}
+	_, metrics, _ := get(t, nodes[2].HTTP+"/metrics")
+	m := regexp.MustCompile(`shopcast_cluster_proxied_requests_total\{outcome="proxied"\} (\d+)`).FindSubmatch(metrics)
+	if m == nil || string(m[1]) == "0" {
+		t.Errorf("node 3's metrics count no proxied request:\n%s", metrics)
+	}
+	if !bytes.Contains(metrics, []byte(`shopcast_cluster_healthy 1`)) {
+		t.Error("node 3's metrics do not show it healthy")
+	}
 }
 
 // playToEnd runs c until the stream ends: gohlslib's low-latency reader
@@ -204,6 +252,8 @@ func TestClusterAnyNodeServesAnyStream(t *testing.T) {
 	if lags[len(lags)/2] > 50*time.Millisecond {
 		t.Errorf("median release lag %v", lags[len(lags)/2])
 	}
+
+	checkClusterView(t, nodes)
 
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, ffOut.String())
