@@ -63,8 +63,28 @@ type RegistryConfig struct {
 	// discontinuity store, so that a node joining a cluster keeps its
 	// numbers growing).
 	FirstDiscontinuity func(name string) int64
+	// Load, when set, is this node's load, written with its heartbeat
+	// (every Renew, with the lease TTL) for the cluster view.
+	Load func() Load
 	// Logger defaults to the node's.
 	Logger *slog.Logger
+}
+
+// Load is a node's load as its heartbeat reports it.
+type Load struct {
+	// Streams are the streams its packager holds, Blocked its blocking
+	// playlist and part requests waiting now.
+	Streams int   `json:"streams"`
+	Blocked int64 `json:"blocked"`
+}
+
+// NodeInfo is a member as its heartbeat shows it; a node whose heartbeat
+// expired (TTL) is not listed.
+type NodeInfo struct {
+	Name string    `json:"name"`
+	URL  string    `json:"url"`
+	Load Load      `json:"load"`
+	Seen time.Time `json:"seen"`
 }
 
 // Owner is a stream's lease as every node sees it.
@@ -164,6 +184,8 @@ type Registry struct {
 	mu      sync.Mutex
 	kv      jetstream.KeyValue // nil until ready
 	owners  map[string]Owner
+	seen    map[string]time.Time // when the watch last delivered each lease
+	nodes   map[string]NodeInfo
 	gone    map[string]time.Time // expired leases, for Moving
 	changed chan struct{}        // closed and replaced at every change
 	leases  map[string]*lease    // this node's
@@ -200,7 +222,7 @@ func NewRegistry(node *Node, cfg RegistryConfig) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Registry{
 		node: node, cfg: cfg, log: log,
-		owners: map[string]Owner{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
+		owners: map[string]Owner{}, seen: map[string]time.Time{}, nodes: map[string]NodeInfo{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
 		changed: make(chan struct{}), ctx: ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 }
@@ -240,6 +262,13 @@ func (r *Registry) Close() {
 	r.wg.Wait()
 }
 
+// OwnedCount is the number of leases this node holds.
+func (r *Registry) OwnedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.leases)
+}
+
 // Stats returns the counters.
 func (r *Registry) Stats() RegistryStats {
 	return RegistryStats{Claims: r.claims.Load(), Refusals: r.refusals.Load(), Renewals: r.renewals.Load(), Losses: r.losses.Load()}
@@ -262,20 +291,52 @@ func (r *Registry) Lookup(name string) (Owner, State) {
 	return Owner{Stream: name}, Unowned
 }
 
+// Resolve is Lookup, checked against the bucket when the watch has not
+// shown the lease renewed for TTL: the owner may have died (its expiry
+// not seen yet) or the watch may be stalled (its consumer lived on a NATS
+// server that died, and takes seconds to be recreated). Only that case
+// costs a round trip. A lease that was here and is gone counts as Moving.
+func (r *Registry) Resolve(ctx context.Context, name string) (Owner, State) {
+	o, st := r.Lookup(name)
+	if st != OwnedElsewhere {
+		return o, st
+	}
+	r.mu.Lock()
+	fresh := time.Since(r.seen[name]) < r.cfg.TTL
+	kv := r.kv
+	r.mu.Unlock()
+	if fresh || kv == nil {
+		return o, st
+	}
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.Renew)
+	defer cancel()
+	e, err := kv.Get(gctx, leasePrefix+name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		r.mu.Lock()
+		if cur, ok := r.owners[name]; ok && cur.Revision == o.Revision {
+			delete(r.owners, name)
+			delete(r.seen, name)
+			r.gone[name] = time.Now()
+			r.notifyLocked()
+		}
+		r.mu.Unlock()
+		return Owner{Stream: name}, Moving
+	case err != nil:
+		return o, st // the bucket cannot say: keep what the watch said
+	}
+	if e.Revision() != o.Revision {
+		r.apply(e)
+	}
+	return r.Lookup(name)
+}
+
 // Owners returns every live or idle lease, sorted by stream name.
 func (r *Registry) Owners() []Owner {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := slices.Collect(maps.Values(r.owners))
-	slices.SortFunc(out, func(a, b Owner) int {
-		if a.Stream < b.Stream {
-			return -1
-		}
-		if a.Stream > b.Stream {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Owner) int { return strings.Compare(a.Stream, b.Stream) })
 	return out
 }
 
@@ -329,14 +390,15 @@ func (r *Registry) run() {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	w, err := kv.Watch(r.ctx, leasePrefix+">")
+	watched := []string{leasePrefix + ">", nodePrefix + ">"}
+	w, err := kv.WatchFiltered(r.ctx, watched)
 	for err != nil {
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
-		w, err = kv.Watch(r.ctx, leasePrefix+">")
+		w, err = kv.WatchFiltered(r.ctx, watched)
 	}
 	defer func() { _ = w.Stop() }()
 	initial := true
@@ -356,6 +418,7 @@ func (r *Registry) run() {
 					r.kv = kv
 					r.mu.Unlock()
 					close(r.ready)
+					r.wg.Go(func() { r.heartbeat(kv) })
 					r.log.Info("cluster: stream registry ready", "bucket", r.cfg.Bucket, "leases", len(r.Owners()))
 				}
 				continue
@@ -368,7 +431,7 @@ func (r *Registry) run() {
 func (r *Registry) openBuckets(js jetstream.JetStream) (jetstream.KeyValue, error) {
 	return r.openBucket(js, jetstream.KeyValueConfig{
 		Bucket:      r.cfg.Bucket,
-		Description: "shopcast stream leases (lease.NAME) and discontinuity sequence numbers (numbers.NAME)",
+		Description: "shopcast stream leases (lease.NAME), discontinuity sequence numbers (numbers.NAME), node heartbeats (node.NAME)",
 		History:     1,
 		Replicas:    r.node.Replicas(),
 		// Message TTLs expire the leases of a dead node; the marker left
@@ -403,6 +466,10 @@ func (r *Registry) openBucket(js jetstream.JetStream, cfg jetstream.KeyValueConf
 
 // apply records one watched change.
 func (r *Registry) apply(e jetstream.KeyValueEntry) {
+	if n, ok := strings.CutPrefix(e.Key(), nodePrefix); ok {
+		r.applyNode(n, e)
+		return
+	}
 	name, ok := strings.CutPrefix(e.Key(), leasePrefix)
 	if !ok {
 		return
@@ -416,17 +483,23 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 			r.log.Warn("cluster: unreadable lease", "stream", name, "err", err)
 			return
 		}
+		if o, ok := r.owners[name]; ok && o.Revision > e.Revision() {
+			return // Resolve read a newer one
+		}
 		r.owners[name] = Owner{Stream: name, Node: v.Node, URL: v.URL, Live: v.Live,
 			Revision: e.Revision(), Discontinuity: v.Disc, Since: v.When}
+		r.seen[name] = time.Now()
 		delete(r.gone, name)
 	case jetstream.KeyValuePurge: // the TTL expired: the owner died
 		if o, ok := r.owners[name]; ok {
 			r.log.Warn("cluster: lease expired", "stream", name, "owner", o.Node)
 		}
 		delete(r.owners, name)
+		delete(r.seen, name)
 		r.gone[name] = time.Now()
 	case jetstream.KeyValueDelete: // the owner ended the stream
 		delete(r.owners, name)
+		delete(r.seen, name)
 		delete(r.gone, name)
 	}
 	for n, t := range r.gone {
@@ -435,6 +508,56 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		}
 	}
 	r.notifyLocked()
+}
+
+// applyNode records a watched heartbeat.
+func (r *Registry) applyNode(name string, e jetstream.KeyValueEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(r.nodes, name)
+		return
+	}
+	var ni NodeInfo
+	if json.Unmarshal(e.Value(), &ni) == nil {
+		ni.Name, ni.Seen = name, e.Created()
+		r.nodes[name] = ni
+	}
+}
+
+// Nodes returns the members whose heartbeat is live, by name.
+func (r *Registry) Nodes() []NodeInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Collect(maps.Values(r.nodes))
+	slices.SortFunc(out, func(a, b NodeInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// heartbeat writes this node's NodeInfo every Renew, with the lease TTL.
+func (r *Registry) heartbeat(kv jetstream.KeyValue) {
+	t := time.NewTicker(r.cfg.Renew)
+	defer t.Stop()
+	for {
+		ni := NodeInfo{Name: r.node.Name(), URL: r.cfg.URL}
+		if r.cfg.Load != nil {
+			ni.Load = r.cfg.Load()
+		}
+		b, _ := json.Marshal(ni)
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Renew)
+		// A plain put: only this node writes its key.
+		_, err := r.node.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "$KV." + r.cfg.Bucket + "." + nodePrefix + r.node.Name(), Data: b},
+			jetstream.WithMsgTTL(r.cfg.TTL))
+		cancel()
+		if err != nil && r.ctx.Err() == nil {
+			r.log.Debug("cluster: heartbeat not written", "err", err)
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // bucket returns the bucket, or ErrNotReady.
@@ -455,6 +578,7 @@ func (r *Registry) bucket() (jetstream.KeyValue, error) {
 const (
 	leasePrefix   = "lease."
 	numbersPrefix = "numbers."
+	nodePrefix    = "node."
 )
 
 // Acquire implements ingest.Leases: it claims name for this node on behalf

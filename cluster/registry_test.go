@@ -196,9 +196,11 @@ func TestRegistryLeases(t *testing.T) {
 			t.Errorf("took %v", took)
 		}
 		_, disc3, _ := regs[2].Held("shop")
-		o, st := regs[0].Lookup("shop")
+		// Resolve (what the proxy asks) sees the new owner even while the
+		// watch of a member recreates its consumer.
+		o, st := regs[0].Resolve(ctx, "shop")
 		waitFor(t, 10*time.Second, "n1 sees n3", func() bool {
-			o, st = regs[0].Lookup("shop")
+			o, st = regs[0].Resolve(ctx, "shop")
 			return st == OwnedElsewhere && o.Node == "n3"
 		})
 		if o.Discontinuity != disc3 || disc3 <= disc2 {

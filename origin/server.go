@@ -65,6 +65,11 @@ type Server struct {
 	// answered, for metrics. It defaults to nil.
 	Observer Observer
 
+	// Forwarder, when set, answers the requests for streams another
+	// server of a cluster owns (proxy.go). It defaults to nil: a single
+	// server, which pays nothing for it.
+	Forwarder Forwarder
+
 	hdr headerCache
 
 	mu  sync.Mutex // guards mux
@@ -108,6 +113,7 @@ func (s *Server) Handler() http.Handler {
 	mux := s.handlers()
 	route := func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case s.Forwarder != nil && s.forward(w, r):
 		case !isLivePath(r):
 			mux.ServeHTTP(w, r)
 		case s.Observer != nil:

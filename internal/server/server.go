@@ -56,6 +56,7 @@ type Server struct {
 	// registry; nil on a single node.
 	node   *cluster.Node
 	leases *cluster.Registry
+	proxy  *cluster.Proxy
 }
 
 // startRegistry makes the cluster's stream registry: it closes after the
@@ -73,6 +74,9 @@ func (s *Server) startRegistry(discs *discseq.Store) {
 			return ok
 		},
 		FirstDiscontinuity: discs.Next,
+		Load: func() cluster.Load {
+			return cluster.Load{Streams: len(s.manager.StreamNames()), Blocked: s.manager.Blocked()}
+		},
 	})
 	s.push(s.leases.Close)
 }
@@ -110,6 +114,16 @@ func (s *Server) advertiseURL() string {
 		}
 	}
 	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// clusterStats are the cluster's counters for /metrics.
+func (s *Server) clusterStats() telemetry.ClusterStats {
+	rs, ps := s.leases.Stats(), s.proxy.Stats()
+	return telemetry.ClusterStats{
+		Healthy: s.node.Healthy(), StreamsOwned: s.leases.OwnedCount(),
+		Claims: rs.Claims, Refusals: rs.Refusals, Renewals: rs.Renewals, Losses: rs.Losses,
+		Proxied: ps.Proxied, ProxyUnreachable: ps.Unreachable, ProxyMoving: ps.Moving,
+	}
 }
 
 // Registry returns the cluster's stream registry, nil on a single node.
@@ -393,6 +407,13 @@ func (s *Server) Start() (err error) {
 		WriteTimeout:      max(cfg.HTTPWriteTimeout, s.blockingWait()+10*time.Second),
 	}
 	org.PlayAuth = playAuth
+	if s.leases != nil {
+		s.proxy = cluster.NewProxy(s.leases, 0)
+		org.Forwarder = s.proxy
+		// Read-only, but it shows the nodes' internal URLs: the admin rule.
+		org.Handle("GET /api/v1/cluster", adminauth.Rule{Token: cfg.CueToken}.Wrap(&cluster.API{Registry: s.leases, Proxy: s.proxy}))
+		metrics.Registry().MustRegister(telemetry.NewClusterCollector(s.clusterStats))
+	}
 	cueAPI.Start()
 	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", s.ready)
