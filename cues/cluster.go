@@ -120,16 +120,28 @@ func (s *Service) serveCluster(cs *ClusterStore, stream string) {
 	}
 }
 
-// streamStartedCluster is StreamStarted's part in a cluster: it marks the
-// stream known to every node and places the cues queued while it had no
-// owner.
-func (s *Service) streamStartedCluster(stream string) {
+// syncCluster is the start of StreamStarted in a cluster: it marks the
+// stream known to every node and brings this node's memory of the cues up
+// to what the cluster acknowledged, before the stream's cues are put back.
+func (s *Service) syncCluster(stream string) {
 	cs, ok := s.clustered()
 	if !ok {
 		return
 	}
 	if err := cs.MarkStream(stream); err != nil {
 		s.Logger.Error("cue store failed", "stream", stream, "err", err)
+	}
+	if err := cs.Sync(); err != nil {
+		s.Logger.Error("cue store failed", "stream", stream, "err", err)
+	}
+}
+
+// streamStartedCluster is StreamStarted's part in a cluster after the
+// restore: it places the cues queued while the stream had no owner.
+func (s *Service) streamStartedCluster(stream string) {
+	cs, ok := s.clustered()
+	if !ok {
+		return
 	}
 	s.startCluster()
 	if s.placesHere(stream) {

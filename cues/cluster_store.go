@@ -63,6 +63,7 @@ type notice struct {
 //	        the stream as known to the cluster
 //	e.S.ID  a request, from a node that does not own the stream, that its
 //	        owner end cue ID
+//	b.N     a barrier of node handle N (Sync)
 //
 // Every node watches c.> and e.>: it keeps the open cues (pending, queued,
 // placed and not over) in memory for OpenCues, and tells its Service
@@ -202,7 +203,7 @@ func (s *ClusterStore) Open(ctx context.Context) error {
 		return fmt.Errorf("cluster cue store: subscribe %s: %w", s.NotifySubject, err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
-	w, err := kv.WatchFiltered(wctx, []string{"c.>", "e.>"})
+	w, err := kv.WatchFiltered(wctx, []string{"c.>", "e.>", "b.>"})
 	if err != nil {
 		cancel()
 		_ = sub.Unsubscribe()
@@ -337,14 +338,16 @@ func (s *ClusterStore) watch(ctx context.Context, w jetstream.KeyWatcher, initia
 
 // apply records one change the watch delivered.
 func (s *ClusterStore) apply(e jetstream.KeyValueEntry) {
-	kind, stream, id, ok := parseKey(e.Key())
-	if !ok {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e.Revision() > s.seen {
 		s.seen = e.Revision()
+	}
+	kind, stream, id, ok := parseKey(e.Key())
+	if !ok { // a barrier (Sync)
+		close(s.changed)
+		s.changed = make(chan struct{})
+		return
 	}
 	s.known[stream] = true
 	put := e.Operation() == jetstream.KeyValuePut
@@ -673,6 +676,22 @@ func (s *ClusterStore) Known(stream string) bool {
 		s.mu.Unlock()
 	}
 	return err == nil
+}
+
+// Sync waits until this node's memory holds every write the cluster
+// acknowledged before the call: it writes a barrier key and waits for the
+// watch to deliver it, which it does after everything before it. A stream
+// that starts on a new owner reads its cues from memory (OpenCues) after
+// Sync, so that it puts back what the last owner placed a moment ago.
+func (s *ClusterStore) Sync() error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	rev, err := s.bkt().Put(ctx, "b."+s.session, []byte(s.clock().UTC().Format(time.RFC3339Nano)))
+	if err != nil {
+		return s.failed("write", err)
+	}
+	s.awaitSeen(rev)
+	return nil
 }
 
 // MarkStream records that stream started on this node, so that every node

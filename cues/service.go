@@ -257,6 +257,7 @@ func (s *Service) End(stream string, rec *Record) (Record, error) {
 func (s *Service) StreamStarted(stream string) {
 	s.Start()
 	log := s.Logger.With("stream", stream)
+	s.syncCluster(stream)
 	recs, err := s.Store.OpenCues(stream)
 	if err != nil {
 		log.Error("cue store failed", "err", err)
