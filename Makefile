@@ -74,6 +74,7 @@ bench:
 	$(GO) run ./cmd/shopcast-bench -run ramp -steps 1000 -window 60s
 	$(GO) run ./cmd/shopcast-bench -run ramp -lowrate
 	$(GO) run ./cmd/shopcast-bench -run record,vod
+	$(GO) run ./cmd/shopcast-bench -run cluster
 	$(GO) run ./cmd/shopcast-bench -run cluster-cues
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)

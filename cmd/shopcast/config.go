@@ -371,6 +371,14 @@ variable, the JSON config file, and the built-in default.
 
   -config FILE   (env SHOPCAST_CONFIG)
         JSON file of keys, e.g. {"http": ":80", "publish_keys": {"KEY": "NAME"}}
+
+A cluster of three nodes (docs/cluster.md) sets, on each node, its own
+cluster_node and cluster_advertise, the same cluster_routes and the same
+cluster_token (from the environment):
+  SHOPCAST_CLUSTER_TOKEN=... shopcast -cluster_node n1 \
+    -cluster_advertise http://10.0.0.1:8080 -cluster_route_listen 10.0.0.1:6222 \
+    -cluster_routes nats://10.0.0.1:6222,nats://10.0.0.2:6222,nats://10.0.0.3:6222
+
 `)
 	for _, k := range keys {
 		def := k.value(defaults).String()

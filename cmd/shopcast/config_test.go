@@ -341,6 +341,9 @@ func TestConfigHelp(t *testing.T) {
 	if !strings.Contains(help, "-config FILE") {
 		t.Error("help lacks -config")
 	}
+	if !strings.Contains(help, "A cluster of three nodes") || !strings.Contains(help, "-cluster_routes nats://") {
+		t.Error("help lacks the three-node set-up")
+	}
 }
 
 // readDefaults returns every key's default as help and README show it.

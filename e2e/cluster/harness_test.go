@@ -34,7 +34,9 @@ type node struct {
 	RTMP string // rtmp://127.0.0.1:PORT
 	srv  *e2etest.Server
 	proc *exec.Cmd
-	log  *e2etest.Buffer
+	// procDone is closed when the process has ended.
+	procDone chan struct{}
+	log      *e2etest.Buffer
 }
 
 // member is how a test wants one node: in this process (the default) or
@@ -59,6 +61,15 @@ func startCluster(t *testing.T, members ...member) []*node {
 		routes[i] = "nats://" + routeAddrs[i]
 	}
 	nodes := make([]*node, len(members))
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				if n != nil && n.proc != nil {
+					t.Logf("%s log:\n%s", n.name, n.log)
+				}
+			}
+		}
+	})
 	for i, m := range members {
 		cfg := e2etest.Config(t)
 		cfg.ClusterNode = fmt.Sprintf("n%d", i+1)
@@ -80,19 +91,13 @@ func startCluster(t *testing.T, members ...member) []*node {
 	}
 	for _, n := range nodes {
 		waitFor(t, 90*time.Second, n.name+" ready", func() bool {
+			if n.exited() {
+				t.Fatalf("%s exited", n.name)
+			}
 			code, _, _ := tryGet(n.HTTP + "/readyz")
 			return code == http.StatusOK
 		})
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range nodes {
-				if n.proc != nil {
-					t.Logf("%s log:\n%s", n.name, n.log)
-				}
-			}
-		}
-	})
 	return nodes
 }
 
@@ -147,9 +152,24 @@ func startProcess(t *testing.T, cfg server.Config) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: cfg.ClusterNode, HTTP: "http://" + httpAddr, RTMP: "rtmp://" + rtmpAddr, proc: cmd, log: log}
+	n := &node{name: cfg.ClusterNode, HTTP: "http://" + httpAddr, RTMP: "rtmp://" + rtmpAddr, proc: cmd, log: log,
+		procDone: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(n.procDone) }()
 	t.Cleanup(func() { n.kill() })
 	return n
+}
+
+// exited reports whether the node's process has ended.
+func (n *node) exited() bool {
+	if n.proc == nil {
+		return false
+	}
+	select {
+	case <-n.procDone:
+		return true
+	default:
+		return false
+	}
 }
 
 // kill ends the node at once: kill -9 for a process; for one in this
@@ -157,10 +177,8 @@ func startProcess(t *testing.T, cfg server.Config) *node {
 // rest of the server.
 func (n *node) kill() {
 	if n.proc != nil {
-		if n.proc.ProcessState == nil {
-			_ = n.proc.Process.Signal(syscall.SIGKILL)
-			_ = n.proc.Wait()
-		}
+		_ = n.proc.Process.Signal(syscall.SIGKILL)
+		<-n.procDone
 		return
 	}
 	n.srv.Server.Cluster().Kill()
