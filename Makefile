@@ -78,6 +78,8 @@ bench:
 	$(GO) test -count=1 -v -run TestPulseThroughVarnish ./e2e/audience
 	$(GO) run ./cmd/shopcast-bench -run ladder -duration 30s
 	$(GO) run ./cmd/shopcast-bench -run multitrack
+	$(GO) run ./cmd/shopcast-bench -run cluster
+	$(GO) run ./cmd/shopcast-bench -run cluster-cues
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)
 fuzz:

@@ -172,6 +172,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func (a *API) internal(w http.ResponseWriter, r *http.Request, stream, msg string, err error) {
 	a.Logger.Error(msg, "stream", stream, "remote", r.RemoteAddr, "err", err)
+	if errors.Is(err, ErrUnavailable) {
+		// A cluster without a quorum: nothing was acknowledged, and a retry
+		// of the same cue (same id) is safe once it is back.
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, errorBody(msg+": "+ErrUnavailable.Error()+"; nothing was stored, retry later"))
+		return
+	}
 	writeJSON(w, http.StatusInternalServerError, errorBody(msg))
 }
 
@@ -244,7 +251,11 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) {
 	a.Logger.Info(msg, "stream", stream, "remote", r.RemoteAddr, "cue", rec.Cue.ID,
 		"media_ms", rec.Media.Milliseconds())
 	w.Header().Set("Location", "/api/v1/streams/"+url.PathEscape(stream)+"/cues/"+rec.Cue.ID)
-	writeJSON(w, http.StatusCreated, a.response(&rec))
+	status := http.StatusCreated
+	if rec.State == StateQueued {
+		status = http.StatusAccepted // in a cluster: stored, the stream's owner places it
+	}
+	writeJSON(w, status, a.response(&rec))
 }
 
 // knownStream is a stream that is live or has cues on record.
@@ -289,7 +300,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	}{Cues: []*CueResponse{}}
 	now := a.now()
 	for i := range recs {
-		if st := recs[i].StateAt(now); st == StateScheduled || st == StateActive {
+		if st := recs[i].StateAt(now); st == StateScheduled || st == StateActive || st == StateQueued {
 			out.Cues = append(out.Cues, a.response(&recs[i]))
 		}
 	}

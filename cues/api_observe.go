@@ -55,7 +55,7 @@ type postObserver struct {
 func (w *postObserver) WriteHeader(code int) {
 	if !w.done {
 		w.done = true
-		if code == http.StatusCreated {
+		if code == http.StatusCreated || code == http.StatusAccepted {
 			w.obs.CuePosted(w.stream)
 		} else {
 			w.obs.CueRejected(rejectReason(code))

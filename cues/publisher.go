@@ -72,6 +72,7 @@ func (s *Service) PublisherData(stream string, m packager.DataMessage) {
 // Call it before closing the Store.
 func (s *Service) Close() {
 	s.closePolls()
+	s.stopCluster()
 	d := &s.data
 	d.once.Do(func() {}) // no queue from now on
 	if d.quit == nil {

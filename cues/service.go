@@ -24,6 +24,22 @@ type Timeline interface {
 	HasStream(stream string) bool
 }
 
+// CueStore keeps the cues of every stream for the Service: the bbolt Store
+// on a single node, the JetStream ClusterStore in a cluster. Every write
+// returns once it is durable (fsynced, or acknowledged by the cluster), so
+// what the API acknowledged survives a crash. The methods are the Store's;
+// its documentation gives their rules.
+type CueStore interface {
+	Reserve(stream string, c *Cue, now time.Time) (Record, error)
+	Place(stream, id string, at packager.EventTime, now time.Time) (Record, error)
+	Replace(stream, id string, at packager.EventTime, now time.Time) (Record, error)
+	Finish(stream, id string, state State, end packager.EventTime, now time.Time) (Record, error)
+	Release(stream, id string) error
+	Get(stream, id string) (Record, error)
+	Known(stream string) bool
+	OpenCues(stream string) ([]Record, error)
+}
+
 // Service keeps the cues of every stream: it places them on the Timeline
 // and records them in the Store, whoever asks (the HTTP API, the schedule
 // file, a publisher's onCuePoint), and puts them back when a stream
@@ -31,7 +47,7 @@ type Timeline interface {
 // (packager.Config.OnStreamStart).
 type Service struct {
 	// Store keeps the cues. Required.
-	Store *Store
+	Store CueStore
 	// Timeline places cues in streams. Required before the first stream
 	// starts.
 	Timeline Timeline
@@ -48,6 +64,16 @@ type Service struct {
 	// PollResultMs is how long a poll result is on screen, in ms. It
 	// defaults to DefaultPollResultMs (10 s).
 	PollResultMs int
+	// In a cluster (cluster.go): Owners tells which node owns a stream, and
+	// Store is a ClusterStore. Cues posted to a node that does not own their
+	// stream are queued in the cluster for the owner to place; a POST waits
+	// up to PlaceWait (default DefaultPlaceWait) for that. ClusterObserver,
+	// when set, gets the propagation lag. All three default to nil/zero: a
+	// single node.
+	Owners          Ownership
+	PlaceWait       time.Duration
+	ClusterObserver ClusterObserver
+	cluster         clusterState
 
 	once sync.Once
 	now  func() time.Time // tests replace it
@@ -81,7 +107,11 @@ func (s *Service) Start() {
 		if s.afterFunc == nil {
 			s.afterFunc = afterFuncDefault
 		}
+		if s.PlaceWait <= 0 {
+			s.PlaceWait = DefaultPlaceWait
+		}
 	})
+	s.startCluster()
 }
 
 // Place reserves c's id in the store, has the packager place it and records
@@ -125,6 +155,9 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 			return Record{}, false, ErrIDUsed
 		}
 	}
+	if cs, ok := s.clustered(); ok && !s.placesHere(stream) {
+		return s.enqueue(cs, stream, c)
+	}
 	if !s.Timeline.HasStream(stream) {
 		return Record{}, false, packager.ErrNotFound
 	}
@@ -166,7 +199,7 @@ func (s *Service) place(stream string, c *Cue) (Record, bool, error) {
 // it; the id stays used).
 func replay(rec *Record, c *Cue) bool {
 	switch rec.State {
-	case statePlaced, StateEnded, StateCancelled:
+	case statePlaced, StateEnded, StateCancelled, StateQueued:
 		return sameCue(&rec.Cue, c)
 	}
 	return false
@@ -214,6 +247,9 @@ func (l *idLocks) lock(stream, id string) func() {
 // records that. A stream that is gone changes only the store.
 func (s *Service) End(stream string, rec *Record) (Record, error) {
 	s.Start()
+	if cs, ok := s.clustered(); ok && (rec.State == StateQueued || !s.placesHere(stream)) {
+		return s.endRemote(cs, stream, rec)
+	}
 	id := rec.Cue.ID
 	st := rec.StateAt(s.now())
 	end, err := s.Timeline.EndEvent(stream, id)
@@ -247,6 +283,7 @@ func (s *Service) End(stream string, rec *Record) (Record, error) {
 func (s *Service) StreamStarted(stream string) {
 	s.Start()
 	log := s.Logger.With("stream", stream)
+	s.syncCluster(stream)
 	recs, err := s.Store.OpenCues(stream)
 	if err != nil {
 		log.Error("cue store failed", "err", err)
@@ -256,6 +293,8 @@ func (s *Service) StreamStarted(stream string) {
 			log.Error("cue not restored", "cue", recs[i].Cue.ID, "err", err)
 		}
 	}
+
+	s.streamStartedCluster(stream)
 
 	s.schedMu.Lock()
 	sched := s.schedule

@@ -69,9 +69,25 @@ type Registry struct {
 	// it is refused. Keep it under the ingest ReadTimeout (10s), which ends
 	// silent sessions anyway. It defaults to 3s.
 	TakeoverSilence time.Duration
+	// Leases, when set, is the cluster's say in who publishes a name
+	// (package cluster implements it): a publisher that Admit's own rules
+	// admit must also win the name's lease. It defaults to nil: a single
+	// node.
+	Leases Leases
 
 	mu      sync.Mutex
 	holders map[string]*registryEntry
+}
+
+// Leases claims stream names in a cluster of servers.
+type Leases interface {
+	// Acquire claims name for this server on behalf of p, applying to a
+	// publisher on another server the rules Registry applies to one here;
+	// it waits for the holder as Admit does and returns an error wrapping
+	// ErrNameInUse when the holder keeps the name (other errors: the
+	// cluster cannot say). Once acquired the claim is kept until release;
+	// if the cluster takes it away, it calls p.Kick.
+	Acquire(ctx context.Context, name string, p Publisher) (release func(), err error)
 }
 
 type registryEntry struct {
@@ -152,7 +168,7 @@ func (r *Registry) Admit(ctx context.Context, name string, p Publisher) (release
 			r.take(name, e, old)
 			r.mu.Unlock()
 			r.replaced(name, p, old, reason)
-			return r.releaser(name, e), nil
+			return r.acquire(ctx, name, p, r.releaser(name, e))
 		}
 		gone := old.gone
 		holder := old.pub
@@ -182,6 +198,20 @@ func (r *Registry) Admit(ctx context.Context, name string, p Publisher) (release
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// acquire wins the name's lease in the cluster, if there is one, for a
+// publisher admitted here; when it cannot, the name is given up again.
+func (r *Registry) acquire(ctx context.Context, name string, p Publisher, release func()) (func(), error) {
+	if r.Leases == nil {
+		return release, nil
+	}
+	leaseRelease, err := r.Leases.Acquire(ctx, name, p)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return func() { release(); leaseRelease() }, nil
 }
 
 // replaces says why newcomer e may replace old, or "" when it may not.

@@ -76,6 +76,10 @@ type Server struct {
 	// PosterMaxAge is the poster's Cache-Control max-age. It defaults to
 	// 5s.
 	PosterMaxAge time.Duration
+	// Forwarder, when set, answers the requests for streams another
+	// server of a cluster owns (proxy.go). It defaults to nil: a single
+	// server, which pays nothing for it.
+	Forwarder Forwarder
 
 	hdr headerCache
 
@@ -120,6 +124,7 @@ func (s *Server) Handler() http.Handler {
 	mux := s.handlers()
 	route := func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case s.Forwarder != nil && s.forward(w, r):
 		case s.serveStreamFile(w, r):
 		case !isLivePath(r):
 			mux.ServeHTTP(w, r)

@@ -1,7 +1,7 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle,record,vod,audience,multitrack,ladder] [-lowrate] [-window 10s]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle,record,vod,audience,multitrack,ladder,cluster,cluster-cues] [-lowrate] [-window 10s]
 //
 // With -role load it is the load process of the ramp, streams, idle, cues,
 // record and vod benchmarks (bench.LoadRole): they start it themselves.
@@ -28,7 +28,7 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer), audience (5000 viewers' heartbeats and a burst of 2000 hearts/s: server CPU, RSS, publish-to-deliverable), multitrack (server CPU per variant of OBS multitrack publishers), ladder (the ffmpeg ladder of two rungs, integrated vs by hand)")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer), audience (5000 viewers' heartbeats and a burst of 2000 hearts/s: server CPU, RSS, publish-to-deliverable), multitrack (server CPU per variant of OBS multitrack publishers), ladder (the ffmpeg ladder of two rungs, integrated vs by hand), cluster (blocking reload through a non-owner node vs direct; lease failover after the owner dies), cluster-cues (a cue posted to a cluster node that does not own the stream, to the owner's part, vs a single node)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
@@ -265,7 +265,7 @@ func report[R any](name string, r *R, err error) error {
 
 func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []string, flv string) error {
 	if !slices.ContainsFunc(run, func(s string) bool {
-		return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" || s == "reconnect" || s == "ladder"
+		return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" || s == "reconnect" || s == "ladder" || s == "cluster" || s == "cluster-cues"
 	}) {
 		return nil
 	}
@@ -321,6 +321,22 @@ func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []stri
 		if err != nil {
 			return fmt.Errorf("ladder: %w", err)
 		}
+	}
+	if slices.Contains(run, "cluster") {
+		fmt.Println("cluster: three nodes in-process (embedded NATS, R3), ffmpeg -re -stream_loop -1 -c copy", flv, "to node 1")
+		r, err := bench.Cluster(ctx, bench.ClusterConfig{FLV: flv})
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		fmt.Println(r)
+	}
+	if slices.Contains(run, "cluster-cues") {
+		r, err := bench.ClusterCues(ctx, bench.ClusterCuesConfig{FLV: flv})
+		if err != nil {
+			return fmt.Errorf("cluster-cues: %w", err)
+		}
+		fmt.Println(r)
+		fmt.Println("  load average after:", bench.LoadAvg())
 	}
 	if slices.Contains(run, "cues") {
 		r, err := bench.Cues(ctx, bench.CuesConfig{FLV: flv, Duration: d})

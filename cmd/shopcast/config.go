@@ -211,6 +211,36 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*intValue)(&c.PosterConcurrency) }},
 	{name: "max_variants", arg: "N", usage: "maximum variants (renditions besides the source's) of one stream",
 		value: func(c *Config) flag.Value { return (*intValue)(&c.MaxVariants) }},
+	{name: "cluster_node", arg: "NAME", usage: "this node's name in a shopcast cluster (unique); empty: a single node, nothing else to run",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterNode) }},
+	{name: "cluster_advertise", arg: "URL", usage: "URL at which the other nodes reach this node's HTTP origin; empty: from the HTTP address and the host name",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterAdvertise) }},
+	{name: "cluster_nats_url", arg: "URLS", usage: "existing NATS cluster (nats://HOST:4222,...; JetStream on) instead of the embedded NATS server",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterNATSURL) }},
+	{name: "cluster_nats_listen", arg: "ADDR", usage: "client address of the embedded NATS server",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterNATSListen) }},
+	{name: "cluster_route_listen", arg: "ADDR", usage: "route address of the embedded NATS server, named in the other nodes' cluster_routes; empty: a cluster of one",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterRouteListen) }},
+	{name: "cluster_routes", arg: "URLS", usage: "route URLs of the members (nats://HOST:6222,...; this node's own may be listed, so every node has the same list)",
+		value: func(c *Config) flag.Value { return (*listValue)(&c.ClusterRoutes) }},
+	{name: "cluster_store_dir", arg: "DIR", usage: "JetStream store of the embedded NATS server; empty: \"nats\" next to cue_store",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterStoreDir) }},
+	{name: "cluster_user", arg: "USER", usage: "NATS user (with cluster_password) of the embedded server's clients and routes, or of cluster_nats_url",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterUser) }},
+	{name: "cluster_password", noFlag: true, usage: "NATS password of cluster_user; never a flag, never logged",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterPassword) }},
+	{name: "cluster_token", noFlag: true, usage: "NATS token instead of cluster_user and cluster_password; never a flag, never logged",
+		value: func(c *Config) flag.Value { return (*stringValue)(&c.ClusterToken) }},
+	{name: "cluster_replicas", arg: "N", usage: "replicas of the cluster's registry and logs; 0: min(3, members)",
+		value: func(c *Config) flag.Value { return (*intValue)(&c.ClusterReplicas) }},
+	{name: "cluster_lease_ttl", arg: "DURATION", usage: "a stream's lease lives this long without a renewal: a dead node's streams are free this long after it died (at least 1s)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterLeaseTTL) }},
+	{name: "cluster_lease_renew", arg: "DURATION", usage: "how often a node renews the leases of its streams (under cluster_lease_ttl)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterLeaseRenew) }},
+	{name: "cue_cluster_place_wait", arg: "DURATION", usage: "in a cluster, how long a cue POST to a node that does not own the stream waits for the owner's placement before answering 202 (queued)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterPlaceWait) }},
+	{name: "cue_cluster_timeout", arg: "DURATION", usage: "in a cluster, how long each JetStream request of the cue store may take; a write not acknowledged in time answers 503",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterTimeout) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }
@@ -377,8 +407,12 @@ func (c Config) LogValue() slog.Value {
 		if k.name == "publish_keys" {
 			v = strconv.Itoa(len(c.PublishKeys)) + " keys"
 		}
-		if (k.name == "cue_token" && c.CueToken != "") || (k.name == "play_secret" && c.PlaySecret != "") {
+		if (k.name == "cue_token" && c.CueToken != "") || (k.name == "play_secret" && c.PlaySecret != "") ||
+			(k.name == "cluster_password" && c.ClusterPassword != "") || (k.name == "cluster_token" && c.ClusterToken != "") {
 			v = "(set)"
+		}
+		if k.name == "cluster_nats_url" || k.name == "cluster_routes" {
+			v = redactURLs(v)
 		}
 		attrs = append(attrs, slog.String(k.name, v))
 	}
@@ -398,6 +432,14 @@ variable, the JSON config file, and the built-in default.
 
   -config FILE   (env SHOPCAST_CONFIG)
         JSON file of keys, e.g. {"http": ":80", "publish_keys": {"KEY": "NAME"}}
+
+A cluster of three nodes (docs/cluster.md) sets, on each node, its own
+cluster_node and cluster_advertise, the same cluster_routes and the same
+cluster_token (from the environment):
+  SHOPCAST_CLUSTER_TOKEN=... shopcast -cluster_node n1 \
+    -cluster_advertise http://10.0.0.1:8080 -cluster_route_listen 10.0.0.1:6222 \
+    -cluster_routes nats://10.0.0.1:6222,nats://10.0.0.2:6222,nats://10.0.0.3:6222
+
 `)
 	for _, k := range keys {
 		def := k.value(defaults).String()
@@ -541,6 +583,50 @@ func (v *keysValue) SetJSON(raw json.RawMessage) error {
 	}
 	*v = m
 	return nil
+}
+
+// listValue is a list of strings: "a,b" in flags and the environment, a
+// string or an array of strings in the config file.
+type listValue []string
+
+func (v *listValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return strings.Join(*v, ",")
+}
+
+// Set parses "a,b", replacing any earlier entries; "" is none.
+func (v *listValue) Set(s string) error {
+	var l []string
+	for e := range strings.SplitSeq(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			l = append(l, e)
+		}
+	}
+	*v = l
+	return nil
+}
+
+// SetJSON parses ["a", "b"], replacing any earlier entries.
+func (v *listValue) SetJSON(raw json.RawMessage) error {
+	var l []string
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return errors.New(`want an array ["nats://HOST:6222", ...] of strings`)
+	}
+	return v.Set(strings.Join(l, ","))
+}
+
+// redactURLs is a comma-separated URL list without passwords.
+func redactURLs(s string) string {
+	if s == "" {
+		return s
+	}
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = server.RedactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
 }
 
 // pullsValue is rtsp_pull. Its String never shows a password.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,23 @@ func TestConfigPrecedence(t *testing.T) {
 				t.Errorf("%+v", c)
 			}
 		}},
+		{"cluster from the file and the environment", []string{"-config", writeFile(t, `{
+			"cluster_node": "n1", "cluster_route_listen": ":7222",
+			"cluster_routes": ["nats://10.0.0.2:6222", "nats://10.0.0.3:6222"], "cluster_password": "pw"}`)},
+			envMap{"SHOPCAST_CLUSTER_USER": "shop", "SHOPCAST_CLUSTER_ADVERTISE": "http://10.0.0.1:8080"},
+			func(t *testing.T, c Config) {
+				if c.ClusterNode != "n1" || c.ClusterRouteListen != ":7222" || c.ClusterUser != "shop" ||
+					c.ClusterPassword != "pw" || c.ClusterAdvertise != "http://10.0.0.1:8080" ||
+					!slices.Equal(c.ClusterRoutes, []string{"nats://10.0.0.2:6222", "nats://10.0.0.3:6222"}) {
+					t.Errorf("%+v", c)
+				}
+			}},
+		{"cluster routes from a flag", []string{"-cluster_node", "n2", "-cluster_routes", "nats://a:6222, nats://b:6222"}, nil,
+			func(t *testing.T, c Config) {
+				if !slices.Equal(c.ClusterRoutes, []string{"nats://a:6222", "nats://b:6222"}) || c.ClusterNATSListen != "127.0.0.1:4222" {
+					t.Errorf("%+v", c)
+				}
+			}},
 		{"flag over defaults", []string{"-tls_cert", "c.pem", "-tls_key", "k.pem", "-rtsp", ":9554"}, nil,
 			func(t *testing.T, c Config) {
 				if c.TLSCert != "c.pem" || c.TLSKey != "k.pem" || c.RTSP != ":9554" {
@@ -210,6 +228,11 @@ func TestConfigErrors(t *testing.T) {
 		{"pull entry not NAME=URL", nil, envMap{"SHOPCAST_RTSP_PULL": "cam"}, "", "entry 1"},
 		{"pull repeated name", nil, envMap{"SHOPCAST_RTSP_PULL": "cam=rtsp://a/x,cam=rtsp://b/x"}, "", "repeats"},
 		{"bad pull json", nil, nil, `{"rtsp_pull": {"cam": 1}}`, "rtsp_pull"},
+		{"cluster_password is not a flag", []string{"-cluster_password", "x"}, nil, "", "cluster_password"},
+		{"cluster route not nats", []string{"-cluster_node", "n1", "-cluster_routes", "http://a:6222"}, nil, "", "cluster_routes"},
+		{"cluster user without password", []string{"-cluster_node", "n1", "-cluster_user", "u"}, nil, "", "cluster_password"},
+		{"cluster advertise not http", []string{"-cluster_node", "n1", "-cluster_advertise", "10.0.0.1:8080"}, nil, "", "cluster_advertise"},
+		{"cluster routes json", []string{"-cluster_node", "n1"}, nil, `{"cluster_routes": [1]}`, "cluster_routes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,6 +287,25 @@ func TestConfigSecretsNeverShown(t *testing.T) {
 			out.WriteString(err.Error())
 		}
 	}
+	// NATS credentials: the password and token, and a password in a URL.
+	const natsPass = "natspw-1a2b3c"
+	c, err = loadConfig(nil, envMap{"SHOPCAST_CLUSTER_NODE": "n1", "SHOPCAST_CLUSTER_USER": "u",
+		"SHOPCAST_CLUSTER_PASSWORD": natsPass, "SHOPCAST_CLUSTER_ROUTES": "nats://u:" + natsPass + "@10.0.0.2:6222"}.lookup, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slog.New(slog.NewTextHandler(&out, nil)).Info("config", "config", c)
+	c, err = loadConfig(nil, envMap{"SHOPCAST_CLUSTER_NODE": "n1", "SHOPCAST_CLUSTER_TOKEN": natsPass,
+		"SHOPCAST_CLUSTER_NATS_URL": "nats://x:" + natsPass + "@10.0.0.2:4222"}.lookup, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slog.New(slog.NewJSONHandler(&out, nil)).Info("config", "config", c)
+	if _, err := loadConfig(nil, envMap{"SHOPCAST_CLUSTER_NODE": "n1", "SHOPCAST_CLUSTER_NATS_URL": "http://x:" + natsPass + "@h"}.lookup, &out); err == nil {
+		t.Error("an http:// NATS URL was accepted")
+	} else {
+		out.WriteString(err.Error())
+	}
 	c, err = loadConfig(nil, envMap{"SHOPCAST_RTSP_PULL": "cam=rtsp://admin:" + camPass + "@10.0.0.9/x"}.lookup, &out)
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +314,7 @@ func TestConfigSecretsNeverShown(t *testing.T) {
 	if !strings.Contains(out.String(), "cam=rtsp://admin:xxxxx@10.0.0.9/x") {
 		t.Errorf("the log does not show the camera URL without its password:\n%s", out.String())
 	}
-	for _, s := range []string{secret, camPass} {
+	for _, s := range []string{secret, camPass, natsPass} {
 		if strings.Contains(out.String(), s) {
 			t.Errorf("secret %q shown in:\n%s", s, out.String())
 		}
@@ -305,6 +347,9 @@ func TestConfigHelp(t *testing.T) {
 	}
 	if !strings.Contains(help, "-config FILE") {
 		t.Error("help lacks -config")
+	}
+	if !strings.Contains(help, "A cluster of three nodes") || !strings.Contains(help, "-cluster_routes nats://") {
+		t.Error("help lacks the three-node set-up")
 	}
 }
 

@@ -48,6 +48,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // every listener is bound.
 func runWith(ctx context.Context, args []string, stderr io.Writer,
 	lookupEnv func(string) (string, bool), ready func(server.Addrs)) error {
+	if len(args) > 0 && args[0] == cuesMigrateCmd {
+		return runCuesMigrate(ctx, args[1:], stderr, lookupEnv)
+	}
 	cfg, err := loadConfig(args, lookupEnv, stderr)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopcast/shopcast/cluster"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/ladder"
 	"github.com/shopcast/shopcast/origin"
@@ -244,6 +245,61 @@ type Config struct {
 	// rungs) of one stream. It defaults to 8.
 	MaxVariants int
 
+	// The cluster block (package cluster): off unless ClusterNode is set.
+
+	// ClusterNode is this node's name in a shopcast cluster; empty (the
+	// default) runs a single node with nothing else to run.
+	ClusterNode string
+	// ClusterAdvertise is the URL (http://HOST:PORT) at which the other
+	// nodes reach this node's HTTP origin. Empty (the default) is derived
+	// from the bound HTTP address and the host name.
+	ClusterAdvertise string
+	// ClusterNATSURL is an existing NATS cluster (comma-separated
+	// nats:// URLs, JetStream on) to use instead of the embedded server.
+	// It defaults to "" (embedded).
+	ClusterNATSURL string
+	// ClusterNATSListen is the embedded NATS server's client address. It
+	// defaults to "127.0.0.1:4222".
+	ClusterNATSListen string
+	// ClusterRouteListen is the embedded NATS server's route address,
+	// which the other nodes' ClusterRoutes name; empty runs a cluster of
+	// one. It defaults to ":6222".
+	ClusterRouteListen string
+	// ClusterRoutes are the route URLs (nats://HOST:6222) of the cluster's
+	// members; this node's own may be among them. It defaults to none.
+	ClusterRoutes []string
+	// ClusterStoreDir is the embedded NATS server's JetStream store.
+	// Empty (the default) is "nats" next to the cue store.
+	ClusterStoreDir string
+	// ClusterUser and ClusterPassword, or ClusterToken, are the NATS
+	// credentials (required by the embedded server of clients and routes,
+	// presented to ClusterNATSURL). They are never logged. They default
+	// to none.
+	ClusterUser     string
+	ClusterPassword string
+	ClusterToken    string
+	// ClusterReplicas is the replica count of the cluster's registry and
+	// logs; 0 (the default) is min(3, members).
+	ClusterReplicas int
+	// ClusterLeaseTTL is how long a stream's lease lives without a
+	// renewal: a dead node's streams are free this long after it died (at
+	// least 1s). It defaults to 3s.
+	ClusterLeaseTTL time.Duration
+	// ClusterLeaseRenew is how often a node renews its leases, under
+	// ClusterLeaseTTL. It defaults to 1s.
+	ClusterLeaseRenew time.Duration
+
+	// The cluster's cues (cues.ClusterStore, docs/cluster.md "Cues").
+
+	// CueClusterPlaceWait is how long a cue POST to a node that does not
+	// own the stream waits for the owner to place the cue before it
+	// answers 202 (queued) instead of 201. It defaults to 1s.
+	CueClusterPlaceWait time.Duration
+	// CueClusterTimeout bounds each JetStream request of the cluster's cue
+	// store: a write not acknowledged in time answers 503. It defaults to
+	// 2s.
+	CueClusterTimeout time.Duration
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -269,6 +325,31 @@ func (c *Config) WebhookOutboxPath() string {
 		return c.WebhookOutbox
 	}
 	return filepath.Join(filepath.Dir(c.CueStore), "shopcast-webhooks.db")
+}
+
+// ClusterStorePath is the embedded NATS server's JetStream store:
+// ClusterStoreDir, or "nats" next to the cue store.
+func (c *Config) ClusterStorePath() string {
+	if c.ClusterStoreDir != "" {
+		return c.ClusterStoreDir
+	}
+	return filepath.Join(filepath.Dir(c.CueStore), "nats")
+}
+
+// clusterConfig is the cluster block as package cluster's Config.
+func (c *Config) clusterConfig() cluster.Config {
+	return cluster.Config{
+		Name:        c.ClusterNode,
+		NATSURL:     c.ClusterNATSURL,
+		Listen:      c.ClusterNATSListen,
+		RouteListen: c.ClusterRouteListen,
+		Routes:      c.ClusterRoutes,
+		StoreDir:    c.ClusterStorePath(),
+		User:        c.ClusterUser,
+		Password:    c.ClusterPassword,
+		Token:       c.ClusterToken,
+		Replicas:    c.ClusterReplicas,
+	}
 }
 
 // Defaults returns the default of every setting, for embedders and tests
@@ -340,6 +421,12 @@ func Defaults() Config {
 		LadderMaxStreams:        4,
 		PosterInterval:          10 * time.Second,
 		PosterConcurrency:       2,
+		ClusterNATSListen:       "127.0.0.1:4222",
+		ClusterRouteListen:      ":6222",
+		ClusterLeaseTTL:         3 * time.Second,
+		ClusterLeaseRenew:       time.Second,
+		CueClusterPlaceWait:     time.Second,
+		CueClusterTimeout:       2 * time.Second,
 	}
 }
 
@@ -384,6 +471,8 @@ func (c *Config) Validate() error {
 	check(c.MetricsMaxStreams > 0, "metrics_max_streams: %d is not positive", c.MetricsMaxStreams)
 	check(c.CueRate > 0, "cue_rate: %d is not positive", c.CueRate)
 	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
+	check(c.CueClusterPlaceWait > 0, "cue_cluster_place_wait: %v is not positive", c.CueClusterPlaceWait)
+	check(c.CueClusterTimeout > 0, "cue_cluster_timeout: %v is not positive", c.CueClusterTimeout)
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
@@ -414,6 +503,18 @@ func (c *Config) Validate() error {
 	check(c.LadderMaxStreams > 0, "ladder_max_streams: %d is not positive", c.LadderMaxStreams)
 	check(c.PosterInterval == 0 || c.PosterInterval >= time.Second, "poster_interval: %v is neither 0 nor at least 1s", c.PosterInterval)
 	check(c.PosterConcurrency > 0, "poster_concurrency: %d is not positive", c.PosterConcurrency)
+	if c.ClusterNode != "" {
+		cc := c.clusterConfig()
+		errs = append(errs, cc.Validate())
+		check(c.ClusterLeaseTTL >= time.Second, "cluster_lease_ttl: %v is under 1s", c.ClusterLeaseTTL)
+		check(c.ClusterLeaseRenew > 0 && c.ClusterLeaseRenew < c.ClusterLeaseTTL,
+			"cluster_lease_renew: %v is not between 0 and cluster_lease_ttl (%v)", c.ClusterLeaseRenew, c.ClusterLeaseTTL)
+		if c.ClusterAdvertise != "" {
+			if u, err := url.Parse(c.ClusterAdvertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, fmt.Errorf("cluster_advertise: %q is not an http:// or https:// URL", c.ClusterAdvertise))
+			}
+		}
+	}
 	// The public names of publish_keys are checked here, not at the first
 	// publish; the error never shows the secret key.
 	for _, name := range c.PublishKeys {

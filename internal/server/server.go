@@ -13,11 +13,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/shopcast/shopcast/audience"
+	"github.com/shopcast/shopcast/cluster"
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/internal/adminauth"
@@ -52,6 +56,122 @@ type Server struct {
 	manager *packager.Manager
 	aud     *audience.Audience
 	ladder  *ladder.Ladder
+	// node is this server's cluster member and leases its stream
+	// registry; nil on a single node.
+	node   *cluster.Node
+	leases *cluster.Registry
+	proxy  *cluster.Proxy
+}
+
+// startRegistry makes the cluster's stream registry: it closes after the
+// ingest (whose publishers release their leases) and before the node.
+func (s *Server) startRegistry(discs *discseq.Store) {
+	s.leases = cluster.NewRegistry(s.node, cluster.RegistryConfig{
+		URL:             s.cfg.ClusterAdvertise,
+		TTL:             s.cfg.ClusterLeaseTTL,
+		Renew:           s.cfg.ClusterLeaseRenew,
+		TakeoverSilence: s.cfg.PublishTakeoverSilence,
+		Moving:          s.cfg.GracePeriod,
+		// Set before the first publisher can arrive.
+		Active: func(name string) bool {
+			_, ok := s.manager.Stream(name)
+			return ok
+		},
+		FirstDiscontinuity: discs.Next,
+		Load: func() cluster.Load {
+			return cluster.Load{Streams: len(s.manager.StreamNames()), Blocked: s.manager.Blocked()}
+		},
+	})
+	s.push(s.leases.Close)
+}
+
+// firstDiscontinuity is a new stream's first discontinuity sequence
+// number: in a cluster the one its lease took (larger than every earlier
+// owner's), else the next of the local store.
+func (s *Server) firstDiscontinuity(discs *discseq.Store, stream string) int64 {
+	if s.leases != nil {
+		if _, d, ok := s.leases.Held(stream); ok {
+			return d
+		}
+	}
+	return discs.Next(stream)
+}
+
+// advertiseURL is the URL the other nodes proxy to: cluster_advertise, or
+// the bound HTTP address with the host name for a wildcard address.
+func (s *Server) advertiseURL() string {
+	if s.cfg.ClusterAdvertise != "" {
+		return strings.TrimRight(s.cfg.ClusterAdvertise, "/")
+	}
+	scheme := "http"
+	if s.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	a, ok := s.addrs.HTTP.(*net.TCPAddr)
+	if !ok {
+		return scheme + "://" + s.addrs.HTTP.String()
+	}
+	host := a.IP.String()
+	if a.IP == nil || a.IP.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// clusterStats are the cluster's counters for /metrics.
+func (s *Server) clusterStats() telemetry.ClusterStats {
+	rs, ps := s.leases.Stats(), s.proxy.Stats()
+	return telemetry.ClusterStats{
+		Healthy: s.node.Healthy(), StreamsOwned: s.leases.OwnedCount(),
+		Claims: rs.Claims, Refusals: rs.Refusals, Renewals: rs.Renewals, Losses: rs.Losses,
+		Proxied: ps.Proxied, ProxyUnreachable: ps.Unreachable, ProxyMoving: ps.Moving,
+	}
+}
+
+// Registry returns the cluster's stream registry, nil on a single node.
+func (s *Server) Registry() *cluster.Registry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leases
+}
+
+// readyCluster is the /readyz condition of cluster mode: JetStream
+// answers and the stream registry is read, so this node can tell which
+// node owns a stream.
+const readyCluster = "cluster"
+
+// watchClusterReady turns readyCluster on once JetStream answers.
+func (s *Server) watchClusterReady() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-s.leases.Ready():
+			s.ready.Set(readyCluster, true)
+		case <-stop:
+		}
+	}()
+	s.push(func() { close(stop); <-done; s.ready.Set(readyCluster, false) })
+}
+
+// Cluster returns this server's cluster node, nil on a single node or
+// before Start.
+func (s *Server) Cluster() *cluster.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.node
+}
+
+// leaseOwners tells the cue service which streams this node owns: those
+// whose lease it holds in the cluster's stream registry.
+type leaseOwners struct{ r *cluster.Registry }
+
+func (o leaseOwners) Owns(stream string) bool {
+	_, _, ok := o.r.Held(stream)
+	return ok
 }
 
 // Addrs are the bound listen addresses, so that callers that listen on
@@ -94,6 +214,20 @@ func (s *Server) Start() (err error) {
 	}()
 	cfg, log := s.cfg, s.log
 	s.checkFileLimit()
+	readyConds := []string{telemetry.ReadyListeners, telemetry.ReadyCueStore}
+
+	// The cluster block: the node joins NATS first and leaves last, so
+	// that what the others replicate drains before its connection goes.
+	if cfg.ClusterNode != "" {
+		cc := cfg.clusterConfig()
+		cc.Logger = log
+		s.node = cluster.New(cc)
+		if err := s.node.Start(context.Background()); err != nil {
+			return err
+		}
+		s.push(s.node.Close)
+		readyConds = append(readyConds, readyCluster)
+	}
 
 	// Started in pipeline order, closed in reverse: the packager, the
 	// ingest that feeds it, the origin that reads it.
@@ -111,13 +245,35 @@ func (s *Server) Start() (err error) {
 		return err
 	}
 	s.push(discs.Close)
-	s.ready = telemetry.NewReady(telemetry.ReadyListeners, telemetry.ReadyCueStore)
-	s.ready.Set(telemetry.ReadyCueStore, true)
+	if s.node != nil {
+		s.startRegistry(discs)
+	}
+	s.ready = telemetry.NewReady(readyConds...)
+
+	// The cluster's cues (docs/cluster.md, "Cues"): in cluster mode the
+	// cues live in the cluster's JetStream, which every node reads; the
+	// node that owns a stream places its cues. The store opens once
+	// JetStream answers (the cue store's readiness waits for it); until
+	// then cue requests answer 503.
+	var cueStore cues.CueStore = store
+	var clusterCues *cues.ClusterStore
+	if s.node != nil {
+		clusterCues = &cues.ClusterStore{JetStream: s.node.JetStream(), Replicas: s.node.Replicas(),
+			OpTimeout: cfg.CueClusterTimeout, Logger: log}
+		cueStore = clusterCues
+		s.push(func() { _ = clusterCues.Close() })
+	} else {
+		s.ready.Set(telemetry.ReadyCueStore, true)
+	}
+
+	if s.node != nil {
+		s.watchClusterReady()
+	}
 	s.push(func() { s.ready.Set(telemetry.ReadyCueStore, false) }) // before the store closes
 	// The cue service places cues and puts them back when a stream starts
 	// again; it closes after the ingest and the packager that feed it data
 	// messages, before the store.
-	cueService := &cues.Service{Store: store, Logger: log}
+	cueService := &cues.Service{Store: cueStore, PlaceWait: cfg.CueClusterPlaceWait, Logger: log}
 	s.push(cueService.Close)
 	cueAPI := &cues.API{
 		Service:       cueService,
@@ -183,7 +339,7 @@ func (s *Server) Start() (err error) {
 		OnData:        cueService.PublisherData,
 		FirstNumbers: func(stream string) packager.Numbers {
 			n := packager.WallClockNumbers()
-			n.Discontinuity = discs.Next(stream)
+			n.Discontinuity = s.firstDiscontinuity(discs, stream)
 			return n
 		},
 		TargetDuration:      cfg.TargetDuration,
@@ -199,7 +355,7 @@ func (s *Server) Start() (err error) {
 	}, log)
 	s.push(s.manager.Close)
 	cueService.Timeline = s.manager
-	metrics := &telemetry.Metrics{Packager: s.manager, Cues: store, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
+	metrics := &telemetry.Metrics{Packager: s.manager, Cues: cueStore, MaxStreamLabels: cfg.MetricsMaxStreams, Logger: log}
 	if rec != nil {
 		metrics.Recorder = rec
 	}
@@ -226,12 +382,24 @@ func (s *Server) Start() (err error) {
 	metrics.Start()
 	metrics.Registry().MustRegister(telemetry.NewWebhookCollector(wh))
 	cueAPI.Observer = metrics
+	if clusterCues != nil {
+		cm := cues.NewClusterMetrics()
+		if err := cm.Register(metrics.Registry()); err != nil {
+			return fmt.Errorf("cue metrics: %w", err)
+		}
+		clusterCues.Observer, cueService.ClusterObserver = cm, cm
+		cueService.Owners = leaseOwners{s.leases}
+		clusterCues.OpenWhen(s.node.Ready(), func() { s.ready.Set(telemetry.ReadyCueStore, true) })
+	}
 
 	// One registry for every ingest protocol (and the camera pulls), so
 	// that a publisher coming back over another protocol replaces its old
 	// session.
 	reg := ingest.NewRegistry(log)
 	reg.TakeoverSilence = cfg.PublishTakeoverSilence
+	if s.leases != nil {
+		reg.Leases = s.leases
+	}
 	auth := &ingest.Auth{Enabled: cfg.PublishAuth, Keys: cfg.PublishKeys}
 	rtmp := &ingest.RTMPServer{
 		Address:           cfg.RTMP,
@@ -282,6 +450,13 @@ func (s *Server) Start() (err error) {
 	org.PlayAuth = playAuth
 	s.startAudience(org, metrics, cueService, playAuth)
 	org.Posters, org.PosterMaxAge = s.ladder, cfg.PosterInterval
+	if s.leases != nil {
+		s.proxy = cluster.NewProxy(s.leases, 0)
+		org.Forwarder = s.proxy
+		// Read-only, but it shows the nodes' internal URLs: the admin rule.
+		org.Handle("GET /api/v1/cluster", adminauth.Rule{Token: cfg.CueToken}.Wrap(&cluster.API{Registry: s.leases, Proxy: s.proxy}))
+		metrics.Registry().MustRegister(telemetry.NewClusterCollector(s.clusterStats))
+	}
 	cueAPI.Start()
 	org.Handle("/api/v1/", cueAPI)
 	org.Handle("GET /readyz", s.ready)
@@ -315,6 +490,10 @@ func (s *Server) Start() (err error) {
 	s.org = org
 	s.addrs.HTTP, s.addrs.RTMP, s.addrs.RTSP = org.Addr(), rtmp.Addr(), rtsp.Addr()
 	s.ready.Set(telemetry.ReadyListeners, true)
+	if s.leases != nil {
+		s.leases.SetURL(s.advertiseURL())
+		s.leases.Start()
+	}
 
 	httpScheme := "http"
 	if cfg.TLSCert != "" {

@@ -1,0 +1,906 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shopcast/shopcast/ingest"
+)
+
+// ErrNotReady is returned (wrapped) by Acquire before the registry has its
+// buckets: JetStream has no quorum yet, or has lost it.
+var ErrNotReady = errors.New("the cluster's stream registry is not ready")
+
+// RegistryConfig is the stream registry's settings.
+type RegistryConfig struct {
+	// URL is this node's advertised internal HTTP URL, written into its
+	// leases so that the other nodes can proxy to it. Required.
+	URL string
+	// Bucket is the key-value bucket of the leases (lease.NAME) and of
+	// each stream's last discontinuity sequence number across owners
+	// (numbers.NAME, without a TTL). It defaults to "shopcast-streams".
+	Bucket string
+	// TTL is a lease's lifetime without a renewal: a dead node's streams
+	// are free this long after its last renewal. It defaults to 3s (the
+	// JetStream minimum is 1s).
+	TTL time.Duration
+	// Renew is how often a held lease is renewed; well under TTL. It
+	// defaults to TTL/3.
+	Renew time.Duration
+	// TakeoverSilence is the ingest rule (publish_takeover_silence): a
+	// publisher on another node that has sent nothing this long may be
+	// replaced. It defaults to ingest.DefaultTakeoverSilence.
+	TakeoverSilence time.Duration
+	// Moving is how long, after a lease expired (its node died), the
+	// stream counts as moving to another node: other nodes answer its
+	// viewers 503 with Retry-After instead of 404. It defaults to 30s (the
+	// grace period, the time a publisher has to come back).
+	Moving time.Duration
+	// Active reports whether this node's packager still holds the stream
+	// (live, in its grace period, or ended but lingering): while it does,
+	// a lease whose publisher left is kept (idle), so viewers elsewhere
+	// are still sent here. Nil releases the lease when the publisher
+	// leaves.
+	Active func(name string) bool
+	// FirstDiscontinuity, when set, is a floor for the discontinuity
+	// sequence of a stream this node claims (the server's local
+	// discontinuity store, so that a node joining a cluster keeps its
+	// numbers growing).
+	FirstDiscontinuity func(name string) int64
+	// Load, when set, is this node's load, written with its heartbeat
+	// (every Renew, with the lease TTL) for the cluster view.
+	Load func() Load
+	// Logger defaults to the node's.
+	Logger *slog.Logger
+}
+
+// Load is a node's load as its heartbeat reports it.
+type Load struct {
+	// Streams are the streams its packager holds, Blocked its blocking
+	// playlist and part requests waiting now.
+	Streams int   `json:"streams"`
+	Blocked int64 `json:"blocked"`
+}
+
+// NodeInfo is a member as its heartbeat shows it; a node whose heartbeat
+// expired (TTL) is not listed.
+type NodeInfo struct {
+	Name string    `json:"name"`
+	URL  string    `json:"url"`
+	Load Load      `json:"load"`
+	Seen time.Time `json:"seen"`
+}
+
+// Owner is a stream's lease as every node sees it.
+type Owner struct {
+	// Stream is the stream name, Node the owner's name, URL its advertised
+	// internal HTTP URL.
+	Stream, Node, URL string
+	// Live is whether the owner's publisher is connected; a lease that is
+	// not live is taken by any publisher at once.
+	Live bool
+	// Revision is the lease's revision in the bucket: the fencing token.
+	// It changes at every renewal.
+	Revision uint64
+	// Discontinuity is the discontinuity sequence number the owner's
+	// packager started the stream with; the next owner uses a larger one.
+	Discontinuity int64
+	// Since is when the owner claimed the stream.
+	Since time.Time
+}
+
+// State is what a node knows of a stream's owner.
+type State int
+
+// The states of a stream in the registry.
+const (
+	// Unowned: no lease, none lost recently (never published, or ended).
+	Unowned State = iota
+	// OwnedHere: this node holds the lease.
+	OwnedHere
+	// OwnedElsewhere: another node holds the lease.
+	OwnedElsewhere
+	// Moving: the owner's lease expired less than RegistryConfig.Moving
+	// ago; a publisher is expected back on some node.
+	Moving
+)
+
+// leaseValue is a lease's value in the bucket.
+type leaseValue struct {
+	Node string    `json:"node"`
+	URL  string    `json:"url"`
+	Live bool      `json:"live"`
+	Disc int64     `json:"disc"`
+	When time.Time `json:"since"`
+	// Proto and Host are the publisher's protocol and IP address; KeySum
+	// the SHA-256 of its stream key (authentication on), for the same
+	// takeover rules as the ingest's. SilentMs is how long the publisher
+	// had sent nothing at the renewal.
+	Proto    string `json:"proto,omitempty"`
+	Host     string `json:"host,omitempty"`
+	KeySum   string `json:"key_sum,omitempty"`
+	SilentMs int64  `json:"silent_ms"`
+}
+
+// RegistryStats are the registry's counters since Start.
+type RegistryStats struct {
+	// Claims are leases won, Refusals publishers refused because another
+	// node's publisher kept the stream, Renewals successful renewals, Losses
+	// leases lost (taken by another node, or not renewed within TTL).
+	Claims, Refusals, Renewals, Losses uint64
+}
+
+// Registry is the cluster's record of which node ingests which stream: one
+// lease per stream in a JetStream key-value bucket, replicated over the
+// node's Replicas. It implements ingest.Leases.
+//
+// A node claims a stream when a publisher starts (compare-and-set: create,
+// or update at the revision it read), renews it every Renew while the
+// publisher is connected, and keeps it, not live, while its packager still
+// holds the stream. Every write carries a message TTL: a node that dies
+// stops renewing, and JetStream itself deletes its leases TTL later (no
+// clock of another node is trusted). A renewal is an update at the
+// revision of the last one; when it fails because the revision moved (or
+// the lease is gone), the node has lost the stream: it kicks its publisher
+// and stops serving as the owner. A node that cannot renew for TTL (no
+// quorum) does the same, since another node may by then hold the lease.
+//
+// Takeover rule, for a publisher arriving on this node while another
+// node's lease is live: the same as ingest.Registry's for two sessions on
+// one node, judged from what the owner writes at each renewal. The
+// newcomer takes the stream at once when the lease is not live (its
+// publisher left), when it presents the same stream key, when it comes
+// from the same IP address, or when the owner's publisher had been silent
+// for TakeoverSilence at the last renewal. Otherwise it waits up to
+// max(TakeoverSilence, TTL+Renew) for one of these or for the lease to
+// expire (a dead owner's always does within that wait), then is refused
+// with ingest.ErrNameInUse.
+//
+// Each node watches the bucket, so Lookup answers from memory, without a
+// round trip: the proxy asks it on every request.
+type Registry struct {
+	node *Node
+	cfg  RegistryConfig
+	log  *slog.Logger
+
+	claims, refusals, renewals, losses atomic.Uint64
+
+	mu      sync.Mutex
+	kv      jetstream.KeyValue // nil until ready
+	owners  map[string]Owner
+	seen    map[string]time.Time // when the watch last delivered each lease
+	nodes   map[string]NodeInfo
+	gone    map[string]time.Time // expired leases, for Moving
+	changed chan struct{}        // closed and replaced at every change
+	leases  map[string]*lease    // this node's
+	closed  bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  chan struct{}
+}
+
+// NewRegistry returns a registry on node; Start makes it work.
+func NewRegistry(node *Node, cfg RegistryConfig) *Registry {
+	if cfg.Bucket == "" {
+		cfg.Bucket = "shopcast-streams"
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 3 * time.Second
+	}
+	cfg.TTL = max(cfg.TTL, time.Second)
+	if cfg.Renew <= 0 || cfg.Renew >= cfg.TTL {
+		cfg.Renew = cfg.TTL / 3
+	}
+	if cfg.TakeoverSilence <= 0 {
+		cfg.TakeoverSilence = ingest.DefaultTakeoverSilence
+	}
+	if cfg.Moving <= 0 {
+		cfg.Moving = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = node.log
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Registry{
+		node: node, cfg: cfg, log: log,
+		owners: map[string]Owner{}, seen: map[string]time.Time{}, nodes: map[string]NodeInfo{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
+		changed: make(chan struct{}), ctx: ctx, cancel: cancel, ready: make(chan struct{}),
+	}
+}
+
+// SetURL sets RegistryConfig.URL, for a server that learns its address
+// only once it listens; it must be called before Start.
+func (r *Registry) SetURL(u string) { r.cfg.URL = u }
+
+// URL is this node's advertised URL, as written into its leases.
+func (r *Registry) URL() string { return r.cfg.URL }
+
+// Node is the registry's node.
+func (r *Registry) Node() *Node { return r.node }
+
+// Start waits in the background for the node's JetStream, then creates
+// (or opens) the buckets and starts watching them; Ready is closed then.
+// Acquire fails with ErrNotReady until it is.
+func (r *Registry) Start() {
+	r.wg.Go(r.run)
+}
+
+// Ready is closed once the registry works.
+func (r *Registry) Ready() <-chan struct{} { return r.ready }
+
+// Close stops the renewals and the watch. Leases are not deleted: a node
+// that closes while publishers are connected has closed them first (the
+// ingest closes before), and idle leases expire after TTL.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	leases := slices.Collect(maps.Values(r.leases))
+	r.mu.Unlock()
+	r.cancel()
+	for _, l := range leases {
+		l.stopRenewing()
+	}
+	r.wg.Wait()
+}
+
+// OwnedCount is the number of leases this node holds.
+func (r *Registry) OwnedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.leases)
+}
+
+// Stats returns the counters.
+func (r *Registry) Stats() RegistryStats {
+	return RegistryStats{Claims: r.claims.Load(), Refusals: r.refusals.Load(), Renewals: r.renewals.Load(), Losses: r.losses.Load()}
+}
+
+// Lookup returns what this node knows of name's owner, from its watch of
+// the bucket (no round trip).
+func (r *Registry) Lookup(name string) (Owner, State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o, ok := r.owners[name]; ok {
+		if o.Node == r.node.Name() {
+			return o, OwnedHere
+		}
+		return o, OwnedElsewhere
+	}
+	if t, ok := r.gone[name]; ok && time.Since(t) < r.cfg.Moving {
+		return Owner{Stream: name}, Moving
+	}
+	return Owner{Stream: name}, Unowned
+}
+
+// Resolve is Lookup, checked against the bucket when the watch has not
+// shown the lease renewed for TTL: the owner may have died (its expiry
+// not seen yet) or the watch may be stalled (its consumer lived on a NATS
+// server that died, and takes seconds to be recreated). Only that case
+// costs a round trip. A lease that was here and is gone counts as Moving.
+func (r *Registry) Resolve(ctx context.Context, name string) (Owner, State) {
+	o, st := r.Lookup(name)
+	if st != OwnedElsewhere {
+		return o, st
+	}
+	r.mu.Lock()
+	fresh := time.Since(r.seen[name]) < r.cfg.TTL
+	kv := r.kv
+	r.mu.Unlock()
+	if fresh || kv == nil {
+		return o, st
+	}
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.Renew)
+	defer cancel()
+	e, err := kv.Get(gctx, leasePrefix+name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		r.mu.Lock()
+		if cur, ok := r.owners[name]; ok && cur.Revision == o.Revision {
+			delete(r.owners, name)
+			delete(r.seen, name)
+			r.gone[name] = time.Now()
+			r.notifyLocked()
+		}
+		r.mu.Unlock()
+		return Owner{Stream: name}, Moving
+	case err != nil:
+		return o, st // the bucket cannot say: keep what the watch said
+	}
+	if e.Revision() != o.Revision {
+		r.apply(e)
+	}
+	return r.Lookup(name)
+}
+
+// Owners returns every live or idle lease, sorted by stream name.
+func (r *Registry) Owners() []Owner {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Collect(maps.Values(r.owners))
+	slices.SortFunc(out, func(a, b Owner) int { return strings.Compare(a.Stream, b.Stream) })
+	return out
+}
+
+// Changed returns a channel closed at the next change of any lease (as
+// the watch sees it), for callers that wait for a stream to get an owner.
+func (r *Registry) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+// Held reports whether this node holds name's lease, with its revision
+// (the fencing token) and discontinuity sequence number. It is what the
+// packager's FirstNumbers and the owner-only work (cue placement) ask.
+func (r *Registry) Held(name string) (rev uint64, disc int64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.leases[name]
+	if !ok {
+		return 0, 0, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rev, l.val.Disc, true
+}
+
+func (r *Registry) notifyLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// run opens the buckets once JetStream answers, then watches the leases.
+func (r *Registry) run() {
+	select {
+	case <-r.node.Ready():
+	case <-r.ctx.Done():
+		return
+	}
+	js := r.node.JetStream()
+	var kv jetstream.KeyValue
+	for {
+		var err error
+		kv, err = r.openBuckets(js)
+		if err == nil {
+			break
+		}
+		r.log.Warn("cluster: stream registry bucket not ready", "err", err)
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	watched := []string{leasePrefix + ">", nodePrefix + ">"}
+	w, err := kv.WatchFiltered(r.ctx, watched)
+	for err != nil {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		w, err = kv.WatchFiltered(r.ctx, watched)
+	}
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				// The bucket's current leases are in: serve lookups.
+				if initial {
+					initial = false
+					r.mu.Lock()
+					r.kv = kv
+					r.mu.Unlock()
+					close(r.ready)
+					r.wg.Go(func() { r.heartbeat(kv) })
+					r.log.Info("cluster: stream registry ready", "bucket", r.cfg.Bucket, "leases", len(r.Owners()))
+				}
+				continue
+			}
+			r.apply(e)
+		}
+	}
+}
+
+func (r *Registry) openBuckets(js jetstream.JetStream) (jetstream.KeyValue, error) {
+	return r.openBucket(js, jetstream.KeyValueConfig{
+		Bucket:      r.cfg.Bucket,
+		Description: "shopcast stream leases (lease.NAME), discontinuity sequence numbers (numbers.NAME), node heartbeats (node.NAME)",
+		History:     1,
+		Replicas:    r.node.Replicas(),
+		// Message TTLs expire the leases of a dead node; the marker left
+		// tells watchers that the lease expired rather than ended.
+		LimitMarkerTTL: r.cfg.Moving,
+	})
+}
+
+// openBucket opens a bucket, creating it if it is missing. Every node
+// starting at once creates it: the first wins, the others open it (an
+// update of a stream being created concurrently can hang until its
+// timeout, hence no CreateOrUpdate).
+func (r *Registry) openBucket(js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, 3*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// apply records one watched change.
+func (r *Registry) apply(e jetstream.KeyValueEntry) {
+	if n, ok := strings.CutPrefix(e.Key(), nodePrefix); ok {
+		r.applyNode(n, e)
+		return
+	}
+	name, ok := strings.CutPrefix(e.Key(), leasePrefix)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch e.Operation() {
+	case jetstream.KeyValuePut:
+		var v leaseValue
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			r.log.Warn("cluster: unreadable lease", "stream", name, "err", err)
+			return
+		}
+		if o, ok := r.owners[name]; ok && o.Revision > e.Revision() {
+			return // Resolve read a newer one
+		}
+		r.owners[name] = Owner{Stream: name, Node: v.Node, URL: v.URL, Live: v.Live,
+			Revision: e.Revision(), Discontinuity: v.Disc, Since: v.When}
+		r.seen[name] = time.Now()
+		delete(r.gone, name)
+	case jetstream.KeyValuePurge: // the TTL expired: the owner died
+		if o, ok := r.owners[name]; ok {
+			r.log.Warn("cluster: lease expired", "stream", name, "owner", o.Node)
+		}
+		delete(r.owners, name)
+		delete(r.seen, name)
+		r.gone[name] = time.Now()
+	case jetstream.KeyValueDelete: // the owner ended the stream
+		delete(r.owners, name)
+		delete(r.seen, name)
+		delete(r.gone, name)
+	}
+	for n, t := range r.gone {
+		if time.Since(t) >= r.cfg.Moving {
+			delete(r.gone, n)
+		}
+	}
+	r.notifyLocked()
+}
+
+// applyNode records a watched heartbeat.
+func (r *Registry) applyNode(name string, e jetstream.KeyValueEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(r.nodes, name)
+		return
+	}
+	var ni NodeInfo
+	if json.Unmarshal(e.Value(), &ni) == nil {
+		ni.Name, ni.Seen = name, e.Created()
+		r.nodes[name] = ni
+	}
+}
+
+// Nodes returns the members whose heartbeat is live, by name.
+func (r *Registry) Nodes() []NodeInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Collect(maps.Values(r.nodes))
+	slices.SortFunc(out, func(a, b NodeInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// heartbeat writes this node's NodeInfo every Renew, with the lease TTL.
+func (r *Registry) heartbeat(kv jetstream.KeyValue) {
+	t := time.NewTicker(r.cfg.Renew)
+	defer t.Stop()
+	for {
+		ni := NodeInfo{Name: r.node.Name(), URL: r.cfg.URL}
+		if r.cfg.Load != nil {
+			ni.Load = r.cfg.Load()
+		}
+		b, _ := json.Marshal(ni)
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Renew)
+		// A plain put: only this node writes its key.
+		_, err := r.node.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "$KV." + r.cfg.Bucket + "." + nodePrefix + r.node.Name(), Data: b},
+			jetstream.WithMsgTTL(r.cfg.TTL))
+		cancel()
+		if err != nil && r.ctx.Err() == nil {
+			r.log.Debug("cluster: heartbeat not written", "err", err)
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// bucket returns the bucket, or ErrNotReady.
+func (r *Registry) bucket() (jetstream.KeyValue, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, fmt.Errorf("%w: closed", ErrNotReady)
+	}
+	if r.kv == nil {
+		return nil, ErrNotReady
+	}
+	return r.kv, nil
+}
+
+// The bucket's keys: a stream's lease, and its last discontinuity
+// sequence number (kept across owners, without a TTL).
+const (
+	leasePrefix   = "lease."
+	numbersPrefix = "numbers."
+	nodePrefix    = "node."
+)
+
+// Acquire implements ingest.Leases: it claims name for this node on behalf
+// of p by the takeover rule of Registry, waiting for the holder as
+// described there.
+func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher) (release func(), err error) {
+	kv, err := r.bucket()
+	if err != nil {
+		return nil, err
+	}
+	me := r.newValue(p)
+	deadline := time.Now().Add(max(r.cfg.TakeoverSilence, r.cfg.TTL+r.cfg.Renew))
+	var lastErr error
+	for {
+		changed := r.Changed()
+		ok, rev, why, err := r.claimable(ctx, kv, name, me)
+		if err == nil && ok {
+			var l *lease
+			l, err = r.claim(ctx, kv, name, me, rev, p)
+			if err == nil {
+				r.claims.Add(1)
+				r.log.Info("cluster: stream claimed", "stream", name, "revision", l.rev, "discontinuity", l.val.Disc, "reason", why)
+				return l.release, nil
+			}
+		}
+		if err != nil && !isConflict(err) {
+			lastErr = err
+		}
+		if !time.Now().Before(deadline) {
+			if lastErr != nil && why == "" {
+				return nil, fmt.Errorf("cluster registry: %w", lastErr)
+			}
+			r.refusals.Add(1)
+			return nil, fmt.Errorf("%w: %s", ingest.ErrNameInUse, why)
+		}
+		t := time.NewTimer(min(time.Until(deadline), 250*time.Millisecond))
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// newValue is the lease this node writes for publisher p.
+func (r *Registry) newValue(p ingest.Publisher) leaseValue {
+	v := leaseValue{Node: r.node.Name(), URL: r.cfg.URL, Live: true, Proto: p.Proto}
+	if h, _, err := net.SplitHostPort(p.Remote); err == nil {
+		v.Host = h
+	}
+	if p.Key != "" {
+		s := sha256.Sum256([]byte(p.Key))
+		v.KeySum = hex.EncodeToString(s[:])
+	}
+	return v
+}
+
+// claimable reads name's lease and says whether me may take it: at which
+// revision (0: create), and why; or, when it may not, why not.
+func (r *Registry) claimable(ctx context.Context, kv jetstream.KeyValue, name string, me leaseValue) (bool, uint64, string, error) {
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.TTL)
+	defer cancel()
+	e, err := kv.Get(gctx, leasePrefix+name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, 0, "free", nil
+	}
+	if err != nil {
+		return false, 0, "", err
+	}
+	var v leaseValue
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return true, e.Revision(), "unreadable lease", nil
+	}
+	switch {
+	case v.Node == me.Node:
+		return true, e.Revision(), "held by this node", nil
+	case !v.Live:
+		return true, e.Revision(), "the publisher on " + v.Node + " left", nil
+	case v.KeySum != "" && me.KeySum != "" && subtle.ConstantTimeCompare([]byte(v.KeySum), []byte(me.KeySum)) == 1:
+		return true, e.Revision(), "same stream key", nil
+	case v.Host != "" && v.Host == me.Host:
+		return true, e.Revision(), "same address", nil
+	case time.Duration(v.SilentMs)*time.Millisecond >= r.cfg.TakeoverSilence:
+		return true, e.Revision(), "the publisher on " + v.Node + " is silent", nil
+	}
+	return false, 0, fmt.Sprintf("the %s publisher from %s on node %s is still sending", v.Proto, v.Host, v.Node), nil
+}
+
+// claim writes this node's lease at rev (0: create), after taking a
+// discontinuity sequence number larger than every owner's before.
+func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string, v leaseValue, rev uint64, p ingest.Publisher) (*lease, error) {
+	// A lease of this node's own (a publisher coming back here): stop its
+	// renewals first, so that they do not see our write as a loss.
+	r.mu.Lock()
+	old := r.leases[name]
+	r.mu.Unlock()
+	if old != nil {
+		old.stopRenewing()
+		old.mu.Lock()
+		if rev == 0 || old.rev == rev {
+			rev = old.rev
+		}
+		old.mu.Unlock()
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.TTL)
+	defer cancel()
+	disc, err := r.nextDiscontinuity(wctx, kv, name)
+	if err != nil {
+		return nil, err
+	}
+	v.Disc, v.When = disc, time.Now().UTC()
+	newRev, err := r.write(wctx, kv, name, v, rev)
+	if err != nil {
+		return nil, err
+	}
+	l := &lease{r: r, name: name, val: v, rev: newRev, lastOK: time.Now(), pub: p,
+		stop: make(chan struct{}), done: make(chan struct{}), poke: make(chan struct{}, 1)}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: closed", ErrNotReady)
+	}
+	r.leases[name] = l
+	r.mu.Unlock()
+	go l.renew()
+	return l, nil
+}
+
+// nextDiscontinuity takes the next discontinuity sequence number of name:
+// one more than the last owner's, at least the local floor.
+func (r *Registry) nextDiscontinuity(ctx context.Context, nums jetstream.KeyValue, name string) (int64, error) {
+	floor := int64(0)
+	if r.cfg.FirstDiscontinuity != nil {
+		floor = r.cfg.FirstDiscontinuity(name)
+	}
+	for range 10 {
+		var rev uint64
+		next := floor
+		e, err := nums.Get(ctx, numbersPrefix+name)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("discontinuity of %s: %w", name, err)
+		default:
+			var n struct {
+				Disc int64 `json:"disc"`
+			}
+			if json.Unmarshal(e.Value(), &n) == nil {
+				next = max(next, n.Disc+1)
+			}
+			rev = e.Revision()
+		}
+		b, _ := json.Marshal(map[string]int64{"disc": next})
+		if rev == 0 {
+			_, err = nums.Create(ctx, numbersPrefix+name, b)
+		} else {
+			_, err = nums.Update(ctx, numbersPrefix+name, b, rev)
+		}
+		if err == nil {
+			return next, nil
+		}
+		if !isConflict(err) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, fmt.Errorf("discontinuity of %s: %w", name, err)
+		}
+	}
+	return 0, fmt.Errorf("discontinuity of %s: too many concurrent claims", name)
+}
+
+// write puts v as name's lease, expected at revision rev (0: absent), with
+// the lease TTL.
+func (r *Registry) write(ctx context.Context, kv jetstream.KeyValue, name string, v leaseValue, rev uint64) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		// Create also takes a key whose last message is a delete or an
+		// expiry marker.
+		return kv.Create(ctx, leasePrefix+name, b, jetstream.KeyTTL(r.cfg.TTL))
+	}
+	// KeyValue.Update takes no TTL: the same compare-and-set publish,
+	// with one.
+	pa, err := r.node.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "$KV." + r.cfg.Bucket + "." + leasePrefix + name, Data: b},
+		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(r.cfg.TTL))
+	if err != nil {
+		return 0, err
+	}
+	return pa.Sequence, nil
+}
+
+// isConflict reports a compare-and-set that lost: the revision moved.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	}
+	return errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// lease is one lease this node holds.
+type lease struct {
+	r    *Registry
+	name string
+	pub  ingest.Publisher
+
+	mu     sync.Mutex
+	val    leaseValue
+	rev    uint64
+	lastOK time.Time
+	left   bool // the publisher released it
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	poke     chan struct{} // renew now
+}
+
+// release is the ingest's release: the publisher left. The lease is kept,
+// not live, while the packager holds the stream.
+func (l *lease) release() {
+	l.mu.Lock()
+	l.left = true
+	l.val.Live = false
+	l.mu.Unlock()
+	select {
+	case l.poke <- struct{}{}:
+	default:
+	}
+}
+
+// stopRenewing ends the renewals and waits for them.
+func (l *lease) stopRenewing() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+}
+
+// renew renews the lease every Renew until it is stopped, deleted or lost.
+func (l *lease) renew() {
+	r := l.r
+	defer close(l.done)
+	defer func() {
+		r.mu.Lock()
+		if r.leases[l.name] == l {
+			delete(r.leases, l.name)
+		}
+		r.mu.Unlock()
+	}()
+	t := time.NewTicker(r.cfg.Renew)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		case <-l.poke:
+		}
+		l.mu.Lock()
+		left, rev := l.left, l.rev
+		if !left && l.pub.LastActive != nil {
+			l.val.SilentMs = time.Since(l.pub.LastActive()).Milliseconds()
+		}
+		v := l.val
+		l.mu.Unlock()
+		kv, err := r.bucket()
+		if err != nil {
+			return
+		}
+		if left && (r.cfg.Active == nil || !r.cfg.Active(l.name)) {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.TTL)
+			err := kv.Delete(ctx, leasePrefix+l.name, jetstream.LastRevision(rev))
+			cancel()
+			if err != nil && !isConflict(err) {
+				r.log.Warn("cluster: lease not deleted, it expires", "stream", l.name, "err", err)
+			}
+			r.log.Info("cluster: stream released", "stream", l.name)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Renew)
+		newRev, err := r.write(ctx, kv, l.name, v, rev)
+		cancel()
+		select {
+		case <-l.stop:
+			// Stopped while writing: the next holder reads the revision.
+			if err == nil {
+				l.mu.Lock()
+				l.rev = newRev
+				l.mu.Unlock()
+			}
+			return
+		default:
+		}
+		switch {
+		case err == nil:
+			l.mu.Lock()
+			l.rev, l.lastOK = newRev, time.Now()
+			l.mu.Unlock()
+			r.renewals.Add(1)
+		case isConflict(err):
+			l.lost("another node took the stream")
+			return
+		case time.Since(l.lastOK) >= r.cfg.TTL:
+			l.lost(fmt.Sprintf("not renewed for the lease TTL (%v): %v", r.cfg.TTL, err))
+			return
+		default:
+			r.log.Warn("cluster: lease renewal failed, retrying", "stream", l.name, "err", err)
+		}
+	}
+}
+
+// lost ends this node's ownership: the publisher is kicked, so that it
+// reconnects (to the owner, through its load balancer).
+func (l *lease) lost(why string) {
+	l.r.losses.Add(1)
+	l.mu.Lock()
+	left := l.left
+	l.mu.Unlock()
+	l.r.log.Warn("cluster: stream lost", "stream", l.name, "reason", why)
+	if !left && l.pub.Kick != nil {
+		go l.pub.Kick()
+	}
+}
