@@ -91,6 +91,7 @@ type ladderState struct {
 	Adds    map[string]int `json:"adds"`
 	Cards   []string       `json:"cards"`
 	Fatal   int            `json:"fatal"`
+	Latency float64        `json:"latency"` // hls.js's live latency, s
 }
 
 const ladderStateJS = `(() => {
@@ -106,6 +107,7 @@ const ladderStateJS = `(() => {
     adds: p.adds,
     cards: [...document.querySelectorAll('#carousel .card')].map((c) => c.dataset.cueId),
     fatal: (s.errors || []).filter((e) => e.fatal).length,
+    latency: hls && Number.isFinite(hls.latency) ? hls.latency : 0,
   };
 })()`
 
@@ -274,8 +276,8 @@ func TestLadderBrowserSwitch(t *testing.T) {
 	}
 	played, spent := low.Current-throttled.Current, (low.Now-throttled.Now)/1000
 	stall := ladderMaxStall(low)
-	t.Logf("throttled: played %.1f s of media in %.1f s; stalls %v ms (longest %.0f ms, target 1000); on %dp at the end",
-		played, spent, ladderRound(low.Stalls), stall, low.Height)
+	t.Logf("throttled: played %.1f s of media in %.1f s; stalls %v ms (longest %.0f ms, target 1000); on %dp at the end; latency %.2f s at the throttle, %.2f s at the end",
+		played, spent, ladderRound(low.Stalls), stall, low.Height, throttled.Latency, low.Latency)
 	if played < spent-5 || stall > 5000 {
 		t.Errorf("throttled, the video played %.1f s in %.1f s, longest stall %.0f ms: it did not keep playing", played, spent, stall)
 	}
@@ -295,7 +297,7 @@ func TestLadderBrowserSwitch(t *testing.T) {
 	if up.Adds[created.Cue.ID] != 1 {
 		t.Errorf("after the climb the cue was added %d times", up.Adds[created.Cue.ID])
 	}
-	t.Logf("climbed back to %dp; stalls %v ms; level switches %d", up.Height, ladderRound(up.Stalls), len(up.Switches))
+	t.Logf("climbed back to %dp; stalls %v ms; level switches %d; latency %.2f s", up.Height, ladderRound(up.Stalls), len(up.Switches), up.Latency)
 }
 
 // ladderRound rounds stalls to whole milliseconds, for the log.
