@@ -958,13 +958,7 @@ func placeRecord(r *Record, at packager.EventTime) error {
 	if r.State != StatePending && r.State != StateQueued {
 		return ErrPlacedElsewhere
 	}
-	r.State = statePlaced
-	r.Media = at.Media
-	r.Start = at.Wall
-	r.End = time.Time{}
-	if r.Cue.DurationMs > 0 {
-		r.End = at.Wall.Add(time.Duration(r.Cue.DurationMs) * time.Millisecond)
-	}
+	r.place(at)
 	return nil
 }
 
@@ -972,13 +966,7 @@ func placeRecord(r *Record, at packager.EventTime) error {
 // restarted, as Store.Replace does.
 func (s *ClusterStore) Replace(stream, id string, at packager.EventTime, now time.Time) (Record, error) {
 	return s.update(stream, id, now, func(r *Record) error {
-		r.Media = at.Media
-		if r.StateAt(now) == StateScheduled {
-			r.Start = at.Wall
-			if r.Cue.DurationMs > 0 {
-				r.End = at.Wall.Add(time.Duration(r.Cue.DurationMs) * time.Millisecond)
-			}
-		}
+		r.replace(at, now)
 		return nil
 	})
 }

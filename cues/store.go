@@ -428,15 +428,33 @@ func (s *Store) update(stream, id string, now time.Time, fn func(r *Record) erro
 // Place records where the packager placed a pending cue.
 func (s *Store) Place(stream, id string, at packager.EventTime, now time.Time) (Record, error) {
 	return s.update(stream, id, now, func(r *Record) error {
-		r.State = statePlaced
-		r.Media = at.Media
+		r.place(at)
+		return nil
+	})
+}
+
+// place marks r placed where the packager put it; both stores record a
+// placement so.
+func (r *Record) place(at packager.EventTime) {
+	r.State = statePlaced
+	r.Media = at.Media
+	r.Start = at.Wall
+	r.End = time.Time{}
+	if r.Cue.DurationMs > 0 {
+		r.End = at.Wall.Add(time.Duration(r.Cue.DurationMs) * time.Millisecond)
+	}
+}
+
+// replace moves r to where the packager placed it again after its stream
+// restarted (see Store.Replace).
+func (r *Record) replace(at packager.EventTime, now time.Time) {
+	r.Media = at.Media
+	if r.StateAt(now) == StateScheduled {
 		r.Start = at.Wall
-		r.End = time.Time{}
 		if r.Cue.DurationMs > 0 {
 			r.End = at.Wall.Add(time.Duration(r.Cue.DurationMs) * time.Millisecond)
 		}
-		return nil
-	})
+	}
 }
 
 // Replace records where the packager placed a cue again after its stream
@@ -445,13 +463,7 @@ func (s *Store) Place(stream, id string, at packager.EventTime, now time.Time) (
 // the new media time.
 func (s *Store) Replace(stream, id string, at packager.EventTime, now time.Time) (Record, error) {
 	return s.update(stream, id, now, func(r *Record) error {
-		r.Media = at.Media
-		if r.StateAt(now) == StateScheduled {
-			r.Start = at.Wall
-			if r.Cue.DurationMs > 0 {
-				r.End = at.Wall.Add(time.Duration(r.Cue.DurationMs) * time.Millisecond)
-			}
-		}
+		r.replace(at, now)
 		return nil
 	})
 }
