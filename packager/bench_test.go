@@ -33,28 +33,7 @@ func benchmarkWriteUnit(b *testing.B, cueRate int) {
 	}
 	s, _ := m.Stream("test")
 	// The units of one GOP, sent again and again with later timestamps.
-	key := [][]byte{testSPS, testPPS, make([]byte, 20000)}
-	key[2][0] = 0x65
-	inter := [][]byte{make([]byte, 4000)}
-	inter[0][0] = 0x41
-	frame := make([]byte, 300)
-	var units []ingest.Unit
-	audioNext := time.Duration(0)
-	for i := range sy.gop {
-		dts := sy.frameTime(i)
-		for audioNext <= dts {
-			at := audioNext.Truncate(time.Millisecond)
-			units = append(units, ingest.Unit{Track: sy.audio, PTS: at, DTS: at, Frame: frame})
-			audioNext += 1024 * time.Second / 48000
-		}
-		au := inter
-		if i == 0 {
-			au = key
-		}
-		at := dts.Truncate(time.Millisecond)
-		units = append(units, ingest.Unit{Track: sy.video, PTS: at, DTS: at, AU: au})
-	}
-	gop := time.Duration(sy.gop) * time.Second / time.Duration(sy.fps)
+	units, gop := gopUnits(sy)
 	tag := testID3(strings.Repeat("x", 400))
 	var cues int
 	b.ReportAllocs()
@@ -179,28 +158,7 @@ func BenchmarkVariants(b *testing.B) {
 				}
 				vpubs, vtracks = append(vpubs, vp), append(vtracks, tr)
 			}
-			key := [][]byte{testSPS, testPPS, make([]byte, 20000)}
-			key[2][0] = 0x65
-			inter := [][]byte{make([]byte, 4000)}
-			inter[0][0] = 0x41
-			frame := make([]byte, 300)
-			var units []ingest.Unit
-			audioNext := time.Duration(0)
-			for i := range sy.gop {
-				dts := sy.frameTime(i)
-				for audioNext <= dts {
-					at := audioNext.Truncate(time.Millisecond)
-					units = append(units, ingest.Unit{Track: sy.audio, PTS: at, DTS: at, Frame: frame})
-					audioNext += 1024 * time.Second / 48000
-				}
-				au := inter
-				if i == 0 {
-					au = key
-				}
-				at := dts.Truncate(time.Millisecond)
-				units = append(units, ingest.Unit{Track: sy.video, PTS: at, DTS: at, AU: au})
-			}
-			gop := time.Duration(sy.gop) * time.Second / time.Duration(sy.fps)
+			units, gop := gopUnits(sy)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -224,4 +182,30 @@ func BenchmarkVariants(b *testing.B) {
 			}
 		})
 	}
+}
+
+// gopUnits are the units of one GOP of sy, H.264 and AAC, for a benchmark to
+// send again and again with later timestamps; gop is their duration.
+func gopUnits(sy *synth) (units []ingest.Unit, gop time.Duration) {
+	key := [][]byte{testSPS, testPPS, make([]byte, 20000)}
+	key[2][0] = 0x65
+	inter := [][]byte{make([]byte, 4000)}
+	inter[0][0] = 0x41
+	frame := make([]byte, 300)
+	audioNext := time.Duration(0)
+	for i := range sy.gop {
+		dts := sy.frameTime(i)
+		for audioNext <= dts {
+			at := audioNext.Truncate(time.Millisecond)
+			units = append(units, ingest.Unit{Track: sy.audio, PTS: at, DTS: at, Frame: frame})
+			audioNext += 1024 * time.Second / 48000
+		}
+		au := inter
+		if i == 0 {
+			au = key
+		}
+		at := dts.Truncate(time.Millisecond)
+		units = append(units, ingest.Unit{Track: sy.video, PTS: at, DTS: at, AU: au})
+	}
+	return units, time.Duration(sy.gop) * time.Second / time.Duration(sy.fps)
 }
