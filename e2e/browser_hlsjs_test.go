@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 // hlsjsPage is what docs/cues.md tells a player developer to write: the
@@ -154,7 +156,7 @@ func TestBrowserStockHLS(t *testing.T) {
 	})
 	api := srv.url("/api/v1/streams/" + name + "/cues")
 
-	browser, cancel := chromedp.NewContext(newChromium(t))
+	browser, cancel := chromedp.NewContext(e2etest.Chromium(t))
 	defer cancel()
 	if err := chromedp.Do(browser); err != nil {
 		t.Fatalf("starting chromium: %v", err)
@@ -164,7 +166,7 @@ func TestBrowserStockHLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	var playing time.Time
-	pollJS(t, browser, 30*time.Second, "hls.js to play "+src, hlsjsStateJS, 3000, func(p hlsjsState) bool {
+	e2etest.PollJS(t, browser, 30*time.Second, "hls.js to play "+src, hlsjsStateJS, func(p hlsjsState) bool {
 		for _, e := range p.Errors {
 			if e.Fatal {
 				t.Fatalf("hls.js fatal error: %+v", p.Errors)
@@ -182,7 +184,7 @@ func TestBrowserStockHLS(t *testing.T) {
 	t.Cleanup(func() { do(t, http.MethodDelete, api+"/"+id, "") })
 	checkDateRangeEnd(t, srv.url("/live/"+name+"/stream.m3u8"), id, d)
 	var p hlsjsState
-	pollJS(t, browser, 15*time.Second, "the card of the first cue "+id, hlsjsStateJS, 3000, func(s hlsjsState) bool {
+	e2etest.PollJS(t, browser, 15*time.Second, "the card of the first cue "+id, hlsjsStateJS, func(s hlsjsState) bool {
 		p = s
 		return countID(s.Starts, id) > 0
 	})
@@ -211,12 +213,12 @@ func TestBrowserStockHLS(t *testing.T) {
 
 	// The latency, over window once settled; the cue ends meanwhile.
 	if wait := settle - time.Since(playing); wait > 0 {
-		pollJS(t, browser, wait+5*time.Second, "the player to settle", hlsjsStateJS, 3000, func(hlsjsState) bool {
+		e2etest.PollJS(t, browser, wait+5*time.Second, "the player to settle", hlsjsStateJS, func(hlsjsState) bool {
 			return time.Since(playing) >= settle
 		})
 	}
 	from := float64(time.Now().UnixMilli())
-	pollJS(t, browser, window+10*time.Second, fmt.Sprintf("%v of playback", window), hlsjsStateJS, 3000, func(s hlsjsState) bool {
+	e2etest.PollJS(t, browser, window+10*time.Second, fmt.Sprintf("%v of playback", window), hlsjsStateJS, func(s hlsjsState) bool {
 		p = s
 		return float64(time.Now().UnixMilli()) >= from+float64(window.Milliseconds())
 	})
@@ -304,7 +306,7 @@ func quantile(sorted []float64, q float64) float64 {
 func checkDateRangeEnd(t *testing.T, playlistURL, id string, d time.Duration) {
 	t.Helper()
 	var line string
-	waitUntil(t, 5*time.Second, "the DATERANGE of "+id, func() bool {
+	e2etest.WaitUntil(t, 5*time.Second, "the DATERANGE of "+id, func() bool {
 		pl, err := get(t.Context(), playlistURL)
 		if err != nil {
 			return false

@@ -153,7 +153,7 @@ const replayStateJS = `(() => {
 func pollReplay(t *testing.T, ctx context.Context, d time.Duration, what string, cond func(replayState) bool) replayState {
 	t.Helper()
 	var last replayState
-	pollJS(t, ctx, d, what, replayStateJS, 4000, func(s replayState) bool {
+	e2etest.PollJS(t, ctx, d, what, replayStateJS, func(s replayState) bool {
 		if fatal := slices.ContainsFunc(s.Errors, func(e any) bool { m, _ := e.(map[string]any); return m["fatal"] == true }); fatal {
 			t.Fatalf("replay page: fatal error: %+v", s.Errors)
 		}
@@ -175,7 +175,7 @@ func TestBrowserReplay(t *testing.T) {
 	const name = "replay"
 	srv := startRecordingShopcast(t, 2*time.Second)
 	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 30)
-	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/index.m3u8"))
 		return code == http.StatusOK
 	})
@@ -186,7 +186,7 @@ func TestBrowserReplay(t *testing.T) {
 		ids[i] = postScheduledCue(t, api, sku, int64(5000+9000*i), 6000)
 	}
 	// The browser starts while the sale goes on.
-	alloc := newChromium(t)
+	alloc := e2etest.Chromium(t)
 	ctx, cancel := chromedp.NewContext(alloc)
 	defer cancel()
 	if err := chromedp.Do(ctx, desktop()); err != nil {
@@ -194,7 +194,7 @@ func TestBrowserReplay(t *testing.T) {
 	}
 
 	var rec recordingListing
-	waitUntil(t, 60*time.Second, "the sale to end and its recording to be closed (VOD)", func() bool {
+	e2etest.WaitUntil(t, 60*time.Second, "the sale to end and its recording to be closed (VOD)", func() bool {
 		var ok bool
 		rec, ok = newestRecording(t, srv, name)
 		return ok && rec.State == "complete"
@@ -307,7 +307,7 @@ func TestBrowserReplay(t *testing.T) {
 		Error       int     `json:"error"`
 		Ended       bool    `json:"ended"`
 	}
-	waitUntil(t, 20*time.Second, "the clip to play to its end", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the clip to play to its end", func() bool {
 		st, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const v = document.getElementById('clip');
   return JSON.stringify({currentTime: v.currentTime, duration: v.duration || 0, error: v.error ? v.error.code : 0, ended: v.ended}); })()`))
 		if err != nil || json.Unmarshal([]byte(st), &clipState) != nil {
@@ -335,14 +335,14 @@ func TestBrowserDVR(t *testing.T) {
 	const name = "dvr"
 	srv := startRecordingShopcast(t, 30*time.Second)
 	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 90)
-	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/index.m3u8"))
 		return code == http.StatusOK
 	})
 	// A product early in the sale, over before the viewer rewinds.
 	sku := replaySKUs[0]
 	postScheduledCue(t, srv.url("/api/v1/streams/"+name+"/cues"), sku, 3000, 6000)
-	alloc := newChromium(t)
+	alloc := e2etest.Chromium(t)
 	ctx, cancel := chromedp.NewContext(alloc)
 	defer cancel()
 	if err := chromedp.Do(ctx, desktop()); err != nil {
@@ -354,7 +354,7 @@ func TestBrowserDVR(t *testing.T) {
 	pollPage(t, ctx, 20*time.Second, "the live video to play", func(p pageState) bool { return p.State == "live" && p.CurrentTime > 1 })
 
 	var rec recordingListing
-	waitUntil(t, 40*time.Second, "the recording to hold 24 s", func() bool {
+	e2etest.WaitUntil(t, 40*time.Second, "the recording to hold 24 s", func() bool {
 		var ok bool
 		rec, ok = newestRecording(t, srv, name)
 		return ok && rec.State == "recording" && rec.DurationMs >= 24000
@@ -390,7 +390,7 @@ func TestBrowserDVR(t *testing.T) {
 	// From the start: the recording's media time 0.
 	press("#from-start")
 	var first dvrState
-	pollJS(t, ctx, 10*time.Second, "the recording to play from its start", dvrJS, 3000, func(s dvrState) bool {
+	e2etest.PollJS(t, ctx, 10*time.Second, "the recording to play from its start", dvrJS, func(s dvrState) bool {
 		first = s
 		return s.Mode == "dvr" && !s.Paused && s.CurrentTime > 0
 	})
@@ -403,7 +403,7 @@ func TestBrowserDVR(t *testing.T) {
 		t.Errorf("from the start plays at %.3f s (media time %.3f s), not from 0", first.CurrentTime, media)
 	}
 	// The carousel follows the recording: the early product comes back.
-	pollJS(t, ctx, 15*time.Second, "the early product in the carousel from the start", dvrJS, 3000, func(v dvrState) bool {
+	e2etest.PollJS(t, ctx, 15*time.Second, "the early product in the carousel from the start", dvrJS, func(v dvrState) bool {
 		first = v
 		return slices.Equal(v.Cards, []string{sku})
 	})
@@ -415,14 +415,14 @@ func TestBrowserDVR(t *testing.T) {
 
 	// Scrubbing: the range spans the recording so far.
 	var s dvrState
-	pollJS(t, ctx, 10*time.Second, "the scrubber to span the recording", dvrJS, 3000, func(v dvrState) bool {
+	e2etest.PollJS(t, ctx, 10*time.Second, "the scrubber to span the recording", dvrJS, func(v dvrState) bool {
 		s = v
 		return v.ScrubMax >= 20
 	})
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`(() => { const r = document.querySelector('#scrub'); r.value = 12; r.dispatchEvent(new Event('input')); })()`)); err != nil {
 		t.Fatal(err)
 	}
-	pollJS(t, ctx, 10*time.Second, "the scrubber to seek to 12 s", dvrJS, 3000, func(v dvrState) bool {
+	e2etest.PollJS(t, ctx, 10*time.Second, "the scrubber to seek to 12 s", dvrJS, func(v dvrState) bool {
 		s = v
 		return !v.Paused && v.CurrentTime >= 12 && v.CurrentTime < 14 && len(v.Cards) == 0
 	})
@@ -430,14 +430,14 @@ func TestBrowserDVR(t *testing.T) {
 
 	// Back to live: the LL-HLS edge, within 2 s.
 	press("#to-live")
-	pollJS(t, ctx, 15*time.Second, "back to live, within 2 s of the edge", dvrJS, 3000, func(v dvrState) bool {
+	e2etest.PollJS(t, ctx, 15*time.Second, "back to live, within 2 s of the edge", dvrJS, func(v dvrState) bool {
 		s = v
 		return v.Mode == "live" && !v.Paused && v.Latency != nil && *v.Latency <= 2 && len(v.Cards) == 0
 	})
 	t.Logf("back to live: %.3f s behind the edge (hls.latency) %.2f s after the switch", *s.Latency, s.Since)
 	var lat []float64
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
-		v := evalJS[dvrState](t, ctx, dvrJS)
+		v := e2etest.EvalJS[dvrState](t, ctx, dvrJS)
 		if v.Latency != nil {
 			lat = append(lat, *v.Latency)
 		}

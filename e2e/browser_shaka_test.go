@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 // shakaPage plays ?src= with Shaka Player from npm, in low-latency mode,
@@ -79,7 +81,7 @@ func TestBrowserShaka(t *testing.T) {
 	// Shaka 5.2.12 often fails to load a playlist of one or two segments
 	// (a TypeError in its networking engine: a request without a URI).
 	// Join, as a viewer would, a stream live for a few segments.
-	waitUntil(t, 20*time.Second, "the stream's playlist to list four segments", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist to list four segments", func() bool {
 		pl, err := get(t.Context(), srv.url("/live/"+name+"/stream.m3u8"))
 		return err == nil && strings.Count(pl, "#EXTINF:") >= 4
 	})
@@ -87,7 +89,7 @@ func TestBrowserShaka(t *testing.T) {
 	api := srv.url("/api/v1/streams/" + name + "/cues")
 
 	// The first Run starts the browser: its context has no timeout.
-	browser, cancel := chromedp.NewContext(newChromium(t))
+	browser, cancel := chromedp.NewContext(e2etest.Chromium(t))
 	defer cancel()
 	if err := chromedp.Do(browser); err != nil {
 		t.Fatalf("starting chromium: %v", err)
@@ -112,7 +114,7 @@ func TestBrowserShaka(t *testing.T) {
 				t.Fatal(err)
 			}
 			first := -1.0
-			pollJS(t, tab, 30*time.Second, "Shaka to play "+src, shakaStateJS, 3000, func(p shakaState) bool {
+			e2etest.PollJS(t, tab, 30*time.Second, "Shaka to play "+src, shakaStateJS, func(p shakaState) bool {
 				if len(p.Errors) > 0 {
 					t.Fatalf("Shaka %s: errors %v", p.Version, p.Errors)
 				}
@@ -126,7 +128,7 @@ func TestBrowserShaka(t *testing.T) {
 			id, _, pdt := postTimedCue(t, api, apiSKU, d)
 			t.Cleanup(func() { do(t, http.MethodDelete, api+"/"+id, "") })
 			var p shakaState
-			pollJS(t, tab, 20*time.Second, "the card of cue "+id, shakaStateJS, 3000, func(s shakaState) bool {
+			e2etest.PollJS(t, tab, 20*time.Second, "the card of cue "+id, shakaStateJS, func(s shakaState) bool {
 				p = s
 				return countID(s.Starts, id) > 0
 			})
@@ -145,12 +147,12 @@ func TestBrowserShaka(t *testing.T) {
 
 			// It goes after d, once, and does not come back.
 			var endCT float64
-			pollJS(t, tab, d+10*time.Second, "the card of "+id+" to go", shakaStateJS, 3000, func(s shakaState) bool {
+			e2etest.PollJS(t, tab, d+10*time.Second, "the card of "+id+" to go", shakaStateJS, func(s shakaState) bool {
 				e, ok := firstID(s.Ends, id)
 				endCT = e.CT
 				return ok
 			})
-			pollJS(t, tab, 10*time.Second, "two more seconds of video", shakaStateJS, 3000, func(s shakaState) bool {
+			e2etest.PollJS(t, tab, 10*time.Second, "two more seconds of video", shakaStateJS, func(s shakaState) bool {
 				p = s
 				return s.CurrentTime > endCT+2
 			})

@@ -26,6 +26,8 @@ import (
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 const artifacts = "artifacts"
@@ -82,7 +84,7 @@ func TestBrowserWatchAndStudio(t *testing.T) {
 	base := pagesBase(t, srv, name)
 
 	// The first Run starts the browser: its context has no timeout.
-	alloc := newChromium(t)
+	alloc := e2etest.Chromium(t)
 	watch, cancelWatch := chromedp.NewContext(alloc)
 	defer cancelWatch()
 	if err := chromedp.Do(watch, phone()); err != nil {
@@ -424,67 +426,13 @@ const pageStateJS = `(() => {
 
 func readPage(t *testing.T, ctx context.Context) pageState {
 	t.Helper()
-	return evalJS[pageState](t, ctx, pageStateJS)
+	return e2etest.EvalJS[pageState](t, ctx, pageStateJS)
 }
 
 // pollPage reads the page every 200 ms until cond holds.
 func pollPage(t *testing.T, ctx context.Context, d time.Duration, what string, cond func(pageState) bool) {
 	t.Helper()
-	pollJS(t, ctx, d, what, pageStateJS, 0, cond)
-}
-
-// newChromium returns an allocator for Debian's chromium, headless with the
-// flags that keep it off the network, in a fresh profile; the test's cleanup
-// stops it.
-func newChromium(t *testing.T) context.Context {
-	t.Helper()
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath("/usr/bin/chromium"),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(cancel)
-	return alloc
-}
-
-// evalJS evaluates expr in the page and decodes its value as T.
-func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("reading the page: %v", err)
-	}
-	return v
-}
-
-// pollJS evaluates expr every 200 ms until cond holds; on timeout it fails
-// with the last value (its last dumpMax bytes, all of it when 0).
-func pollJS[T any](t *testing.T, ctx context.Context, d time.Duration, what, expr string, dumpMax int, cond func(T) bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		v := evalJS[T](t, ctx, expr)
-		if cond(v) {
-			return
-		}
-		if time.Now().After(deadline) {
-			b, _ := json.Marshal(v)
-			dump := string(b)
-			if dumpMax > 0 {
-				dump = tail(dump, dumpMax)
-			}
-			t.Fatalf("timed out after %v waiting for %s; page: %s", d, what, dump)
-		}
-		if err := chromedp.Do(ctx, chromedp.Sleep(200*time.Millisecond)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e2etest.PollJS(t, ctx, d, what, pageStateJS, cond)
 }
 
 func waitEval(t *testing.T, ctx context.Context, d time.Duration, what, expr string) {

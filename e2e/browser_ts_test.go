@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 // id3Page is a bare hls.js player: no SDK and no DATERANGE cues, so every
@@ -145,7 +147,7 @@ func TestBrowserInBandCues(t *testing.T) {
 	srv := startShopcast(t)
 	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 180)
 	var td float64
-	waitUntil(t, 20*time.Second, "the stream's TS playlist", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream's TS playlist", func() bool {
 		pl, err := get(context.Background(), srv.url("/live/"+name+"/stream_ts.m3u8"))
 		if err != nil {
 			return false
@@ -177,7 +179,7 @@ func TestBrowserInBandCues(t *testing.T) {
 	t.Cleanup(page.Close)
 
 	// The first Run starts the browser: its context has no timeout.
-	alloc := newChromium(t)
+	alloc := e2etest.Chromium(t)
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
 	if err := chromedp.Do(browser); err != nil {
@@ -326,5 +328,5 @@ func checkCueFragment(t *testing.T, p id3State, c id3Cue) {
 // pollID3 reads the page every 200 ms until cond holds.
 func pollID3(t *testing.T, ctx context.Context, d time.Duration, what string, cond func(id3State) bool) {
 	t.Helper()
-	pollJS(t, ctx, d, what, id3StateJS, 4000, cond)
+	e2etest.PollJS(t, ctx, d, what, id3StateJS, cond)
 }

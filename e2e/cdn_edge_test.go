@@ -160,10 +160,10 @@ func (p *edgeProc) run(t *testing.T, stop os.Signal) {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(p.cmd.Path), tail(p.out.String(), 3000))
+			t.Logf("%s output:\n%s", filepath.Base(p.cmd.Path), e2etest.Tail(p.out.String(), 3000))
 			for _, f := range p.logs {
 				b, _ := os.ReadFile(f)
-				t.Logf("%s:\n%s", f, tail(string(b), 3000))
+				t.Logf("%s:\n%s", f, e2etest.Tail(string(b), 3000))
 			}
 		}
 	})

@@ -58,7 +58,7 @@ func TestCDNEdge(t *testing.T) {
 		pubDone <- testpub.Publish(ctx, "rtmp://"+srv.RTMP+"/live/"+name, "../testdata/h264_aac.flv", testpub.Options{Loops: 100})
 	}()
 	t.Cleanup(func() { cancel(); <-pubDone })
-	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/stream.m3u8"))
 		return code == http.StatusOK
 	})
@@ -133,7 +133,7 @@ func runCDN(t *testing.T, e edge, bin string, srv *shopcast, name string) cdnRes
 		listen := e2etest.FreeAddr(t)
 		e.start(t, bin, t.TempDir(), listen, originSide.addr)
 		edgeBase = "http://" + listen + "/live/" + name + "/"
-		waitUntil(t, 15*time.Second, e.name+" serving the playlist", func() bool {
+		e2etest.WaitUntil(t, 15*time.Second, e.name+" serving the playlist", func() bool {
 			code, _ := status(http.MethodGet, edgeBase+"stream.m3u8")
 			return code == http.StatusOK
 		})

@@ -44,7 +44,7 @@ func TestGStreamerPlays(t *testing.T) {
 	const stall = 4 * time.Second
 	const windowAfter = stall + 4*time.Second
 	var windowStart time.Duration
-	waitUntil(t, 60*time.Second, fmt.Sprintf("the playlist window to start after media time %v", windowAfter), func() bool {
+	e2etest.WaitUntil(t, 60*time.Second, fmt.Sprintf("the playlist window to start after media time %v", windowAfter), func() bool {
 		body, err := get(context.Background(), base+"stream.m3u8")
 		if err != nil {
 			return false
@@ -230,13 +230,13 @@ func gstRender(gst, element, uri string, want, deadline time.Duration) (string, 
 	case <-done:
 		got := describe()
 		return got, fmt.Errorf("gst-launch-1.0 ended before %v of media was rendered (%s)\nstdout:\n%s\nstderr:\n%s",
-			want, got, strings.Join(lines, "\n"), tail(stderr.String(), 3000))
+			want, got, strings.Join(lines, "\n"), e2etest.Tail(stderr.String(), 3000))
 	case <-ctx.Done():
 		got := describe()
 		mu.Lock()
 		last := strings.Join(lines, "\n")
 		mu.Unlock()
 		return got, fmt.Errorf("not %v of media rendered within %v (%s)\nstdout:\n%s\nstderr:\n%s",
-			want, deadline, got, last, tail(stderr.String(), 3000))
+			want, deadline, got, last, e2etest.Tail(stderr.String(), 3000))
 	}
 }

@@ -48,7 +48,7 @@ func startFFmpeg(t *testing.T, rtmpURL string, seconds int) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("ffmpeg output:\n%s", tail(out.String(), 3000))
+			t.Logf("ffmpeg output:\n%s", e2etest.Tail(out.String(), 3000))
 		}
 	})
 }
@@ -60,7 +60,7 @@ func startStream(t *testing.T, name string, seconds int, playlist string) *shopc
 	t.Helper()
 	srv := startShopcast(t)
 	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, seconds)
-	waitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/"+playlist))
 		return code == http.StatusOK
 	})
@@ -91,29 +91,6 @@ func status(method, u string) (int, error) {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, nil
-}
-
-// waitUntil polls cond every 100 ms until it holds or the deadline passes.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		case <-tick.C:
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
 }
 
 func jsString(s string) string {

@@ -311,7 +311,7 @@ func (r *restartRun) record(m *playlist.Media, s *sessionNames) {
 // the edge, every playlist read on the way going through check.
 func (r *restartRun) waitLive(s *sessionNames, check func(from, file string, m *playlist.Media)) {
 	r.t.Helper()
-	waitUntil(r.t, 20*time.Second, "the stream's playlists, from the origin and through varnish", func() bool {
+	e2etest.WaitUntil(r.t, 20*time.Second, "the stream's playlists, from the origin and through varnish", func() bool {
 		for _, from := range []string{"origin", "varnish"} {
 			for _, file := range []string{hlsname.Media, hlsname.TSMedia} {
 				if r.playlist(from, file, s, check) == nil {
@@ -429,7 +429,7 @@ func (p *shopcastProc) start(t *testing.T) {
 	done := make(chan struct{})
 	p.done = done
 	go func() { _ = p.cmd.Wait(); close(done) }()
-	waitUntil(t, 15*time.Second, "shopcast's /readyz", func() bool {
+	e2etest.WaitUntil(t, 15*time.Second, "shopcast's /readyz", func() bool {
 		select {
 		case <-done:
 			t.Fatalf("shopcast exited: %v\n%s", p.cmd.ProcessState, out)
@@ -477,7 +477,7 @@ func (p *shopcastProc) stop(t *testing.T) {
 	}
 	if t.Failed() {
 		for i, out := range p.logs {
-			t.Logf("shopcast run %d output:\n%s", i+1, tail(out.String(), 4000))
+			t.Logf("shopcast run %d output:\n%s", i+1, e2etest.Tail(out.String(), 4000))
 		}
 	}
 }
@@ -511,7 +511,7 @@ func startPublisher(t *testing.T, ffmpeg, rtmpURL string, hz int) *publisher {
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("ffmpeg output:\n%s", tail(out.String(), 3000))
+			t.Logf("ffmpeg output:\n%s", e2etest.Tail(out.String(), 3000))
 		}
 	})
 	return p

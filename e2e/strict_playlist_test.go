@@ -49,7 +49,7 @@ func TestStrictPlaylists(t *testing.T) {
 
 	base := srv.HTTP + "/live/" + name + "/"
 	media := base + "stream.m3u8"
-	waitUntil(t, 20*time.Second, "the media playlist", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the media playlist", func() bool {
 		code, _ := status(http.MethodGet, media)
 		return code == http.StatusOK
 	})
@@ -61,7 +61,7 @@ func TestStrictPlaylists(t *testing.T) {
 	// of one CLASS that overlap.
 	api := srv.HTTP + "/api/v1/streams/" + name + "/cues"
 	ended, _ := postStrictCue(t, api, `"now"`, 0)
-	waitUntil(t, 10*time.Second, "the first cue to start", func() bool {
+	e2etest.WaitUntil(t, 10*time.Second, "the first cue to start", func() bool {
 		code, body := do(t, http.MethodGet, api+"/"+ended, "")
 		return code == http.StatusOK && strings.Contains(body, `"state":"active"`)
 	})
@@ -77,12 +77,12 @@ func TestStrictPlaylists(t *testing.T) {
 		return msn, part
 	}
 	msn0, part0 := edge()
-	waitUntil(t, 10*time.Second, "two more parts", func() bool {
+	e2etest.WaitUntil(t, 10*time.Second, "two more parts", func() bool {
 		msn, part := edge()
 		return msn > msn0 || part >= part0+2
 	})
 	deleteCue(t, api, ended)
-	waitUntil(t, 10*time.Second, "the ended cue's END-DATE", func() bool {
+	e2etest.WaitUntil(t, 10*time.Second, "the ended cue's END-DATE", func() bool {
 		body, err := get(context.Background(), media)
 		return err == nil && dateRangeOf(body, ended) != "" && strings.Contains(dateRangeOf(body, ended), "END-DATE=")
 	})
@@ -108,7 +108,7 @@ func TestStrictPlaylists(t *testing.T) {
 	// the media sequence on) and checks the rest of a delta update as it
 	// does a full playlist; it ignores RECENTLY-REMOVED-DATERANGES, which
 	// is checked here below.
-	waitUntil(t, 40*time.Second, "a delta update with EXT-X-SKIP", func() bool {
+	e2etest.WaitUntil(t, 40*time.Second, "a delta update with EXT-X-SKIP", func() bool {
 		body, err := get(context.Background(), media+"?_HLS_skip=YES")
 		return err == nil && strings.Contains(body, "#EXT-X-SKIP:SKIPPED-SEGMENTS=")
 	})

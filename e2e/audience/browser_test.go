@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 // within is how soon the studio must show what the viewers did (issue 19).
@@ -32,7 +34,7 @@ func TestBrowserAudience(t *testing.T) {
 		t.Fatalf("product cue: %d %s", a.status, a.body)
 	}
 
-	alloc := newChromium(t)
+	alloc := e2etest.Chromium(t)
 	pageA, cancelA := chromedp.NewContext(alloc)
 	defer cancelA()
 	if err := chromedp.Do(pageA, chromedp.Navigate(srv.HTTP+"/watch/"+name)); err != nil {
@@ -62,41 +64,41 @@ func TestBrowserAudience(t *testing.T) {
 	}()
 
 	// Two viewers, two ids.
-	idA := evalJS[string](t, pageA, `window.shopcastAudience.viewer`)
-	idB := evalJS[string](t, pageB, `window.shopcastAudience.viewer`)
+	idA := e2etest.EvalJS[string](t, pageA, `window.shopcastAudience.viewer`)
+	idB := e2etest.EvalJS[string](t, pageB, `window.shopcastAudience.viewer`)
 	if idA == idB || len(idA) < 16 {
 		t.Fatalf("viewer ids %q and %q", idA, idB)
 	}
-	if c := evalJS[string](t, pageA, `document.cookie`); c != "" {
+	if c := e2etest.EvalJS[string](t, pageA, `document.cookie`); c != "" {
 		t.Fatalf("the watch page has cookies: %q", c)
 	}
-	pollJS(t, studioTab, 20*time.Second, "the studio to show 2 viewers",
+	e2etest.PollJS(t, studioTab, 20*time.Second, "the studio to show 2 viewers",
 		`document.getElementById('aud-viewers').textContent`, func(v string) bool { return v == "2" })
-	pollJS(t, pageB, 10*time.Second, `page B to show "2 watching"`,
+	e2etest.PollJS(t, pageB, 10*time.Second, `page B to show "2 watching"`,
 		`document.getElementById('watching').textContent`, func(v string) bool { return v == "2 watching" })
-	pollJS(t, pageA, 20*time.Second, "page A's video to play",
+	e2etest.PollJS(t, pageA, 20*time.Second, "page A's video to play",
 		`document.querySelector('video').currentTime`, func(v float64) bool { return v > 0.5 })
 
 	// Hearts from page A, seen in page B's pulse and floated up there.
-	before := evalJS[float64](t, pageB, `window.shopcastAudience.heartsShown`)
+	before := e2etest.EvalJS[float64](t, pageB, `window.shopcastAudience.heartsShown`)
 	for range 3 {
 		if err := chromedp.Do(pageA, chromedp.Click("#heart")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	took := pollJS(t, pageB, 10*time.Second, "page A's 3 hearts to float up on page B",
+	_, took := e2etest.PollJS(t, pageB, 10*time.Second, "page A's 3 hearts to float up on page B",
 		`window.shopcastAudience.heartsShown`, func(v float64) bool { return v >= before+3 })
 	t.Logf("hearts from page A floated up on page B %v after the clicks", took.Round(10*time.Millisecond))
-	if own := evalJS[float64](t, pageA, `window.shopcastAudience.heartsShown`); own != 0 {
+	if own := e2etest.EvalJS[float64](t, pageA, `window.shopcastAudience.heartsShown`); own != 0 {
 		t.Errorf("page A floated %v hearts of others: its own came back as others'", own)
 	}
-	pollJS(t, studioTab, 5*time.Second, "the studio's hearts per minute",
+	e2etest.PollJS(t, studioTab, 5*time.Second, "the studio's hearts per minute",
 		`document.getElementById('aud-reactions').textContent`, func(v string) bool { return v == "3" })
 
 	// Impressions on both pages, a Buy click on page A. The watch page's
 	// cards (moments.js) announce them as DOM events; where they are not
 	// on the page, the test announces them itself, as the cards would.
-	cards := evalJS[bool](t, pageA, `performance.getEntriesByType('resource').some((e) => /\/moments\.js$/.test(new URL(e.name).pathname))`)
+	cards := e2etest.EvalJS[bool](t, pageA, `performance.getEntriesByType('resource').some((e) => /\/moments\.js$/.test(new URL(e.name).pathname))`)
 	t.Logf("the watch page's own cards announce the signals: %v", cards)
 	run := func(page context.Context, js string) {
 		t.Helper()
@@ -106,7 +108,7 @@ func TestBrowserAudience(t *testing.T) {
 	}
 	card := `#carousel [data-cue-id="mug-1"]`
 	for _, page := range []context.Context{pageA, pageB} {
-		pollJS(t, page, 15*time.Second, "the mug's card", `!!document.querySelector('`+card+`')`, func(v bool) bool { return v })
+		e2etest.PollJS(t, page, 15*time.Second, "the mug's card", `!!document.querySelector('`+card+`')`, func(v bool) bool { return v })
 		if !cards {
 			run(page, event("shopcast:impression", map[string]any{"stream": name, "cue": "mug-1"}))
 		}
@@ -121,7 +123,7 @@ func TestBrowserAudience(t *testing.T) {
 	}
 	funnel := `(() => { const r = document.querySelector('#aud-funnel tr[data-cue-id="mug-1"]');
 		return r ? [...r.children].map((td) => td.textContent) : []; })()`
-	pollJS(t, studioTab, 5*time.Second, "the studio's funnel to show the Buy click",
+	e2etest.PollJS(t, studioTab, 5*time.Second, "the studio's funnel to show the Buy click",
 		funnel, func(v []string) bool { return len(v) == 4 && v[2] == "1" })
 	if d := time.Since(clicked); d > within {
 		t.Errorf("the Buy click reached the studio after %v, want within %v", d.Round(10*time.Millisecond), within)
@@ -129,7 +131,7 @@ func TestBrowserAudience(t *testing.T) {
 		t.Logf("the Buy click reached the studio's funnel %v after the click", d.Round(10*time.Millisecond))
 	}
 	// Impressions are batched by the pages for a second.
-	pollJS(t, studioTab, 5*time.Second, "the funnel row: the mug seen twice, clicked once, 50.0 %",
+	e2etest.PollJS(t, studioTab, 5*time.Second, "the funnel row: the mug seen twice, clicked once, 50.0 %",
 		funnel, func(v []string) bool {
 			return len(v) == 4 && v[0] == "Ceramic mug" && v[1] == "2" && v[2] == "1" && v[3] == "50.0 %"
 		})
@@ -144,7 +146,7 @@ func TestBrowserAudience(t *testing.T) {
 	var voted time.Time
 	if cards {
 		for _, page := range []context.Context{pageA, pageB} {
-			pollJS(t, page, 15*time.Second, "the poll's card", `!!document.querySelector('`+option+`')`, func(v bool) bool { return v })
+			e2etest.PollJS(t, page, 15*time.Second, "the poll's card", `!!document.querySelector('`+option+`')`, func(v bool) bool { return v })
 		}
 		voted = time.Now()
 		for _, page := range []context.Context{pageA, pageB} {
@@ -154,7 +156,7 @@ func TestBrowserAudience(t *testing.T) {
 		}
 	} else {
 		// A probe's vote tells when the poll is open.
-		waitUntil(t, 10*time.Second, "the poll to be open", func() bool {
+		e2etest.WaitUntil(t, 10*time.Second, "the poll to be open", func() bool {
 			return signal(t, srv, name, "", body(viewer(99), `"kind":"vote","poll":"poll-1","option":0`)).status == 202
 		})
 		voted = time.Now()
@@ -166,7 +168,7 @@ func TestBrowserAudience(t *testing.T) {
 	if !cards {
 		want = "3" // and the probe's
 	}
-	pollJS(t, studioTab, 5*time.Second, "the studio to show the votes",
+	e2etest.PollJS(t, studioTab, 5*time.Second, "the studio to show the votes",
 		`document.getElementById('aud-poll').dataset.votes`, func(v string) bool { return v == want })
 	if d := time.Since(voted); d > within {
 		t.Errorf("the votes reached the studio after %v, want within %v", d.Round(10*time.Millisecond), within)
@@ -175,7 +177,7 @@ func TestBrowserAudience(t *testing.T) {
 	}
 	// A second vote from page A, for the other option: refused, not counted.
 	run(pageA, event("shopcast:vote", map[string]any{"stream": name, "poll": "poll-1", "option": 0}))
-	pollJS(t, pageA, 5*time.Second, "page A to learn its second vote was refused",
+	e2etest.PollJS(t, pageA, 5*time.Second, "page A to learn its second vote was refused",
 		`window.shopcastAudience.refused.map((r) => r.status + ' ' + r.kinds)`, func(v []string) bool {
 			return len(v) == 1 && v[0] == "409 vote"
 		})

@@ -6,7 +6,6 @@ package audience
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 
 	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
@@ -38,7 +35,7 @@ func startLive(t *testing.T, name string, seconds int, edit func(*server.Config)
 	}
 	srv := e2etest.Start(t, cfg)
 	startFFmpeg(t, srv.RTMP+"/live/"+name, seconds)
-	waitUntil(t, 20*time.Second, "the stream to be live", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream to be live", func() bool {
 		return srv.Server.Packager().HasStream(name)
 	})
 	return srv
@@ -66,19 +63,6 @@ func startFFmpeg(t *testing.T, rtmpURL string, seconds int) {
 			t.Logf("ffmpeg output:\n%s", out.String())
 		}
 	})
-}
-
-// waitUntil polls cond every 100 ms until it holds or d passes: the
-// conditions are on other processes, which nothing can signal to the test.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // answer is one HTTP answer.
@@ -171,56 +155,6 @@ func openPoll(t *testing.T, srv *e2etest.Server, stream, id string) bool {
 func viewer(i int) string { return fmt.Sprintf("e2e-viewer-%08d", i) }
 
 func body(v, rest string) string { return `{"viewer":"` + v + `",` + rest + `}` }
-
-// newChromium returns an allocator for Debian's chromium with the flags
-// TOOLING.md lists; the first Run on a context of it starts the browser.
-func newChromium(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := exec.LookPath("/usr/bin/chromium"); err != nil {
-		t.Fatalf("chromium is required (make deps installs it): %v", err)
-	}
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath("/usr/bin/chromium"),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(cancel)
-	return alloc
-}
-
-// evalJS evaluates expr in the page and decodes its value as T.
-func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("reading the page: %v", err)
-	}
-	return v
-}
-
-// pollJS evaluates expr every 100 ms until cond holds, and returns how
-// long that took; on timeout it fails with the last value.
-func pollJS[T any](t *testing.T, ctx context.Context, d time.Duration, what, expr string, cond func(T) bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		v := evalJS[T](t, ctx, expr)
-		if cond(v) {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			b, _ := json.Marshal(v)
-			t.Fatalf("timed out after %v waiting for %s; last value %s", d, what, b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // jsString quotes s as a JavaScript string literal.
 func jsString(s string) string {

@@ -43,7 +43,7 @@ func TestPulseThroughVarnish(t *testing.T) {
 	edge := freeAddr(t)
 	startVarnish(t, varnishd, t.TempDir(), edge, origin.addr)
 	pulseURL := "http://" + edge + "/live/" + name + "/pulse.json"
-	waitUntil(t, 20*time.Second, "varnish to serve the pulse", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "varnish to serve the pulse", func() bool {
 		resp, err := http.Get(pulseURL)
 		if err != nil {
 			return false

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/origin"
 )
@@ -104,7 +105,7 @@ func TestSignals(t *testing.T) {
 		}
 		vote := body(viewer(4), `"kind":"vote","poll":"poll-1","option":1`)
 		var first answer
-		waitUntil(t, 10*time.Second, "the poll to open", func() bool {
+		e2etest.WaitUntil(t, 10*time.Second, "the poll to open", func() bool {
 			first = signal(t, srv, name, "", vote)
 			return first.status == http.StatusAccepted
 		})
@@ -150,23 +151,23 @@ func TestSignalsPlayToken(t *testing.T) {
 
 	// The watch page passes the token it was opened with: it plays, and
 	// its heartbeats count; opened without one, it does neither.
-	alloc := newChromium(t)
+	alloc := e2etest.Chromium(t)
 	page, cancel := chromedp.NewContext(alloc)
 	defer cancel()
 	if err := chromedp.Do(page, chromedp.Navigate(srv.HTTP+"/watch/"+name+"?token="+play.Token(name, exp))); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
-	waitUntil(t, 20*time.Second, "the page's heartbeat to count", func() bool { return studio(t, srv, name).Viewers == 2 })
-	pollJS(t, page, 20*time.Second, "the video to play with the page's token",
+	e2etest.WaitUntil(t, 20*time.Second, "the page's heartbeat to count", func() bool { return studio(t, srv, name).Viewers == 2 })
+	e2etest.PollJS(t, page, 20*time.Second, "the video to play with the page's token",
 		`document.querySelector('video').currentTime`, func(v float64) bool { return v > 0.5 })
-	pollJS(t, page, 10*time.Second, "the page to read the pulse",
+	e2etest.PollJS(t, page, 10*time.Second, "the page to read the pulse",
 		`(window.shopcastAudience.pulse || {}).viewers`, func(v float64) bool { return v == 2 })
 	bare, cancelBare := chromedp.NewContext(page)
 	defer cancelBare()
 	if err := chromedp.Do(bare, chromedp.Navigate(srv.HTTP+"/watch/"+name)); err != nil {
 		t.Fatal(err)
 	}
-	pollJS(t, bare, 10*time.Second, "the page without a token to be refused",
+	e2etest.PollJS(t, bare, 10*time.Second, "the page without a token to be refused",
 		`window.shopcastAudience.refused.map((r) => r.status)`, func(v []float64) bool { return len(v) > 0 && v[0] == 403 })
 	if v := studio(t, srv, name); v.Viewers != 2 {
 		t.Fatalf("viewers %d, want 2: the page without a token counted", v.Viewers)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
-	"github.com/chromedp/chromedp"
 
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/internal/e2etest"
@@ -42,82 +41,9 @@ func startFFmpeg(t *testing.T, rtmpURL string, seconds int) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("ffmpeg output:\n%s", tail(out.String(), 3000))
+			t.Logf("ffmpeg output:\n%s", e2etest.Tail(out.String(), 3000))
 		}
 	})
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}
-
-// newChromium returns the allocator of a headless Debian chromium. Two
-// watch pages play side by side in tabs of one browser: a tab not in
-// front must keep its timers and frames running, or its countdown would
-// be late by the throttling alone.
-func newChromium(t *testing.T) context.Context {
-	t.Helper()
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath("/usr/bin/chromium"),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(cancel)
-	return alloc
-}
-
-// evalJS evaluates expr in the page and decodes its value as T.
-func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("reading the page: %v", err)
-	}
-	return v
-}
-
-// pollJS evaluates expr every 100 ms until cond holds; on timeout it fails
-// with the last value.
-func pollJS[T any](t *testing.T, ctx context.Context, d time.Duration, what, expr string, cond func(T) bool) T {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		v := evalJS[T](t, ctx, expr)
-		if cond(v) {
-			return v
-		}
-		if time.Now().After(deadline) {
-			b, _ := json.Marshal(v)
-			t.Fatalf("timed out after %v waiting for %s; page: %s", d, what, tail(string(b), 3000))
-		}
-		if err := chromedp.Do(ctx, chromedp.Sleep(100*time.Millisecond)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// waitUntil polls cond every 100 ms until it holds or the deadline passes.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func do(t *testing.T, method, u, body string) (int, string) {

@@ -151,13 +151,13 @@ func TestMoments(t *testing.T) {
 	srv := e2etest.Start(t, e2etest.Config(t))
 	startFFmpeg(t, srv.RTMP+"/live/"+name, 240)
 	media := srv.HTTP + "/live/" + name + "/stream.m3u8"
-	waitUntil(t, 30*time.Second, "the stream's playlist", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "the stream's playlist", func() bool {
 		code, _ := do(t, http.MethodGet, media, "")
 		return code == http.StatusOK
 	})
 	api := srv.HTTP + "/api/v1/streams/" + name + "/cues"
 
-	browser, cancel := chromedp.NewContext(newChromium(t))
+	browser, cancel := chromedp.NewContext(e2etest.Chromium(t))
 	t.Cleanup(cancel)
 	// The first Run starts the browser: no timeout on its context.
 	if err := chromedp.Do(browser); err != nil {
@@ -179,16 +179,16 @@ func TestMoments(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read := func(ctx context.Context) pageState { return evalJS[pageState](t, ctx, readPage) }
+	read := func(ctx context.Context) pageState { return e2etest.EvalJS[pageState](t, ctx, readPage) }
 	for _, p := range pages {
-		pollJS(t, p.ctx, 45*time.Second, "page "+p.name+" playing", readPage, func(s pageState) bool {
+		e2etest.PollJS(t, p.ctx, 45*time.Second, "page "+p.name+" playing", readPage, func(s pageState) bool {
 			return s.Offset != nil && s.CT > 2 && !s.Paused && s.State == "live"
 		})
-		evalJS[bool](t, p.ctx, installProbe)
+		e2etest.EvalJS[bool](t, p.ctx, installProbe)
 	}
 	// The two viewers are seconds apart: the same moment reaches them at
 	// different wall-clock times, at the same picture.
-	pollJS(t, b, 45*time.Second, "page B settled behind page A", readPage, func(s pageState) bool {
+	e2etest.PollJS(t, b, 45*time.Second, "page B settled behind page A", readPage, func(s pageState) bool {
 		sa := read(a)
 		return s.Latency != nil && sa.Latency != nil && *s.Latency-*sa.Latency > laterDelay/2
 	})
@@ -202,7 +202,7 @@ func TestMoments(t *testing.T) {
 	found := map[string]emsgCue{}
 	capture := func(what string, ids ...string) {
 		t.Helper()
-		waitUntil(t, 20*time.Second, what+": emsg boxes "+strings.Join(ids, ", "), func() bool {
+		e2etest.WaitUntil(t, 20*time.Second, what+": emsg boxes "+strings.Join(ids, ", "), func() bool {
 			f := fetchPlaylist(t, what, media)
 			captures = append(captures, f)
 			for _, seg := range f.segments {
@@ -245,7 +245,7 @@ func TestMoments(t *testing.T) {
 	if err := chromedp.Do(studio, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(srv.HTTP+"/studio/"+name)); err != nil {
 		t.Fatal(err)
 	}
-	pollJS(t, studio, 20*time.Second, "the studio's catalog", `window.shopcast && window.shopcast.products ? window.shopcast.products.length : 0`, func(n int) bool { return n > 0 })
+	e2etest.PollJS(t, studio, 20*time.Second, "the studio's catalog", `window.shopcast && window.shopcast.products ? window.shopcast.products.length : 0`, func(n int) bool { return n > 0 })
 	form := func(sel string) string { return "#poll-form " + sel }
 	if err := chromedp.Do(studio,
 		chromedp.SendKeys(chromedp.CSS(form(`input[name="question"]`)), "Which colour next?"),
@@ -265,8 +265,8 @@ func TestMoments(t *testing.T) {
 		} `json:"cue"`
 		MediaTimeMs int64 `json:"media_time_ms"`
 	}
-	poll := pollJS(t, studio, 20*time.Second, "the studio's poll", `window.shopcast.lastMoment || {cue: {}}`, func(p posted) bool { return p.Cue.ID != "" })
-	if errs := evalJS[[]string](t, studio, `window.shopcast.errors`); len(errs) > 0 || poll.Cue.Type != "poll" {
+	poll, _ := e2etest.PollJS(t, studio, 20*time.Second, "the studio's poll", `window.shopcast.lastMoment || {cue: {}}`, func(p posted) bool { return p.Cue.ID != "" })
+	if errs := e2etest.EvalJS[[]string](t, studio, `window.shopcast.errors`); len(errs) > 0 || poll.Cue.Type != "poll" {
 		t.Fatalf("studio: %v, posted %+v", errs, poll)
 	}
 	closeStudio() // its preview player would share the two cores
@@ -275,7 +275,7 @@ func TestMoments(t *testing.T) {
 
 	// Viewer A votes with the mouse, viewer B with the keyboard.
 	for _, p := range pages {
-		pollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the poll card", readPage, func(s pageState) bool {
+		e2etest.PollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the poll card", readPage, func(s pageState) bool {
 			c, ok := s.card(pollID)
 			return ok && strings.Contains(c.Class, "poll")
 		})
@@ -289,7 +289,7 @@ func TestMoments(t *testing.T) {
 	}
 	for i, p := range pages {
 		want := []int{0, 2}[i]
-		s := pollJS(t, p.ctx, 5*time.Second, "page "+p.name+"'s vote", readPage, func(s pageState) bool { return len(s.Probe.Votes) > 0 })
+		s, _ := e2etest.PollJS(t, p.ctx, 5*time.Second, "page "+p.name+"'s vote", readPage, func(s pageState) bool { return len(s.Probe.Votes) > 0 })
 		v := s.Probe.Votes
 		if len(v) != 1 || v[0]["stream"] != name || v[0]["poll"] != pollID || v[0]["option"] != float64(want) {
 			t.Errorf("page %s: vote events %v, want one for option %d", p.name, v, want)
@@ -299,7 +299,7 @@ func TestMoments(t *testing.T) {
 	// At its end the poll closes and its result is at the end's media time.
 	resultID := pollID + "-result"
 	var result cueResponse
-	waitUntil(t, 30*time.Second, "the poll result", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "the poll result", func() bool {
 		var ok bool
 		result, ok = getCue(t, api, resultID)
 		return ok
@@ -309,7 +309,7 @@ func TestMoments(t *testing.T) {
 	}
 	counts := fmt.Sprint(result.Cue.PollResult.Counts)
 	for _, p := range pages {
-		s := pollJS(t, p.ctx, 30*time.Second, "page "+p.name+": the poll result", readPage, func(s pageState) bool {
+		s, _ := e2etest.PollJS(t, p.ctx, 30*time.Second, "page "+p.name+": the poll result", readPage, func(s pageState) bool {
 			_, ok := s.moment(resultID)
 			return ok
 		})
@@ -339,7 +339,7 @@ func TestMoments(t *testing.T) {
 	})
 	dealEnd := deal.MediaTimeMs + 10000
 	for _, p := range pages {
-		s := pollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the deal's countdown", readPage, func(s pageState) bool {
+		s, _ := e2etest.PollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the deal's countdown", readPage, func(s pageState) bool {
 			c, ok := s.card(deal.Cue.ID)
 			return ok && strings.HasSuffix(c.Countdown, "left")
 		})
@@ -347,7 +347,7 @@ func TestMoments(t *testing.T) {
 		t.Logf("page %s: deal card counting down, %q", p.name, c.Countdown)
 	}
 	for _, p := range pages {
-		s := pollJS(t, p.ctx, 30*time.Second, "page "+p.name+": the deal's countdown at zero", readPage, func(s pageState) bool {
+		s, _ := e2etest.PollJS(t, p.ctx, 30*time.Second, "page "+p.name+": the deal's countdown at zero", readPage, func(s pageState) bool {
 			m, ok := s.moment(deal.Cue.ID)
 			return ok && m.ZeroAt != nil
 		})
@@ -365,11 +365,11 @@ func TestMoments(t *testing.T) {
 	}
 	prod := postCue(t, api, map[string]any{"v": 1, "type": "product", "at": "now", "product": sneaker})
 	for _, p := range pages {
-		pollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the sneaker's card", readPage, func(s pageState) bool {
+		e2etest.PollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the sneaker's card", readPage, func(s pageState) bool {
 			_, ok := s.card(prod.Cue.ID)
 			return ok
 		})
-		if n := evalJS[int](t, p.ctx, watchSwaps("SNK-42-WHT")); n != 1 {
+		if n := e2etest.EvalJS[int](t, p.ctx, watchSwaps("SNK-42-WHT")); n != 1 {
 			t.Fatalf("page %s: %d sneaker cards", p.name, n)
 		}
 	}
@@ -385,7 +385,7 @@ func TestMoments(t *testing.T) {
 		t.Errorf("replaced cue: %s, ends at %v; the update starts at %d ms", old.State, old.EndMediaTimeMs, upd.MediaTimeMs)
 	}
 	for _, p := range pages {
-		s := pollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the updated card", readPage, func(s pageState) bool {
+		s, _ := e2etest.PollJS(t, p.ctx, 20*time.Second, "page "+p.name+": the updated card", readPage, func(s pageState) bool {
 			_, ok := s.card(upd.Cue.ID)
 			return ok
 		})
@@ -405,7 +405,7 @@ func TestMoments(t *testing.T) {
 	if err := chromedp.Do(a, chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-cue-id=%q] a.buy`, upd.Cue.ID)))); err != nil {
 		t.Fatal(err)
 	}
-	s := pollJS(t, a, 5*time.Second, "page A's click", readPage, func(s pageState) bool { return len(s.Probe.Clicks) > 0 })
+	s, _ := e2etest.PollJS(t, a, 5*time.Second, "page A's click", readPage, func(s pageState) bool { return len(s.Probe.Clicks) > 0 })
 	if c := s.Probe.Clicks[0]; c["stream"] != name || c["cue"] != upd.Cue.ID || c["sku"] != "SNK-42-WHT" {
 		t.Errorf("click event %v", c)
 	}

@@ -27,22 +27,22 @@ func TestStudioMoments(t *testing.T) {
 	const name = "studio"
 	srv := e2etest.Start(t, e2etest.Config(t))
 	startFFmpeg(t, srv.RTMP+"/live/"+name, 120)
-	waitUntil(t, 30*time.Second, "the stream's playlist", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "the stream's playlist", func() bool {
 		code, _ := do(t, http.MethodGet, srv.HTTP+"/live/"+name+"/stream.m3u8", "")
 		return code == http.StatusOK
 	})
 	api := srv.HTTP + "/api/v1/streams/" + name + "/cues"
 
-	ctx, cancel := chromedp.NewContext(newChromium(t))
+	ctx, cancel := chromedp.NewContext(e2etest.Chromium(t))
 	t.Cleanup(cancel)
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(srv.HTTP+"/studio/"+name)); err != nil {
 		t.Fatal(err)
 	}
-	pollJS(t, ctx, 20*time.Second, "the catalog in the deal form", `document.querySelectorAll('#deal-form select option').length`, func(n int) bool { return n > 0 })
+	e2etest.PollJS(t, ctx, 20*time.Second, "the catalog in the deal form", `document.querySelectorAll('#deal-form select option').length`, func(n int) bool { return n > 0 })
 
 	// Every control of the moment forms has a label and is in the tab
 	// order, as the studio's other controls.
-	unlabelled := evalJS[[]string](t, ctx, `[...document.querySelectorAll('.moments input, .moments select, .moments button')]
+	unlabelled := e2etest.EvalJS[[]string](t, ctx, `[...document.querySelectorAll('.moments input, .moments select, .moments button')]
 	  .filter((e) => (e.tagName !== 'BUTTON' && e.labels.length === 0) || e.tabIndex < 0 || (e.tagName === 'BUTTON' && !e.textContent.trim()))
 	  .map((e) => e.outerHTML)`)
 	if len(unlabelled) > 0 {
@@ -56,10 +56,10 @@ func TestStudioMoments(t *testing.T) {
 	}
 	last := func(prev string) string {
 		t.Helper()
-		m := pollJS(t, ctx, 20*time.Second, "the studio's answer", `window.shopcast.lastMoment || {cue: {}}`, func(m lastMoment) bool {
+		m, _ := e2etest.PollJS(t, ctx, 20*time.Second, "the studio's answer", `window.shopcast.lastMoment || {cue: {}}`, func(m lastMoment) bool {
 			return m.Cue.ID != "" && m.Cue.ID != prev
 		})
-		if errs := evalJS[[]string](t, ctx, `window.shopcast.errors`); len(errs) > 0 {
+		if errs := e2etest.EvalJS[[]string](t, ctx, `window.shopcast.errors`); len(errs) > 0 {
 			t.Fatalf("studio errors: %v", errs)
 		}
 		return m.Cue.ID
@@ -92,7 +92,7 @@ func TestStudioMoments(t *testing.T) {
 		Text  string `json:"text"`
 	}
 	var prodID string
-	pollJS(t, ctx, 20*time.Second, "the sneaker in the update form",
+	e2etest.PollJS(t, ctx, 20*time.Second, "the sneaker in the update form",
 		`[...document.querySelectorAll('#update-form select option')].map((o) => ({value: o.value, text: o.textContent}))`,
 		func(opts []option) bool {
 			for _, o := range opts {
