@@ -174,7 +174,7 @@ func TestBrowserReplay(t *testing.T) {
 	t.Parallel()
 	const name = "replay"
 	srv := startRecordingShopcast(t, 2*time.Second)
-	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 30)
+	e2etest.FFmpegOBS(t, "rtmp://"+srv.RTMP+"/live/"+name, 30)
 	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/index.m3u8"))
 		return code == http.StatusOK
@@ -334,7 +334,7 @@ func TestBrowserDVR(t *testing.T) {
 	t.Parallel()
 	const name = "dvr"
 	srv := startRecordingShopcast(t, 30*time.Second)
-	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 90)
+	e2etest.FFmpegOBS(t, "rtmp://"+srv.RTMP+"/live/"+name, 90)
 	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/index.m3u8"))
 		return code == http.StatusOK

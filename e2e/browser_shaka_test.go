@@ -77,7 +77,7 @@ func TestBrowserShaka(t *testing.T) {
 	modules := needBrowserPeers(t, shakaJS)
 	const name = "shaka"
 	srv := startShopcast(t)
-	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 75)
+	e2etest.FFmpegOBS(t, "rtmp://"+srv.RTMP+"/live/"+name, 75)
 	// Shaka 5.2.12 often fails to load a playlist of one or two segments
 	// (a TypeError in its networking engine: a request without a URI).
 	// Join, as a viewer would, a stream live for a few segments.

@@ -145,7 +145,7 @@ func TestBrowserInBandCues(t *testing.T) {
 
 	const name = "inband"
 	srv := startShopcast(t)
-	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, 180)
+	e2etest.FFmpegOBS(t, "rtmp://"+srv.RTMP+"/live/"+name, 180)
 	var td float64
 	e2etest.WaitUntil(t, 20*time.Second, "the stream's TS playlist", func() bool {
 		pl, err := get(context.Background(), srv.url("/live/"+name+"/stream_ts.m3u8"))

@@ -36,7 +36,7 @@ func TestGStreamerPlays(t *testing.T) {
 	cfg := e2etest.Config(t)
 	cfg.WindowSegments = 6 // the least: the window slides off media time 0 sooner
 	srv := e2etest.Start(t, cfg)
-	startFFmpeg(t, srv.RTMP+"/live/gst", 120)
+	e2etest.FFmpegOBS(t, srv.RTMP+"/live/gst", 120)
 	base := srv.HTTP + "/live/gst/"
 
 	// The legacy case watches for stall seconds; the window's first segment

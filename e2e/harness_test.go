@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -29,37 +28,13 @@ func startShopcast(t *testing.T) *shopcast {
 	return &shopcast{HTTP: srv.Addrs.HTTP.String(), RTMP: srv.Addrs.RTMP.String()}
 }
 
-// startFFmpeg publishes a test pattern and a tone over RTMP in real time,
-// with OBS's settings (x264 zerolatency, 1 s GOP, AAC 48 kHz stereo).
-func startFFmpeg(t *testing.T, rtmpURL string, seconds int) {
-	t.Helper()
-	out := &e2etest.Buffer{}
-	cmd := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning",
-		"-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", fmt.Sprint(seconds),
-		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high",
-		"-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-b:v", "800k",
-		"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "flv", rtmpURL)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("ffmpeg output:\n%s", e2etest.Tail(out.String(), 3000))
-		}
-	})
-}
-
 // startStream starts shopcast, has ffmpeg publish to it as stream name for
 // seconds (startFFmpeg), and waits until the stream serves playlist (one
 // of its files: "index.m3u8", "stream.m3u8").
 func startStream(t *testing.T, name string, seconds int, playlist string) *shopcast {
 	t.Helper()
 	srv := startShopcast(t)
-	startFFmpeg(t, "rtmp://"+srv.RTMP+"/live/"+name, seconds)
+	e2etest.FFmpegOBS(t, "rtmp://"+srv.RTMP+"/live/"+name, seconds)
 	e2etest.WaitUntil(t, 20*time.Second, "the stream's playlist", func() bool {
 		code, _ := status(http.MethodGet, srv.url("/live/"+name+"/"+playlist))
 		return code == http.StatusOK
@@ -136,7 +111,7 @@ func startPartClock(t *testing.T, playlistURL string) *partClock {
 				}
 				continue
 			}
-			lastMSN, lastPart, complete, ok := lastPartOf(body)
+			lastMSN, lastPart, complete, ok := e2etest.LastPart(body)
 			if !ok {
 				time.Sleep(100 * time.Millisecond)
 				continue
@@ -189,34 +164,4 @@ func get(ctx context.Context, u string) (string, error) {
 		return "", fmt.Errorf("GET %s: %s", u, resp.Status)
 	}
 	return string(b), nil
-}
-
-// lastPartOf returns the newest part of a media playlist: its segment's
-// media sequence number, its index there, and whether that segment is
-// complete (listed with EXTINF).
-func lastPartOf(playlist string) (msn, part int64, complete, ok bool) {
-	seq := int64(-1)
-	var segs, parts int64
-	for _, line := range strings.Split(playlist, "\n") {
-		switch {
-		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
-			_, _ = fmt.Sscan(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"), &seq)
-		case strings.HasPrefix(line, "#EXT-X-PART:"):
-			parts++
-		case strings.HasPrefix(line, "#EXTINF:"):
-			segs++
-			part, complete = parts-1, parts > 0
-			parts = 0
-		}
-	}
-	if seq < 0 {
-		return 0, 0, false, false
-	}
-	if parts > 0 {
-		return seq + segs, parts - 1, false, true
-	}
-	if !complete {
-		return 0, 0, false, false
-	}
-	return seq + segs - 1, part, true, true
 }

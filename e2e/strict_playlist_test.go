@@ -1,15 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -34,7 +28,6 @@ func TestStrictPlaylists(t *testing.T) {
 	if testing.Short() {
 		t.Skip("live end-to-end test: not in -short")
 	}
-	validator := newStrictValidator(t)
 
 	const name = "strict"
 	srv := e2etest.Start(t, e2etest.Config(t))
@@ -73,7 +66,7 @@ func TestStrictPlaylists(t *testing.T) {
 		if err != nil {
 			return -1, -1
 		}
-		msn, part, _, _ := lastPartOf(body)
+		msn, part, _, _ := e2etest.LastPart(body)
 		return msn, part
 	}
 	msn0, part0 := edge()
@@ -121,7 +114,7 @@ func TestStrictPlaylists(t *testing.T) {
 		got.add(f, body)
 	}
 	// The delta forms of a blocking reload, answered by the next part.
-	msn, part, complete, ok := lastPartOf(got.body("stream.m3u8"))
+	msn, part, complete, ok := e2etest.LastPart(got.body("stream.m3u8"))
 	if !ok {
 		t.Fatalf("no part in the media playlist:\n%s", got.body("stream.m3u8"))
 	}
@@ -164,9 +157,13 @@ func TestStrictPlaylists(t *testing.T) {
 		}
 	}
 
-	for _, r := range validator.check(t, got.list) {
-		if r.err != "" {
-			t.Errorf("hls-parser 0.16.1 (strict mode) refuses %s: %s\n%s", r.name, r.err, r.body)
+	bodies := make([]string, len(got.list))
+	for i, p := range got.list {
+		bodies[i] = p.body
+	}
+	for i, msg := range e2etest.StrictCheck(t, bodies) {
+		if msg != "" {
+			t.Errorf("hls-parser 0.16.1 (strict mode) refuses %s: %s\n%s", got.list[i].name, msg, got.list[i].body)
 		}
 	}
 	t.Logf("%d playlists pass hls-parser 0.16.1 in strict mode", len(got.list))
@@ -184,7 +181,7 @@ func followParts(t *testing.T, media string, segments int, got *playlists) (clos
 	if err != nil {
 		t.Fatal(err)
 	}
-	msn, part, complete, ok := lastPartOf(body)
+	msn, part, complete, ok := e2etest.LastPart(body)
 	if !ok {
 		t.Fatalf("no part in the media playlist:\n%s", body)
 	}
@@ -222,13 +219,13 @@ func followParts(t *testing.T, media string, segments int, got *playlists) (clos
 		// server holds the request until the playlist contains it).
 		var b string
 		for pos, a := range answers {
-			m, p, _, ok := lastPartOf(a)
+			m, p, _, ok := e2etest.LastPart(a)
 			if !ok || !(m > pos[0] || m == pos[0] && p >= pos[1]) {
 				t.Fatalf("_HLS_msn=%d&_HLS_part=%d answered with the newest part at %d.%d:\n%s", pos[0], pos[1], m, p, a)
 			}
 			b = a
 		}
-		msn, part, complete, _ = lastPartOf(b)
+		msn, part, complete, _ = e2etest.LastPart(b)
 		if complete && msn >= first {
 			closed++
 		}
@@ -299,116 +296,4 @@ func deleteCue(t *testing.T, api, id string) {
 	if code, body := do(t, http.MethodDelete, api+"/"+id, ""); code != http.StatusOK {
 		t.Fatalf("DELETE cue %s: %d %s", id, code, body)
 	}
-}
-
-// strictValidator runs e2e/testdata/hls_strict.mjs, which parses playlists
-// with hls-parser in strict mode.
-type strictValidator struct {
-	node, root string
-}
-
-// newStrictValidator finds node and hls-parser (node_modules at the module
-// root, where `make deps` runs npm ci). Without them the test skips, but
-// under CI (CI set) it fails: there the check must run.
-func newStrictValidator(t *testing.T) *strictValidator {
-	t.Helper()
-	missing := func(format string, a ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, a...) + " (make deps installs it)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	root, err := moduleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "hls-parser", "package.json")); err != nil {
-		missing("npm hls-parser is not installed: %v", err)
-	}
-	return &strictValidator{node: node, root: root}
-}
-
-// moduleRoot walks up from the working directory to the directory of
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-type strictResult struct {
-	name, body, err string
-}
-
-// check validates the playlists in one node run and returns what
-// hls-parser said of each ("" when it accepts one).
-func (v *strictValidator) check(t *testing.T, list []fetchedPlaylist) []strictResult {
-	t.Helper()
-	dir := t.TempDir()
-	args := []string{"testdata/hls_strict.mjs", v.root}
-	byFile := map[string]int{}
-	for i, p := range list {
-		f := filepath.Join(dir, fmt.Sprintf("%03d.m3u8", i))
-		if err := os.WriteFile(f, []byte(p.body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, f)
-		byFile[f] = i
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, v.node, args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("node hls_strict.mjs: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatalf("node hls_strict.mjs: %v", err)
-	}
-	res := make([]strictResult, len(list))
-	seen := 0
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		var r struct {
-			File  string `json:"file"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("hls_strict.mjs said %q: %v", sc.Text(), err)
-		}
-		i, ok := byFile[r.File]
-		if !ok {
-			t.Fatalf("hls_strict.mjs reported an unknown file %s", r.File)
-		}
-		res[i] = strictResult{name: list[i].name, body: list[i].body}
-		if !r.OK {
-			res[i].err = r.Error
-			if res[i].err == "" {
-				res[i].err = "refused without a message"
-			}
-		}
-		seen++
-	}
-	if seen != len(list) {
-		t.Fatalf("hls_strict.mjs reported %d of %d playlists:\n%s", seen, len(list), out)
-	}
-	return res
 }

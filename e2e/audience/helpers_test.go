@@ -34,35 +34,11 @@ func startLive(t *testing.T, name string, seconds int, edit func(*server.Config)
 		edit(&cfg)
 	}
 	srv := e2etest.Start(t, cfg)
-	startFFmpeg(t, srv.RTMP+"/live/"+name, seconds)
+	e2etest.FFmpegOBS(t, srv.RTMP+"/live/"+name, seconds)
 	e2etest.WaitUntil(t, 20*time.Second, "the stream to be live", func() bool {
 		return srv.Server.Packager().HasStream(name)
 	})
 	return srv
-}
-
-// startFFmpeg publishes a test pattern and a tone over RTMP in real time,
-// with OBS's settings (x264 zerolatency, 1 s GOP, AAC 48 kHz stereo).
-func startFFmpeg(t *testing.T, rtmpURL string, seconds int) {
-	t.Helper()
-	out := &e2etest.Buffer{}
-	cmd := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning",
-		"-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", fmt.Sprint(seconds),
-		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high",
-		"-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-b:v", "800k",
-		"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "flv", rtmpURL)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("ffmpeg output:\n%s", out.String())
-		}
-	})
 }
 
 // answer is one HTTP answer.

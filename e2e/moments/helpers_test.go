@@ -2,49 +2,19 @@ package moments
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
 	"github.com/shopcast/shopcast/cues"
 	"github.com/shopcast/shopcast/internal/e2etest"
 )
-
-// startFFmpeg publishes a test pattern and a tone over RTMP in real time,
-// with OBS's settings (x264 zerolatency, 1 s GOP, AAC 48 kHz stereo).
-func startFFmpeg(t *testing.T, rtmpURL string, seconds int) {
-	t.Helper()
-	out := &e2etest.Buffer{}
-	cmd := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning",
-		"-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", fmt.Sprint(seconds),
-		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high",
-		"-pix_fmt", "yuv420p", "-g", "30", "-keyint_min", "30", "-sc_threshold", "0", "-b:v", "800k",
-		"-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2", "-f", "flv", rtmpURL)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("ffmpeg output:\n%s", e2etest.Tail(out.String(), 3000))
-		}
-	})
-}
 
 func do(t *testing.T, method, u, body string) (int, string) {
 	t.Helper()
@@ -133,7 +103,7 @@ func fetchPlaylist(t *testing.T, what, u string) fetched {
 	// segment completes, in that very instant: ask again for the next
 	// segment's first part then.
 	for range 3 {
-		msn, part, complete, ok := lastPartOf(body)
+		msn, part, complete, ok := e2etest.LastPart(body)
 		if !ok {
 			break
 		}
@@ -144,7 +114,7 @@ func fetchPlaylist(t *testing.T, what, u string) fetched {
 		if code != http.StatusOK {
 			t.Fatalf("GET %s (blocking reload): %d", u, code)
 		}
-		if _, _, complete, _ := lastPartOf(body); !complete {
+		if _, _, complete, _ := e2etest.LastPart(body); !complete {
 			break
 		}
 	}
@@ -169,36 +139,6 @@ func fetchPlaylist(t *testing.T, what, u string) fetched {
 		f.segments[ref.String()] = []byte(seg)
 	}
 	return f
-}
-
-// lastPartOf returns the newest part of a media playlist: its segment's
-// media sequence number, its index there, and whether that segment is
-// complete (listed with EXTINF).
-func lastPartOf(playlist string) (msn, part int64, complete, ok bool) {
-	seq := int64(-1)
-	var segs, parts int64
-	for _, line := range strings.Split(playlist, "\n") {
-		switch {
-		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
-			_, _ = fmt.Sscan(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"), &seq)
-		case strings.HasPrefix(line, "#EXT-X-PART:"):
-			parts++
-		case strings.HasPrefix(line, "#EXTINF:"):
-			segs++
-			part, complete = parts-1, parts > 0
-			parts = 0
-		}
-	}
-	if seq < 0 {
-		return 0, 0, false, false
-	}
-	if parts > 0 {
-		return seq + segs, parts - 1, false, true
-	}
-	if !complete {
-		return 0, 0, false, false
-	}
-	return seq + segs - 1, part, true, true
 }
 
 // emsgCue is a shopcast emsg box of a segment, as mp4ff reads it.
@@ -242,86 +182,4 @@ func emsgCues(t *testing.T, seg []byte) map[string]emsgCue {
 		}
 	}
 	return out
-}
-
-// strictCheck has hls-parser 0.16.1 in strict mode (npm, pinned in
-// package.json, e2e/testdata/hls_strict.mjs) read each playlist and
-// returns what it said of each ("" when it accepted one). It skips when
-// node or hls-parser is missing outside CI.
-func strictCheck(t *testing.T, list []fetched) []string {
-	t.Helper()
-	missing := func(format string, a ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, a...) + " (make deps installs it)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	root, err := moduleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "hls-parser", "package.json")); err != nil {
-		missing("npm hls-parser is not installed: %v", err)
-	}
-	dir := t.TempDir()
-	args := []string{filepath.Join(root, "e2e", "testdata", "hls_strict.mjs"), root}
-	for i, f := range list {
-		p := filepath.Join(dir, fmt.Sprintf("%02d.m3u8", i))
-		if err := os.WriteFile(p, []byte(f.playlist), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, p)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, node, args...).Output()
-	if err != nil {
-		t.Fatalf("node hls_strict.mjs: %v", err)
-	}
-	res := make([]string, len(list))
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != len(list) {
-		t.Fatalf("hls_strict.mjs answered %d lines for %d playlists:\n%s", len(lines), len(list), out)
-	}
-	for i, line := range lines {
-		var r struct {
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-		}
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("hls_strict.mjs: %q: %v", line, err)
-		}
-		if !r.OK {
-			res[i] = r.Error
-			if res[i] == "" {
-				res[i] = "refused"
-			}
-		}
-	}
-	return res
-}
-
-// moduleRoot walks up from the working directory to the directory of
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

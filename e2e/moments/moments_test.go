@@ -149,7 +149,7 @@ func TestMoments(t *testing.T) {
 	}
 	const name = "moments"
 	srv := e2etest.Start(t, e2etest.Config(t))
-	startFFmpeg(t, srv.RTMP+"/live/"+name, 240)
+	e2etest.FFmpegOBS(t, srv.RTMP+"/live/"+name, 240)
 	media := srv.HTTP + "/live/" + name + "/stream.m3u8"
 	e2etest.WaitUntil(t, 30*time.Second, "the stream's playlist", func() bool {
 		code, _ := do(t, http.MethodGet, media, "")
@@ -440,7 +440,11 @@ func TestMoments(t *testing.T) {
 			t.Errorf("no playlist read carried %s", c)
 		}
 	}
-	for i, msg := range strictCheck(t, captures) {
+	bodies := make([]string, len(captures))
+	for i, c := range captures {
+		bodies[i] = c.playlist
+	}
+	for i, msg := range e2etest.StrictCheck(t, bodies) {
 		if msg != "" {
 			t.Errorf("hls-parser strict refused the %s playlist: %s\n%s", captures[i].what, msg, captures[i].playlist)
 		}

@@ -26,7 +26,7 @@ func TestStudioMoments(t *testing.T) {
 	}
 	const name = "studio"
 	srv := e2etest.Start(t, e2etest.Config(t))
-	startFFmpeg(t, srv.RTMP+"/live/"+name, 120)
+	e2etest.FFmpegOBS(t, srv.RTMP+"/live/"+name, 120)
 	e2etest.WaitUntil(t, 30*time.Second, "the stream's playlist", func() bool {
 		code, _ := do(t, http.MethodGet, srv.HTTP+"/live/"+name+"/stream.m3u8", "")
 		return code == http.StatusOK
