@@ -744,34 +744,52 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 	me := r.newValue(p)
 	t0 := time.Now()
 	deadline := t0.Add(max(r.cfg.TakeoverSilence, r.cfg.TTL+r.cfg.Renew))
+	// The local floor of the discontinuity number is taken once: every
+	// call reserves numbers.
+	floor := int64(0)
+	if r.cfg.FirstDiscontinuity != nil {
+		floor = r.cfg.FirstDiscontinuity(name)
+	}
 	var lastErr error
 	for {
 		changed := r.Changed()
 		ok, rev, why, err := r.claimable(ctx, kv, name, me)
+		// held: the lease is another node's, its publisher sending; the
+		// only case a publisher is refused for at the takeover deadline.
+		held := err == nil && !ok
 		if err == nil && ok {
 			var l *lease
-			l, err = r.claim(ctx, kv, name, me, rev, p)
+			l, err = r.claim(ctx, kv, name, me, rev, floor, p)
 			if err == nil {
 				r.claims.Add(1)
-				r.log.Info("cluster: stream claimed", "stream", name, "revision", l.rev, "discontinuity", l.val.Disc, "reason", why)
+				r.log.Info("cluster: stream claimed", "stream", name, "revision", l.rev, "discontinuity", l.val.Disc, "reason", why,
+					"after", time.Since(t0).Round(time.Millisecond))
 				return l.release, nil
 			}
 		}
-		if err != nil && !isConflict(err) {
+		if err != nil {
+			if lastErr == nil || lastErr.Error() != err.Error() {
+				r.log.Info("cluster: claim not written yet, retrying", "stream", name, "err", err)
+			}
 			lastErr = err
 		}
-		// While the bucket does not answer at all (an election), the
-		// claim waits up to ClaimWait rather than refuse a publisher
-		// that is about to be the owner.
-		unanswered := err != nil && !isConflict(err)
-		if !time.Now().Before(deadline) && (!unanswered || time.Since(t0) >= r.cfg.ClaimWait) {
-			if unanswered || (lastErr != nil && why == "") {
-				return nil, fmt.Errorf("cluster registry: %w", lastErr)
+		// A claim that may take the stream but could not write (the
+		// bucket without a leader during an election, or a race lost to
+		// a claim that the next read shows) retries up to ClaimWait.
+		if !time.Now().Before(deadline) {
+			if held {
+				r.refusals.Add(1)
+				return nil, fmt.Errorf("%w: %s", ingest.ErrNameInUse, why)
 			}
-			r.refusals.Add(1)
-			return nil, fmt.Errorf("%w: %s", ingest.ErrNameInUse, why)
+			if time.Since(t0) >= r.cfg.ClaimWait {
+				return nil, fmt.Errorf("cluster registry: not claimed within %v: %w", r.cfg.ClaimWait, lastErr)
+			}
 		}
-		t := time.NewTimer(min(time.Until(deadline), 250*time.Millisecond))
+		wait := 250 * time.Millisecond
+		if u := time.Until(deadline); u > 0 {
+			wait = min(u, wait)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-changed:
 		case <-t.C:
@@ -829,7 +847,7 @@ func (r *Registry) claimable(ctx context.Context, kv jetstream.KeyValue, name st
 
 // claim writes this node's lease at rev (0: create), after taking a
 // discontinuity sequence number larger than every owner's before.
-func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string, v leaseValue, rev uint64, p ingest.Publisher) (*lease, error) {
+func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string, v leaseValue, rev uint64, floor int64, p ingest.Publisher) (*lease, error) {
 	// A lease of this node's own (a publisher coming back here): stop its
 	// renewals first, so that they do not see our write as a loss.
 	r.mu.Lock()
@@ -846,7 +864,7 @@ func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string
 	// Two requests: the discontinuity number, then the lease.
 	wctx, cancel := context.WithTimeout(ctx, 2*r.cfg.RequestTimeout)
 	defer cancel()
-	disc, err := r.nextDiscontinuity(wctx, kv, name)
+	disc, err := r.nextDiscontinuity(wctx, kv, name, floor)
 	if err != nil {
 		return nil, err
 	}
@@ -869,12 +887,8 @@ func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string
 }
 
 // nextDiscontinuity takes the next discontinuity sequence number of name:
-// one more than the last owner's, at least the local floor.
-func (r *Registry) nextDiscontinuity(ctx context.Context, nums jetstream.KeyValue, name string) (int64, error) {
-	floor := int64(0)
-	if r.cfg.FirstDiscontinuity != nil {
-		floor = r.cfg.FirstDiscontinuity(name)
-	}
+// one more than the last owner's, at least floor (the local one).
+func (r *Registry) nextDiscontinuity(ctx context.Context, nums jetstream.KeyValue, name string, floor int64) (int64, error) {
 	for range 10 {
 		var rev uint64
 		next := floor

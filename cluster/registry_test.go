@@ -241,9 +241,11 @@ func TestResolveAsksTheMembers(t *testing.T) {
 	if _, err := regs[1].Acquire(ctx, "held", p.pub("10.0.0.1:5000", "")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "n1 sees n2's lease", func() bool {
+	// n1 knows its members from their heartbeats: a query stops once
+	// all of them answered.
+	waitFor(t, 10*time.Second, "n1 sees n2's lease and every member's heartbeat", func() bool {
 		o, st := regs[0].Lookup("held")
-		return st == OwnedElsewhere && o.Node == "n2"
+		return st == OwnedElsewhere && o.Node == "n2" && len(regs[0].Nodes()) == 3
 	})
 	// n1's view goes stale: both leases point at n9, whose heartbeat and
 	// renewals stopped a minute ago.
