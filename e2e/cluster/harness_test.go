@@ -84,6 +84,16 @@ func startCluster(t *testing.T, members ...member) []*node {
 		}
 		if m.process {
 			nodes[i] = startProcess(t, cfg)
+			// The process binds its ports before the next node picks free
+			// ports of its own, so that none can take one of them first.
+			n := nodes[i]
+			waitFor(t, 60*time.Second, n.name+" listening", func() bool {
+				if n.exited() {
+					t.Fatalf("%s exited while starting:\n%s", n.name, n.log)
+				}
+				code, _, _ := tryGet(n.HTTP + "/readyz")
+				return code != 0
+			})
 		} else {
 			s := e2etest.Start(t, cfg)
 			nodes[i] = &node{name: cfg.ClusterNode, HTTP: s.HTTP, RTMP: s.RTMP, srv: s, log: s.Log}
