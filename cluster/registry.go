@@ -398,8 +398,8 @@ func (r *Registry) Suspect(node string) {
 	}
 }
 
-// heldOwner is this node's own lease of name, if it holds one that it
-// renewed within TTL.
+// heldOwner is this node's own lease of name, live or idle, if it holds
+// one that it renewed within TTL.
 func (r *Registry) heldOwner(name string) (Owner, bool) {
 	r.mu.Lock()
 	l := r.leases[name]
@@ -409,7 +409,9 @@ func (r *Registry) heldOwner(name string) (Owner, bool) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.left || time.Since(l.lastOK) >= r.cfg.TTL {
+	// An idle lease (the publisher left, the packager still serves the
+	// stream) counts: it is renewed, and viewers are still sent here.
+	if time.Since(l.lastOK) >= r.cfg.TTL {
 		return Owner{}, false
 	}
 	return l.ownerLocked(), true
@@ -650,6 +652,11 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	for n, t := range r.gone {
 		if time.Since(t) >= r.cfg.Moving {
 			delete(r.gone, n)
+		}
+	}
+	for n, q := range r.queries {
+		if q.done.isClosed() && time.Since(q.at) >= r.cfg.Moving {
+			delete(r.queries, n)
 		}
 	}
 	r.notifyLocked()
