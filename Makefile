@@ -79,6 +79,7 @@ bench:
 	$(GO) run ./cmd/shopcast-bench -run ladder -duration 30s
 	$(GO) run ./cmd/shopcast-bench -run multitrack
 	$(GO) run ./cmd/shopcast-bench -run cluster
+	$(GO) run ./cmd/shopcast-bench -run cluster-failover -failovers 5
 	$(GO) run ./cmd/shopcast-bench -run cluster-cues
 
 ## fuzz: run each Fuzz target for FUZZTIME (default 30s)

@@ -65,6 +65,11 @@ const ClusterName = "shopcast"
 // routes authenticate with a user and a password, not a token.
 const routeUser = "shopcast"
 
+// routeMaxPingsOut is how many route pings may go unanswered before NATS
+// drops the route: three, so that one slow answer on a loaded machine
+// does not cut a live member off.
+const routeMaxPingsOut = 3
+
 // Config is one node's cluster settings.
 type Config struct {
 	// Name is this node's name in the cluster, unique among its members
@@ -96,6 +101,11 @@ type Config struct {
 	// default) is min(3, members): members are the distinct Routes plus
 	// this node when embedded, the servers NATS announces when external.
 	Replicas int
+	// RoutePing is the embedded server's ping interval on its routes; a
+	// member whose routes stop answering (host down, network cut, without
+	// a TCP reset) is dropped after routeMaxPingsOut unanswered pings.
+	// It defaults to 2s (NATS's own default is 2m).
+	RoutePing time.Duration
 	// StartTimeout bounds waiting for the embedded server to accept
 	// connections and for the first connection. It defaults to 10s.
 	StartTimeout time.Duration
@@ -132,6 +142,9 @@ func New(cfg Config) *Node {
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 10 * time.Second
+	}
+	if cfg.RoutePing <= 0 {
+		cfg.RoutePing = 2 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -404,6 +417,8 @@ func (n *Node) startServer(ctx context.Context) (*natsserver.Server, error) {
 			Password: routePass,
 			// Members that come up later are retried for ever.
 			ConnectRetries: -1,
+			PingInterval:   n.cfg.RoutePing,
+			MaxPingsOut:    routeMaxPingsOut,
 		}
 		for _, r := range distinct(n.cfg.Routes) {
 			u, _ := parseNATSURL(r) // checked by Validate

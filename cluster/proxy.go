@@ -23,8 +23,9 @@ const ForwardedHeader = "X-Shopcast-Forwarded"
 // ProxyStats counts the requests the proxy was offered, by outcome.
 type ProxyStats struct {
 	// Proxied were answered by the owner (any status it gave),
-	// Unreachable got a 502 because the owner did not answer, Moving a
-	// 503 while the stream moved between nodes.
+	// Unreachable got a 503 because the owner did not answer and no other
+	// member holds the stream, Moving a 503 while the stream moved between
+	// nodes (or no live owner was known).
 	Proxied, Unreachable, Moving uint64
 }
 
@@ -36,7 +37,10 @@ type ProxyStats struct {
 // Content-Type, CORS) are kept, hop-by-hop ones dropped (RFC 9110 7.6.1).
 // A stream whose owner died and which no node has taken yet answers 503
 // with Retry-After; one nobody owns is left to this node (404 unless its
-// packager or recorder has it).
+// packager or recorder has it). An owner that does not answer is reported
+// to the registry (Registry.Suspect) and the owner resolved again with the
+// members: a GET goes once to the new owner if there is one, else it
+// answers 503 with Retry-After.
 //
 // Known limit: the owner's per-client cap on blocked requests
 // (max_blocked_per_client) sees every viewer behind one proxying node as
@@ -50,6 +54,16 @@ type Proxy struct {
 }
 
 type targetKey struct{}
+
+// retriedKey marks a request already sent again after its owner did not
+// answer.
+type retriedKey struct{}
+
+// proxyTarget is where a request goes: the owner's node and URL.
+type proxyTarget struct {
+	node string
+	url  *url.URL
+}
 
 // NewProxy returns a proxy that finds owners in reg. DialTimeout bounds
 // connecting to an owner (default 2s).
@@ -71,7 +85,7 @@ func NewProxy(reg *Registry, dialTimeout time.Duration) *Proxy {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
+			pr.SetURL(pr.In.Context().Value(targetKey{}).(proxyTarget).url)
 			pr.SetXForwarded()
 			pr.Out.Header.Set(ForwardedHeader, reg.node.Name())
 		},
@@ -116,7 +130,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, name string) boo
 			refuse(w, http.StatusBadGateway, fmt.Sprintf("stream %s: node %s advertises no usable URL", name, o.Node))
 			return true
 		}
-		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+		p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, proxyTarget{node: o.Node, url: target})))
 		return true
 	case Moving:
 		p.moving.Add(1)
@@ -127,16 +141,41 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, name string) boo
 	return false
 }
 
-// unreachableOwner answers a request the owner did not answer.
+// unreachableOwner answers a request the owner did not answer: the owner
+// is suspect, and the request goes once to the owner the members name
+// now, if another; else 503 with Retry-After.
 func (p *Proxy) unreachableOwner(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(r.Context().Err(), context.Canceled) {
 		return // the client left; nobody reads an answer
 	}
+	t, _ := r.Context().Value(targetKey{}).(proxyTarget)
+	p.log.Warn("cluster: owner unreachable", "path", r.URL.Path, "owner", t.node, "err", err)
+	p.reg.Suspect(t.node)
+	name := streamOf(r.URL.Path)
+	if r.Context().Value(retriedKey{}) == nil && name != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		o, st := p.reg.Resolve(r.Context(), name)
+		if st == OwnedElsewhere && o.Node != t.node {
+			if target, err := url.Parse(o.URL); err == nil && target.Host != "" {
+				ctx := context.WithValue(r.Context(), retriedKey{}, true)
+				ctx = context.WithValue(ctx, targetKey{}, proxyTarget{node: o.Node, url: target})
+				p.rp.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
+		}
+	}
 	p.unreachable.Add(1)
-	t, _ := r.Context().Value(targetKey{}).(*url.URL)
-	p.log.Warn("cluster: owner unreachable", "path", r.URL.Path, "owner", t.Host, "err", err)
 	w.Header().Set("Retry-After", "1")
-	refuse(w, http.StatusBadGateway, "the node that owns this stream does not answer; retry")
+	refuse(w, http.StatusServiceUnavailable, fmt.Sprintf("the node that owns this stream (%s) does not answer and no other node holds it yet; retry", t.node))
+}
+
+// streamOf is the stream name of a /live/NAME/... or /recordings/NAME/...
+// path, or "".
+func streamOf(path string) string {
+	parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 3)
+	if len(parts) < 2 || (parts[0] != "live" && parts[0] != "recordings") {
+		return ""
+	}
+	return parts[1]
 }
 
 // refuse writes a short plain-text error that no cache keeps.

@@ -20,6 +20,7 @@ func proxyFixture(t *testing.T, owners map[string]Owner, moving ...string) *Prox
 	for name, o := range owners {
 		o.Stream = name
 		r.owners[name], r.seen[name] = o, time.Now()
+		r.heard[o.Node] = time.Now()
 	}
 	for _, name := range moving {
 		r.gone[name] = time.Now()
@@ -53,7 +54,11 @@ func TestProxy(t *testing.T) {
 		"dead":     {Node: "n9", URL: dead, Live: true},
 		"mine":     {Node: "here", URL: "http://here", Live: true},
 		"starting": {Node: "here", URL: "http://here", Live: true},
+		"silent":   {Node: "n7", URL: owner.URL, Live: true},
 	}, "moving")
+	// n7's heartbeat stopped a lease TTL ago: no request is sent to it
+	// unless a member confirms it holds the stream (none answers here).
+	p.reg.heard["n7"] = time.Now().Add(-time.Minute)
 	tests := []struct {
 		name, path string
 		header     http.Header
@@ -64,8 +69,9 @@ func TestProxy(t *testing.T) {
 		{"owned elsewhere: proxied", "/live/there/part5.m4s?x=1", nil, true, 200, "part bytes /live/there/part5.m4s?x=1"},
 		{"recordings too", "/recordings/there/r1/seg1.m4s", nil, true, 200, "part bytes /recordings/there/r1/seg1.m4s"},
 		{"already forwarded: served here", "/live/there/part5.m4s", http.Header{ForwardedHeader: {"n2"}}, false, 0, ""},
-		{"owner unreachable", "/live/dead/stream.m3u8", nil, true, 502, "does not answer"},
+		{"owner unreachable", "/live/dead/stream.m3u8", nil, true, 503, "does not answer"},
 		{"moving", "/live/moving/stream.m3u8", nil, true, 503, "moving"},
+		{"owner's heartbeat stale, unconfirmed: not proxied", "/live/silent/stream.m3u8", nil, true, 503, "moving"},
 		{"owned here", "/live/mine/stream.m3u8", nil, false, 0, ""},
 		{"claimed here, still starting", "/live/starting/stream.m3u8", nil, true, 503, "starting"},
 		{"nobody owns it", "/live/nobody/stream.m3u8", nil, false, 0, ""},
@@ -106,7 +112,7 @@ func TestProxy(t *testing.T) {
 			}
 		})
 	}
-	if s := p.Stats(); s.Proxied != 2 || s.Unreachable != 1 || s.Moving != 2 {
+	if s := p.Stats(); s.Proxied != 2 || s.Unreachable != 1 || s.Moving != 3 {
 		t.Errorf("stats %+v", s)
 	}
 }

@@ -66,6 +66,20 @@ type RegistryConfig struct {
 	// Load, when set, is this node's load, written with its heartbeat
 	// (every Renew, with the lease TTL) for the cluster view.
 	Load func() Load
+	// RequestTimeout bounds each JetStream request of a claim (read the
+	// lease, take a discontinuity number, write the lease): a request
+	// sent while the bucket has no RAFT leader gets no answer, and the
+	// claim retries once the time is up. It defaults to 1s.
+	RequestTimeout time.Duration
+	// ClaimWait is how long a publisher's claim keeps retrying while the
+	// bucket does not answer at all (no quorum, or a RAFT election after
+	// its leader died) before the publisher is refused. It defaults to
+	// 15s (NATS elects within 9s).
+	ClaimWait time.Duration
+	// QueryTimeout bounds a members query (Resolve, when the watch cannot
+	// confirm a lease): how long the answers of every member are waited
+	// for. It defaults to 300ms.
+	QueryTimeout time.Duration
 	// Logger defaults to the node's.
 	Logger *slog.Logger
 }
@@ -181,11 +195,24 @@ type Registry struct {
 
 	claims, refusals, renewals, losses atomic.Uint64
 
-	mu      sync.Mutex
-	kv      jetstream.KeyValue // nil until ready
-	owners  map[string]Owner
-	seen    map[string]time.Time // when the watch last delivered each lease
-	nodes   map[string]NodeInfo
+	mu     sync.Mutex
+	kv     jetstream.KeyValue // nil until ready
+	owners map[string]Owner
+	seen   map[string]time.Time // when the watch last delivered each lease
+	nodes  map[string]NodeInfo
+	heard  map[string]time.Time // when the watch last delivered each node's heartbeat (local clock)
+	// suspects are owners the proxy could not reach, with when: their
+	// leases are checked with the members until they answer again.
+	suspects map[string]time.Time
+	// lastUpdate is when the watch last delivered anything; every node's
+	// heartbeat passes through it every Renew while it works.
+	lastUpdate time.Time
+	queries    map[string]*query // members queries, in flight or recent, by stream
+	// hbSeq is the bucket sequence of this node's last acknowledged
+	// heartbeat, hbAt when it was acknowledged (Unix ns): a watch that
+	// does not deliver it soon after is stalled.
+	hbSeq   atomic.Uint64
+	hbAt    atomic.Int64
 	gone    map[string]time.Time // expired leases, for Moving
 	changed chan struct{}        // closed and replaced at every change
 	leases  map[string]*lease    // this node's
@@ -215,6 +242,15 @@ func NewRegistry(node *Node, cfg RegistryConfig) *Registry {
 	if cfg.Moving <= 0 {
 		cfg.Moving = 30 * time.Second
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = time.Second
+	}
+	if cfg.ClaimWait <= 0 {
+		cfg.ClaimWait = 15 * time.Second
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 300 * time.Millisecond
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = node.log
@@ -223,6 +259,7 @@ func NewRegistry(node *Node, cfg RegistryConfig) *Registry {
 	return &Registry{
 		node: node, cfg: cfg, log: log,
 		owners: map[string]Owner{}, seen: map[string]time.Time{}, nodes: map[string]NodeInfo{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
+		heard: map[string]time.Time{}, suspects: map[string]time.Time{}, queries: map[string]*query{},
 		changed: make(chan struct{}), ctx: ctx, cancel: cancel, ready: make(chan struct{}),
 	}
 }
@@ -291,44 +328,93 @@ func (r *Registry) Lookup(name string) (Owner, State) {
 	return Owner{Stream: name}, Unowned
 }
 
-// Resolve is Lookup, checked against the bucket when the watch has not
-// shown the lease renewed for TTL: the owner may have died (its expiry
-// not seen yet) or the watch may be stalled (its consumer lived on a NATS
-// server that died, and takes seconds to be recreated). Only that case
-// costs a round trip. A lease that was here and is gone counts as Moving.
+// Resolve is Lookup, confirmed with the members when the watch cannot
+// vouch for it: the lease was not renewed within TTL as the watch saw it,
+// its owner's heartbeat is stale or the proxy could not reach it (the
+// owner may have died, its expiry not seen yet), or the stream is moving
+// and the watch itself has delivered nothing for TTL (its consumer lived
+// on a NATS server that died, and is being recreated). The members query
+// (see queryMembers) is core NATS: it needs neither a JetStream quorum
+// nor the watch. When no member answers for the stream, it is Moving: the
+// proxy answers 503 with Retry-After rather than send viewers to a dead
+// owner. Only these cases cost a round trip; answers are shared by
+// concurrent callers and kept for Renew.
 func (r *Registry) Resolve(ctx context.Context, name string) (Owner, State) {
+	if o, ok := r.heldOwner(name); ok {
+		return o, OwnedHere
+	}
 	o, st := r.Lookup(name)
-	if st != OwnedElsewhere {
-		return o, st
-	}
 	r.mu.Lock()
-	fresh := time.Since(r.seen[name]) < r.cfg.TTL
-	kv := r.kv
+	now := time.Now()
+	var sure bool
+	switch st {
+	case OwnedHere, Unowned:
+		sure = true
+	case OwnedElsewhere:
+		sure = now.Sub(r.seen[name]) < r.cfg.TTL && r.aliveLocked(o.Node, now)
+	case Moving:
+		sure = now.Sub(r.lastUpdate) < r.cfg.TTL
+	}
+	alive := st == OwnedElsewhere && r.aliveLocked(o.Node, now)
 	r.mu.Unlock()
-	if fresh || kv == nil {
+	if sure {
 		return o, st
 	}
-	gctx, cancel := context.WithTimeout(ctx, r.cfg.Renew)
-	defer cancel()
-	e, err := kv.Get(gctx, leasePrefix+name)
+	q, err := r.queryOwner(ctx, name)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		r.mu.Lock()
-		if cur, ok := r.owners[name]; ok && cur.Revision == o.Revision {
-			delete(r.owners, name)
-			delete(r.seen, name)
-			r.gone[name] = time.Now()
-			r.notifyLocked()
-		}
-		r.mu.Unlock()
-		return Owner{Stream: name}, Moving
+	case err != nil && alive:
+		return o, st // nobody to ask, and nothing against the owner
 	case err != nil:
-		return o, st // the bucket cannot say: keep what the watch said
+		return Owner{Stream: name}, Moving
+	case q.found && q.owner.Node == r.node.Name():
+		return q.owner, OwnedHere
+	case q.found:
+		return q.owner, OwnedElsewhere
 	}
-	if e.Revision() != o.Revision {
-		r.apply(e)
+	return Owner{Stream: name}, Moving
+}
+
+// aliveLocked reports whether node's heartbeat came through the watch
+// within TTL and the proxy has not found it unreachable since; r.mu is
+// held.
+func (r *Registry) aliveLocked(node string, now time.Time) bool {
+	if t, ok := r.suspects[node]; ok && now.Sub(t) < r.cfg.TTL {
+		return false
 	}
-	return r.Lookup(name)
+	return now.Sub(r.heard[node]) < r.cfg.TTL
+}
+
+// Suspect records that node did not answer an HTTP request: Resolve
+// confirms its leases with the members until its heartbeat comes through
+// the watch again.
+func (r *Registry) Suspect(node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.suspects[node] = time.Now()
+	for name, q := range r.queries {
+		if q.done.isClosed() && q.owner.Node == node {
+			delete(r.queries, name)
+		}
+	}
+}
+
+// heldOwner is this node's own lease of name, live or idle, if it holds
+// one that it renewed within TTL.
+func (r *Registry) heldOwner(name string) (Owner, bool) {
+	r.mu.Lock()
+	l := r.leases[name]
+	r.mu.Unlock()
+	if l == nil {
+		return Owner{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// An idle lease (the publisher left, the packager still serves the
+	// stream) counts: it is renewed, and viewers are still sent here.
+	if time.Since(l.lastOK) >= r.cfg.TTL {
+		return Owner{}, false
+	}
+	return l.ownerLocked(), true
 }
 
 // Owners returns every live or idle lease, sorted by stream name.
@@ -390,32 +476,86 @@ func (r *Registry) run() {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	nc := r.node.Conn()
+	if sub, err := r.serveQueries(nc); err != nil {
+		r.log.Warn("cluster: members query not served", "err", err)
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	// A new RAFT leader of the bucket: the watch's consumer may have died
+	// with the old one (NATS would notice only after missed heartbeats,
+	// 10s), and claims waiting for the bucket may go on at once.
+	elected := make(chan *nats.Msg, 8)
+	if sub, err := nc.ChanSubscribe(leaderElectedSubject+".KV_"+r.cfg.Bucket, elected); err != nil {
+		r.log.Warn("cluster: leader advisories not watched", "err", err)
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	var last uint64 // the last revision the watch delivered
+	initial := true
+	for {
+		why := r.watch(kv, &last, &initial, elected)
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.log.Info("cluster: stream registry watch recreated", "reason", why, "from", last+1)
+	}
+}
+
+// leaderElectedSubject is the prefix of JetStream's advisory that a
+// stream has a new RAFT leader (nats-server JSAdvisoryStreamLeaderElectedPre).
+const leaderElectedSubject = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED"
+
+// watch watches the bucket from revision last+1 (all of it at first) and
+// applies what it delivers, until the registry closes or the watch must
+// be recreated: the bucket elected a new leader, or this node's own
+// heartbeat, acknowledged by the bucket, did not come through the watch
+// within Renew (its consumer is gone). It says why it returned.
+func (r *Registry) watch(kv jetstream.KeyValue, last *uint64, initial *bool, elected <-chan *nats.Msg) string {
 	watched := []string{leasePrefix + ">", nodePrefix + ">"}
-	w, err := kv.WatchFiltered(r.ctx, watched)
-	for err != nil {
+	var opts []jetstream.WatchOpt
+	if *last > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(*last+1))
+	}
+	wctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	w, err := kv.WatchFiltered(wctx, watched, opts...)
+	if err != nil {
 		select {
 		case <-r.ctx.Done():
-			return
+		case <-elected:
 		case <-time.After(200 * time.Millisecond):
 		}
-		w, err = kv.WatchFiltered(r.ctx, watched)
+		return fmt.Sprintf("not created: %v", err)
 	}
 	defer func() { _ = w.Stop() }()
-	initial := true
+	check := time.NewTicker(r.cfg.Renew / 2)
+	defer check.Stop()
+	started := time.Now()
 	for {
 		select {
 		case <-r.ctx.Done():
-			return
+			return "closed"
+		case <-elected:
+			r.mu.Lock()
+			r.notifyLocked() // claims waiting for the bucket retry now
+			r.mu.Unlock()
+			return "the bucket elected a new leader"
+		case <-check.C:
+			if seq := r.hbSeq.Load(); seq > *last && time.Since(started) > r.cfg.Renew && time.Since(time.Unix(0, r.hbAt.Load())) > r.cfg.Renew {
+				return fmt.Sprintf("stalled: heartbeat %d acknowledged, %d delivered", seq, *last)
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
-				return
+				return "ended"
 			}
 			if e == nil {
 				// The bucket's current leases are in: serve lookups.
-				if initial {
-					initial = false
+				if *initial {
+					*initial = false
 					r.mu.Lock()
 					r.kv = kv
+					r.lastUpdate = time.Now()
 					r.mu.Unlock()
 					close(r.ready)
 					r.wg.Go(func() { r.heartbeat(kv) })
@@ -423,6 +563,7 @@ func (r *Registry) run() {
 				}
 				continue
 			}
+			*last = max(*last, e.Revision())
 			r.apply(e)
 		}
 	}
@@ -466,6 +607,9 @@ func (r *Registry) openBucket(js jetstream.JetStream, cfg jetstream.KeyValueConf
 
 // apply records one watched change.
 func (r *Registry) apply(e jetstream.KeyValueEntry) {
+	r.mu.Lock()
+	r.lastUpdate = time.Now()
+	r.mu.Unlock()
 	if n, ok := strings.CutPrefix(e.Key(), nodePrefix); ok {
 		r.applyNode(n, e)
 		return
@@ -476,6 +620,9 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if q, ok := r.queries[name]; ok && q.done.isClosed() {
+		delete(r.queries, name) // the watch knows better now
+	}
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
 		var v leaseValue
@@ -507,6 +654,11 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 			delete(r.gone, n)
 		}
 	}
+	for n, q := range r.queries {
+		if q.done.isClosed() && time.Since(q.at) >= r.cfg.Moving {
+			delete(r.queries, n)
+		}
+	}
 	r.notifyLocked()
 }
 
@@ -516,12 +668,15 @@ func (r *Registry) applyNode(name string, e jetstream.KeyValueEntry) {
 	defer r.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(r.nodes, name)
+		delete(r.heard, name)
 		return
 	}
 	var ni NodeInfo
 	if json.Unmarshal(e.Value(), &ni) == nil {
 		ni.Name, ni.Seen = name, e.Created()
 		r.nodes[name] = ni
+		r.heard[name] = time.Now()
+		delete(r.suspects, name)
 	}
 }
 
@@ -546,9 +701,13 @@ func (r *Registry) heartbeat(kv jetstream.KeyValue) {
 		b, _ := json.Marshal(ni)
 		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Renew)
 		// A plain put: only this node writes its key.
-		_, err := r.node.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "$KV." + r.cfg.Bucket + "." + nodePrefix + r.node.Name(), Data: b},
+		pa, err := r.node.JetStream().PublishMsg(ctx, &nats.Msg{Subject: "$KV." + r.cfg.Bucket + "." + nodePrefix + r.node.Name(), Data: b},
 			jetstream.WithMsgTTL(r.cfg.TTL))
 		cancel()
+		if err == nil {
+			r.hbAt.Store(time.Now().UnixNano())
+			r.hbSeq.Store(pa.Sequence)
+		}
 		if err != nil && r.ctx.Err() == nil {
 			r.log.Debug("cluster: heartbeat not written", "err", err)
 		}
@@ -590,31 +749,54 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 		return nil, err
 	}
 	me := r.newValue(p)
-	deadline := time.Now().Add(max(r.cfg.TakeoverSilence, r.cfg.TTL+r.cfg.Renew))
+	t0 := time.Now()
+	deadline := t0.Add(max(r.cfg.TakeoverSilence, r.cfg.TTL+r.cfg.Renew))
+	// The local floor of the discontinuity number is taken once: every
+	// call reserves numbers.
+	floor := int64(0)
+	if r.cfg.FirstDiscontinuity != nil {
+		floor = r.cfg.FirstDiscontinuity(name)
+	}
 	var lastErr error
 	for {
 		changed := r.Changed()
 		ok, rev, why, err := r.claimable(ctx, kv, name, me)
+		// held: the lease is another node's, its publisher sending; the
+		// only case a publisher is refused for at the takeover deadline.
+		held := err == nil && !ok
 		if err == nil && ok {
 			var l *lease
-			l, err = r.claim(ctx, kv, name, me, rev, p)
+			l, err = r.claim(ctx, kv, name, me, rev, floor, p)
 			if err == nil {
 				r.claims.Add(1)
-				r.log.Info("cluster: stream claimed", "stream", name, "revision", l.rev, "discontinuity", l.val.Disc, "reason", why)
+				r.log.Info("cluster: stream claimed", "stream", name, "revision", l.rev, "discontinuity", l.val.Disc, "reason", why,
+					"after", time.Since(t0).Round(time.Millisecond))
 				return l.release, nil
 			}
 		}
-		if err != nil && !isConflict(err) {
+		if err != nil {
+			if lastErr == nil || lastErr.Error() != err.Error() {
+				r.log.Info("cluster: claim not written yet, retrying", "stream", name, "err", err)
+			}
 			lastErr = err
 		}
+		// A claim that may take the stream but could not write (the
+		// bucket without a leader during an election, or a race lost to
+		// a claim that the next read shows) retries up to ClaimWait.
 		if !time.Now().Before(deadline) {
-			if lastErr != nil && why == "" {
-				return nil, fmt.Errorf("cluster registry: %w", lastErr)
+			if held {
+				r.refusals.Add(1)
+				return nil, fmt.Errorf("%w: %s", ingest.ErrNameInUse, why)
 			}
-			r.refusals.Add(1)
-			return nil, fmt.Errorf("%w: %s", ingest.ErrNameInUse, why)
+			if time.Since(t0) >= r.cfg.ClaimWait {
+				return nil, fmt.Errorf("cluster registry: not claimed within %v: %w", r.cfg.ClaimWait, lastErr)
+			}
 		}
-		t := time.NewTimer(min(time.Until(deadline), 250*time.Millisecond))
+		wait := 250 * time.Millisecond
+		if u := time.Until(deadline); u > 0 {
+			wait = min(u, wait)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-changed:
 		case <-t.C:
@@ -642,7 +824,7 @@ func (r *Registry) newValue(p ingest.Publisher) leaseValue {
 // claimable reads name's lease and says whether me may take it: at which
 // revision (0: create), and why; or, when it may not, why not.
 func (r *Registry) claimable(ctx context.Context, kv jetstream.KeyValue, name string, me leaseValue) (bool, uint64, string, error) {
-	gctx, cancel := context.WithTimeout(ctx, r.cfg.TTL)
+	gctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
 	e, err := kv.Get(gctx, leasePrefix+name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -672,7 +854,7 @@ func (r *Registry) claimable(ctx context.Context, kv jetstream.KeyValue, name st
 
 // claim writes this node's lease at rev (0: create), after taking a
 // discontinuity sequence number larger than every owner's before.
-func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string, v leaseValue, rev uint64, p ingest.Publisher) (*lease, error) {
+func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string, v leaseValue, rev uint64, floor int64, p ingest.Publisher) (*lease, error) {
 	// A lease of this node's own (a publisher coming back here): stop its
 	// renewals first, so that they do not see our write as a loss.
 	r.mu.Lock()
@@ -686,9 +868,10 @@ func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string
 		}
 		old.mu.Unlock()
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.TTL)
+	// Two requests: the discontinuity number, then the lease.
+	wctx, cancel := context.WithTimeout(ctx, 2*r.cfg.RequestTimeout)
 	defer cancel()
-	disc, err := r.nextDiscontinuity(wctx, kv, name)
+	disc, err := r.nextDiscontinuity(wctx, kv, name, floor)
 	if err != nil {
 		return nil, err
 	}
@@ -711,12 +894,8 @@ func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string
 }
 
 // nextDiscontinuity takes the next discontinuity sequence number of name:
-// one more than the last owner's, at least the local floor.
-func (r *Registry) nextDiscontinuity(ctx context.Context, nums jetstream.KeyValue, name string) (int64, error) {
-	floor := int64(0)
-	if r.cfg.FirstDiscontinuity != nil {
-		floor = r.cfg.FirstDiscontinuity(name)
-	}
+// one more than the last owner's, at least floor (the local one).
+func (r *Registry) nextDiscontinuity(ctx context.Context, nums jetstream.KeyValue, name string, floor int64) (int64, error) {
 	for range 10 {
 		var rev uint64
 		next := floor
@@ -798,6 +977,12 @@ type lease struct {
 	stopOnce sync.Once
 	done     chan struct{}
 	poke     chan struct{} // renew now
+}
+
+// ownerLocked is the lease as an Owner; l.mu is held.
+func (l *lease) ownerLocked() Owner {
+	return Owner{Stream: l.name, Node: l.r.node.Name(), URL: l.val.URL, Live: l.val.Live && !l.left,
+		Revision: l.rev, Discontinuity: l.val.Disc, Since: l.val.When}
 }
 
 // release is the ingest's release: the publisher left. The lease is kept,

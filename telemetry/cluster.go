@@ -29,7 +29,7 @@ var (
 		"Stream registry events on this node: claim (lease won), refusal (a publisher refused: another node's kept the stream), renewal, loss (lease taken by another node or not renewed within its TTL).",
 		[]string{"event"}, nil)
 	clusterProxied = prometheus.NewDesc("shopcast_cluster_proxied_requests_total",
-		"Requests for streams another node owns, by outcome: proxied (the owner answered), unreachable (502), moving (503 while the stream changes node).",
+		"Requests for streams another node owns, by outcome: proxied (the owner answered), unreachable (503: the owner did not answer and no other node holds the stream), moving (503 while the stream changes node or no live owner is known).",
 		[]string{"outcome"}, nil)
 )
 

@@ -1,7 +1,7 @@
 // Command shopcast-bench runs shopcast's end-to-end benchmarks on loopback
 // and prints their figures (docs/benchmarks.md explains them):
 //
-//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle,record,vod,audience,multitrack,ladder,cluster,cluster-cues] [-lowrate] [-window 10s]
+//	go run ./cmd/shopcast-bench [-duration 60s] [-short] [-viewers 1000] [-run latency,viewers,cues,ingest,reconnect,ramp,streams,idle,record,vod,audience,multitrack,ladder,cluster,cluster-failover,cluster-cues] [-failovers 5] [-lowrate] [-window 10s]
 //
 // With -role load it is the load process of the ramp, streams, idle, cues,
 // record and vod benchmarks (bench.LoadRole): they start it themselves.
@@ -28,7 +28,7 @@ func main() {
 	duration := flag.Duration("duration", 60*time.Second, "measurement time of each benchmark")
 	short := flag.Bool("short", false, "measure for 10s instead of -duration")
 	viewers := flag.Int("viewers", 1000, "concurrent viewers of the viewers benchmark")
-	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer), audience (5000 viewers' heartbeats and a burst of 2000 hearts/s: server CPU, RSS, publish-to-deliverable), multitrack (server CPU per variant of OBS multitrack publishers), ladder (the ffmpeg ladder of two rungs, integrated vs by hand), cluster (blocking reload through a non-owner node vs direct; lease failover after the owner dies), cluster-cues (a cue posted to a cluster node that does not own the stream, to the owner's part, vs a single node)")
+	run := flag.String("run", "latency,viewers", "benchmarks to run, comma-separated: latency, viewers, cues, ingest (RTMP vs RTSP, 1080p30 6 Mbit/s from ffmpeg), reconnect (an RTMP publisher's first part after it reconnects), ramp (viewers until p99 first-to-last > 100 ms), streams (publishers until p99 publish-to-deliverable > 50 ms), idle (10000 blocked playlist requests), record (one stream, recording off vs on), vod (replay viewers of a recording vs http.FileServer), audience (5000 viewers' heartbeats and a burst of 2000 hearts/s: server CPU, RSS, publish-to-deliverable), multitrack (server CPU per variant of OBS multitrack publishers), ladder (the ffmpeg ladder of two rungs, integrated vs by hand), cluster (blocking reload through a non-owner node vs direct), cluster-failover (kill -9 of the owner, a shopcast process, to the first part on another node; with and without the owner leading the registry's RAFT group), cluster-cues (a cue posted to a cluster node that does not own the stream, to the owner's part, vs a single node)")
 	flvPath := flag.String("flv", "", "FLV file to publish (default: a 720p30 fixture made with ffmpeg, else testdata/h264_aac.flv)")
 	lowRate := flag.Bool("lowrate", false, "ramp and streams publish a 1 Mbit/s 720p30 fixture made with ffmpeg instead of the 2.8 Mbit/s one")
 	steps := flag.String("steps", "", "comma-separated step counts of ramp or streams (default: their own)")
@@ -41,6 +41,7 @@ func main() {
 	memProfile := flag.String("memprofile", "", "write the server process's allocation profile to this file (with idle -release, also heap profiles FILE.closed, FILE.10s, ... after each reading)")
 	h2c := flag.Bool("h2c", false, "viewers and idle requests use HTTP/2 over cleartext (prior knowledge) instead of HTTP/1.1")
 	vodViewers := flag.Int("vod-viewers", 500, "concurrent replay viewers of the vod benchmark")
+	failovers := flag.Int("failovers", 5, "cluster-failover: kills of each case (the owner led the registry or not), each on a fresh cluster")
 	flag.Parse()
 	// record and vod measure for 30s unless -duration or -short is given.
 	recDuration := 30 * time.Second
@@ -99,7 +100,7 @@ func main() {
 		}()
 	}
 	userFLV := *flvPath
-	if err := runBenchmarks(ctx, *duration, *viewers, strings.Split(*run, ","), *flvPath); err != nil {
+	if err := runBenchmarks(ctx, *duration, *viewers, *failovers, strings.Split(*run, ","), *flvPath); err != nil {
 		fmt.Fprintln(os.Stderr, "shopcast-bench:", err)
 		os.Exit(1)
 	}
@@ -263,9 +264,9 @@ func report[R any](name string, r *R, err error) error {
 	return nil
 }
 
-func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []string, flv string) error {
+func runBenchmarks(ctx context.Context, d time.Duration, viewers, failovers int, run []string, flv string) error {
 	if !slices.ContainsFunc(run, func(s string) bool {
-		return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" || s == "reconnect" || s == "ladder" || s == "cluster" || s == "cluster-cues"
+		return s == "latency" || s == "viewers" || s == "cues" || s == "ingest" || s == "reconnect" || s == "ladder" || s == "cluster" || s == "cluster-failover" || s == "cluster-cues"
 	}) {
 		return nil
 	}
@@ -327,6 +328,14 @@ func runBenchmarks(ctx context.Context, d time.Duration, viewers int, run []stri
 		r, err := bench.Cluster(ctx, bench.ClusterConfig{FLV: flv})
 		if err != nil {
 			return fmt.Errorf("cluster: %w", err)
+		}
+		fmt.Println(r)
+	}
+	if slices.Contains(run, "cluster-failover") {
+		fmt.Println("cluster-failover: three nodes (node 1 a shopcast process, 2 and 3 in-process; embedded NATS, R3), ffmpeg -re -stream_loop -1 -c copy", flv, "to node 1, then to node 2 after the kill;", failovers, "kills of each case")
+		r, err := bench.ClusterFailover(ctx, bench.ClusterFailoverConfig{FLV: flv, Runs: failovers})
+		if err != nil {
+			return fmt.Errorf("cluster-failover: %w", err)
 		}
 		fmt.Println(r)
 	}

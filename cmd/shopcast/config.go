@@ -241,6 +241,14 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterPlaceWait) }},
 	{name: "cue_cluster_timeout", arg: "DURATION", usage: "in a cluster, how long each JetStream request of the cue store may take; a write not acknowledged in time answers 503",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterTimeout) }},
+	{name: "cluster_request_timeout", arg: "DURATION", usage: "in a cluster, how long each JetStream request of a stream's claim may take before it is retried (a registry without a RAFT leader does not answer)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterRequestTimeout) }},
+	{name: "cluster_claim_wait", arg: "DURATION", usage: "in a cluster, how long a publisher's claim retries while the stream registry does not answer (a RAFT election) before the publisher is refused",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterClaimWait) }},
+	{name: "cluster_query_timeout", arg: "DURATION", usage: "in a cluster, how long a node waits for the other members' answers when it asks them who owns a stream its registry watch cannot confirm",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterQueryTimeout) }},
+	{name: "cluster_route_ping", arg: "DURATION", usage: "the embedded NATS server's ping interval on its routes; a member that vanished silently is dropped after three unanswered pings (at most 30s)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterRoutePing) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"testing"
@@ -10,16 +11,11 @@ import (
 // registryLeader names the node that leads the stream registry's bucket.
 func registryLeader(t *testing.T, n *node) string {
 	t.Helper()
-	js := n.srv.Server.Cluster().JetStream()
-	st, err := js.Stream(t.Context(), "KV_shopcast-streams")
+	leader, err := n.srv.Server.Registry().BucketLeader(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(t.Context())
-	if err != nil || info.Cluster == nil {
-		t.Fatalf("stream info: %v", err)
-	}
-	return info.Cluster.Leader
+	return leader
 }
 
 // playlistState is what a viewer sees in a media playlist.
@@ -41,8 +37,23 @@ func readState(t *testing.T, b []byte) playlistState {
 // expires, the publisher reconnects to node 2 as OBS would (to another
 // address), and the viewer's URL on node 3 goes on, with a larger
 // discontinuity sequence and media sequence numbers past the old owner's,
-// never a 404.
+// never a 404 or a 502 (a 503 with Retry-After while no node owns it).
+// It runs twice: with the killed owner leading the registry bucket's RAFT
+// group (the survivors elect a leader before the lease can move: NATS
+// waits 4 to 9 s for the dead leader) and with another node leading it.
 func TestClusterOwnerKilled(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		leader string // the bucket's leader at the kill
+	}{
+		{"the owner leads the registry", "n1"},
+		{"another node leads the registry", "n3"},
+	} {
+		t.Run(tt.name, func(t *testing.T) { ownerKilled(t, tt.leader) })
+	}
+}
+
+func ownerKilled(t *testing.T, leader string) {
 	nodes := startCluster(t, member{process: true}, member{}, member{})
 	ctx := t.Context()
 	f := publish(t, ctx, nodes[0], "sale")
@@ -51,6 +62,11 @@ func TestClusterOwnerKilled(t *testing.T) {
 		code, _, _ := tryGet(url3)
 		return code == http.StatusOK
 	})
+	mctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := nodes[1].srv.Server.Registry().MoveBucketLeader(mctx, leader); err != nil {
+		t.Fatal(err)
+	}
 	_, b, _ := get(t, url3)
 	before := readState(t, b)
 
@@ -68,22 +84,24 @@ func TestClusterOwnerKilled(t *testing.T) {
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			code, body, _ := tryGet(url3)
+			code, body, h := tryGet(url3)
 			mu.Lock()
 			codes[code]++
 			if code == http.StatusOK {
 				last = readState(t, body)
 			}
+			if code == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
+				codes[-1]++ // a 503 without Retry-After
+			}
 			mu.Unlock()
 		}
 	}()
 
-	// Which node leads the registry's RAFT group: when it is the one
-	// killed, the survivors elect a new leader first (NATS: 4 to 9 s).
-	leader := registryLeader(t, nodes[1])
-
 	// kill -9 the owner; its ffmpeg loses the connection.
 	time.Sleep(time.Second) // a renewal reports the publisher sending
+	if l := registryLeader(t, nodes[1]); l != leader {
+		t.Fatalf("the registry's leader is %s, not %s", l, leader)
+	}
 	killed := time.Now()
 	nodes[0].kill()
 	select {
@@ -125,6 +143,12 @@ func TestClusterOwnerKilled(t *testing.T) {
 		codes, before.disc, last.disc, before.msn, last.msn)
 	if codes[http.StatusNotFound] > 0 {
 		t.Errorf("the viewer on node 3 got %d 404s during the failover", codes[http.StatusNotFound])
+	}
+	if codes[http.StatusBadGateway] > 0 {
+		t.Errorf("the viewer on node 3 got %d 502s during the failover (a dead owner proxied to)", codes[http.StatusBadGateway])
+	}
+	if codes[-1] > 0 {
+		t.Errorf("%d 503s without Retry-After", codes[-1])
 	}
 	if last.msn <= before.msn {
 		t.Errorf("media sequence went from %d to %d", before.msn, last.msn)

@@ -84,20 +84,51 @@ func startCluster(t *testing.T, members ...member) []*node {
 		}
 		if m.process {
 			nodes[i] = startProcess(t, cfg)
+			// The process binds its ports before the next node picks free
+			// ports of its own, so that none can take one of them first.
+			n := nodes[i]
+			waitFor(t, 60*time.Second, n.name+" listening", func() bool {
+				if n.exited() {
+					t.Fatalf("%s exited while starting:\n%s", n.name, n.log)
+				}
+				code, _, _ := tryGet(n.HTTP + "/readyz")
+				return code != 0
+			})
 		} else {
 			s := e2etest.Start(t, cfg)
 			nodes[i] = &node{name: cfg.ClusterNode, HTTP: s.HTTP, RTMP: s.RTMP, srv: s, log: s.Log}
 		}
 	}
-	for _, n := range nodes {
-		waitFor(t, 90*time.Second, n.name+" ready", func() bool {
+	// Joining takes a quorum of members, a meta leader and the registry's
+	// bucket: seconds, more on a loaded machine, and a separate process
+	// starts cold. The wait is for every node's /readyz, all at once; it
+	// fails at once if a process exits, and otherwise only after a
+	// deadline no healthy join comes near.
+	joinWait := 180 * time.Second
+	t0 := time.Now()
+	readyz := make([]string, len(nodes))
+	deadline := time.Now().Add(joinWait)
+	for {
+		ready := 0
+		for i, n := range nodes {
 			if n.exited() {
-				t.Fatalf("%s exited", n.name)
+				t.Fatalf("%s exited while joining", n.name)
 			}
-			code, _, _ := tryGet(n.HTTP + "/readyz")
-			return code == http.StatusOK
-		})
+			code, body, _ := tryGet(n.HTTP + "/readyz")
+			readyz[i] = fmt.Sprintf("%s: %d %s", n.name, code, strings.TrimSpace(string(body)))
+			if code == http.StatusOK {
+				ready++
+			}
+		}
+		if ready == len(nodes) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not join within %v: %s", joinWait, strings.Join(readyz, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("cluster of %d joined in %v", len(nodes), time.Since(t0).Round(time.Millisecond))
 	return nodes
 }
 

@@ -300,6 +300,26 @@ type Config struct {
 	// 2s.
 	CueClusterTimeout time.Duration
 
+	// The cluster's failover (docs/cluster.md, "Failover").
+
+	// ClusterRequestTimeout bounds each JetStream request of a stream's
+	// claim; a request sent while the registry has no RAFT leader is
+	// retried after it. It defaults to 1s.
+	ClusterRequestTimeout time.Duration
+	// ClusterClaimWait is how long a publisher's claim retries while the
+	// registry does not answer (a RAFT election) before the publisher is
+	// refused. It defaults to 15s.
+	ClusterClaimWait time.Duration
+	// ClusterQueryTimeout bounds the members query that confirms a
+	// stream's owner when the registry's watch cannot. It defaults to
+	// 300ms.
+	ClusterQueryTimeout time.Duration
+	// ClusterRoutePing is the embedded NATS server's ping interval on its
+	// routes: a member that vanished without closing its connections
+	// (host down, network cut) is dropped after three unanswered pings.
+	// It defaults to 2s (NATS's own default is 2m).
+	ClusterRoutePing time.Duration
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -349,6 +369,7 @@ func (c *Config) clusterConfig() cluster.Config {
 		Password:    c.ClusterPassword,
 		Token:       c.ClusterToken,
 		Replicas:    c.ClusterReplicas,
+		RoutePing:   c.ClusterRoutePing,
 	}
 }
 
@@ -427,6 +448,10 @@ func Defaults() Config {
 		ClusterLeaseRenew:       time.Second,
 		CueClusterPlaceWait:     time.Second,
 		CueClusterTimeout:       2 * time.Second,
+		ClusterRequestTimeout:   time.Second,
+		ClusterClaimWait:        15 * time.Second,
+		ClusterQueryTimeout:     300 * time.Millisecond,
+		ClusterRoutePing:        2 * time.Second,
 	}
 }
 
@@ -509,6 +534,11 @@ func (c *Config) Validate() error {
 		check(c.ClusterLeaseTTL >= time.Second, "cluster_lease_ttl: %v is under 1s", c.ClusterLeaseTTL)
 		check(c.ClusterLeaseRenew > 0 && c.ClusterLeaseRenew < c.ClusterLeaseTTL,
 			"cluster_lease_renew: %v is not between 0 and cluster_lease_ttl (%v)", c.ClusterLeaseRenew, c.ClusterLeaseTTL)
+		check(c.ClusterRequestTimeout > 0, "cluster_request_timeout: %v is not positive", c.ClusterRequestTimeout)
+		check(c.ClusterClaimWait > 0, "cluster_claim_wait: %v is not positive", c.ClusterClaimWait)
+		check(c.ClusterQueryTimeout > 0, "cluster_query_timeout: %v is not positive", c.ClusterQueryTimeout)
+		check(c.ClusterRoutePing > 0 && c.ClusterRoutePing <= 30*time.Second,
+			"cluster_route_ping: %v is not between 0 and 30s (NATS's maximum for routes)", c.ClusterRoutePing)
 		if c.ClusterAdvertise != "" {
 			if u, err := url.Parse(c.ClusterAdvertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				errs = append(errs, fmt.Errorf("cluster_advertise: %q is not an http:// or https:// URL", c.ClusterAdvertise))

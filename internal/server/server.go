@@ -72,6 +72,9 @@ func (s *Server) startRegistry(discs *discseq.Store) {
 		Renew:           s.cfg.ClusterLeaseRenew,
 		TakeoverSilence: s.cfg.PublishTakeoverSilence,
 		Moving:          s.cfg.GracePeriod,
+		RequestTimeout:  s.cfg.ClusterRequestTimeout,
+		ClaimWait:       s.cfg.ClusterClaimWait,
+		QueryTimeout:    s.cfg.ClusterQueryTimeout,
 		// Set before the first publisher can arrive.
 		Active: func(name string) bool {
 			_, ok := s.manager.Stream(name)
