@@ -301,6 +301,9 @@ func (s *Stream) resolve(es *eventState, media time.Duration) {
 // mediaToWall maps a media time to its program date-time through the
 // segment holding it, or the current publication's clock.
 func (s *Stream) mediaToWall(media time.Duration) time.Time {
+	if s.aligned() {
+		return numberEpoch.Add(media)
+	}
 	for i := len(s.segs) - 1; i >= 0; i-- {
 		seg := s.segs[i]
 		if media >= seg.start {
@@ -325,6 +328,9 @@ func (s *Stream) mediaToWall(media time.Duration) time.Time {
 // wallToMedia maps a wall-clock time to media time, the inverse of
 // mediaToWall.
 func (s *Stream) wallToMedia(wall time.Time) time.Duration {
+	if s.aligned() {
+		return wall.Sub(numberEpoch)
+	}
 	for i := len(s.segs) - 1; i >= 0; i-- {
 		seg := s.segs[i]
 		if !wall.Before(seg.pdt) {

@@ -60,6 +60,11 @@ func (s *Stream) draftTSMedia() *draft {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", seg.pdt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+		if seg.gap {
+			// RFC 8216bis 4.4.4.7: the aligned timeline's segment this
+			// node has no media for.
+			b.WriteString("#EXT-X-GAP\n")
+		}
 		fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), hlsname.TSSegment(seg.msn))
 	}
 	if s.ended {

@@ -57,6 +57,8 @@ type Stream struct {
 	inits    map[string]*initFile
 	nextMSN  int64
 	nextPart int64
+	// anchored tells that the aligned timeline (aligned.go) set nextMSN.
+	anchored bool
 	discNum  int64 // discontinuity sequence number of the last segment opened
 	pubSeq   int64
 	pub      *publication
@@ -340,11 +342,17 @@ func (s *Stream) closeSegment() {
 	if seg == nil {
 		return
 	}
-	s.open = nil
 	if len(seg.parts) == 0 {
+		s.open = nil
 		s.nextMSN--
 		return
 	}
+	if s.aligned() {
+		// The slots no frame filled, up to the segment's grid end.
+		s.padParts(int(s.alignedParts()))
+		s.checkGOP(seg)
+	}
+	s.open = nil
 	n := 0
 	for _, p := range seg.parts {
 		n += len(p.body)
