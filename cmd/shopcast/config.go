@@ -241,6 +241,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterPlaceWait) }},
 	{name: "cue_cluster_timeout", arg: "DURATION", usage: "in a cluster, how long each JetStream request of the cue store may take; a write not acknowledged in time answers 503",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterTimeout) }},
+	{name: "aligned_timeline", usage: "number segments and parts from program date-time, each target_duration long, so that two nodes fed the same encoder (keyframe interval = target_duration) serve interchangeable playlists; see docs/redundancy.md",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.AlignedTimeline) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

@@ -300,6 +300,15 @@ type Config struct {
 	// 2s.
 	CueClusterTimeout time.Duration
 
+	// Redundant ingest (docs/redundancy.md).
+
+	// AlignedTimeline numbers segments and parts from program date-time,
+	// every segment TargetDuration long, so that nodes fed the same
+	// encoder (whose keyframe interval must be TargetDuration) serve
+	// interchangeable playlists. It defaults to false: numbers count
+	// arrivals.
+	AlignedTimeline bool
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -427,6 +436,7 @@ func Defaults() Config {
 		ClusterLeaseRenew:       time.Second,
 		CueClusterPlaceWait:     time.Second,
 		CueClusterTimeout:       2 * time.Second,
+		AlignedTimeline:         false,
 	}
 }
 
@@ -473,6 +483,8 @@ func (c *Config) Validate() error {
 	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
 	check(c.CueClusterPlaceWait > 0, "cue_cluster_place_wait: %v is not positive", c.CueClusterPlaceWait)
 	check(c.CueClusterTimeout > 0, "cue_cluster_timeout: %v is not positive", c.CueClusterTimeout)
+	check(!c.AlignedTimeline || c.TargetDuration%time.Millisecond == 0,
+		"aligned_timeline: target_duration %v is not a whole number of milliseconds", c.TargetDuration)
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
