@@ -31,11 +31,23 @@ func (s *Stream) aligned() bool { return s.m.cfg.AlignedTimeline }
 // gop is G, the duration of every segment of the aligned timeline.
 func (s *Stream) gop() time.Duration { return s.m.cfg.TargetDuration }
 
-// alignedParts is the number of parts per segment: the fewest that keep
-// each within PART-TARGET.
+// alignedParts is the number of parts per segment: G over PartTarget,
+// rounded, so that the default 333ms in 2s segments makes six parts of ten
+// frames at 30 fps (seven would make parts of 8.6 frames, under the 85% of
+// PART-TARGET Apple's authoring spec asks of all but a segment's last).
 func (s *Stream) alignedParts() int64 {
 	g, pt := s.gop(), s.m.cfg.PartTarget
-	return max(int64((g+pt-1)/pt), 1)
+	return max(int64((g+pt/2)/pt), 1)
+}
+
+// partTarget is EXT-X-PART-INF's PART-TARGET: the configured one, or on
+// the aligned timeline its grid rounded up to the millisecond, which every
+// part stays within (RFC 8216bis 4.4.3.7).
+func (s *Stream) partTarget() time.Duration {
+	if !s.aligned() {
+		return s.m.cfg.PartTarget
+	}
+	return (s.partGrid() + time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
 // partGrid is the length of one part of the aligned grid.
