@@ -229,8 +229,11 @@ func (s *Stream) fillGaps(msn int64) {
 // is off G by more than half a frame: the encoder's keyframe interval is
 // not G, or the node lacked frames. Called with s.mu held.
 func (s *Stream) checkGOP(seg *segment) {
-	tol := seg.dur / time.Duration(2*max(seg.frames, 1))
-	if d := seg.dur - s.gop(); d > tol || d < -tol {
+	// Listed durations follow the grid; the media is what tells: its
+	// frames' span, off G by more than rounding (an eighth of a part
+	// slot, 42ms at the default 333ms) when the encoder's GOP is not G or
+	// frames were lost.
+	if d := s.gop() - seg.media; d > s.partGrid()/8 || d < -s.partGrid()/8 {
 		s.stats.alignedOffGOP.Add(1)
 	}
 }

@@ -163,7 +163,7 @@ func TestAlignedTimeline(t *testing.T) {
 	t.Parallel()
 	const g = 2 * time.Second
 	// The encoder's first frame arrives 0.3 s into slot 1000.
-	base := numberEpoch.Add(1000*g + 300*time.Millisecond)
+	base := numberEpoch.Add(14_600_000*g + 300*time.Millisecond)
 	cases := []struct {
 		name string
 		// run feeds the pair 60-frame GOPs at 30 fps; b starts with no
@@ -271,7 +271,7 @@ func TestAlignedTimeline(t *testing.T) {
 			c.run(t, sy, a, b, info)
 
 			sa, sb := takeSnapshot(t, a.m, false), takeSnapshot(t, b.m, c.lossy)
-			if sa.first < 1000 || sa.first > 1000+20 {
+			if sa.first < 14_600_000 || sa.first > 14_600_000+20 {
 				t.Errorf("node a's playlist starts at MSN %d; the publisher started in slot 1000", sa.first)
 			}
 			common := 0

@@ -357,7 +357,10 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 	s.pruneLive(start)
 	var out []byte
 	ticks := func(d time.Duration) uint64 {
-		return uint64(int64(d) / int64(time.Microsecond) * int64(timescale) / 1e6)
+		// Seconds and microseconds apart: the aligned timeline's media
+		// times (from 2026) would overflow int64 in one product.
+		us := int64(d) / int64(time.Microsecond)
+		return uint64(us/1e6*int64(timescale) + us%1e6*int64(timescale)/1e6)
 	}
 	for _, es := range s.live {
 		if es.cancelled || es.pendingNow {

@@ -353,11 +353,20 @@ func (p *publication) closePart() error {
 		return fmt.Errorf("part: %w", err)
 	}
 	s.ts.writePart(s, p, fp.Tracks, start, end, first)
+	dur := p.lead.duration(leadDur)
+	if s.aligned() {
+		// A part of the aligned timeline lasts its grid slot, whatever
+		// frames this node got of it: every node lists the same durations,
+		// and a part that lost frames at its end is not listed shorter
+		// than Apple's 85% of PART-TARGET. Its samples keep their own
+		// times (tfdt).
+		dur = s.partGrid()
+	}
 	pa := &part{
 		n:           s.nextPart,
 		index:       len(s.open.parts),
 		body:        buf.Bytes(),
-		dur:         p.lead.duration(leadDur),
+		dur:         dur,
 		independent: p.partKey,
 		at:          time.Now(),
 		pub:         p,
@@ -372,6 +381,7 @@ func (p *publication) closePart() error {
 		}
 	}
 	p.partLen = 0
+	s.open.media += p.lead.duration(leadDur)
 	s.addPart(pa)
 	s.stats.part(p.unitAt)
 	for _, v := range s.variants {

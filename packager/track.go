@@ -86,8 +86,12 @@ func (t *track) ticks(d time.Duration) int64 {
 	return sec*ts + (ns*ts+sign(ns)*int64(time.Second)/2)/int64(time.Second)
 }
 
+// duration converts ticks to a duration, whole seconds and the rest apart:
+// ticks * 1e9 would overflow past 2.8 hours at 90 kHz, and the aligned
+// timeline's media times count from 2026.
 func (t *track) duration(ticks uint64) time.Duration {
-	return time.Duration(ticks) * time.Second / time.Duration(t.timescale)
+	ts := uint64(t.timescale)
+	return time.Duration(ticks/ts)*time.Second + time.Duration(ticks%ts)*time.Second/time.Duration(ts)
 }
 
 // isKey reports whether a unit is a random access point.
