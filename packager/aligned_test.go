@@ -219,8 +219,9 @@ func TestAlignedTimeline(t *testing.T) {
 			if st.GapSegments < 2 {
 				t.Errorf("counters %+v: want the segments missed listed as gaps", st)
 			}
-			if !strings.Contains(sb.body, "#EXT-X-GAP\n") || !strings.Contains(sb.body, "#EXT-X-DISCONTINUITY\n") {
-				t.Errorf("no EXT-X-GAP or EXT-X-DISCONTINUITY after the publisher's return:\n%s", sb.body)
+			// The same encoder settings: no discontinuity, as on node a.
+			if !strings.Contains(sb.body, "#EXT-X-GAP\n") || strings.Contains(sb.body, "#EXT-X-DISCONTINUITY\n") {
+				t.Errorf("want EXT-X-GAP and no EXT-X-DISCONTINUITY after the publisher's return:\n%s", sb.body)
 			}
 		},
 	}, {
@@ -312,6 +313,22 @@ func TestAlignedTimeline(t *testing.T) {
 					want := (uint64(k.msn)*4 + uint64(k.index)) * grid
 					if !p.gap && (p.tfdt < want || p.tfdt >= want+grid) {
 						t.Errorf("MSN %d part %d on node %d starts at tfdt %d, out of its slot [%d, %d)", k.msn, k.index, n, p.tfdt, want, want+grid)
+					}
+				}
+			}
+			// The TS rendition lists the same MSNs, and the same gaps.
+			for i, n := range []*node{a, b} {
+				sn := []snapshot{sa, sb}[i]
+				body := mustFetch(t, n.m, fileReq("stream_ts.m3u8")).Body
+				pl, err := playlist.Unmarshal(body)
+				if err != nil {
+					t.Fatalf("gohlslib refuses node %d's TS playlist: %v\n%s", i, err, body)
+				}
+				tm := pl.(*playlist.Media)
+				for j, seg := range tm.Segments {
+					msn := int64(tm.MediaSequence + j)
+					if seg.URI != fmt.Sprintf("seg%d.ts", msn) || seg.Gap != sn.gap[msn] {
+						t.Errorf("node %d's TS playlist: %s (gap %v) at MSN %d, where the fMP4 one has gap %v", i, seg.URI, seg.Gap, msn, sn.gap[msn])
 					}
 				}
 			}

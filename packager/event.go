@@ -273,6 +273,13 @@ func (s *Stream) EndEvent(id string) (EventTime, error) {
 // resolveNow gives pending "now" events the time of the frame that just
 // arrived. Called with s.mu held.
 func (s *Stream) resolveNow(media time.Duration) {
+	if len(s.nowPending) > 0 && s.aligned() {
+		// On the aligned timeline "now" is the next part slot's start:
+		// two nodes that got the same POST within one part agree on it.
+		if g := s.partGrid(); media%g != 0 {
+			media += g - media%g
+		}
+	}
 	for _, es := range s.nowPending {
 		if es.pendingNow {
 			s.resolve(es, media)

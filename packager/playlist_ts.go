@@ -21,11 +21,13 @@ const tsPlaylistVersion = 3
 // tsWindow returns the TS segments of the playlist window: those of the
 // fMP4 window, segment for segment. A segment of a publication without a
 // track that fits TS has no TS segment and is left out; the discontinuity
-// that starts the next publication stays.
+// that starts the next publication stays. A gap segment of the aligned
+// timeline is listed (EXT-X-GAP) while the rendition has segments, so that
+// the numbers stay those of the fMP4 playlist.
 func (s *Stream) tsWindow() []*segment {
 	var out []*segment
 	for _, seg := range s.window() {
-		if s.ts.segment(seg.msn) != nil {
+		if s.ts.segment(seg.msn) != nil || seg.gap && len(s.ts.segs) > 0 {
 			out = append(out, seg)
 		}
 	}
@@ -81,7 +83,7 @@ func (s *Stream) renderTSMultivariant() []byte {
 	for _, seg := range s.tsWindow() {
 		ts := s.ts.segment(seg.msn)
 		d := seg.dur.Seconds()
-		if d <= 0 {
+		if ts == nil || d <= 0 {
 			continue
 		}
 		peak = max(peak, float64(len(ts.body)*8)/d)

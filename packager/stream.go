@@ -1,6 +1,7 @@
 package packager
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"math"
@@ -243,6 +244,13 @@ func (s *Stream) attach(info ingest.PublishInfo) (*publication, error) {
 		s.grace = nil
 	}
 	p.disc = len(s.segs) > 0
+	if n := len(s.segs); n > 0 && s.aligned() && s.segs[n-1].init != nil && bytes.Equal(s.segs[n-1].init.body, p.init.body) {
+		// The aligned timeline's media times run on across the gap (listed
+		// with EXT-X-GAP), and the same encoder settings give the same
+		// init section: no discontinuity, so that the discontinuity
+		// sequence stays that of a redundant node that kept its publisher.
+		p.disc = false
+	}
 	s.pub = p
 	s.inits[p.init.name] = p.init
 	s.notify()
