@@ -340,3 +340,44 @@ func TestAlignedTimeline(t *testing.T) {
 		})
 	}
 }
+
+// TestAlignedNow: on the aligned timeline a cue posted "now" starts on a
+// part slot's start, and its program date-time is the epoch plus its media
+// time, so that two nodes given the same POST within one part agree.
+func TestAlignedNow(t *testing.T) {
+	t.Parallel()
+	const grid = 500 * time.Millisecond
+	m := newTestManager(t, Config{AlignedTimeline: true, TargetDuration: 2 * time.Second, PartTarget: grid,
+		TimelineAnchor: func(string, time.Time) int64 { return 1000 }})
+	sy := publish(t, m)
+	sy.frames(100)
+	type result struct {
+		at  EventTime
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		at, err := m.AddEvent("test", Event{ID: "now1", Now: true, ID3: []byte("ID3 now"), EmsgID: 1})
+		done <- result{at, err}
+	}()
+	// Frames go on until the event is placed (the publisher's clock runs
+	// ahead of the wall clock here: no pacing is needed).
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if r.at.Media%grid != 0 || r.at.Media < 2000*time.Second {
+				t.Errorf("\"now\" placed at media time %v, not on a %v slot of the timeline", r.at.Media, grid)
+			}
+			if !r.at.Wall.Equal(numberEpoch.Add(r.at.Media)) {
+				t.Errorf("\"now\" at media time %v, program date-time %v", r.at.Media, r.at.Wall)
+			}
+			return
+		default:
+			sy.next()
+		}
+	}
+	t.Fatal("the \"now\" event was not placed")
+}
