@@ -133,6 +133,13 @@ func (p *publication) writeLeadAligned(t *track, smp *sample) error {
 		// The keyframe that starts the next segment is missing: this
 		// segment ends on its grid, and the frames up to the next keyframe
 		// cannot be decoded.
+		if !p.warnedGOP {
+			// Lost on the way, or an encoder whose keyframe interval is
+			// not the target duration: once per publication.
+			p.warnedGOP = true
+			s.log.Warn("aligned timeline: no keyframe at a segment's start; the encoder's keyframe interval must be the target duration",
+				"msn", msn, "target_duration", s.gop(), "remote", p.info.Remote)
+		}
 		if err := p.closePart(); err != nil {
 			return err
 		}

@@ -50,7 +50,8 @@ type publication struct {
 	partStart uint64 // lead decode time of the open part's first sample
 	partKey   bool
 	partLen   int
-	partIdx   int // the open part's slot on the aligned grid
+	partIdx   int  // the open part's slot on the aligned grid
+	warnedGOP bool // the aligned timeline's missing keyframe was logged
 
 	sinceKey int // lead frames since the last keyframe
 	gopLen   int // lead frames in the last complete GOP
