@@ -87,7 +87,7 @@ func (t *track) ticks(d time.Duration) int64 {
 }
 
 // duration converts ticks to a duration, whole seconds and the rest apart:
-// ticks * 1e9 would overflow past 2.8 hours at 90 kHz, and the aligned
+// ticks * 1e9 would overflow past 28 hours at 90 kHz, and the aligned
 // timeline's media times count from 2026.
 func (t *track) duration(ticks uint64) time.Duration {
 	ts := uint64(t.timescale)
