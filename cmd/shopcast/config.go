@@ -249,6 +249,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterQueryTimeout) }},
 	{name: "cluster_route_ping", arg: "DURATION", usage: "the embedded NATS server's ping interval on its routes; a member that vanished silently is dropped after three unanswered pings (at most 30s)",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterRoutePing) }},
+	{name: "aligned_timeline", usage: "number segments and parts from program date-time, each target_duration long, so that two nodes fed the same encoder (keyframe interval = target_duration) serve interchangeable playlists; see docs/redundancy.md",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.AlignedTimeline) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }

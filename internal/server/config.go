@@ -320,6 +320,15 @@ type Config struct {
 	// It defaults to 2s (NATS's own default is 2m).
 	ClusterRoutePing time.Duration
 
+	// Redundant ingest (docs/redundancy.md).
+
+	// AlignedTimeline numbers segments and parts from program date-time,
+	// every segment TargetDuration long, so that nodes fed the same
+	// encoder (whose keyframe interval must be TargetDuration) serve
+	// interchangeable playlists. It defaults to false: numbers count
+	// arrivals.
+	AlignedTimeline bool
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -452,6 +461,7 @@ func Defaults() Config {
 		ClusterClaimWait:        15 * time.Second,
 		ClusterQueryTimeout:     300 * time.Millisecond,
 		ClusterRoutePing:        2 * time.Second,
+		AlignedTimeline:         false,
 	}
 }
 
@@ -498,6 +508,8 @@ func (c *Config) Validate() error {
 	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
 	check(c.CueClusterPlaceWait > 0, "cue_cluster_place_wait: %v is not positive", c.CueClusterPlaceWait)
 	check(c.CueClusterTimeout > 0, "cue_cluster_timeout: %v is not positive", c.CueClusterTimeout)
+	check(!c.AlignedTimeline || c.TargetDuration%time.Millisecond == 0,
+		"aligned_timeline: target_duration %v is not a whole number of milliseconds", c.TargetDuration)
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)
