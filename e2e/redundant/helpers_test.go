@@ -4,16 +4,13 @@
 package redundant
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -371,70 +368,17 @@ func missing(t *testing.T, srv *e2etest.Server, stream string) map[string]float6
 	return out
 }
 
-// strictCheck has hls-parser in strict mode (npm, pinned in package.json;
-// e2e/testdata/hls_strict.mjs) read each playlist and fails the test for
-// any it refuses.
+// strictCheck has hls-parser in strict mode read each playlist and fails
+// the test for any it refuses.
 func strictCheck(t *testing.T, playlists [][]byte) {
 	t.Helper()
-	missing := func(format string, a ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, a...) + " (make deps installs it)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "hls-parser", "package.json")); err != nil {
-		missing("npm hls-parser is not installed: %v", err)
-	}
-	dir := t.TempDir()
-	args := []string{filepath.Join(root, "e2e", "testdata", "hls_strict.mjs"), root}
-	byFile := map[string][]byte{}
+	bodies := make([]string, len(playlists))
 	for i, p := range playlists {
-		f := filepath.Join(dir, fmt.Sprintf("%03d.m3u8", i))
-		if err := os.WriteFile(f, p, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, f)
-		byFile[f] = p
+		bodies[i] = string(p)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, node, args...).Output()
-	if err != nil {
-		t.Fatalf("hls-parser: %v", err)
-	}
-	n := 0
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		var r struct {
-			File  string `json:"file"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("hls-parser output %q: %v", sc.Text(), err)
-		}
-		n++
-		if !r.OK {
-			t.Errorf("hls-parser strict refuses a playlist: %s\n%s", r.Error, byFile[r.File])
+	for i, msg := range e2etest.StrictCheck(t, bodies) {
+		if msg != "" {
+			t.Errorf("hls-parser strict refuses a playlist: %s\n%s", msg, bodies[i])
 		}
 	}
-	if n != len(playlists) {
-		t.Fatalf("hls-parser read %d of %d playlists", n, len(playlists))
-	}
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	e2etest.WaitUntil(t, d, what, cond)
 }

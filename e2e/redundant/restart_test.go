@@ -61,7 +61,7 @@ func TestRestartAndLoss(t *testing.T) {
 			return err == nil && code == 200 && strings.Count(string(body), "#EXTINF") >= segs
 		}
 	}
-	waitFor(t, 30*time.Second, "3 segments on both nodes", func() bool { return ready(base1, 3)() && ready(base2, 3)() })
+	e2etest.WaitUntil(t, 30*time.Second, "3 segments on both nodes", func() bool { return ready(base1, 3)() && ready(base2, 3)() })
 	c := newComparer(t, base1, base2)
 	c.poll()
 	if c.segs < 2 {
@@ -74,13 +74,13 @@ func TestRestartAndLoss(t *testing.T) {
 	}
 	enc.Output(1).Disconnect()
 	gone := readNode(t, base1).last
-	waitFor(t, 30*time.Second, "node 1 to go on for two more segments", func() bool { return readNode(t, base1).last >= gone+2 })
+	e2etest.WaitUntil(t, 30*time.Second, "node 1 to go on for two more segments", func() bool { return readNode(t, base1).last >= gone+2 })
 	node2 = startNode(t)
 	base2 = node2.HTTP + "/live/" + stream + "/"
 	if err := enc.Output(1).Connect(ctx, node2.RTMP+"/live/"+stream); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "3 segments on the new node 2", ready(base2, 3))
+	e2etest.WaitUntil(t, 30*time.Second, "3 segments on the new node 2", ready(base2, 3))
 	c2 := newComparer(t, base1, base2)
 	a, b := c2.poll()
 	if b.first <= gone {
@@ -95,7 +95,7 @@ func TestRestartAndLoss(t *testing.T) {
 	enc.Output(1).Lose(true)
 	c2.lossy = true
 	lost := readNode(t, base1).last
-	waitFor(t, 30*time.Second, "node 1 to go on for two more segments", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "node 1 to go on for two more segments", func() bool {
 		c2.poll()
 		return readNode(t, base1).last >= lost+2
 	})
@@ -104,7 +104,7 @@ func TestRestartAndLoss(t *testing.T) {
 	// From the first segment node 2 can have whole again, it must match.
 	c3 := newComparer(t, base1, base2)
 	c3.from = back + 1
-	waitFor(t, 30*time.Second, "node 2 to publish 2 segments after the loss", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "node 2 to publish 2 segments after the loss", func() bool {
 		c2.poll()
 		_, b := c3.poll()
 		n := 0

@@ -53,7 +53,7 @@ func TestTeeFeed(t *testing.T) {
 	}
 	c := newComparer(t, bases[0], bases[1])
 	ctx := context.Background()
-	waitFor(t, 30*time.Second, "both nodes' playlists", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "both nodes' playlists", func() bool {
 		for _, b := range bases {
 			if code, _, err := get(ctx, b+"stream.m3u8"); err != nil || code != 200 {
 				return false
