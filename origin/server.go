@@ -80,6 +80,11 @@ type Server struct {
 	// server of a cluster owns (proxy.go). It defaults to nil: a single
 	// server, which pays nothing for it.
 	Forwarder Forwarder
+	// RewriteMultivariant, when set, rewrites every multivariant playlist
+	// before it is sent (Content Steering, package steering): it gets the
+	// stream name, the request's escaped path and the body, and returns
+	// the new body. It defaults to nil: the packager's playlist as is.
+	RewriteMultivariant func(stream, requestPath string, body []byte) []byte
 
 	hdr headerCache
 
