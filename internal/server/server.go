@@ -483,7 +483,7 @@ func (s *Server) Start() (err error) {
 		// DELETE follows the cue API's rule: its token, else loopback only.
 		rec.Register(org.Handle, adminauth.Rule{Token: cfg.CueToken})
 	}
-	pages := web.Config{Streams: s.manager.StreamNames, Logger: log}
+	pages := web.Config{Streams: s.manager.StreamNames, ContentSteering: len(cfg.Pathways) > 0, Logger: log}
 	if rec != nil {
 		pages.Replays = func() []web.Replay { return replays(rec) }
 	}
