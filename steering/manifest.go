@@ -21,12 +21,13 @@ type Manifest struct {
 }
 
 // Manifest returns a stream's steering manifest for a player on pathway
-// current ("" when it did not say). RELOAD-URI always names a healthy
-// host, absolute: the player resolves a relative one against the
-// manifest's own URL, which is the multivariant playlist's host, the one
-// most likely to be dead when it matters. It stays on the player's
-// current pathway while that is healthy, so that a player's steering
-// requests go where its media requests go.
+// current ("" when it did not say). RELOAD-URI is absolute and names a
+// healthy pathway other than the player's own when there is one: a
+// relative one would resolve against the manifest's URL, on the host that
+// served the multivariant playlist, and the host the player streams from
+// is the one whose death the next reload must report. Spreading the two
+// over different hosts keeps the steering server reachable when the
+// player's origin dies.
 func (s *Steering) Manifest(stream, current string) Manifest {
 	prio := s.Priority()
 	ids := make([]string, len(prio))
@@ -34,8 +35,11 @@ func (s *Steering) Manifest(stream, current string) Manifest {
 		ids[i] = p.ID
 	}
 	reload := prio[0]
-	if p, ok := s.pathway(current); ok && s.healthy(p) {
-		reload = p
+	for _, p := range prio {
+		if p.ID != current && s.healthy(p) {
+			reload = p
+			break
+		}
 	}
 	return Manifest{
 		Version:         1,

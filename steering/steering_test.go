@@ -124,7 +124,8 @@ func TestManifestHTTP(t *testing.T) {
 		reload string
 	}{
 		{"", 200, "https://a.example.com/live/demo/steering.json"},
-		{"?_HLS_pathway=b&_HLS_throughput=5000000", 200, "https://b.example.com/live/demo/steering.json"},
+		{"?_HLS_pathway=a&_HLS_throughput=5000000", 200, "https://b.example.com/live/demo/steering.json"},
+		{"?_HLS_pathway=b", 200, "https://a.example.com/live/demo/steering.json"},
 		{"?_HLS_pathway=gone", 200, "https://a.example.com/live/demo/steering.json"},
 		{"?_HLS_pathway=a%20b", 400, ""},
 		{"?_HLS_throughput=-1", 400, ""},

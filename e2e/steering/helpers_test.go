@@ -134,3 +134,15 @@ func manifest(t *testing.T, base, query string) (steering.Manifest, http.Header)
 	}
 	return m, resp.Header
 }
+
+// alignedKeys are the configuration keys of the redundant ingest's
+// aligned numbering, when this build has it: the two nodes then number
+// the same media alike, which a seamless pathway switch needs.
+func alignedKeys() map[string]string {
+	if hasAlignedTimeline {
+		return map[string]string{"aligned_timeline": "true"}
+	}
+	return nil
+}
+
+func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }

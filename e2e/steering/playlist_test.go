@@ -95,11 +95,11 @@ func TestSteeredPlaylistAndKill(t *testing.T) {
 	killed := time.Now()
 	var took time.Duration
 	for {
-		m, _ := manifest(t, b.HTTP, "?_HLS_pathway=a")
+		m, _ := manifest(t, b.HTTP, "?_HLS_pathway=b")
 		if strings.Join(m.PathwayPriority, ",") == "b,a" {
 			took = time.Since(killed)
 			if m.ReloadURI != b.HTTP+"/live/"+stream+"/steering.json" {
-				t.Errorf("RELOAD-URI %s, want the live node's", m.ReloadURI)
+				t.Errorf("RELOAD-URI %s, want the live node's (the only healthy one)", m.ReloadURI)
 			}
 			break
 		}

@@ -1,0 +1,182 @@
+package steering
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
+)
+
+// monitorJS watches the page's video: every waiting->playing span, and
+// every span in which currentTime did not move while the video was not
+// paused, on the page clock (performance.now). killAt is set by the test
+// just before the kill.
+const monitorJS = `(() => {
+  const v = document.querySelector('video');
+  const m = window.__steer = {waits: [], freezes: [], killAt: null, waitStart: null, lastCT: -1, lastMove: performance.now()};
+  v.addEventListener('waiting', () => { if (m.waitStart === null) m.waitStart = performance.now(); });
+  v.addEventListener('playing', () => {
+    if (m.waitStart !== null) m.waits.push({at: m.waitStart, ms: performance.now() - m.waitStart});
+    m.waitStart = null;
+  });
+  setInterval(() => {
+    const now = performance.now();
+    if (v.currentTime !== m.lastCT) {
+      if (m.lastCT > 0 && now - m.lastMove > 100) m.freezes.push({at: m.lastMove, ms: now - m.lastMove});
+      m.lastCT = v.currentTime; m.lastMove = now;
+    }
+  }, 20);
+  return true;
+})()`
+
+// stallSince is the longest stall that ended or is going on after the
+// kill: the longer of the waiting->playing spans and the currentTime
+// freezes, in ms.
+const stallJS = `(() => {
+  const m = window.__steer, now = performance.now();
+  const after = (s) => s.at + s.ms >= m.killAt;
+  let worst = 0;
+  for (const s of m.waits.concat(m.freezes)) if (after(s)) worst = Math.max(worst, s.ms);
+  if (m.waitStart !== null) worst = Math.max(worst, now - m.waitStart);
+  worst = Math.max(worst, now - m.lastMove);
+  return worst;
+})()`
+
+type watchState struct {
+	CurrentTime float64  `json:"currentTime"`
+	Pathway     string   `json:"pathway"`
+	Latency     *float64 `json:"latency"`
+	CueEntries  int      `json:"cueEntries"`
+	CueEnded    bool     `json:"cueEnded"`
+	Cards       int      `json:"cards"`
+	Errors      []string `json:"errors"`
+}
+
+func watchStateJS(cueID string) string {
+	return fmt.Sprintf(`(() => {
+  const s = window.shopcast || {}, v = document.querySelector('video'), h = s.hls;
+  const lvl = h && h.levels && h.levels[h.currentLevel];
+  const mine = (s.cues || []).filter((c) => c.id === %[1]q);
+  return {
+    currentTime: v ? v.currentTime : 0,
+    pathway: lvl ? (lvl.pathwayId || '') : '',
+    latency: s.latency,
+    cueEntries: mine.length,
+    cueEnded: mine.some((c) => c.end !== null),
+    cards: document.querySelectorAll('#carousel [data-cue-id="' + %[1]q + '"]').length,
+    errors: (s.errors || []).map(String).slice(-5),
+  };
+})()`, cueID)
+}
+
+// postCue posts the same product cue, with the same explicit start, to
+// every node: the way a studio feeds redundant origins.
+func postCue(t *testing.T, id string, at time.Time, d time.Duration, bases ...string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"v":1,"id":%q,"type":"product","product":{"sku":"SNK-42","title":"Court Classic Sneaker",`+
+		`"price":{"amount":"89.90","currency":"EUR"},"image_url":"https://cdn.example.com/p/snk-42.jpg",`+
+		`"url":"https://shop.example.com/p/snk-42"},"at":%q,"duration_ms":%d}`, id, at.UTC().Format(time.RFC3339Nano), d.Milliseconds())
+	for _, base := range bases {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v1/streams/"+stream+"/cues", bytesReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST cue %s to %s: %d", id, base, resp.StatusCode)
+		}
+	}
+}
+
+// failover is one run: the watch page of node a plays pathway a, a cue
+// starts on both nodes, node a is killed with kill -9, and the page must
+// go on from pathway b. It returns the longest stall after the kill.
+func failover(t *testing.T, alloc context.Context, run int) time.Duration {
+	t.Helper()
+	p := startPair(t, alignedKeys())
+	p.feed(t, 300)
+	a, b := p.nodes[0], p.nodes[1]
+
+	tab, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	if err := chromedp.Do(tab, chromedp.Navigate(a.HTTP+"/watch/"+stream)); err != nil {
+		t.Fatal(err)
+	}
+	e2etest.EvalJS[bool](t, tab, monitorJS)
+	cueID := fmt.Sprintf("steer-%d", run)
+	state := watchStateJS(cueID)
+	var first float64
+	e2etest.PollJS(t, tab, 40*time.Second, "hls.js to play pathway a", state, func(s watchState) bool {
+		if first == 0 && s.CurrentTime > 0 {
+			first = s.CurrentTime
+		}
+		return s.Pathway == "a" && first > 0 && s.CurrentTime > first+4 && s.Latency != nil
+	})
+
+	// A product that starts now on both nodes and lasts past the kill.
+	postCue(t, cueID, time.Now(), 60*time.Second, a.HTTP, b.HTTP)
+	e2etest.PollJS(t, tab, 15*time.Second, "the product card", state, func(s watchState) bool { return s.Cards == 1 })
+
+	// The latency before the kill: the median over 3 s.
+	var lats []float64
+	for range 15 {
+		s := e2etest.EvalJS[watchState](t, tab, state)
+		if s.Latency != nil {
+			lats = append(lats, *s.Latency)
+		}
+		_ = chromedp.Do(tab, chromedp.Sleep(200*time.Millisecond))
+	}
+	before := median(lats)
+
+	e2etest.EvalJS[float64](t, tab, `window.__steer.killAt = performance.now()`)
+	a.Kill()
+	atKill := e2etest.EvalJS[watchState](t, tab, state).CurrentTime
+
+	e2etest.PollJS(t, tab, 30*time.Second, "hls.js to play on from pathway b", state, func(s watchState) bool {
+		return s.Pathway == "b" && s.CurrentTime > atKill+5
+	})
+	stall := time.Duration(e2etest.EvalJS[float64](t, tab, stallJS) * float64(time.Millisecond))
+
+	after, took := e2etest.PollJS(t, tab, 30*time.Second, fmt.Sprintf("the latency back within 0.5 s of %.3f s", before), state, func(s watchState) bool {
+		return s.Latency != nil && *s.Latency <= before+0.5
+	})
+	s := e2etest.EvalJS[watchState](t, tab, state)
+	t.Logf("run %d: longest stall after kill -9 %v; latency %.3f s before, %.3f s after (back %v later); cue shown %d time(s), cards %d",
+		run, stall.Round(time.Millisecond), before, *after.Latency, took.Round(100*time.Millisecond), s.CueEntries, s.Cards)
+	if stall > time.Second {
+		t.Errorf("run %d: a stall of %v after the kill, more than 1 s", run, stall)
+	}
+	if s.CueEntries != 1 || s.Cards != 1 || s.CueEnded {
+		t.Errorf("run %d: the cue active across the kill was shown %d times (cards %d, ended %v), want once", run, s.CueEntries, s.Cards, s.CueEnded)
+	}
+	return stall
+}
+
+// TestHLSJSFailover: hls.js on the watch page keeps playing through kill
+// -9 of the origin it plays from.
+func TestHLSJSFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test: not in -short")
+	}
+	alloc := e2etest.Chromium(t)
+	failover(t, alloc, 0)
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
