@@ -14,15 +14,18 @@ import (
 // player reading the manifest every TTL then leaves it within about one
 // and a half TTL of the death in the worst case, one TTL on average.
 func (s *Steering) Run(ctx context.Context) {
+	// The first probe waits one interval: at start this server's own
+	// listener may not be bound yet, and every pathway counts as healthy
+	// until a probe says otherwise.
 	t := time.NewTicker(s.cfg.TTL / 2)
 	defer t.Stop()
 	for {
-		s.probeAll(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		s.probeAll(ctx)
 	}
 }
 
