@@ -77,7 +77,7 @@ func watchStateJS(cueID string) string {
 
 // postCue posts the same product cue, with the same explicit start, to
 // every node: the way a studio feeds redundant origins.
-func postCue(t *testing.T, id string, at time.Time, d time.Duration, bases ...string) {
+func postCue(t testing.TB, id string, at time.Time, d time.Duration, bases ...string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"v":1,"id":%q,"type":"product","product":{"sku":"SNK-42","title":"Court Classic Sneaker",`+
 		`"price":{"amount":"89.90","currency":"EUR"},"image_url":"https://cdn.example.com/p/snk-42.jpg",`+
@@ -101,7 +101,7 @@ func postCue(t *testing.T, id string, at time.Time, d time.Duration, bases ...st
 // failover is one run: the watch page of node a plays pathway a, a cue
 // starts on both nodes, node a is killed with kill -9, and the page must
 // go on from pathway b. It returns the longest stall after the kill.
-func failover(t *testing.T, alloc context.Context, run int) time.Duration {
+func failover(t testing.TB, alloc context.Context, run int) time.Duration {
 	t.Helper()
 	p := startPair(t, alignedKeys())
 	p.feed(t, 300)
@@ -179,4 +179,26 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// BenchmarkHLSJSFailover measures the longest stall hls.js shows after
+// kill -9 of the origin it plays from, over 10 runs, each on a fresh pair
+// of nodes (make bench; docs/benchmarks.md).
+func BenchmarkHLSJSFailover(b *testing.B) {
+	alloc := e2etest.Chromium(b)
+	const runs = 10
+	var stalls []float64
+	for i := range runs {
+		b.Run(fmt.Sprintf("run%d", i), func(b *testing.B) {
+			for b.Loop() {
+				stalls = append(stalls, float64(failover(b, alloc, i).Milliseconds()))
+			}
+		})
+	}
+	if len(stalls) == 0 {
+		return
+	}
+	slices.Sort(stalls)
+	b.Logf("hls.js failover stall after kill -9 of the playing origin, %d runs: p50 %.0f ms, max %.0f ms; all (ms) %v",
+		len(stalls), median(stalls), stalls[len(stalls)-1], stalls)
 }

@@ -35,7 +35,7 @@ type pair struct {
 
 // startPair starts two shopcast processes that both know both pathways.
 // extra keys go to both.
-func startPair(t *testing.T, extra map[string]string) *pair {
+func startPair(t testing.TB, extra map[string]string) *pair {
 	t.Helper()
 	httpA, httpB := e2etest.FreeAddr(t), e2etest.FreeAddr(t)
 	ps, _ := json.Marshal([]steering.Pathway{{ID: "a", URL: "http://" + httpA}, {ID: "b", URL: "http://" + httpB}})
@@ -56,7 +56,7 @@ func startPair(t *testing.T, extra map[string]string) *pair {
 // with a fixed 2 s GOP (the target duration) and sending the same packets
 // to every RTMP URL through the tee muxer; onfail=ignore keeps feeding the
 // others when one node dies.
-func teeFeed(t *testing.T, seconds int, rtmpURLs ...string) {
+func teeFeed(t testing.TB, seconds int, rtmpURLs ...string) {
 	t.Helper()
 	var outs []string
 	for _, u := range rtmpURLs {
@@ -86,7 +86,7 @@ func teeFeed(t *testing.T, seconds int, rtmpURLs ...string) {
 
 // feedPair starts the tee feed to both nodes and waits for both
 // multivariant playlists to list a variant.
-func (p *pair) feed(t *testing.T, seconds int) {
+func (p *pair) feed(t testing.TB, seconds int) {
 	t.Helper()
 	teeFeed(t, seconds, p.nodes[0].RTMP+"/live/"+stream, p.nodes[1].RTMP+"/live/"+stream)
 	for _, n := range p.nodes {
