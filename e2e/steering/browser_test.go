@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -171,6 +175,105 @@ func TestHLSJSFailover(t *testing.T) {
 	alloc := e2etest.Chromium(t)
 	failover(t, alloc, 0)
 }
+
+// TestShakaFailover: Shaka Player plays the steered multivariant playlist
+// (without its low-latency mode, see shakaPage) and moves to pathway b on
+// kill -9 of node a.
+func TestShakaFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser end-to-end test: not in -short")
+	}
+	root, err := e2etest.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	modules := filepath.Join(root, "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "shaka-player", "dist", "shaka-player.compiled.js")); err != nil {
+		t.Fatalf("node_modules/shaka-player is missing (make deps runs npm ci): %v", err)
+	}
+	alloc := e2etest.Chromium(t)
+	p := startPair(t, alignedKeys())
+	p.feed(t, 300)
+	a, b := p.nodes[0], p.nodes[1]
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /shaka", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(shakaPage))
+	})
+	mux.Handle("GET /node_modules/", http.StripPrefix("/node_modules/", http.FileServer(http.Dir(modules))))
+	page := httptest.NewServer(mux)
+	defer page.Close()
+
+	tab, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	src := a.HTTP + "/live/" + stream + "/index.m3u8"
+	if err := chromedp.Do(tab, chromedp.Navigate(page.URL+"/shaka?ll=0&src="+url.QueryEscape(src))); err != nil {
+		t.Fatal(err)
+	}
+	var first float64
+	e2etest.PollJS(t, tab, 40*time.Second, "Shaka to play from node a", shakaStateJS, func(s shakaState) bool {
+		if len(s.Errors) > 0 {
+			t.Fatalf("Shaka: %v", s.Errors)
+		}
+		if first == 0 && s.CurrentTime > 0 {
+			first = s.CurrentTime
+		}
+		return first > 0 && s.CurrentTime > first+3 && s.Host == hostOf(a.HTTP)
+	})
+	a.Kill()
+	atKill := e2etest.EvalJS[shakaState](t, tab, shakaStateJS).CurrentTime
+	s, took := e2etest.PollJS(t, tab, 40*time.Second, "Shaka to play on from node b", shakaStateJS, func(s shakaState) bool {
+		return s.Host == hostOf(b.HTTP) && s.CurrentTime > atKill+5
+	})
+	t.Logf("Shaka %s: on pathway b and 5 s of video past the kill %v after it", s.Version, took.Round(100*time.Millisecond))
+}
+
+func hostOf(u string) string {
+	p, _ := url.Parse(u)
+	return p.Host
+}
+
+// shakaPage plays ?src= with Shaka Player and records the host of the
+// last segment request, the pathway it plays. ll=0 turns Shaka's
+// lowLatencyMode off: with it on, Shaka 5.2.12 fails to load a steered
+// LL-HLS playlist (a TypeError in its first init segment request, whose
+// URI list is empty), so the test plays the steered playlist the way
+// Shaka can.
+const shakaPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>shopcast steering with Shaka</title></head>
+<body><video id="v" muted autoplay playsinline></video>
+<script src="/node_modules/shaka-player/dist/shaka-player.compiled.js"></script>
+<script>
+const q = new URLSearchParams(location.search);
+const v = document.getElementById('v');
+const s = window.t = {errors: [], host: '', version: shaka.Player.version};
+shaka.polyfill.installAll();
+const player = new shaka.Player();
+player.addEventListener('error', (e) => s.errors.push(String(e.detail && e.detail.code)));
+player.getNetworkingEngine().registerResponseFilter((type, resp) => {
+  if (type === shaka.net.NetworkingEngine.RequestType.SEGMENT) s.host = new URL(resp.uri).host;
+});
+(async () => {
+  try {
+    await player.attach(v);
+    player.configure({streaming: {lowLatencyMode: q.get('ll') !== '0'}});
+    await player.load(q.get('src'));
+    await v.play();
+  } catch (e) {
+    s.errors.push('load: ' + (e && (e.code || e.message) || e) + ' ' + JSON.stringify(e && e.data || null).slice(0, 800) + ' ' + String(e && e.stack || '').slice(0, 800));
+  }
+})();
+</script></body></html>`
+
+type shakaState struct {
+	CurrentTime float64  `json:"currentTime"`
+	Host        string   `json:"host"`
+	Version     string   `json:"version"`
+	Errors      []string `json:"errors"`
+}
+
+const shakaStateJS = `(() => ({currentTime: document.getElementById('v').currentTime, host: window.t.host, version: window.t.version, errors: window.t.errors.slice(-5)}))()`
 
 func median(xs []float64) float64 {
 	if len(xs) == 0 {

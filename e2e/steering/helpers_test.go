@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -37,7 +38,9 @@ type pair struct {
 // extra keys go to both.
 func startPair(t testing.TB, extra map[string]string) *pair {
 	t.Helper()
-	httpA, httpB := e2etest.FreeAddr(t), e2etest.FreeAddr(t)
+	// Two host names, as two origins have: players (Shaka) ban a failed
+	// pathway by host name, port aside.
+	httpA, httpB := e2etest.FreeAddr(t), freeAddrOn(t, "127.0.0.2")
 	ps, _ := json.Marshal([]steering.Pathway{{ID: "a", URL: "http://" + httpA}, {ID: "b", URL: "http://" + httpB}})
 	keys := map[string]string{
 		"pathways": string(ps), "steering_ttl": ttl.String(), "steering_probe_timeout": "500ms",
@@ -95,6 +98,17 @@ func (p *pair) feed(t testing.TB, seconds int) {
 			return code == 200 && strings.Contains(body, "#EXT-X-STREAM-INF")
 		})
 	}
+}
+
+// freeAddrOn is a free port on a loopback address of its own.
+func freeAddrOn(t testing.TB, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // get fetches url with a 5 s timeout.
