@@ -19,12 +19,14 @@ import (
 // as the cue API's do: a window holds about a thousand of them.
 func BenchmarkWriteUnit(b *testing.B) {
 	for _, rate := range []int{0, 50} {
-		b.Run(fmt.Sprintf("cues=%d/s", rate), func(b *testing.B) { benchmarkWriteUnit(b, rate) })
+		b.Run(fmt.Sprintf("cues=%d/s", rate), func(b *testing.B) { benchmarkWriteUnit(b, rate, Config{}) })
 	}
+	// The aligned timeline's cuts (aligned.go) against writeLead's.
+	b.Run("cues=0/s/aligned", func(b *testing.B) { benchmarkWriteUnit(b, 0, Config{AlignedTimeline: true}) })
 }
 
-func benchmarkWriteUnit(b *testing.B, cueRate int) {
-	m := New(Config{}, nil)
+func benchmarkWriteUnit(b *testing.B, cueRate int, cfg Config) {
+	m := New(cfg, nil)
 	defer m.Close()
 	sy, info := newSynth(b)
 	pub, err := m.Publish(info)

@@ -146,6 +146,24 @@
 // The TS rendition stays the source's alone: it serves players without
 // fMP4, which are not the ones that adapt.
 //
+// # The aligned timeline
+//
+// With Config.AlignedTimeline (aligned.go, docs/redundancy.md) numbers
+// come from time, so that two nodes fed one encoder serve the same
+// numbers for the same media: a publication's first keyframe arriving at
+// wall time W starts segment floor((W-numberEpoch)/TargetDuration), at
+// media time MSN*TargetDuration and program date-time numberEpoch plus
+// that; media time then follows the publisher's timestamps. Segments
+// start on the keyframe of their slot; parts are a fixed grid of the
+// segment (part{MSN*parts+index}.m4s, listed with the grid's duration).
+// writeLeadAligned replaces writeLead's cuts; closePart pads the slots no
+// frame filled with GAP=YES parts (padParts), closeSegment the slots after
+// the last; fillGaps lists the slots a node had no keyframe for as
+// EXT-X-GAP segments, for the source, its variants and the TS playlist
+// alike. Media and wall time map one to one (mediaToWall), so cues placed
+// at an explicit time land alike on every node. The counters of what a
+// node lacked are StreamStats.Aligned.
+//
 // # Events
 //
 // Timed metadata (product cues) enters through Manager.AddEvent and

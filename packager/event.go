@@ -273,6 +273,13 @@ func (s *Stream) EndEvent(id string) (EventTime, error) {
 // resolveNow gives pending "now" events the time of the frame that just
 // arrived. Called with s.mu held.
 func (s *Stream) resolveNow(media time.Duration) {
+	if len(s.nowPending) > 0 && s.aligned() {
+		// On the aligned timeline "now" is the next part slot's start:
+		// two nodes that got the same POST within one part agree on it.
+		if g := s.partGrid(); media%g != 0 {
+			media += g - media%g
+		}
+	}
 	for _, es := range s.nowPending {
 		if es.pendingNow {
 			s.resolve(es, media)
@@ -301,6 +308,9 @@ func (s *Stream) resolve(es *eventState, media time.Duration) {
 // mediaToWall maps a media time to its program date-time through the
 // segment holding it, or the current publication's clock.
 func (s *Stream) mediaToWall(media time.Duration) time.Time {
+	if s.aligned() {
+		return numberEpoch.Add(media)
+	}
 	for i := len(s.segs) - 1; i >= 0; i-- {
 		seg := s.segs[i]
 		if media >= seg.start {
@@ -325,6 +335,9 @@ func (s *Stream) mediaToWall(media time.Duration) time.Time {
 // wallToMedia maps a wall-clock time to media time, the inverse of
 // mediaToWall.
 func (s *Stream) wallToMedia(wall time.Time) time.Duration {
+	if s.aligned() {
+		return wall.Sub(numberEpoch)
+	}
 	for i := len(s.segs) - 1; i >= 0; i-- {
 		seg := s.segs[i]
 		if !wall.Before(seg.pdt) {
@@ -351,7 +364,10 @@ func (s *Stream) partBoxes(start, end time.Duration, firstOfSegment bool, timesc
 	s.pruneLive(start)
 	var out []byte
 	ticks := func(d time.Duration) uint64 {
-		return uint64(int64(d) / int64(time.Microsecond) * int64(timescale) / 1e6)
+		// Seconds and microseconds apart: the aligned timeline's media
+		// times (from 2026) would overflow int64 in one product.
+		us := int64(d) / int64(time.Microsecond)
+		return uint64(us/1e6*int64(timescale) + us%1e6*int64(timescale)/1e6)
 	}
 	for _, es := range s.live {
 		if es.cancelled || es.pendingNow {

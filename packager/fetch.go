@@ -154,7 +154,7 @@ func (s *Stream) checkAhead(r *rendition, msn, part int64) error {
 	if !ok {
 		return nil
 	}
-	perSeg := int64(max(1, (s.tdDuration()+s.m.cfg.PartTarget-1)/s.m.cfg.PartTarget))
+	perSeg := int64(max(1, (s.tdDuration()+s.partTarget()-1)/s.partTarget()))
 	var ahead int64
 	switch {
 	case msn < lastMSN:

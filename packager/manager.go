@@ -74,6 +74,19 @@ type Config struct {
 	// MaxVariants caps the variants (renditions besides the source's) of
 	// one stream; a publication of one more is refused. It defaults to 8.
 	MaxVariants int
+	// AlignedTimeline numbers segments and parts from program date-time
+	// (aligned.go, docs/redundancy.md): every segment lasts TargetDuration,
+	// which must be the encoder's fixed keyframe interval, so that nodes
+	// fed the same encoder serve the same numbers for the same media. It
+	// defaults to false: numbers count arrivals.
+	AlignedTimeline bool
+	// TimelineAnchor, when set on an aligned timeline, gives the media
+	// sequence number of the segment that a publication whose first
+	// keyframe arrived at wall time w starts, in place of the wall-clock
+	// slot (floor((w - 2026-01-01)/TargetDuration)): a cluster can hand
+	// every node the same anchor for a stream, so that arrivals on either
+	// side of a slot boundary agree. It defaults to nil.
+	TimelineAnchor func(stream string, w time.Time) int64
 }
 
 // Numbers are the first numbers of a stream.
@@ -209,6 +222,10 @@ func (m *Manager) Publish(info ingest.PublishInfo) (ingest.Publication, error) {
 		if m.cfg.FirstNumbers != nil {
 			n := m.cfg.FirstNumbers(info.Name)
 			s.nextMSN, s.discNum = max(n.Sequence, 0), max(n.Discontinuity, 0)
+			if m.cfg.AlignedTimeline {
+				// The first keyframe's slot sets it (aligned.go).
+				s.nextMSN = 0
+			}
 			s.nextPart, s.pubSeq = max(n.Name, 0), max(n.Name, 0)
 		}
 	}

@@ -87,8 +87,8 @@ func (s *Stream) draftMedia(r *rendition, skip Skip) *draft {
 	// RFC 8216bis 4.4.3.8: PART-HOLD-BACK at least twice PART-TARGET; Apple's
 	// authoring spec asks for three times.
 	fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%s,CAN-SKIP-DATERANGES=YES,PART-HOLD-BACK=%s\n",
-		seconds(s.skipUntil()), seconds(3*cfg.PartTarget))
-	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(cfg.PartTarget))
+		seconds(s.skipUntil()), seconds(3*s.partTarget()))
+	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(s.partTarget()))
 
 	all := win
 	if r.open != nil && len(r.open.parts) > 0 {

@@ -21,11 +21,13 @@ const tsPlaylistVersion = 3
 // tsWindow returns the TS segments of the playlist window: those of the
 // fMP4 window, segment for segment. A segment of a publication without a
 // track that fits TS has no TS segment and is left out; the discontinuity
-// that starts the next publication stays.
+// that starts the next publication stays. A gap segment of the aligned
+// timeline is listed (EXT-X-GAP) while the rendition has segments, so that
+// the numbers stay those of the fMP4 playlist.
 func (s *Stream) tsWindow() []*segment {
 	var out []*segment
 	for _, seg := range s.window() {
-		if s.ts.segment(seg.msn) != nil {
+		if s.ts.segment(seg.msn) != nil || seg.gap && len(s.ts.segs) > 0 {
 			out = append(out, seg)
 		}
 	}
@@ -60,6 +62,11 @@ func (s *Stream) draftTSMedia() *draft {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", seg.pdt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+		if seg.gap {
+			// RFC 8216bis 4.4.4.7: the aligned timeline's segment this
+			// node has no media for.
+			b.WriteString("#EXT-X-GAP\n")
+		}
 		fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", strconv.FormatFloat(seg.dur.Seconds(), 'f', 5, 64), hlsname.TSSegment(seg.msn))
 	}
 	if s.ended {
@@ -76,7 +83,7 @@ func (s *Stream) renderTSMultivariant() []byte {
 	for _, seg := range s.tsWindow() {
 		ts := s.ts.segment(seg.msn)
 		d := seg.dur.Seconds()
-		if d <= 0 {
+		if ts == nil || d <= 0 {
 			continue
 		}
 		peak = max(peak, float64(len(ts.body)*8)/d)

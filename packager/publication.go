@@ -50,6 +50,8 @@ type publication struct {
 	partStart uint64 // lead decode time of the open part's first sample
 	partKey   bool
 	partLen   int
+	partIdx   int  // the open part's slot on the aligned grid
+	warnedGOP bool // the aligned timeline's missing keyframe was logged
 
 	sinceKey int // lead frames since the last keyframe
 	gopLen   int // lead frames in the last complete GOP
@@ -68,6 +70,7 @@ func newPublication(s *Stream, info ingest.PublishInfo, initName string) (*publi
 		if err != nil {
 			return nil, err
 		}
+		t.aligned = s.aligned()
 		p.tracks[in] = t
 		p.order = append(p.order, t)
 		if p.lead == nil || (t.video && !p.lead.video) {
@@ -88,6 +91,24 @@ func newPublication(s *Stream, info ingest.PublishInfo, initName string) (*publi
 	}
 	setVP9Level(p.init.body, p.init.codecs)
 	return p, nil
+}
+
+// start maps the publication's clock to the stream's media time at its
+// first lead keyframe u, which arrived at wall time at.
+func (p *publication) start(u *ingest.Unit, at time.Time) {
+	s := p.s
+	p.started = true
+	p.origin = u.DTS
+	p.mediaBase = s.mediaEnd()
+	// The program date-time follows the ingest's dating by arrival
+	// when it gives one, else the arrival of this key frame. The
+	// publisher's own clock (u.NTP, RTCP sender reports) is not taken:
+	// GStreamer's was seen up to 2.8 s ahead of the wall clock.
+	p.wallBase = at
+	if !u.Wall.IsZero() {
+		p.wallDated, p.wallStart = true, at
+		p.wallBase = u.Wall.Add(u.DTS - u.PTS - wallMargin)
+	}
 }
 
 // WriteUnit implements ingest.Publication.
@@ -130,17 +151,12 @@ func (p *publication) writeUnit(u *ingest.Unit) error {
 		if t != p.lead || !t.isKey(u) {
 			return nil
 		}
-		p.started = true
-		p.origin = u.DTS
-		p.mediaBase = s.mediaEnd()
-		// The program date-time follows the ingest's dating by arrival
-		// when it gives one, else the arrival of this key frame. The
-		// publisher's own clock (u.NTP, RTCP sender reports) is not taken:
-		// GStreamer's was seen up to 2.8 s ahead of the wall clock.
-		p.wallBase = at
-		if !u.Wall.IsZero() {
-			p.wallDated, p.wallStart = true, at
-			p.wallBase = u.Wall.Add(u.DTS - u.PTS - wallMargin)
+		if s.aligned() {
+			if !p.alignedStart(u.DTS, at) {
+				return nil
+			}
+		} else {
+			p.start(u, at)
 		}
 	}
 	smp, err := t.build(u, p.origin, p.mediaBase)
@@ -153,6 +169,9 @@ func (p *publication) writeUnit(u *ingest.Unit) error {
 	}
 	// Events posted "now" land on this frame, at its presentation time.
 	s.resolveNow(t.duration(uint64(int64(smp.dts) + int64(smp.PTSOffset))))
+	if s.aligned() {
+		return p.writeLeadAligned(t, smp)
+	}
 	return p.writeLead(t, smp)
 }
 
@@ -289,6 +308,11 @@ func (p *publication) closePart() error {
 	if p.partLen == 0 || s.open == nil {
 		return nil
 	}
+	first := len(s.open.parts) == 0
+	if s.aligned() {
+		s.padParts(p.partIdx)
+		s.nextPart = s.open.msn*s.alignedParts() + int64(p.partIdx)
+	}
 	fp := fmp4.Part{SequenceNumber: uint32(s.nextPart + 1)}
 	var leadDur uint64
 	for _, t := range p.order {
@@ -313,7 +337,7 @@ func (p *publication) closePart() error {
 	// segment gets the same bytes.
 	start := p.lead.duration(p.partStart)
 	end := p.lead.duration(p.partStart + leadDur)
-	boxes := s.partBoxes(start, end, len(s.open.parts) == 0, p.lead.timescale)
+	boxes := s.partBoxes(start, end, first, p.lead.timescale)
 	// The part in one allocation: the samples' bytes and a margin for the
 	// moof, which gives a trun entry to each sample.
 	size := len(boxes) + 1024
@@ -329,12 +353,21 @@ func (p *publication) closePart() error {
 	if err := fp.Marshal(&buf); err != nil {
 		return fmt.Errorf("part: %w", err)
 	}
-	s.ts.writePart(s, p, fp.Tracks, start, end, len(s.open.parts) == 0)
+	s.ts.writePart(s, p, fp.Tracks, start, end, first)
+	dur := p.lead.duration(leadDur)
+	if s.aligned() {
+		// A part of the aligned timeline lasts its grid slot, whatever
+		// frames this node got of it: every node lists the same durations,
+		// and a part that lost frames at its end is not listed shorter
+		// than Apple's 85% of PART-TARGET. Its samples keep their own
+		// times (tfdt).
+		dur = s.partGrid()
+	}
 	pa := &part{
 		n:           s.nextPart,
 		index:       len(s.open.parts),
 		body:        buf.Bytes(),
-		dur:         p.lead.duration(leadDur),
+		dur:         dur,
 		independent: p.partKey,
 		at:          time.Now(),
 		pub:         p,
@@ -349,6 +382,7 @@ func (p *publication) closePart() error {
 		}
 	}
 	p.partLen = 0
+	s.open.media += p.lead.duration(leadDur)
 	s.addPart(pa)
 	s.stats.part(p.unitAt)
 	for _, v := range s.variants {

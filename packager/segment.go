@@ -38,6 +38,9 @@ type segment struct {
 	start time.Duration // media time of its first sample
 	pdt   time.Time     // EXT-X-PROGRAM-DATE-TIME
 	dur   time.Duration
+	// media is the span of its lead track's samples, where the aligned
+	// timeline's dur is the grid's.
+	media time.Duration
 	parts []*part
 	init  *initFile
 	disc  bool // EXT-X-DISCONTINUITY before it

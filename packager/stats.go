@@ -47,6 +47,8 @@ type StreamStats struct {
 	// Lag is the publish-to-deliverable lag of the parts: from the WriteUnit
 	// call that completed a part to the part being published.
 	Lag Histogram
+	// Aligned counts what an aligned timeline lacked; zero otherwise.
+	Aligned AlignedStats
 	// Variants are the stream's variants' counters, by name; at most
 	// Config.MaxVariants and those gone since whose counters are kept.
 	Variants []VariantStats
@@ -62,6 +64,23 @@ type VariantStats struct {
 	Parts, Segments int64
 	// Publishes and Disconnects count its publications.
 	Publishes, Disconnects int64
+}
+
+// AlignedStats count where a stream on the aligned timeline
+// (Config.AlignedTimeline) lacked media that a redundant node fed the same
+// encoder may have had.
+type AlignedStats struct {
+	// GapSegments counts the segments listed with EXT-X-GAP (publisher
+	// gone, keyframe missing); GapParts the GAP=YES parts in segments that
+	// have media (frames dropped).
+	GapSegments, GapParts int64
+	// OffGOP counts the complete segments whose duration is off
+	// TargetDuration by more than half a frame: the encoder's keyframe
+	// interval is not the target duration, or frames were missing.
+	OffGOP int64
+	// Dropped counts the lead frames dropped for want of a keyframe on the
+	// grid (the frames after a missing keyframe, or before the first).
+	Dropped int64
 }
 
 // TrackStats count the units of one kind of track.
@@ -87,6 +106,10 @@ type streamStats struct {
 	parts, segments         atomic.Int64
 	publishes, disconnects  atomic.Int64
 	blocked                 atomic.Int64
+
+	// The aligned timeline's (aligned.go): what this node lacked.
+	alignedGapSegments, alignedGapParts atomic.Int64
+	alignedOffGOP, alignedDropped       atomic.Int64
 
 	lagBuckets [len(LagBuckets)]atomic.Uint64 // per bucket, not cumulative
 	lagCount   atomic.Uint64
@@ -172,6 +195,10 @@ func (st *streamStats) snapshot(name string) StreamStats {
 		Publishes:   st.publishes.Load(),
 		Disconnects: st.disconnects.Load(),
 		Blocked:     st.blocked.Load(),
+		Aligned: AlignedStats{
+			GapSegments: st.alignedGapSegments.Load(), GapParts: st.alignedGapParts.Load(),
+			OffGOP: st.alignedOffGOP.Load(), Dropped: st.alignedDropped.Load(),
+		},
 	}
 	st.vmu.Lock()
 	for name, v := range st.variants {

@@ -1,6 +1,7 @@
 package packager
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"math"
@@ -57,6 +58,8 @@ type Stream struct {
 	inits    map[string]*initFile
 	nextMSN  int64
 	nextPart int64
+	// anchored tells that the aligned timeline (aligned.go) set nextMSN.
+	anchored bool
 	discNum  int64 // discontinuity sequence number of the last segment opened
 	pubSeq   int64
 	pub      *publication
@@ -241,6 +244,13 @@ func (s *Stream) attach(info ingest.PublishInfo) (*publication, error) {
 		s.grace = nil
 	}
 	p.disc = len(s.segs) > 0
+	if n := len(s.segs); n > 0 && s.aligned() && s.segs[n-1].init != nil && bytes.Equal(s.segs[n-1].init.body, p.init.body) {
+		// The aligned timeline's media times run on across the gap (listed
+		// with EXT-X-GAP), and the same encoder settings give the same
+		// init section: no discontinuity, so that the discontinuity
+		// sequence stays that of a redundant node that kept its publisher.
+		p.disc = false
+	}
 	s.pub = p
 	s.inits[p.init.name] = p.init
 	s.notify()
@@ -340,11 +350,17 @@ func (s *Stream) closeSegment() {
 	if seg == nil {
 		return
 	}
-	s.open = nil
 	if len(seg.parts) == 0 {
+		s.open = nil
 		s.nextMSN--
 		return
 	}
+	if s.aligned() {
+		// The slots no frame filled, up to the segment's grid end.
+		s.padParts(int(s.alignedParts()))
+		s.checkGOP(seg)
+	}
+	s.open = nil
 	n := 0
 	for _, p := range seg.parts {
 		n += len(p.body)

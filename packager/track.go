@@ -41,6 +41,10 @@ type track struct {
 	id        int
 	timescale uint32
 	video     bool
+	// aligned keeps the publisher's timestamps on the aligned timeline
+	// (aligned.go): a forward jump is a gap of the timeline, not rebased,
+	// and a video frame after a hole starts at its own time.
+	aligned bool
 
 	shift time.Duration // accumulated rebasing after timestamp jumps
 
@@ -82,8 +86,12 @@ func (t *track) ticks(d time.Duration) int64 {
 	return sec*ts + (ns*ts+sign(ns)*int64(time.Second)/2)/int64(time.Second)
 }
 
+// duration converts ticks to a duration, whole seconds and the rest apart:
+// ticks * 1e9 would overflow past 28 hours at 90 kHz, and the aligned
+// timeline's media times count from 2026.
 func (t *track) duration(ticks uint64) time.Duration {
-	return time.Duration(ticks) * time.Second / time.Duration(t.timescale)
+	ts := uint64(t.timescale)
+	return time.Duration(ticks/ts)*time.Second + time.Duration(ticks%ts)*time.Second/time.Duration(ts)
 }
 
 // isKey reports whether a unit is a random access point.
@@ -123,7 +131,7 @@ func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample,
 	if t.started {
 		// A jump forward or backward (encoder restart, clock reset) is
 		// rebased, not written into the timeline as a gap or an overlap.
-		if d := actual - int64(t.next); d > t.ticks(jumpThreshold) || d < -t.ticks(jumpThreshold) {
+		if d := actual - int64(t.next); d > t.ticks(jumpThreshold) && !t.aligned || d < -t.ticks(jumpThreshold) {
 			t.shift += t.duration(uint64(max(d, -d))) * time.Duration(sign(d))
 			actual = int64(t.next)
 		}
@@ -164,10 +172,16 @@ func (t *track) build(u *ingest.Unit, origin, mediaBase time.Duration) (*sample,
 		if t.last != nil && !t.last.sealed {
 			// The previous frame is still in the open part: its estimated
 			// duration becomes exact now that its successor's time is known.
-			if d := actual - int64(t.last.dts); d > 0 {
+			// On the aligned timeline a hole (frames lost on the way) is
+			// left a hole: stretched over it, this frame would cover the
+			// grid slots listed as gaps.
+			if d := actual - int64(t.last.dts); d > 0 && !(t.aligned && d > 2*int64(t.estDur)) {
 				t.last.Duration = uint32(d)
 				dts = uint64(actual)
 			}
+		}
+		if t.aligned && actual > int64(dts) {
+			dts = uint64(actual)
 		}
 		if t.last != nil && actual > int64(t.last.dts) {
 			// The estimate is the shortest recent interval: an estimate

@@ -84,17 +84,24 @@ func variantCfg() Config {
 func TestVariantFollower(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		name  string
-		delay int
-		first bool
+		name    string
+		delay   int
+		first   bool
+		aligned bool // on the aligned timeline (aligned.go)
 	}{
-		{"after", 0, false},
-		{"before", 0, true},
-		{"delayed", 12, false},
+		{"after", 0, false, false},
+		{"before", 0, true, false},
+		{"delayed", 12, false, false},
+		{"aligned", 12, false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m := newTestManager(t, variantCfg())
+			cfg := variantCfg()
+			if tt.aligned {
+				cfg.AlignedTimeline, cfg.PartTarget = true, 500*time.Millisecond
+				cfg.TimelineAnchor = func(string, time.Time) int64 { return 14_600_000 }
+			}
+			m := newTestManager(t, cfg)
 			sy := publish(t, m)
 			sy.frames(1)
 			f := newVariantFeed(t, m, sy, "480p", tt.delay, tt.first)
@@ -107,7 +114,10 @@ func TestVariantFollower(t *testing.T) {
 			if len(f.errs) > 0 {
 				t.Fatalf("variant WriteUnit: %v", f.errs[0])
 			}
-			checkVariantAligned(t, m, "480p", 1)
+			vm := checkVariantAligned(t, m, "480p", 1)
+			if tt.aligned && vm.MediaSequence < 14_600_000 {
+				t.Errorf("variant from MSN %d on the aligned timeline anchored at 14600000", vm.MediaSequence)
+			}
 		})
 	}
 }

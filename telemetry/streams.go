@@ -20,6 +20,10 @@ const (
 	vSegments
 	vPublishes
 	vDisconnects
+	vGapSegments
+	vGapParts
+	vOffGOP
+	vAlignDropped
 	vLagCount
 	vLagSumNs
 	vLagBuckets // len(packager.LagBuckets) values from here
@@ -34,6 +38,8 @@ func flatten(st *packager.StreamStats) counters {
 	c[vAudioBytes], c[vAudioFrames] = uint64(st.Audio.Bytes), uint64(st.Audio.Frames)
 	c[vParts], c[vSegments] = uint64(st.Parts), uint64(st.Segments)
 	c[vPublishes], c[vDisconnects] = uint64(st.Publishes), uint64(st.Disconnects)
+	c[vGapSegments], c[vGapParts] = uint64(st.Aligned.GapSegments), uint64(st.Aligned.GapParts)
+	c[vOffGOP], c[vAlignDropped] = uint64(st.Aligned.OffGOP), uint64(st.Aligned.Dropped)
 	c[vLagCount], c[vLagSumNs] = st.Lag.Count, uint64(st.Lag.Sum)
 	copy(c[vLagBuckets:], st.Lag.Buckets[:])
 	return c
@@ -56,6 +62,7 @@ type streamCollector struct {
 	bytes, frames, connects, disconnects, parts, segments  *prometheus.Desc
 	lag, blocked, viewers, dropped, cuesPosted, cuesActive *prometheus.Desc
 	streams                                                *prometheus.Desc
+	aligned                                                *prometheus.Desc
 
 	// The variants' counters, folded as the streams' are: by stream name
 	// and variant (vlast), by label pair (vtotals).
@@ -108,6 +115,8 @@ func newStreamCollector(m *Metrics) *streamCollector {
 		cuesPosted:  prometheus.NewDesc("shopcast_cues_posted_total", "Cues posted and placed in the stream.", stream, nil),
 		cuesActive:  prometheus.NewDesc("shopcast_cues_active", "Cues showing now.", stream, nil),
 		streams:     prometheus.NewDesc("shopcast_streams", "Streams in the packager: live, in their reconnect grace period, or ended and lingering.", nil, nil),
+		aligned: prometheus.NewDesc("shopcast_aligned_missing_total", "On an aligned timeline (aligned_timeline), what this node lacked, by kind: gap_segment (EXT-X-GAP), gap_part (GAP=YES), off_gop (a segment whose duration is off the target duration), dropped_frame (frames after a missing keyframe).",
+			[]string{"stream", "kind"}, nil),
 
 		vlast:        map[variantKey]variantCounters{},
 		vtotals:      map[variantKey]*variantCounters{},
@@ -123,7 +132,7 @@ func newStreamCollector(m *Metrics) *streamCollector {
 // Describe implements prometheus.Collector.
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.bytes, c.frames, c.connects, c.disconnects, c.parts, c.segments,
-		c.lag, c.blocked, c.viewers, c.dropped, c.cuesPosted, c.cuesActive, c.streams,
+		c.lag, c.blocked, c.viewers, c.dropped, c.cuesPosted, c.cuesActive, c.streams, c.aligned,
 		c.vbytes, c.vframes, c.vparts, c.vsegments, c.vconnects, c.vdisconnects} {
 		ch <- d
 	}
@@ -293,6 +302,10 @@ func (c *streamCollector) emit(ch chan<- prometheus.Metric, lbl string, t *count
 	counter(c.disconnects, t[vDisconnects], lbl)
 	counter(c.parts, t[vParts], lbl)
 	counter(c.segments, t[vSegments], lbl)
+	counter(c.aligned, t[vGapSegments], lbl, "gap_segment")
+	counter(c.aligned, t[vGapParts], lbl, "gap_part")
+	counter(c.aligned, t[vOffGOP], lbl, "off_gop")
+	counter(c.aligned, t[vAlignDropped], lbl, "dropped_frame")
 	buckets := make(map[float64]uint64, len(packager.LagBuckets))
 	for i, b := range packager.LagBuckets {
 		buckets[b.Seconds()] = t[vLagBuckets+i]

@@ -242,6 +242,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterPlaceWait) }},
 	{name: "cue_cluster_timeout", arg: "DURATION", usage: "in a cluster, how long each JetStream request of the cue store may take; a write not acknowledged in time answers 503",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.CueClusterTimeout) }},
+	{name: "aligned_timeline", usage: "number segments and parts from program date-time, each target_duration long, so that two nodes fed the same encoder (keyframe interval = target_duration) serve interchangeable playlists; see docs/redundancy.md",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.AlignedTimeline) }},
 	{name: "pathways", arg: "JSON", usage: `HLS Content Steering: the base URLs serving every stream, [{"id":"a","url":"https://a.example.com","node":"n1"}, ...]; node (optional) takes the health from the cluster; empty: no steering`,
 		value: func(c *Config) flag.Value { return (*pathwaysValue)(&c.Pathways) }},
 	{name: "steering_ttl", arg: "DURATION", usage: "TTL of /live/NAME/steering.json (whole seconds); pathways without a node are probed every steering_ttl/2",

@@ -301,6 +301,15 @@ type Config struct {
 	// 2s.
 	CueClusterTimeout time.Duration
 
+	// Redundant ingest (docs/redundancy.md).
+
+	// AlignedTimeline numbers segments and parts from program date-time,
+	// every segment TargetDuration long, so that nodes fed the same
+	// encoder (whose keyframe interval must be TargetDuration) serve
+	// interchangeable playlists. It defaults to false: numbers count
+	// arrivals.
+	AlignedTimeline bool
+
 	// Pathways turn on HLS Content Steering (package steering,
 	// docs/steering.md): each is a base URL at which every stream is
 	// served, optionally with the cluster node serving it. The
@@ -443,6 +452,7 @@ func Defaults() Config {
 		ClusterLeaseRenew:       time.Second,
 		CueClusterPlaceWait:     time.Second,
 		CueClusterTimeout:       2 * time.Second,
+		AlignedTimeline:         false,
 		SteeringTTL:             steering.DefaultTTL,
 		SteeringProbeTimeout:    steering.DefaultProbeTimeout,
 	}
@@ -491,6 +501,8 @@ func (c *Config) Validate() error {
 	check(c.CueCommitDelay > 0, "cue_commit_delay: %v is not positive", c.CueCommitDelay)
 	check(c.CueClusterPlaceWait > 0, "cue_cluster_place_wait: %v is not positive", c.CueClusterPlaceWait)
 	check(c.CueClusterTimeout > 0, "cue_cluster_timeout: %v is not positive", c.CueClusterTimeout)
+	check(!c.AlignedTimeline || c.TargetDuration%time.Millisecond == 0,
+		"aligned_timeline: target_duration %v is not a whole number of milliseconds", c.TargetDuration)
 	check(c.CueStore != "", "cue_store: empty")
 	check(c.RecordRetention >= 0, "record_retention: %v is negative", c.RecordRetention)
 	check(c.RecordMinFreeBytes >= 0, "record_min_free_bytes: %d is negative", c.RecordMinFreeBytes)

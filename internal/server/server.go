@@ -353,6 +353,8 @@ func (s *Server) Start() (err error) {
 		MaxBlockedPerClient: cfg.MaxBlockedPerClient,
 		MaxBlockedPerStream: cfg.MaxBlockedPerStream,
 		MaxVariants:         cfg.MaxVariants,
+		// Redundant ingest (docs/redundancy.md).
+		AlignedTimeline: cfg.AlignedTimeline,
 	}, log)
 	s.push(s.manager.Close)
 	cueService.Timeline = s.manager
