@@ -117,6 +117,9 @@ func failover(t testing.TB, alloc context.Context, run int) time.Duration {
 		t.Fatal(err)
 	}
 	e2etest.EvalJS[bool](t, tab, monitorJS)
+	if !e2etest.EvalJS[bool](t, tab, `typeof Hls.DefaultConfig.contentSteeringController === 'function'`) {
+		t.Fatal("the watch page loaded an hls.js build without the content steering controller")
+	}
 	cueID := fmt.Sprintf("steer-%d", run)
 	state := watchStateJS(cueID)
 	var first float64
@@ -155,8 +158,9 @@ func failover(t testing.TB, alloc context.Context, run int) time.Duration {
 		return s.Latency != nil && *s.Latency <= before+0.5
 	})
 	s := e2etest.EvalJS[watchState](t, tab, state)
-	t.Logf("run %d: longest stall after kill -9 %v; latency %.3f s before, %.3f s after (back %v later); cue shown %d time(s), cards %d",
-		run, stall.Round(time.Millisecond), before, *after.Latency, took.Round(100*time.Millisecond), s.CueEntries, s.Cards)
+	errs := e2etest.EvalJS[int](t, tab, `window.shopcast.log.filter((e) => e.what === 'error' && e.t >= window.__steer.killAt).length`)
+	t.Logf("run %d: longest stall after kill -9 %v (%d hls.js errors after it); latency %.3f s before, %.3f s after (back %v later); cue shown %d time(s), cards %d",
+		run, stall.Round(time.Millisecond), errs, before, *after.Latency, took.Round(100*time.Millisecond), s.CueEntries, s.Cards)
 	if stall > time.Second {
 		t.Errorf("run %d: a stall of %v after the kill, more than 1 s", run, stall)
 	}

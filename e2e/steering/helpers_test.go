@@ -149,14 +149,11 @@ func manifest(t *testing.T, base, query string) (steering.Manifest, http.Header)
 	return m, resp.Header
 }
 
-// alignedKeys are the configuration keys of the redundant ingest's
-// aligned numbering, when this build has it: the two nodes then number
-// the same media alike, which a seamless pathway switch needs.
+// alignedKeys turn on the redundant ingest's aligned timeline
+// (docs/redundancy.md): the two nodes then number the same media alike,
+// which a seamless pathway switch needs.
 func alignedKeys() map[string]string {
-	if hasAlignedTimeline {
-		return map[string]string{"aligned_timeline": "true"}
-	}
-	return nil
+	return map[string]string{"aligned_timeline": "true"}
 }
 
 func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }

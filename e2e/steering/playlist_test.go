@@ -21,7 +21,7 @@ func TestSteeredPlaylistAndKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: not in -short")
 	}
-	p := startPair(t, nil)
+	p := startPair(t, alignedKeys())
 	p.feed(t, 120)
 	a, b := p.nodes[0], p.nodes[1]
 
