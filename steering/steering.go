@@ -195,16 +195,6 @@ func (s *Steering) Priority() []Pathway {
 	return append(good, bad...)
 }
 
-// pathway returns the configured pathway of an ID.
-func (s *Steering) pathway(id string) (Pathway, bool) {
-	for _, p := range s.cfg.Pathways {
-		if p.ID == id {
-			return p, true
-		}
-	}
-	return Pathway{}, false
-}
-
 // manifestURL is the absolute URL of a stream's steering manifest on a
 // pathway.
 func manifestURL(p Pathway, stream string) string {

@@ -587,10 +587,9 @@ func (s *Server) startSteering(org *origin.Server) error {
 		return err
 	}
 	org.RewriteMultivariant = st.Rewrite
-	if org.StreamFiles == nil {
-		org.StreamFiles = map[string]http.Handler{}
-	}
-	org.StreamFiles[steering.ManifestFile] = st
+	// Answered here, never forwarded to the stream's owner: the manifest
+	// must answer when the owner is the node that died.
+	org.LocalFiles = map[string]http.Handler{steering.ManifestFile: st}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); st.Run(ctx) }()
