@@ -85,7 +85,13 @@ func (s *Server) fetchLive(w http.ResponseWriter, r *http.Request) (string, *pac
 		return "", nil
 	}
 
-	return file, grant.apply(resp)
+	resp = grant.apply(resp)
+	if s.RewriteMultivariant != nil && resp.Kind == packager.KindMultivariant {
+		out := *resp // shared by every viewer: rewrite a copy
+		out.Body, out.Gzip = s.RewriteMultivariant(name, r.URL.EscapedPath(), resp.Body), nil
+		resp = &out
+	}
+	return file, resp
 }
 
 // writeLive sends a fetched stream file.

@@ -53,7 +53,13 @@ func parseLivePath(escaped string) (name, file string, ok bool) {
 // serveStreamFile serves a request for one of StreamFiles and reports
 // whether it did.
 func (s *Server) serveStreamFile(w http.ResponseWriter, r *http.Request) bool {
-	if len(s.StreamFiles) == 0 {
+	return serveFileOf(s.StreamFiles, w, r)
+}
+
+// serveFileOf serves a request for /live/{name}/{file} with files[file]
+// and reports whether it did.
+func serveFileOf(files map[string]http.Handler, w http.ResponseWriter, r *http.Request) bool {
+	if len(files) == 0 {
 		return false
 	}
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), livePrefix)
@@ -61,7 +67,7 @@ func (s *Server) serveStreamFile(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	rawName, file, ok := strings.Cut(rest, "/")
-	h := s.StreamFiles[file]
+	h := files[file]
 	if !ok || h == nil {
 		return false
 	}

@@ -80,6 +80,16 @@ type Server struct {
 	// server of a cluster owns (proxy.go). It defaults to nil: a single
 	// server, which pays nothing for it.
 	Forwarder Forwarder
+	// LocalFiles are like StreamFiles, but this server answers them
+	// itself even for a stream another server of its cluster owns: what
+	// they say is this server's own view (the steering manifest, which must
+	// answer when the stream's owner has died). It defaults to none.
+	LocalFiles map[string]http.Handler
+	// RewriteMultivariant, when set, rewrites every multivariant playlist
+	// before it is sent (Content Steering, package steering): it gets the
+	// stream name, the request's escaped path and the body, and returns
+	// the new body. It defaults to nil: the packager's playlist as is.
+	RewriteMultivariant func(stream, requestPath string, body []byte) []byte
 
 	hdr headerCache
 
@@ -124,6 +134,7 @@ func (s *Server) Handler() http.Handler {
 	mux := s.handlers()
 	route := func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case serveFileOf(s.LocalFiles, w, r):
 		case s.Forwarder != nil && s.forward(w, r):
 		case s.serveStreamFile(w, r):
 		case !isLivePath(r):

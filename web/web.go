@@ -57,6 +57,11 @@ type Config struct {
 	// image_url and url are resolved against the page by the studio. It
 	// defaults to the embedded DefaultCatalog.
 	Catalog string
+	// ContentSteering, set when the streams have pathways (package
+	// steering), makes the watch page load the full hls.js build, the one
+	// with the content steering controller (191 KB gzipped where the light
+	// build is 121 KB). It defaults to false: the light build.
+	ContentSteering bool
 	// Logger receives errors. It defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -106,6 +111,8 @@ type pageData struct {
 	// Origin is scheme://host of the request, for the absolute URLs of
 	// social previews (og:image).
 	Origin string
+	// HLSScript is the hls.js build the watch page loads.
+	HLSScript string
 }
 
 // Replay is a past sale as the index page lists it.
@@ -171,7 +178,11 @@ func (p *Pages) serveWatch(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid stream name", http.StatusNotFound)
 		return
 	}
-	p.render(w, r, "watch.html", pageData{Name: name, Origin: requestOrigin(r)})
+	hlsScript := "vendor/hls.light.min.js"
+	if p.cfg.ContentSteering {
+		hlsScript = "vendor/hls.min.js"
+	}
+	p.render(w, r, "watch.html", pageData{Name: name, Origin: requestOrigin(r), HLSScript: hlsScript})
 }
 
 func (p *Pages) serveReplay(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/ladder"
+	"github.com/shopcast/shopcast/steering"
 )
 
 // Config is shopcast's configuration: the server's settings and how it
@@ -251,6 +252,12 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterRoutePing) }},
 	{name: "aligned_timeline", usage: "number segments and parts from program date-time, each target_duration long, so that two nodes fed the same encoder (keyframe interval = target_duration) serve interchangeable playlists; see docs/redundancy.md",
 		value: func(c *Config) flag.Value { return (*boolValue)(&c.AlignedTimeline) }},
+	{name: "pathways", arg: "JSON", usage: `HLS Content Steering: the base URLs serving every stream, [{"id":"a","url":"https://a.example.com","node":"n1"}, ...]; node (optional) takes the health from the cluster; empty: no steering`,
+		value: func(c *Config) flag.Value { return (*pathwaysValue)(&c.Pathways) }},
+	{name: "steering_ttl", arg: "DURATION", usage: "TTL of /live/NAME/steering.json (whole seconds); pathways without a node are probed every steering_ttl/2",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.SteeringTTL) }},
+	{name: "steering_probe_timeout", arg: "DURATION", usage: "timeout of one /healthz probe of a pathway (under steering_ttl/2)",
+		value: func(c *Config) flag.Value { return (*durationValue)(&c.SteeringProbeTimeout) }},
 }
 
 func (k key) env() string { return envPrefix + strings.ToUpper(k.name) }
@@ -716,5 +723,35 @@ func (v *rungsValue) SetJSON(raw json.RawMessage) error {
 		rungs = nil
 	}
 	*v = rungs
+	return nil
+}
+
+// pathwaysValue is pathways: a JSON array, in the file as it is, in a flag
+// or the environment as its text.
+type pathwaysValue []steering.Pathway
+
+func (v *pathwaysValue) String() string {
+	if v == nil || len(*v) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(*v)
+	return string(b)
+}
+
+func (v *pathwaysValue) Set(s string) error { return v.SetJSON(json.RawMessage(s)) }
+
+// SetJSON parses [{"id": ..., "url": ..., "node": ...}], replacing any
+// earlier list; unknown fields are errors.
+func (v *pathwaysValue) SetJSON(raw json.RawMessage) error {
+	var ps []steering.Pathway
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&ps); err != nil {
+		return fmt.Errorf(`want an array [{"id": "a", "url": "https://a.example.com", "node": "n1"}]: %w`, err)
+	}
+	if len(ps) == 0 {
+		ps = nil
+	}
+	*v = ps
 	return nil
 }

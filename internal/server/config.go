@@ -14,6 +14,7 @@ import (
 	"github.com/shopcast/shopcast/ingest"
 	"github.com/shopcast/shopcast/ladder"
 	"github.com/shopcast/shopcast/origin"
+	"github.com/shopcast/shopcast/steering"
 	"github.com/shopcast/shopcast/webhooks"
 )
 
@@ -329,6 +330,21 @@ type Config struct {
 	// arrivals.
 	AlignedTimeline bool
 
+	// Pathways turn on HLS Content Steering (package steering,
+	// docs/steering.md): each is a base URL at which every stream is
+	// served, optionally with the cluster node serving it. The
+	// multivariant playlist then lists every variant once per pathway and
+	// /live/{name}/steering.json ranks them by health. It defaults to none:
+	// no steering, the playlists as they were.
+	Pathways []steering.Pathway
+	// SteeringTTL is the steering manifest's TTL (whole seconds); the
+	// pathways without a cluster node are probed every SteeringTTL/2. It
+	// defaults to 10s.
+	SteeringTTL time.Duration
+	// SteeringProbeTimeout bounds one /healthz probe of a pathway (under
+	// SteeringTTL/2). It defaults to 1s.
+	SteeringProbeTimeout time.Duration
+
 	// recordFreeBytes replaces the recorder's statfs in tests (a full
 	// disk); nil reads the file system.
 	recordFreeBytes func(dir string) (int64, error)
@@ -462,6 +478,8 @@ func Defaults() Config {
 		ClusterQueryTimeout:     300 * time.Millisecond,
 		ClusterRoutePing:        2 * time.Second,
 		AlignedTimeline:         false,
+		SteeringTTL:             steering.DefaultTTL,
+		SteeringProbeTimeout:    steering.DefaultProbeTimeout,
 	}
 }
 
@@ -582,6 +600,12 @@ func (c *Config) Validate() error {
 	check(c.WebhookBackoffBase > 0, "webhook_backoff_base: %v is not positive", c.WebhookBackoffBase)
 	check(c.WebhookBackoffMax >= c.WebhookBackoffBase, "webhook_backoff_max: %v is under webhook_backoff_base (%v)", c.WebhookBackoffMax, c.WebhookBackoffBase)
 	check(c.WebhookTimeout > 0, "webhook_timeout: %v is not positive", c.WebhookTimeout)
+	if err := steering.ValidatePathways(c.Pathways); err != nil {
+		errs = append(errs, fmt.Errorf("pathways: %w", err))
+	}
+	check(c.SteeringTTL >= time.Second && c.SteeringTTL%time.Second == 0, "steering_ttl: %v is not a whole number of seconds", c.SteeringTTL)
+	check(c.SteeringProbeTimeout > 0 && c.SteeringProbeTimeout < c.SteeringTTL/2,
+		"steering_probe_timeout: %v is not between 0 and steering_ttl/2 (%v)", c.SteeringProbeTimeout, c.SteeringTTL/2)
 	return errors.Join(errs...)
 }
 

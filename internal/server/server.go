@@ -31,6 +31,7 @@ import (
 	"github.com/shopcast/shopcast/origin"
 	"github.com/shopcast/shopcast/packager"
 	"github.com/shopcast/shopcast/recorder"
+	"github.com/shopcast/shopcast/steering"
 	"github.com/shopcast/shopcast/telemetry"
 	"github.com/shopcast/shopcast/web"
 )
@@ -455,6 +456,9 @@ func (s *Server) Start() (err error) {
 	org.PlayAuth = playAuth
 	s.startAudience(org, metrics, cueService, playAuth)
 	org.Posters, org.PosterMaxAge = s.ladder, cfg.PosterInterval
+	if err := s.startSteering(org); err != nil {
+		return err
+	}
 	if s.leases != nil {
 		s.proxy = cluster.NewProxy(s.leases, 0)
 		org.Forwarder = s.proxy
@@ -484,7 +488,7 @@ func (s *Server) Start() (err error) {
 		// DELETE follows the cue API's rule: its token, else loopback only.
 		rec.Register(org.Handle, adminauth.Rule{Token: cfg.CueToken})
 	}
-	pages := web.Config{Streams: s.manager.StreamNames, Logger: log}
+	pages := web.Config{Streams: s.manager.StreamNames, ContentSteering: len(cfg.Pathways) > 0, Logger: log}
 	if rec != nil {
 		pages.Replays = func() []web.Replay { return replays(rec) }
 	}
@@ -551,6 +555,49 @@ func (s *Server) startAudience(org *origin.Server, metrics *telemetry.Metrics, c
 	go func() { defer close(done); aud.Run(ctx) }()
 	s.push(func() { cancel(); <-done })
 	s.aud = aud
+}
+
+// startSteering turns on HLS Content Steering when pathways are set
+// (package steering): the multivariant playlists list every variant once
+// per pathway, /live/{name}/steering.json ranks the pathways, and the
+// pathways' health is probed until the server closes. A pathway naming a
+// cluster node takes its health from the cluster: healthy while the
+// node's heartbeat is younger than cluster_lease_ttl.
+func (s *Server) startSteering(org *origin.Server) error {
+	cfg := s.cfg
+	if len(cfg.Pathways) == 0 {
+		return nil
+	}
+	sc := steering.Config{
+		Pathways:     cfg.Pathways,
+		TTL:          cfg.SteeringTTL,
+		ProbeTimeout: cfg.SteeringProbeTimeout,
+		CORSOrigin:   cfg.CORSOrigin,
+		Logger:       s.log,
+	}
+	if leases := s.leases; leases != nil {
+		sc.NodeHealthy = func(node string) (bool, bool) {
+			for _, n := range leases.Nodes() {
+				if n.Name == node {
+					return time.Since(n.Seen) < cfg.ClusterLeaseTTL, true
+				}
+			}
+			return false, false
+		}
+	}
+	st, err := steering.New(sc)
+	if err != nil {
+		return err
+	}
+	org.RewriteMultivariant = st.Rewrite
+	// Answered here, never forwarded to the stream's owner: the manifest
+	// must answer when the owner is the node that died.
+	org.LocalFiles = map[string]http.Handler{steering.ManifestFile: st}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); st.Run(ctx) }()
+	s.push(func() { cancel(); <-done })
+	return nil
 }
 
 // checkFileLimit raises the open-file limit to the hard limit and warns,

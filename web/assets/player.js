@@ -45,6 +45,7 @@ export function startPlayer(video, name, report, { liveDelay = 0 } = {}) {
       // hls.js takes a maximum latency only with a fixed target; it jumps
       // back to the target beyond it.
       ...(liveDelay > 0 ? { liveSyncDuration: liveDelay, liveMaxLatencyDuration: liveDelay + 3 } : {}),
+      ...steeringOptions(Hls),
     });
     hls.on(Hls.Events.LEVEL_UPDATED, (_, data) => {
       const d = data.details;
@@ -103,6 +104,28 @@ export function startPlayer(video, name, report, { liveDelay = 0 } = {}) {
     if (native) native();
   };
   return { hls, state: () => state, latency, stop };
+}
+
+// steeringOptions are hls.js's options for a stream with content steering
+// pathways (docs/steering.md), on the hls.js build that has the steering
+// controller (the watch page loads it when the server has pathways). A
+// load error on the pathway being played is retried once at once, then
+// hls.js penalises the pathway and moves to the next one of the steering
+// manifest's PATHWAY-PRIORITY: an origin that died (connection refused)
+// is left within a part, long before the next manifest reload would rank
+// it last. Without steering every retry is kept: there is nowhere else
+// to go.
+function steeringOptions(Hls) {
+  if (!Hls.DefaultConfig || !Hls.DefaultConfig.contentSteeringController) return {};
+  const once = (policy) => ({
+    default: Object.assign({}, policy.default, {
+      errorRetry: { maxNumRetry: 1, retryDelayMs: 0, maxRetryDelayMs: 0 },
+    }),
+  });
+  return {
+    playlistLoadPolicy: once(Hls.DefaultConfig.playlistLoadPolicy),
+    fragLoadPolicy: once(Hls.DefaultConfig.fragLoadPolicy),
+  };
 }
 
 // startRecording plays a recording's multivariant playlist (src) from
