@@ -13,6 +13,8 @@ import (
 
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 // cuePost POSTs body to url and returns the status and body.
@@ -62,7 +64,7 @@ func TestClusterCueOnOtherNode(t *testing.T) {
 	// Node 3 knows the stream once node 1 has started it in the cluster.
 	var code int
 	var body []byte
-	waitFor(t, 20*time.Second, "node 3 to accept the cue", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "node 3 to accept the cue", func() bool {
 		code, body = cuePost(t, nodes[2].HTTP+"/api/v1/streams/shop/cues", cueJSON(t, "sneaker-7", 60000))
 		return code != http.StatusNotFound
 	})
@@ -77,7 +79,7 @@ func TestClusterCueOnOtherNode(t *testing.T) {
 		t.Fatalf("POST on node 3 answered %s", body)
 	}
 
-	waitFor(t, 10*time.Second, "GET on node 2", func() bool {
+	e2etest.WaitUntil(t, 10*time.Second, "GET on node 2", func() bool {
 		code, b, _ := tryGet(nodes[1].HTTP + "/api/v1/streams/shop/cues/sneaker-7")
 		var got cueAnswer
 		return code == http.StatusOK && json.Unmarshal(b, &got) == nil && got == posted
@@ -87,7 +89,7 @@ func TestClusterCueOnOtherNode(t *testing.T) {
 	// carries its emsg at the media time the 201 gave.
 	dr := regexp.MustCompile(`#EXT-X-DATERANGE:ID="sneaker-7",CLASS="com.shopcast.product",START-DATE="([^"]+)"`)
 	var media []byte
-	waitFor(t, 10*time.Second, "the DATERANGE in node 1's playlist", func() bool {
+	e2etest.WaitUntil(t, 10*time.Second, "the DATERANGE in node 1's playlist", func() bool {
 		_, media, _ = tryGet(base + "stream.m3u8")
 		return dr.Match(media)
 	})
@@ -98,7 +100,7 @@ func TestClusterCueOnOtherNode(t *testing.T) {
 	if want, _ := time.Parse(time.RFC3339Nano, posted.ProgramDateTime); !start.Equal(want) {
 		t.Fatalf("START-DATE %v, the 201 said %v", start, want)
 	}
-	waitFor(t, 15*time.Second, "the cue's emsg in one of node 1's parts", func() bool {
+	e2etest.WaitUntil(t, 15*time.Second, "the cue's emsg in one of node 1's parts", func() bool {
 		_, media, _ = tryGet(base + "stream.m3u8")
 		return cueEmsgIn(t, base, media, "sneaker-7", posted.MediaTimeMs)
 	})
@@ -175,7 +177,7 @@ func TestClusterCuesSurviveFailover(t *testing.T) {
 	f := publish(t, t.Context(), nodes[0], "shop")
 	var code int
 	var body []byte
-	waitFor(t, 20*time.Second, "node 3 to accept the cue", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "node 3 to accept the cue", func() bool {
 		code, body = cuePost(t, nodes[2].HTTP+"/api/v1/streams/shop/cues", cueJSON(t, "keep", 300000))
 		return code != http.StatusNotFound
 	})
@@ -208,7 +210,7 @@ func TestClusterCuesSurviveFailover(t *testing.T) {
 	cueReconnect(t, nodes[1], "shop")
 	base := nodes[1].HTTP + "/live/shop/"
 	var media []byte
-	waitFor(t, 30*time.Second, "both cues in node 2's playlist", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "both cues in node 2's playlist", func() bool {
 		_, media, _ = tryGet(base + "stream.m3u8")
 		return bytes.Contains(media, []byte(`#EXT-X-DATERANGE:ID="keep"`)) && bytes.Contains(media, []byte(`#EXT-X-DATERANGE:ID="later"`))
 	})
@@ -229,7 +231,7 @@ func TestClusterCuesSurviveFailover(t *testing.T) {
 		t.Fatalf("the scheduled cue moved: node 2 starts it at %s, node 1 resolved %s (asked %s)",
 			got.Format(time.RFC3339Nano), scheduled.ProgramDateTime, later.Format(time.RFC3339Nano))
 	}
-	waitFor(t, 15*time.Second, "the active cue's emsg in node 2's parts", func() bool {
+	e2etest.WaitUntil(t, 15*time.Second, "the active cue's emsg in node 2's parts", func() bool {
 		_, media, _ = tryGet(base + "stream.m3u8")
 		return cueEmsgIn(t, base, media, "keep", -1)
 	})
@@ -251,7 +253,7 @@ func TestClusterCuesSurviveFailover(t *testing.T) {
 func cueReconnect(t *testing.T, n *node, name string) {
 	t.Helper()
 	f := startFFmpeg(t, t.Context(), n.RTMP+"/live/"+name)
-	waitFor(t, 60*time.Second, "the stream on "+n.name, func() bool {
+	e2etest.WaitUntil(t, 60*time.Second, "the stream on "+n.name, func() bool {
 		select {
 		case <-f.done:
 			f = startFFmpeg(t, t.Context(), n.RTMP+"/live/"+name)

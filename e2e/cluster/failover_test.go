@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shopcast/shopcast/internal/e2etest"
 )
 
 // registryLeader names the node that leads the stream registry's bucket.
@@ -58,7 +60,7 @@ func ownerKilled(t *testing.T, leader string) {
 	ctx := t.Context()
 	f := publish(t, ctx, nodes[0], "sale")
 	url3 := nodes[2].HTTP + "/live/sale/stream.m3u8"
-	waitFor(t, 20*time.Second, "the stream through node 3", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream through node 3", func() bool {
 		code, _, _ := tryGet(url3)
 		return code == http.StatusOK
 	})
@@ -67,7 +69,7 @@ func ownerKilled(t *testing.T, leader string) {
 	if err := nodes[1].srv.Server.Registry().MoveBucketLeader(mctx, leader); err != nil {
 		t.Fatal(err)
 	}
-	_, b, _ := get(t, url3)
+	_, b, _ := e2etest.Get(t, url3)
 	before := readState(t, b)
 
 	// The viewer on node 3 reloads its playlist as a player does.
@@ -114,7 +116,7 @@ func ownerKilled(t *testing.T, leader string) {
 	startFFmpeg(t, ctx, nodes[1].RTMP+"/live/sale")
 	url2 := nodes[1].HTTP + "/live/sale/stream.m3u8"
 	var after playlistState
-	waitFor(t, 30*time.Second, "the stream's first part on node 2", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "the stream's first part on node 2", func() bool {
 		code, body, _ := tryGet(url2)
 		if code != http.StatusOK {
 			return false
@@ -130,7 +132,7 @@ func ownerKilled(t *testing.T, leader string) {
 	if after.msn <= before.msn {
 		t.Errorf("node 2 numbers from %d, the old owner had reached %d", after.msn, before.msn)
 	}
-	waitFor(t, 20*time.Second, "the viewer on node 3 to see node 2's stream", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the viewer on node 3 to see node 2's stream", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return last.disc > before.disc

@@ -87,7 +87,7 @@ func startCluster(t *testing.T, members ...member) []*node {
 			// The process binds its ports before the next node picks free
 			// ports of its own, so that none can take one of them first.
 			n := nodes[i]
-			waitFor(t, 60*time.Second, n.name+" listening", func() bool {
+			e2etest.WaitUntil(t, 60*time.Second, n.name+" listening", func() bool {
 				if n.exited() {
 					t.Fatalf("%s exited while starting:\n%s", n.name, n.log)
 				}
@@ -250,7 +250,7 @@ func startFFmpeg(t *testing.T, ctx context.Context, rtmpURL string) *ffmpeg {
 func publish(t *testing.T, ctx context.Context, n *node, name string) *ffmpeg {
 	t.Helper()
 	f := startFFmpeg(t, ctx, n.RTMP+"/live/"+name)
-	waitFor(t, 20*time.Second, "the stream on "+n.name, func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream on "+n.name, func() bool {
 		code, _, _ := tryGet(n.HTTP + "/live/" + name + "/stream.m3u8")
 		return code == http.StatusOK
 	})
@@ -269,32 +269,4 @@ func tryGet(url string) (int, []byte, http.Header) {
 		return 0, nil, nil
 	}
 	return resp.StatusCode, b, resp.Header
-}
-
-// get GETs url and fails the test when it cannot.
-func get(t *testing.T, url string) (int, []byte, http.Header) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, b, resp.Header
-}
-
-// waitFor polls cond until it holds or the deadline passes: for conditions
-// of other processes and sockets, which nothing can signal to the test.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 )
 
@@ -56,8 +57,8 @@ func checkClusterView(t *testing.T, nodes []*node) {
 			Live              bool
 		} `json:"streams"`
 	}
-	waitFor(t, 10*time.Second, "three nodes in the cluster view", func() bool {
-		code, b, _ := get(t, nodes[1].HTTP+"/api/v1/cluster")
+	e2etest.WaitUntil(t, 10*time.Second, "three nodes in the cluster view", func() bool {
+		code, b, _ := e2etest.Get(t, nodes[1].HTTP+"/api/v1/cluster")
 		if code != http.StatusOK || json.Unmarshal(b, &view) != nil {
 			t.Fatalf("GET /api/v1/cluster: %d\n%s", code, b)
 		}
@@ -72,7 +73,7 @@ func checkClusterView(t *testing.T, nodes []*node) {
 		view.Streams[0].URL != nodes[0].HTTP || !view.Streams[0].Live || view.Nodes[0].Load.Streams != 1 {
 		t.Errorf("cluster view %+v", view)
 	}
-	_, metrics, _ := get(t, nodes[2].HTTP+"/metrics")
+	_, metrics, _ := e2etest.Get(t, nodes[2].HTTP+"/metrics")
 	m := regexp.MustCompile(`shopcast_cluster_proxied_requests_total\{outcome="proxied"\} (\d+)`).FindSubmatch(metrics)
 	if m == nil || string(m[1]) == "0" {
 		t.Errorf("node 3's metrics count no proxied request:\n%s", metrics)
@@ -149,7 +150,7 @@ func TestClusterAnyNodeServesAnyStream(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	base := func(n *node) string { return n.HTTP + "/live/shop/" }
-	waitFor(t, 30*time.Second, "the stream on node 3", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "the stream on node 3", func() bool {
 		code, _, _ := tryGet(base(nodes[2]) + "stream.m3u8")
 		return code == http.StatusOK
 	})
@@ -176,9 +177,9 @@ func TestClusterAnyNodeServesAnyStream(t *testing.T) {
 	}()
 
 	// The multivariant playlist is the same everywhere.
-	_, want, wantHdr := get(t, base(nodes[0])+"index.m3u8")
+	_, want, wantHdr := e2etest.Get(t, base(nodes[0])+"index.m3u8")
 	for _, n := range nodes[1:] {
-		code, b, h := get(t, base(n)+"index.m3u8")
+		code, b, h := e2etest.Get(t, base(n)+"index.m3u8")
 		if code != http.StatusOK || !bytes.Equal(b, want) || h.Get("Content-Type") != wantHdr.Get("Content-Type") {
 			t.Errorf("%s: index.m3u8 %d %q:\n%s\nwant:\n%s", n.name, code, h.Get("Content-Type"), b, want)
 		}
@@ -188,7 +189,7 @@ func TestClusterAnyNodeServesAnyStream(t *testing.T) {
 	// and 3 at once: the same playlist, released within a few ms.
 	var lags []time.Duration
 	for round := 0; round < 10; round++ {
-		_, b, _ := get(t, base(nodes[0])+"stream.m3u8")
+		_, b, _ := e2etest.Get(t, base(nodes[0])+"stream.m3u8")
 		m := mediaPlaylist(t, b)
 		if m.Endlist {
 			break
@@ -228,9 +229,9 @@ func TestClusterAnyNodeServesAnyStream(t *testing.T) {
 			uris = append(uris, m.Segments[len(m.Segments)-1].URI)
 		}
 		for _, u := range uris {
-			_, ob, oh := get(t, base(nodes[0])+u)
+			_, ob, oh := e2etest.Get(t, base(nodes[0])+u)
 			for _, n := range nodes[1:] {
-				code, nb, nh := get(t, base(n)+u)
+				code, nb, nh := e2etest.Get(t, base(n)+u)
 				if code != http.StatusOK || !bytes.Equal(nb, ob) {
 					t.Errorf("%s: %s: %d, %d bytes, owner %d bytes", n.name, u, code, len(nb), len(ob))
 				}

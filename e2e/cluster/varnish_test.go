@@ -19,6 +19,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 )
 
@@ -96,7 +97,7 @@ func startVarnishCluster(t *testing.T, origins []string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	waitFor(t, 20*time.Second, "varnish to listen", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "varnish to listen", func() bool {
 		c, err := net.Dial("tcp", listen)
 		if err == nil {
 			c.Close()
@@ -182,7 +183,7 @@ func TestClusterBehindVarnish(t *testing.T) {
 	publish(t, t.Context(), nodes[0], "shop")
 	origins := []string{front.addr, strings.TrimPrefix(nodes[1].HTTP, "http://"), strings.TrimPrefix(nodes[2].HTTP, "http://")}
 	edge := "http://" + startVarnishCluster(t, origins) + "/live/shop/"
-	waitFor(t, 20*time.Second, "the stream through varnish", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the stream through varnish", func() bool {
 		code, _, _ := tryGet(edge + "stream.m3u8")
 		return code == http.StatusOK
 	})

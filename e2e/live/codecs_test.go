@@ -26,6 +26,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 )
 
@@ -501,13 +502,13 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 			go func() { pubErr <- publishEnhancedRTMP(ctx, srv.RTMP+"/live/"+name, f, loops) }()
 
 			base := srv.HTTP + "/live/" + name + "/"
-			waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-				code, _, _ := get(t, base+"index.m3u8")
+			e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+				code, _, _ := e2etest.Get(t, base+"index.m3u8")
 				return code == 200
 			})
 
 			// CODECS: what the fixture's encoder declared, in track order.
-			_, mv, _ := get(t, base+"index.m3u8")
+			_, mv, _ := e2etest.Get(t, base+"index.m3u8")
 			want := `CODECS="` + strings.Join(f.codecs, ",") + `"`
 			if got := codecsAttr(string(mv)); !strings.EqualFold(got, want) && !avPrefixMatch(got, f.codecs) {
 				t.Errorf("multivariant %s, want %s:\n%s", got, want, mv)
@@ -517,7 +518,7 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 			}
 
 			// The init segment: sample entries and configuration as sent.
-			_, media, _ := get(t, base+"stream.m3u8")
+			_, media, _ := e2etest.Get(t, base+"stream.m3u8")
 			initURI := ""
 			for _, line := range strings.Split(string(media), "\n") {
 				if strings.HasPrefix(line, "#EXT-X-MAP:URI=") {
@@ -527,7 +528,7 @@ func TestE2EEnhancedRTMPCodecs(t *testing.T) {
 			if initURI == "" {
 				t.Fatalf("no EXT-X-MAP:\n%s", media)
 			}
-			_, initBody, _ := get(t, base+initURI)
+			_, initBody, _ := e2etest.Get(t, base+initURI)
 			checkInit(t, initBody, f)
 
 			checker := newPlaylistChecker(t, base)

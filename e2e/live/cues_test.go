@@ -22,6 +22,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/bogem/id3v2/v2"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
@@ -135,8 +136,8 @@ func TestE2ECueCarriage(t *testing.T) {
 	}()
 	base := srv.HTTP + "/live/cues/"
 	api := srv.HTTP + "/api/v1/streams/cues/cues"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"stream.m3u8")
 		return code == 200
 	})
 	f := newCueFollower(t, base)
@@ -546,8 +547,8 @@ func checkDeltaUpdates(t *testing.T, base string, f *cueFollower, wantRemoved ma
 		if msn >= 0 {
 			sep = "&"
 		}
-		_, full, _ := get(t, url)
-		_, delta, _ := get(t, url+sep+"_HLS_skip=v2")
+		_, full, _ := e2etest.Get(t, url)
+		_, delta, _ := e2etest.Get(t, url+sep+"_HLS_skip=v2")
 		// Next: one part further, as a player asks.
 		if m, err := playlist.Unmarshal(full); err == nil {
 			mp := m.(*playlist.Media)
@@ -631,13 +632,13 @@ func versionKey(pl []byte) string {
 // must find the cue's emsg there, with the id and time of the first one.
 func checkLateJoin(t *testing.T, base string, videoID uint32, id string) {
 	t.Helper()
-	_, body, _ := get(t, base+"stream.m3u8")
+	_, body, _ := e2etest.Get(t, base+"stream.m3u8")
 	segs := regexp.MustCompile(`(?m)^seg(\d+)\.m4s$`).FindAllSubmatch(body, -1)
 	if len(segs) == 0 {
 		t.Fatal("late join: no segment")
 	}
 	newest := string(segs[len(segs)-1][0])
-	_, b, _ := get(t, base+newest)
+	_, b, _ := e2etest.Get(t, base+newest)
 	seg, err := decodeCueSegment(b, videoID)
 	if err != nil {
 		t.Fatalf("late join: %s: %v", newest, err)
@@ -673,8 +674,8 @@ func TestE2ECueRestart(t *testing.T) {
 	pubA, stopA := context.WithCancel(ctx)
 	go func() { _ = testpub.Publish(pubA, srvA.RTMP+"/live/again", fixture, testpub.Options{Loops: 5}) }()
 	api := "/api/v1/streams/again/cues"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srvA.HTTP+"/live/again/stream.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, srvA.HTTP+"/live/again/stream.m3u8")
 		return code == 200
 	})
 	active := mustCue(t, http.MethodPost, srvA.HTTP+api, cueDoc(t, "on-air", "now", 60000), http.StatusCreated)
@@ -700,8 +701,8 @@ func TestE2ECueRestart(t *testing.T) {
 
 	srvB := startServer(t, func(c *server.Config) { c.GracePeriod, c.CueStore = time.Second, store })
 	go func() { _ = testpub.Publish(ctx, srvB.RTMP+"/live/again", fixture, testpub.Options{Loops: 5}) }()
-	waitFor(t, 15*time.Second, "the stream to appear again", func() bool {
-		code, _, _ := get(t, srvB.HTTP+"/live/again/stream.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear again", func() bool {
+		code, _, _ := e2etest.Get(t, srvB.HTTP+"/live/again/stream.m3u8")
 		return code == 200
 	})
 	fB := newCueFollower(t, srvB.HTTP+"/live/again/")
@@ -721,7 +722,7 @@ func TestE2ECueRestart(t *testing.T) {
 	later, _ := cueEmsgs(t, fB, "later")
 	// It fires at its scheduled date, mapped through the new stream's
 	// program date-time.
-	_, pl, _ := get(t, srvB.HTTP+"/live/again/stream.m3u8")
+	_, pl, _ := e2etest.Get(t, srvB.HTTP+"/live/again/stream.m3u8")
 	p, _ := decodeM3U8(t, pl)
 	if media, ok := mediaOf(fB, p, at.Truncate(time.Millisecond)); ok {
 		if d := media - int64(later[0].e.PresentationTime); d < -90 || d > 90 {
@@ -783,8 +784,8 @@ func TestE2ECueAPIErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	go func() { _ = testpub.Publish(ctx, srv.RTMP+"/live/errs", fixture, testpub.Options{Loops: 3}) }()
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.HTTP+"/live/errs/stream.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, srv.HTTP+"/live/errs/stream.m3u8")
 		return code == 200
 	})
 	if strings.Contains(srv.Log.String(), "s3cret-token") {
@@ -854,8 +855,8 @@ func TestE2ECues(t *testing.T) {
 	defer cancel()
 	go func() { _ = testpub.Publish(ctx, srv.RTMP+"/live/shop", fixture, testpub.Options{Loops: 3}) }()
 	base := srv.HTTP + "/live/shop/"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
 
@@ -911,8 +912,8 @@ func TestE2ECues(t *testing.T) {
 
 	// The playlist carries the DATERANGE; find the part with the emsg.
 	var pl []byte
-	waitFor(t, 10*time.Second, "the DATERANGE in the playlist", func() bool {
-		_, pl, _ = get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 10*time.Second, "the DATERANGE in the playlist", func() bool {
+		_, pl, _ = e2etest.Get(t, base+"stream.m3u8")
 		return strings.Contains(string(pl), `#EXT-X-DATERANGE:ID="sneaker-42"`)
 	})
 	if !strings.Contains(string(pl), "CAN-SKIP-DATERANGES=YES") {
@@ -925,10 +926,10 @@ func TestE2ECues(t *testing.T) {
 
 	want := uint64(got.MediaTimeMs) * 90
 	found := false
-	waitFor(t, 10*time.Second, "the cue's emsg in a part", func() bool {
-		_, pl, _ = get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 10*time.Second, "the cue's emsg in a part", func() bool {
+		_, pl, _ = e2etest.Get(t, base+"stream.m3u8")
 		for _, uri := range regexp.MustCompile(`URI="(part\d+\.m4s)"`).FindAllSubmatch(pl, -1) {
-			_, b, _ := get(t, base+string(uri[1]))
+			_, b, _ := e2etest.Get(t, base+string(uri[1]))
 			f, err := mp4.DecodeFile(bytes.NewReader(b))
 			if err != nil || len(f.Segments) == 0 {
 				continue
@@ -1253,7 +1254,7 @@ func (f *cueFollower) waitEnd(t *testing.T, d time.Duration, within time.Duratio
 // newestPart is the number of the newest part the server lists now.
 func newestPart(t *testing.T, base string) int {
 	t.Helper()
-	_, pl, _ := get(t, base+"stream.m3u8")
+	_, pl, _ := e2etest.Get(t, base+"stream.m3u8")
 	all := regexp.MustCompile(`#EXT-X-PART:[^\n]*URI="part(\d+)\.m4s"`).FindAllSubmatch(pl, -1)
 	if len(all) == 0 {
 		t.Fatalf("no part listed:\n%s", pl)

@@ -20,6 +20,7 @@ import (
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
@@ -79,7 +80,7 @@ func sendFrames(ctx context.Context, c *testpub.Client, frames []testpub.Frame, 
 // mediaPlaylist fetches and parses a media playlist.
 func mediaPlaylist(t *testing.T, url string) *playlist.Media {
 	t.Helper()
-	code, body, _ := get(t, url)
+	code, body, _ := e2etest.Get(t, url)
 	if code != http.StatusOK {
 		t.Fatalf("GET %s: %d", url, code)
 	}
@@ -110,11 +111,11 @@ func listedVideoSamples(t *testing.T, base string, m *playlist.Media) int {
 	t.Helper()
 	n := 0
 	for _, seg := range m.Segments {
-		_, b, _ := get(t, base+seg.URI)
+		_, b, _ := e2etest.Get(t, base+seg.URI)
 		n += videoSamples(t, b)
 	}
 	for _, p := range m.Parts {
-		_, b, _ := get(t, base+p.URI)
+		_, b, _ := e2etest.Get(t, base+p.URI)
 		n += videoSamples(t, b)
 	}
 	return n
@@ -161,8 +162,8 @@ func TestE2EFaultPublisherKilledMidPart(t *testing.T) {
 
 	var m *playlist.Media
 	got := 0
-	waitFor(t, 10*time.Second, "every video frame sent before the kill in the playlist", func() bool {
-		if code, _, _ := get(t, base+"stream.m3u8"); code != 200 {
+	e2etest.WaitUntil(t, 10*time.Second, "every video frame sent before the kill in the playlist", func() bool {
+		if code, _, _ := e2etest.Get(t, base+"stream.m3u8"); code != 200 {
 			return false
 		}
 		m = mediaPlaylist(t, base+"stream.m3u8")
@@ -184,7 +185,7 @@ func TestE2EFaultPublisherKilledMidPart(t *testing.T) {
 	// segment is answered with it.
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- testpub.Publish(ctx, srv.RTMP+"/live/kill", fixture, testpub.Options{}) }()
-	code, body, _ := get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, before))
+	code, body, _ := e2etest.Get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, before))
 	if code != http.StatusOK {
 		t.Fatalf("blocking request after the reconnect: %d", code)
 	}
@@ -244,8 +245,8 @@ func TestE2EFaultTimestampJumps(t *testing.T) {
 		sent, sendErr = sendFrames(ctx, c, frames, 2, shift)
 		_ = c.Close()
 	}()
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"stream.m3u8")
 		return code == 200
 	})
 	checker.start(ctx)
@@ -305,8 +306,8 @@ func TestE2EFaultStalledViewers(t *testing.T) {
 	publishFor(t, srv.RTMP+"/live/stall")
 	base := srv.HTTP + "/live/stall/"
 	var m *playlist.Media
-	waitFor(t, 20*time.Second, "two complete segments", func() bool {
-		if code, _, _ := get(t, base+"stream.m3u8"); code != 200 {
+	e2etest.WaitUntil(t, 20*time.Second, "two complete segments", func() bool {
+		if code, _, _ := e2etest.Get(t, base+"stream.m3u8"); code != 200 {
 			return false
 		}
 		m = mediaPlaylist(t, base+"stream.m3u8")
@@ -315,7 +316,7 @@ func TestE2EFaultStalledViewers(t *testing.T) {
 	var seg string
 	segSize := 0
 	for _, s := range m.Segments {
-		_, b, _ := get(t, base+s.URI)
+		_, b, _ := e2etest.Get(t, base+s.URI)
 		if len(b) > segSize {
 			seg, segSize = s.URI, len(b)
 		}
@@ -364,7 +365,7 @@ func TestE2EFaultStalledViewers(t *testing.T) {
 	// connections.
 	held, rss1 := heapInUse(), rssBytes()
 	closeAll()
-	waitFor(t, 10*time.Second, "the server to drop the stalled connections", func() bool {
+	e2etest.WaitUntil(t, 10*time.Second, "the server to drop the stalled connections", func() bool {
 		return runtime.NumGoroutine() <= goroutines0+20
 	})
 	released := heapInUse()
@@ -400,8 +401,8 @@ func TestE2EFaultRestart(t *testing.T) {
 		_ = testpub.Publish(pubCtx, srv.RTMP+"/live/re", fixture, testpub.Options{Loops: 1000})
 	}()
 	base := srv.HTTP + "/live/re/"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
 
@@ -441,7 +442,7 @@ func TestE2EFaultRestart(t *testing.T) {
 		t.Fatalf("restarted on other ports: %s %s", srv2.HTTP, srv2.RTMP)
 	}
 
-	code, got, _ := get(t, api+"/after-restart")
+	code, got, _ := e2etest.Get(t, api+"/after-restart")
 	if code != http.StatusOK || !strings.Contains(string(got), `"state":"scheduled"`) {
 		t.Fatalf("GET the cue after the restart: %d %s", code, got)
 	}
@@ -449,21 +450,21 @@ func TestE2EFaultRestart(t *testing.T) {
 	// The publisher comes back (OBS retries); players at the old URLs
 	// recover: a blocking request for the next part is answered.
 	publishFor(t, srv2.RTMP+"/live/re")
-	waitFor(t, 15*time.Second, "the stream to be served again", func() bool {
-		code, _, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to be served again", func() bool {
+		code, _, _ := e2etest.Get(t, base+"stream.m3u8")
 		return code == 200
 	})
 	m := mediaPlaylist(t, base+"stream.m3u8")
 	start := time.Now()
 	next := fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d&_HLS_part=%d", base, m.MediaSequence+len(m.Segments), len(m.Parts))
-	if code, _, _ := get(t, next); code != http.StatusOK {
+	if code, _, _ := e2etest.Get(t, next); code != http.StatusOK {
 		t.Fatalf("blocking request after the restart: %d", code)
 	}
 	if d := time.Since(start); d > 3*2*time.Second {
 		t.Errorf("blocking request took %v", d)
 	}
-	waitFor(t, 10*time.Second, "the restored cue's DATERANGE in the playlist", func() bool {
-		_, pl, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 10*time.Second, "the restored cue's DATERANGE in the playlist", func() bool {
+		_, pl, _ := e2etest.Get(t, base+"stream.m3u8")
 		return strings.Contains(string(pl), `#EXT-X-DATERANGE:ID="after-restart"`)
 	})
 }

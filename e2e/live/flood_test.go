@@ -13,6 +13,7 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
@@ -35,8 +36,8 @@ func TestE2EBlockedFlood(t *testing.T) {
 	defer cancel()
 	go func() { _ = testpub.Publish(ctx, srv.RTMP+"/live/flood", fixture, testpub.Options{Loops: 20}) }()
 	base := srv.HTTP + "/live/flood/"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"stream.m3u8")
 		return code == http.StatusOK
 	})
 
@@ -91,7 +92,7 @@ func TestE2EBlockedFlood(t *testing.T) {
 		})
 	}
 	defer func() { stopFlood(); wg.Wait() }()
-	waitFor(t, 10*time.Second, "the flood to fill its share", func() bool { return refused.Load() > 0 })
+	e2etest.WaitUntil(t, 10*time.Second, "the flood to fill its share", func() bool { return refused.Load() > 0 })
 
 	// The viewer: a blocking reload for each next part, for 8 s.
 	vc := client("127.0.0.1", 4)

@@ -60,38 +60,10 @@ func needFFmpeg(t *testing.T) string {
 func publishAndWait(t *testing.T, srv *e2etest.Server, name string) {
 	t.Helper()
 	publishFor(t, srv.RTMP+"/live/"+name)
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, srv.HTTP+"/live/"+name+"/index.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, srv.HTTP+"/live/"+name+"/index.m3u8")
 		return code == 200
 	})
-}
-
-func get(t *testing.T, url string) (int, []byte, http.Header) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, b, resp.Header
-}
-
-// waitFor polls cond until it holds or the deadline passes. It is for
-// conditions on the outside world (a process, a socket), which nothing can
-// signal to the test.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // playlistChecker follows a media playlist with blocking reloads, as an

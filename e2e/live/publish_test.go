@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 	"github.com/shopcast/shopcast/internal/testpub"
 )
@@ -63,11 +64,11 @@ func TestE2EPublisherToHLS(t *testing.T) {
 	go func() { pubErr <- testpub.Publish(ctx, srv.RTMP+"/live/e2e", fixture, testpub.Options{Loops: 2}) }()
 
 	base := srv.HTTP + "/live/e2e/"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
-	_, mv, _ := get(t, base+"index.m3u8")
+	_, mv, _ := e2etest.Get(t, base+"index.m3u8")
 	for _, want := range []string{`CODECS="avc1.64`, `mp4a.40.2"`, "RESOLUTION=640x360", "FRAME-RATE=", "AVERAGE-BANDWIDTH="} {
 		if !strings.Contains(string(mv), want) {
 			t.Errorf("multivariant playlist lacks %s:\n%s", want, mv)
@@ -137,8 +138,8 @@ func TestE2EFFmpegOBS(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := srv.HTTP + "/live/obs/"
-	waitFor(t, 20*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 20*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
 	checker := startStrictChecker(ctx, t, base)
@@ -184,8 +185,8 @@ func TestE2EReconnect(t *testing.T) {
 	// 1. A publisher that stalls after 3 s and keeps its socket open.
 	stalled := make(chan error, 1)
 	go func() { stalled <- testpub.Publish(ctx, url, fixture, testpub.Options{StallAfter: 3 * time.Second}) }()
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
 	checker := newPlaylistChecker(t, base)
@@ -215,15 +216,15 @@ func TestE2EReconnect(t *testing.T) {
 	if !checker.ended {
 		t.Fatal("the playlist did not end after the grace period")
 	}
-	_, body, _ := get(t, base+"stream.m3u8")
+	_, body, _ := e2etest.Get(t, base+"stream.m3u8")
 	if n := strings.Count(string(body), "#EXT-X-DISCONTINUITY\n"); n < 1 && checker.discs < 2 {
 		t.Errorf("discontinuities: %d in the last playlist, %d seen:\n%s", n, checker.discs, body)
 	}
 	if len(checker.maps) < 2 {
 		t.Errorf("want a new EXT-X-MAP per publisher, got %v", checker.maps)
 	}
-	waitFor(t, 10*time.Second, "the ended stream's URLs to answer 404", func() bool {
-		code, _, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 10*time.Second, "the ended stream's URLs to answer 404", func() bool {
+		code, _, _ := e2etest.Get(t, base+"stream.m3u8")
 		return code == 404
 	})
 }
@@ -239,8 +240,8 @@ func TestE2EBadInput(t *testing.T) {
 	defer cancel()
 	go func() { _ = testpub.Publish(ctx, srv.RTMP+"/live/good", fixture, testpub.Options{Loops: 3}) }()
 	base := srv.HTTP + "/live/good/"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
 	for _, garbage := range []string{"GET / HTTP/1.1\r\n\r\n", "\x03" + strings.Repeat("\xff", 4000), "\x00\x01\x02"} {
@@ -253,7 +254,7 @@ func TestE2EBadInput(t *testing.T) {
 	}
 	// The stream keeps producing: a blocking request for two segments ahead
 	// of now completes.
-	_, body, _ := get(t, base+"stream.m3u8")
+	_, body, _ := e2etest.Get(t, base+"stream.m3u8")
 	var seq, n int
 	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:") {
@@ -263,19 +264,19 @@ func TestE2EBadInput(t *testing.T) {
 			n++
 		}
 	}
-	code, _, _ := get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, seq+n+1))
+	code, _, _ := e2etest.Get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, seq+n+1))
 	if code != 200 {
 		t.Fatalf("stream stalled after garbage on the RTMP port: %d", code)
 	}
-	_, bad, _ := get(t, base+"stream.m3u8?_HLS_part=1")
+	_, bad, _ := e2etest.Get(t, base+"stream.m3u8?_HLS_part=1")
 	_ = bad
-	if code, _, _ := get(t, base+"stream.m3u8?_HLS_part=1"); code != 400 {
+	if code, _, _ := e2etest.Get(t, base+"stream.m3u8?_HLS_part=1"); code != 400 {
 		t.Errorf("_HLS_part without _HLS_msn: %d, want 400", code)
 	}
-	if code, _, _ := get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, seq+n+10)); code != 400 {
+	if code, _, _ := e2etest.Get(t, fmt.Sprintf("%sstream.m3u8?_HLS_msn=%d", base, seq+n+10)); code != 400 {
 		t.Errorf("_HLS_msn far ahead: %d, want 400", code)
 	}
-	if code, _, _ := get(t, srv.HTTP+"/live/good/../../etc/passwd"); code != 404 {
+	if code, _, _ := e2etest.Get(t, srv.HTTP+"/live/good/../../etc/passwd"); code != 404 {
 		t.Errorf("path traversal: %d, want 404", code)
 	}
 }

@@ -85,7 +85,7 @@ type recordingJSON struct {
 
 func listRecordings(t *testing.T, httpBase, stream string) []recordingJSON {
 	t.Helper()
-	code, b, _ := get(t, httpBase+"/api/v1/streams/"+stream+"/recordings")
+	code, b, _ := e2etest.Get(t, httpBase+"/api/v1/streams/"+stream+"/recordings")
 	if code != 200 {
 		t.Fatalf("recordings API: %d %s", code, b)
 	}
@@ -143,8 +143,8 @@ func TestE2ERecord(t *testing.T) {
 	defer cancel()
 	base := srv.HTTP + "/live/sale/"
 	cmd, out := ffmpegPublish(t, ctx, srv.RTMP+"/live/sale", 12)
-	waitFor(t, 20*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 20*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
 	live := &liveSegments{segs: map[string][]byte{}}
@@ -155,14 +155,14 @@ func TestE2ERecord(t *testing.T) {
 
 	// The recording grows while live: an EVENT playlist.
 	var recs []recordingJSON
-	waitFor(t, 20*time.Second, "a recording to start", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "a recording to start", func() bool {
 		recs = listRecordings(t, srv.HTTP, "sale")
 		return len(recs) == 1 && recs[0].Segments > 0
 	})
 	if recs[0].State != "recording" {
 		t.Errorf("live recording in state %q", recs[0].State)
 	}
-	code, growing, hdr := get(t, srv.HTTP+recs[0].Playlist)
+	code, growing, hdr := e2etest.Get(t, srv.HTTP+recs[0].Playlist)
 	if code != 200 || !bytes.Contains(growing, []byte("#EXT-X-PLAYLIST-TYPE:EVENT")) || bytes.Contains(growing, []byte("ENDLIST")) ||
 		hdr.Get("Cache-Control") != "public, max-age=1" {
 		t.Errorf("growing playlist: %d %q\n%s", code, hdr.Get("Cache-Control"), growing)
@@ -176,7 +176,7 @@ func TestE2ERecord(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cue %+v: %v", open, err)
 	}
-	waitFor(t, 10*time.Second, "a segment after the open cue's start", func() bool {
+	e2etest.WaitUntil(t, 10*time.Second, "a segment after the open cue's start", func() bool {
 		return newestPDT(t, base).After(openPDT.Add(time.Second))
 	})
 	deleted := mustCue(t, "DELETE", api+"/rec-deleted", nil, 200)
@@ -196,7 +196,7 @@ func TestE2ERecord(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
-	waitFor(t, 20*time.Second, "the recording to be complete", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "the recording to be complete", func() bool {
 		recs = listRecordings(t, srv.HTTP, "sale")
 		return len(recs) == 1 && recs[0].State == "complete"
 	})
@@ -207,11 +207,11 @@ func TestE2ERecord(t *testing.T) {
 		t.Errorf("recording %+v: want one discontinuity, 3 cues, 2 codecs, about 20 s", rec)
 	}
 
-	if _, page, _ := get(t, srv.HTTP+"/"); !bytes.Contains(page, []byte(`<a href="/replay/sale/`+rec.ID+`">sale</a>`)) || !bytes.Contains(page, []byte("3 products")) {
+	if _, page, _ := e2etest.Get(t, srv.HTTP+"/"); !bytes.Contains(page, []byte(`<a href="/replay/sale/`+rec.ID+`">sale</a>`)) || !bytes.Contains(page, []byte("3 products")) {
 		t.Errorf("the index page does not list the sale:\n%s", page)
 	}
 
-	code, body, hdr := get(t, srv.HTTP+rec.Playlist)
+	code, body, hdr := e2etest.Get(t, srv.HTTP+rec.Playlist)
 	if code != 200 || hdr.Get("Cache-Control") != "public, max-age=31536000, immutable" || hdr.Get("ETag") == "" {
 		t.Errorf("closed playlist: %d %q %q", code, hdr.Get("Cache-Control"), hdr.Get("ETag"))
 	}
@@ -230,7 +230,7 @@ func TestE2ERecord(t *testing.T) {
 	if n := bytes.Count(body, []byte("#EXT-X-DISCONTINUITY\n")); n != 1 {
 		t.Errorf("%d discontinuities in the playlist, want 1", n)
 	}
-	code, mv, _ := get(t, srv.HTTP+rec.URL)
+	code, mv, _ := e2etest.Get(t, srv.HTTP+rec.URL)
 	if code != 200 || !regexp.MustCompile(`BANDWIDTH=\d+,AVERAGE-BANDWIDTH=\d+,RESOLUTION=640x360,FRAME-RATE=[\d.]+,CODECS="avc1\.[0-9a-f]+,mp4a\.40\.2"\nstream.m3u8`).Match(mv) {
 		t.Errorf("multivariant playlist:\n%s", mv)
 	}
@@ -255,7 +255,7 @@ func TestE2ERecord(t *testing.T) {
 			m = hm.Map
 		}
 		if m != nil {
-			_, init, _ := get(t, recBase+m.URI)
+			_, init, _ := e2etest.Get(t, recBase+m.URI)
 			file, err := mp4.DecodeFile(bytes.NewReader(init))
 			if err != nil || file.Init == nil {
 				t.Fatalf("mp4ff: init %s: %v", m.URI, err)
@@ -266,7 +266,7 @@ func TestE2ERecord(t *testing.T) {
 				}
 			}
 		}
-		code, b, hdr := get(t, recBase+seg.URI)
+		code, b, hdr := e2etest.Get(t, recBase+seg.URI)
 		if code != 200 || hdr.Get("Cache-Control") != "public, max-age=31536000, immutable" {
 			t.Errorf("%s: %d %q", seg.URI, code, hdr.Get("Cache-Control"))
 		}
@@ -367,7 +367,7 @@ func TestE2ERecord(t *testing.T) {
 			Language, Title string
 		} `json:"titles"`
 	}
-	_, chb, _ := get(t, recBase+"chapters.json")
+	_, chb, _ := e2etest.Get(t, recBase+"chapters.json")
 	if err := json.Unmarshal(chb, &chapters); err != nil || len(chapters) != len(hm.DateRanges) {
 		t.Fatalf("chapters.json: %v\n%s", err, chb)
 	}
@@ -381,7 +381,7 @@ func TestE2ERecord(t *testing.T) {
 	// A clip of the 4 s product: one MP4 file, whole segments around the
 	// cue (a GOP more at most), starting at zero, that ffmpeg decodes
 	// without an error.
-	code, clip, hdr := get(t, recBase+"clips/rec-now.mp4")
+	code, clip, hdr := e2etest.Get(t, recBase+"clips/rec-now.mp4")
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Disposition"), "attachment;") || hdr.Get("Content-Type") != "video/mp4" {
 		t.Fatalf("clip: %d %q %q", code, hdr.Get("Content-Disposition"), hdr.Get("Content-Type"))
 	}
@@ -419,7 +419,7 @@ func TestE2ERecord(t *testing.T) {
 	if len(crashed) != 1 || crashed[0].State != "complete" || !crashed[0].Recovered || crashed[0].Segments < 3 {
 		t.Fatalf("after the crash: %+v", crashed)
 	}
-	_, body, _ = get(t, srv2.HTTP+crashed[0].Playlist)
+	_, body, _ = e2etest.Get(t, srv2.HTTP+crashed[0].Playlist)
 	cp, err := playlist.Unmarshal(body)
 	if err != nil {
 		t.Fatalf("gohlslib cannot parse the recovered recording: %v\n%s", err, body)
@@ -430,7 +430,7 @@ func TestE2ERecord(t *testing.T) {
 	}
 	crashBase := srv2.HTTP + strings.TrimSuffix(crashed[0].Playlist, "stream.m3u8")
 	for _, seg := range cm.Segments {
-		_, b, _ := get(t, crashBase+seg.URI)
+		_, b, _ := e2etest.Get(t, crashBase+seg.URI)
 		if lb, ok := live.get(seg.URI); !ok || !bytes.Equal(lb, b) {
 			t.Errorf("recovered %s differs from live", seg.URI)
 		}
@@ -445,7 +445,7 @@ var pdtLine = regexp.MustCompile(`(?m)^#EXT-X-PROGRAM-DATE-TIME:(.+)$`)
 // playlist lists.
 func newestPDT(t *testing.T, base string) time.Time {
 	t.Helper()
-	_, b, _ := get(t, base+"stream.m3u8")
+	_, b, _ := e2etest.Get(t, base+"stream.m3u8")
 	all := pdtLine.FindAllSubmatch(b, -1)
 	if len(all) == 0 {
 		return time.Time{}
@@ -514,22 +514,22 @@ func TestE2ERecordDiskFull(t *testing.T) {
 	defer cancel()
 	base := srv.HTTP + "/live/full/"
 	cmd, out := ffmpegPublish(t, ctx, srv.RTMP+"/live/full", 10)
-	waitFor(t, 20*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 20*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
 	checker := newPlaylistChecker(t, base)
 	checkDone := make(chan struct{})
 	go func() { defer close(checkDone); checker.run(ctx) }()
-	waitFor(t, 20*time.Second, "recording to pause", func() bool {
-		_, m, _ := get(t, srv.HTTP+"/metrics")
+	e2etest.WaitUntil(t, 20*time.Second, "recording to pause", func() bool {
+		_, m, _ := e2etest.Get(t, srv.HTTP+"/metrics")
 		return bytes.Contains(m, []byte("shopcast_record_paused 1")) && strings.Contains(srv.Log.String(), "recording paused: low disk space")
 	})
 	if recs := listRecordings(t, srv.HTTP, "full"); len(recs) != 0 {
 		t.Errorf("recorded on a full disk: %+v", recs)
 	}
 	free.Store(1 << 40)
-	waitFor(t, 20*time.Second, "recording to resume", func() bool {
+	e2etest.WaitUntil(t, 20*time.Second, "recording to resume", func() bool {
 		recs := listRecordings(t, srv.HTTP, "full")
 		return len(recs) == 1 && recs[0].Segments > 0
 	})
@@ -543,7 +543,7 @@ func TestE2ERecordDiskFull(t *testing.T) {
 	if !checker.ended {
 		t.Error("the live stream did not end normally")
 	}
-	_, m, _ := get(t, srv.HTTP+"/metrics")
+	_, m, _ := e2etest.Get(t, srv.HTTP+"/metrics")
 	if !bytes.Contains(m, []byte("shopcast_record_paused 0")) || !regexp.MustCompile(`shopcast_record_segments_dropped_total [1-9]`).Match(m) {
 		t.Errorf("metrics after the pause:\n%s", regexp.MustCompile(`(?m)^shopcast_record.*$`).FindAll(m, -1))
 	}
@@ -580,13 +580,13 @@ func TestE2ERecordKill9(t *testing.T) {
 	first, log1 := run()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	waitFor(t, 10*time.Second, "shopcast to listen", func() bool { return strings.Contains(log1.String(), "shopcast ready") })
+	e2etest.WaitUntil(t, 10*time.Second, "shopcast to listen", func() bool { return strings.Contains(log1.String(), "shopcast ready") })
 	ff, _ := ffmpegPublish(t, ctx, "rtmp://"+rtmpAddr+"/live/killed", 30)
 	defer func() { _ = ff.Process.Kill(); _ = ff.Wait() }()
 	base := httpBase + "/live/killed/"
 	var listed []string
-	waitFor(t, 30*time.Second, "4 live segments", func() bool {
-		_, pl, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 30*time.Second, "4 live segments", func() bool {
+		_, pl, _ := e2etest.Get(t, base+"stream.m3u8")
 		listed = listed[:0]
 		for _, m := range segLine.FindAllSubmatch(pl, -1) {
 			listed = append(listed, string(m[1]))
@@ -595,7 +595,7 @@ func TestE2ERecordKill9(t *testing.T) {
 	})
 	live := map[string][]byte{}
 	for _, name := range listed {
-		_, live[name], _ = get(t, base+name)
+		_, live[name], _ = e2etest.Get(t, base+name)
 	}
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -603,7 +603,7 @@ func TestE2ERecordKill9(t *testing.T) {
 	_ = first.Wait()
 
 	_, log2 := run()
-	waitFor(t, 10*time.Second, "shopcast to listen again", func() bool { return strings.Contains(log2.String(), "shopcast ready") })
+	e2etest.WaitUntil(t, 10*time.Second, "shopcast to listen again", func() bool { return strings.Contains(log2.String(), "shopcast ready") })
 	if !strings.Contains(log2.String(), "recording left open by a crash closed") {
 		t.Errorf("no recovery logged:\n%s", log2)
 	}
@@ -611,7 +611,7 @@ func TestE2ERecordKill9(t *testing.T) {
 	if len(recs) != 1 || recs[0].State != "complete" || !recs[0].Recovered {
 		t.Fatalf("after kill -9: %+v", recs)
 	}
-	_, body, _ := get(t, httpBase+recs[0].Playlist)
+	_, body, _ := e2etest.Get(t, httpBase+recs[0].Playlist)
 	pl, err := playlist.Unmarshal(body)
 	if err != nil {
 		t.Fatalf("gohlslib cannot parse the recovered recording: %v\n%s", err, body)
@@ -623,7 +623,7 @@ func TestE2ERecordKill9(t *testing.T) {
 	recBase := httpBase + strings.TrimSuffix(recs[0].Playlist, "stream.m3u8")
 	recorded := map[string]bool{}
 	for _, seg := range m.Segments {
-		code, b, _ := get(t, recBase+seg.URI)
+		code, b, _ := e2etest.Get(t, recBase+seg.URI)
 		if code != 200 {
 			t.Errorf("%s listed, not served: %d", seg.URI, code)
 		}

@@ -38,7 +38,7 @@ func TestE2ERTSPPull(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 15*time.Second, "the camera to record into the relay", relay.Publishing)
+		e2etest.WaitUntil(t, 15*time.Second, "the camera to record into the relay", relay.Publishing)
 		return cmd, out
 	}
 
@@ -48,11 +48,11 @@ func TestE2ERTSPPull(t *testing.T) {
 		c.RTSPPull = map[string]string{"cam": "rtsp://viewer:" + camPass + "@" + relay.Addr + "/cam"}
 	})
 	base := srv.HTTP + "/live/cam/"
-	waitFor(t, 20*time.Second, "the pulled stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8")
+	e2etest.WaitUntil(t, 20*time.Second, "the pulled stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8")
 		return code == 200
 	})
-	_, mv, _ := get(t, base+"index.m3u8")
+	_, mv, _ := e2etest.Get(t, base+"index.m3u8")
 	cs := strings.Split(strings.Trim(strings.TrimPrefix(codecsAttr(string(mv)), "CODECS="), `"`), ",")
 	if len(cs) != 2 || !strings.HasPrefix(cs[0], "avc1.") || cs[1] != "mp4a.40.2" || !strings.Contains(string(mv), "RESOLUTION=640x360") {
 		t.Errorf("multivariant playlist of the pulled camera (want H.264 and AAC, 640x360):\n%s", mv)
@@ -82,8 +82,8 @@ func TestE2ERTSPPull(t *testing.T) {
 	// The camera comes back; the pull, retrying with backoff, publishes
 	// it again under the same name.
 	cmd, _ = camera(20)
-	waitFor(t, 30*time.Second, "the stream to be live again", func() bool {
-		code, body, _ := get(t, base+"stream.m3u8")
+	e2etest.WaitUntil(t, 30*time.Second, "the stream to be live again", func() bool {
+		code, body, _ := e2etest.Get(t, base+"stream.m3u8")
 		return code == 200 && !strings.Contains(string(body), "#EXT-X-ENDLIST") && strings.Contains(string(body), "#EXT-X-PART:")
 	})
 	_ = cmd.Process.Kill()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 )
 
@@ -52,12 +53,12 @@ func TestE2ERTSPFFmpeg(t *testing.T) {
 				t.Fatal(err)
 			}
 			base := srv.HTTP + "/live/" + name + "/"
-			waitFor(t, 20*time.Second, "the stream to appear", func() bool {
-				code, _, _ := get(t, base+"index.m3u8")
+			e2etest.WaitUntil(t, 20*time.Second, "the stream to appear", func() bool {
+				code, _, _ := e2etest.Get(t, base+"index.m3u8")
 				return code == 200
 			})
 
-			_, mv, _ := get(t, base+"index.m3u8")
+			_, mv, _ := e2etest.Get(t, base+"index.m3u8")
 			cs := strings.Split(strings.Trim(strings.TrimPrefix(codecsAttr(string(mv)), "CODECS="), `"`), ",")
 			if len(cs) != len(tc.codecs) {
 				t.Errorf("CODECS %v, want %v", cs, tc.codecs)
@@ -71,12 +72,12 @@ func TestE2ERTSPFFmpeg(t *testing.T) {
 			if !strings.Contains(string(mv), "RESOLUTION=640x360") {
 				t.Errorf("multivariant playlist lacks RESOLUTION=640x360:\n%s", mv)
 			}
-			_, media, _ := get(t, base+"stream.m3u8")
+			_, media, _ := e2etest.Get(t, base+"stream.m3u8")
 			for _, line := range strings.Split(string(media), "\n") {
 				if !strings.HasPrefix(line, "#EXT-X-MAP:URI=") {
 					continue
 				}
-				_, body, _ := get(t, base+strings.Trim(strings.TrimPrefix(line, "#EXT-X-MAP:URI="), `"`))
+				_, body, _ := e2etest.Get(t, base+strings.Trim(strings.TrimPrefix(line, "#EXT-X-MAP:URI="), `"`))
 				mf, err := mp4.DecodeFile(bytes.NewReader(body))
 				if err != nil || mf.Init == nil {
 					t.Fatalf("mp4ff cannot decode the init segment: %v", err)

@@ -130,7 +130,7 @@ func TestE2ESecurityPathTraversal(t *testing.T) {
 		}
 	}
 	// The stream is still served.
-	if code, _, _ := get(t, srv.HTTP+"/live/sec/stream.m3u8"); code != 200 {
+	if code, _, _ := e2etest.Get(t, srv.HTTP+"/live/sec/stream.m3u8"); code != 200 {
 		t.Errorf("stream after the scan: %d", code)
 	}
 }
@@ -188,7 +188,7 @@ func TestE2ESecurityOversized(t *testing.T) {
 		strings.Repeat("_HLS_msn=1&", 1000),
 		"_HLS_msn=1&_HLS_part=" + strings.Repeat("9", 30),
 	} {
-		if code, _, _ := get(t, srv.HTTP+"/live/sec/stream.m3u8?"+q); code != http.StatusBadRequest {
+		if code, _, _ := e2etest.Get(t, srv.HTTP+"/live/sec/stream.m3u8?"+q); code != http.StatusBadRequest {
 			t.Errorf("stream.m3u8?%.40s...: %d, want 400", q, code)
 		}
 	}
@@ -215,7 +215,7 @@ func TestE2ESecurityOversized(t *testing.T) {
 	} else if resp2.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("1 GiB announced cue: %d, want 413", resp2.StatusCode)
 	}
-	_, list, _ := get(t, api)
+	_, list, _ := e2etest.Get(t, api)
 	if strings.Contains(string(list), `"id"`) {
 		t.Errorf("a refused cue was stored: %s", list)
 	}
@@ -244,8 +244,8 @@ func TestE2ESecurityPublishKey(t *testing.T) {
 		}
 	}
 	publishFor(t, srv.RTMP+"/live/"+goodKey)
-	waitFor(t, 15*time.Second, "the stream under its public name", func() bool {
-		code, _, _ := get(t, srv.HTTP+"/live/shop/index.m3u8")
+	e2etest.WaitUntil(t, 15*time.Second, "the stream under its public name", func() bool {
+		code, _, _ := e2etest.Get(t, srv.HTTP+"/live/shop/index.m3u8")
 		return code == 200
 	})
 	logs := srv.Log.String()
@@ -258,7 +258,7 @@ func TestE2ESecurityPublishKey(t *testing.T) {
 		t.Errorf("no log line for the refused publisher")
 	}
 	// After the log check: the access log shows this request's path.
-	if code, _, _ := get(t, srv.HTTP+"/live/"+goodKey+"/index.m3u8"); code != 404 {
+	if code, _, _ := e2etest.Get(t, srv.HTTP+"/live/"+goodKey+"/index.m3u8"); code != 404 {
 		t.Errorf("the secret key is servable as a stream name: %d", code)
 	}
 }
@@ -325,7 +325,7 @@ const playSecret = "play-5ecret-for-tests-0123456789"
 func startPlayAuthServer(t *testing.T) *e2etest.Server {
 	t.Helper()
 	srv := startServerDebug(t, func(c *server.Config) { c.PlaySecret = playSecret })
-	if code, _, _ := get(t, srv.HTTP+"/live/none/index.m3u8"); code != http.StatusForbidden {
+	if code, _, _ := e2etest.Get(t, srv.HTTP+"/live/none/index.m3u8"); code != http.StatusForbidden {
 		t.Fatalf("a stream file without a token answered %d, not 403", code)
 	}
 	return srv
@@ -344,8 +344,8 @@ func TestE2ESecurityPlayToken(t *testing.T) {
 	auth := &origin.PlayAuth{Secret: []byte(playSecret)}
 	good := auth.Token("paid", time.Now().Add(time.Hour))
 	base := srv.HTTP + "/live/paid/"
-	waitFor(t, 15*time.Second, "the stream to appear", func() bool {
-		code, _, _ := get(t, base+"index.m3u8?token="+good)
+	e2etest.WaitUntil(t, 15*time.Second, "the stream to appear", func() bool {
+		code, _, _ := e2etest.Get(t, base+"index.m3u8?token="+good)
 		return code == 200
 	})
 
@@ -360,7 +360,7 @@ func TestE2ESecurityPlayToken(t *testing.T) {
 		"t/" + auth.Token("other", time.Now().Add(time.Hour)) + "/stream.m3u8",
 	}
 	for _, f := range forbidden {
-		code, _, hdr := get(t, base+f)
+		code, _, hdr := e2etest.Get(t, base+f)
 		if code != http.StatusForbidden {
 			t.Errorf("GET %s: %d, want 403", f, code)
 		}
@@ -371,7 +371,7 @@ func TestE2ESecurityPlayToken(t *testing.T) {
 
 	// The variant URI carries the path token; every media file resolves
 	// under it.
-	_, mv, _ := get(t, base+"index.m3u8?token="+good)
+	_, mv, _ := e2etest.Get(t, base+"index.m3u8?token="+good)
 	variant := regexp.MustCompile(`(?m)^(t/[^/\s]+/stream\.m3u8)$`).FindSubmatch(mv)
 	if variant == nil {
 		t.Fatalf("multivariant without a path-token variant URI:\n%s", mv)
@@ -391,7 +391,7 @@ func TestE2ESecurityPlayToken(t *testing.T) {
 	// The same part under a wrong path token: 403.
 	for p := range checker.parts {
 		bad := base + "t/" + auth.Token("paid", time.Now().Add(-time.Minute)) + "/" + p
-		if code, _, _ := get(t, bad); code != http.StatusForbidden {
+		if code, _, _ := e2etest.Get(t, bad); code != http.StatusForbidden {
 			t.Errorf("part %s under an expired path token: %d", p, code)
 		}
 		break
@@ -472,7 +472,7 @@ func TestE2ESecuritySlowloris(t *testing.T) {
 	}
 	// Players are served while the trickling connections are open.
 	for range 3 {
-		if code, _, _ := get(t, srv.HTTP+"/healthz"); code != 200 {
+		if code, _, _ := e2etest.Get(t, srv.HTTP+"/healthz"); code != 200 {
 			t.Errorf("healthz during slowloris: %d", code)
 		}
 		time.Sleep(time.Second) // spreads the probes over the attack; not synchronisation

@@ -3,6 +3,8 @@ package e2etest
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -77,7 +79,7 @@ func PollJS[T any](t testing.TB, ctx context.Context, d time.Duration, what, exp
 	}
 }
 
-// WaitUntil polls cond every 100 ms until it holds, failing the test after
+// WaitUntil polls cond every 50 ms until it holds, failing the test after
 // d: the conditions are on other processes or goroutines that nothing can
 // signal to the test.
 func WaitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
@@ -87,7 +89,7 @@ func WaitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -97,4 +99,20 @@ func Tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// Get GETs url and returns the status, body and header, failing the test
+// when it cannot.
+func Get(t testing.TB, url string) (int, []byte, http.Header) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, b, resp.Header
 }
