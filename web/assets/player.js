@@ -45,7 +45,6 @@ export function startPlayer(video, name, report, { liveDelay = 0 } = {}) {
       // hls.js takes a maximum latency only with a fixed target; it jumps
       // back to the target beyond it.
       ...(liveDelay > 0 ? { liveSyncDuration: liveDelay, liveMaxLatencyDuration: liveDelay + 3 } : {}),
-      ...switchUpSlowly,
     });
     hls.on(Hls.Events.LEVEL_UPDATED, (_, data) => {
       const d = data.details;
@@ -108,18 +107,6 @@ export function startPlayer(video, name, report, { liveDelay = 0 } = {}) {
   return { hls, state: () => state, latency, stop };
 }
 
-// switchUpSlowly: hls.js climbs to a rendition once its bandwidth
-// estimate times abrBandWidthUpFactor (0.7 by default) exceeds the
-// rendition's bit rate. After a switch down the small parts of the low
-// rendition come in quickly and over-estimate a slow network (900 kbit/s
-// measured on an 800 kbit/s link), so the default climbs back at once to
-// a rendition the network cannot carry, and a climb costs more than a
-// part: hls.js joins the higher rendition at its segment's first
-// independent part, loading again what it has. Climbing only at twice the
-// bit rate keeps a viewer on a slow network where it is, and a fast
-// network (tens of Mbit/s) climbs as before.
-const switchUpSlowly = { abrBandWidthUpFactor: 0.5 };
-
 // switchDownInTime is an emergency rule for hls.js's automatic level
 // choice, for a viewer whose network slows down suddenly (a phone leaving
 // Wi-Fi). At LL-HLS latency the buffer ahead is about a second, a part of
@@ -133,12 +120,28 @@ const switchUpSlowly = { abrBandWidthUpFactor: 0.5 };
 // arrive before the buffer ahead runs out, it aborts it, tells hls.js the
 // measured bandwidth, and loads the best rendition whose part fits in the
 // buffer left (the lowest if none does). Only in Auto: a level chosen in
-// the quality menu is left alone. It returns the function that stops it.
+// the quality menu is left alone.
+//
+// After such a switch hls.js would climb back at once: the low rendition's
+// small parts come in quickly and over-estimate a slow network (900 kbit/s
+// measured on an 800 kbit/s link), its default abrBandWidthUpFactor (0.7)
+// lets it climb to a rendition the network cannot carry, and a climb costs
+// more than a part (hls.js joins the higher rendition at an independent
+// part, loading again what it has). So until a part comes in at twice the
+// top rendition's bit rate (a fast network again), it climbs only at twice
+// a rendition's bit rate. It returns the function that stops the rule.
 function switchDownInTime(hls, video) {
   const H = globalThis.Hls;
   const margin = 0.3; // s of buffer kept for the playlist reload a switch needs
+  const upFactor = hls.config.abrBandWidthUpFactor;
   let load = null;
   hls.on(H.Events.FRAG_LOADING, (_, d) => { load = d.frag.type === 'main' ? d : null; });
+  hls.on(H.Events.FRAG_LOADED, (_, d) => {
+    const s = (d.part || d.frag).stats;
+    const top = hls.levels[hls.levels.length - 1];
+    const secs = (s.loading.end - s.loading.first) / 1000;
+    if (top && secs > 0 && (s.loaded * 8) / secs > 2 * top.bitrate) hls.config.abrBandWidthUpFactor = upFactor;
+  });
   const check = () => {
     if (!load || !hls.autoLevelEnabled || video.paused) return;
     const { frag, part } = load;
@@ -175,6 +178,7 @@ function switchDownInTime(hls, video) {
       if ((parts * dur * levels[i].bitrate) / (0.8 * rate) < ahead - margin) { to = i; break; }
     }
     load = null;
+    hls.config.abrBandWidthUpFactor = upFactor / 1.4;
     hls.bandwidthEstimate = rate;
     hls.nextLoadLevel = hls.nextAutoLevel = to;
     frag.abortRequests();
