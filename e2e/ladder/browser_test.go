@@ -271,13 +271,14 @@ func TestLadderBrowserSwitch(t *testing.T) {
 		return false
 	})
 	var downAt float64
+	downTo := 0
 	for _, s := range down.Switches {
 		if s.Height < 720 {
-			downAt = s.T
+			downAt, downTo = s.T, s.Height
 			break
 		}
 	}
-	t.Logf("switched down %.1f s after the throttle (to %dp)", (downAt-throttled.Now)/1000, down.Height)
+	t.Logf("switched down %.1f s after the throttle (to %dp)", (downAt-throttled.Now)/1000, downTo)
 	if downAt-throttled.Now > 10_000 {
 		t.Errorf("hls.js switched down %.1f s after the throttle, want within 10 s", (downAt-throttled.Now)/1000)
 	}
