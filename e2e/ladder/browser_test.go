@@ -73,6 +73,20 @@ const ladderProbeJS = `(() => {
       if (n.dataset && n.dataset.cueId) p.adds[n.dataset.cueId] = (p.adds[n.dataset.cueId] || 0) + 1;
     }
   }).observe(document.getElementById('carousel'), {childList: true});
+  // A trace of loads, switches and the forward buffer, logged when a stall
+  // is too long: what hls.js was loading while the buffer ran out.
+  const tr = p.trace = [], t0 = performance.now();
+  const at = () => Math.round(performance.now() - t0);
+  const ahead = () => { const b = v.buffered; return b.length ? +(b.end(b.length - 1) - v.currentTime).toFixed(2) : 0; };
+  const frag = (d) => (d.frag.level + '/' + d.frag.sn + (d.part ? '.' + d.part.index : ''));
+  hls.on('hlsFragLoading', (_, d) => { const bi = hls.mainForwardBufferInfo; tr.push([at(), 'load', frag(d), ahead(), bi ? +bi.end.toFixed(4) : null, +(d.part || d.frag).start.toFixed(4)]); });
+  hls.on('hlsFragLoaded', (_, d) => { const s = (d.part || d.frag).stats; tr.push([at(), 'loaded', frag(d), ahead(), s.loaded, Math.round(s.loading.end - s.loading.start), Math.round(s.loading.first - s.loading.start)]); });
+  hls.on('hlsFragLoadEmergencyAborted', (_, d) => tr.push([at(), 'abort', frag(d), ahead()]));
+  hls.on('hlsLevelLoading', (_, d) => tr.push([at(), 'playlist', d.level, ahead()]));
+  hls.on('hlsLevelSwitching', (_, d) => tr.push([at(), 'switching', d.level, ahead()]));
+  hls.on('hlsError', (_, d) => tr.push([at(), 'error', d.details, ahead()]));
+  for (const ev of ['waiting', 'playing', 'seeking', 'seeked']) v.addEventListener(ev, () => tr.push([at(), ev, +v.currentTime.toFixed(2), ahead()]));
+  p.tick = setInterval(() => tr.push([at(), 'tick', Math.round(hls.bandwidthEstimate), ahead(), +hls.latency.toFixed(2)]), 250);
   return true;
 })()`
 
@@ -92,6 +106,8 @@ type ladderState struct {
 	Cards   []string       `json:"cards"`
 	Fatal   int            `json:"fatal"`
 	Latency float64        `json:"latency"` // hls.js's live latency, s
+	Target  float64        `json:"target"`  // hls.js's target latency, s
+	Trace   []any          `json:"trace"`
 }
 
 const ladderStateJS = `(() => {
@@ -108,6 +124,8 @@ const ladderStateJS = `(() => {
     cards: [...document.querySelectorAll('#carousel .card')].map((c) => c.dataset.cueId),
     fatal: (s.errors || []).filter((e) => e.fatal).length,
     latency: hls && Number.isFinite(hls.latency) ? hls.latency : 0,
+    target: hls && Number.isFinite(hls.targetLatency) ? hls.targetLatency : 0,
+    trace: p.trace || [],
   };
 })()`
 
@@ -216,9 +234,11 @@ func TestLadderBrowserSwitch(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.HTTP+"/watch/shop")); err != nil {
 		t.Fatal(err)
 	}
-	// Unthrottled on loopback, hls.js plays the source.
-	ladderPoll(t, ctx, 60*time.Second, "the source variant playing", func(st ladderState) bool {
-		return len(st.Levels) == 3 && st.Height == 720 && st.Current > 2
+	// Unthrottled on loopback, hls.js plays the source, and has caught up
+	// with its target latency: a shopper watching, not one still joining
+	// (whose buffer is larger, or who is about to jump to the live edge).
+	ladderPoll(t, ctx, 90*time.Second, "the source variant playing at its target latency", func(st ladderState) bool {
+		return len(st.Levels) == 3 && st.Height == 720 && st.Current > 8 && st.Target > 0 && st.Latency < st.Target+0.5
 	})
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](ladderProbeJS)); err != nil {
 		t.Fatal(err)
@@ -251,20 +271,22 @@ func TestLadderBrowserSwitch(t *testing.T) {
 		return false
 	})
 	var downAt float64
+	downTo := 0
 	for _, s := range down.Switches {
 		if s.Height < 720 {
-			downAt = s.T
+			downAt, downTo = s.T, s.Height
 			break
 		}
 	}
-	t.Logf("switched down %.1f s after the throttle (to %dp)", (downAt-throttled.Now)/1000, down.Height)
+	t.Logf("switched down %.1f s after the throttle (to %dp)", (downAt-throttled.Now)/1000, downTo)
 	if downAt-throttled.Now > 10_000 {
 		t.Errorf("hls.js switched down %.1f s after the throttle, want within 10 s", (downAt-throttled.Now)/1000)
 	}
 
-	// Fifteen seconds throttled: playing on. The longest stall is
-	// measured and logged; see docs/ladder.md for why the switch itself
-	// stalls hls.js for up to a few seconds on a low-latency stream.
+	// Fifteen seconds throttled: playing on, no stall (video 'waiting' to
+	// 'playing' or to the playhead moving, page clock) longer than 1 s.
+	// The watch page's emergency rule (player.js, switchDownInTime) is
+	// what meets it; docs/ladder.md has the figures.
 	var low ladderState
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -278,10 +300,8 @@ func TestLadderBrowserSwitch(t *testing.T) {
 	stall := ladderMaxStall(low)
 	t.Logf("throttled: played %.1f s of media in %.1f s; stalls %v ms (longest %.0f ms, target 1000); on %dp at the end; latency %.2f s at the throttle, %.2f s at the end",
 		played, spent, ladderRound(low.Stalls), stall, low.Height, throttled.Latency, low.Latency)
-	// The issue's 1 s is not met yet (docs/ladder.md, "Players switching":
-	// 0-7.3 s measured); this bound only catches a player that stopped.
-	if played < spent-10 || stall > 10000 {
-		t.Errorf("throttled, the video played %.1f s in %.1f s, longest stall %.0f ms: it did not keep playing", played, spent, stall)
+	if played < spent-3 || stall > 1000 {
+		t.Errorf("throttled, the video played %.1f s in %.1f s, longest stall %.0f ms: want it to keep playing, no stall over 1000 ms", played, spent, stall)
 	}
 	if low.Height >= 720 {
 		t.Errorf("throttled to 800 kbit/s, hls.js ended on the %dp variant", low.Height)

@@ -83,6 +83,7 @@ export function startPlayer(video, name, report, { liveDelay = 0 } = {}) {
     hls.loadSource(src);
     hls.attachMedia(video);
   }
+  const stopGuard = hls ? switchDownInTime(hls, video) : () => {};
   const native = hls ? null : playNatively(video, src, { loadedmetadata: () => set('live'), ended: () => set('ended'), error: () => set('error', { error: video.error }) });
   if (!hls && !native) {
     set('error', { error: new Error('this browser plays neither HLS nor Media Source Extensions') });
@@ -99,6 +100,7 @@ export function startPlayer(video, name, report, { liveDelay = 0 } = {}) {
     stopped = true;
     clearInterval(timer);
     clearTimeout(retry);
+    stopGuard();
     stopVideo();
     if (hls) hls.destroy();
     if (native) native();
@@ -126,6 +128,87 @@ function steeringOptions(Hls) {
     playlistLoadPolicy: once(Hls.DefaultConfig.playlistLoadPolicy),
     fragLoadPolicy: once(Hls.DefaultConfig.fragLoadPolicy),
   };
+}
+
+// switchDownInTime is an emergency rule for hls.js's automatic level
+// choice, for a viewer whose network slows down suddenly (a phone leaving
+// Wi-Fi). At LL-HLS latency the buffer ahead is about a second, a part of
+// the top rendition (2.5-6 Mbit/s, a third of a second) takes a second or
+// more at 800 kbit/s, and hls.js's bandwidth estimate is still that of the
+// fast network until the part is in. hls.js's own abandon rule
+// (_abandonRulesCheck) waits longer, gives up a part only when the rest
+// would take twice a lower rendition's part, and never aborts for the
+// lowest: the video stalls for seconds. Every 100 ms this rule measures
+// the part in flight (bytes since its first byte); when its rest would not
+// arrive before the buffer ahead runs out, it aborts it, tells hls.js the
+// measured bandwidth, and loads the best rendition whose part fits in the
+// buffer left (the lowest if none does). Only in Auto: a level chosen in
+// the quality menu is left alone.
+//
+// After such a switch hls.js would climb back at once: the low rendition's
+// small parts come in quickly and over-estimate a slow network (900 kbit/s
+// measured on an 800 kbit/s link), its default abrBandWidthUpFactor (0.7)
+// lets it climb to a rendition the network cannot carry, and a climb costs
+// more than a part (hls.js joins the higher rendition at an independent
+// part, loading again what it has). So until a part comes in at twice the
+// top rendition's bit rate (a fast network again), it climbs only at twice
+// a rendition's bit rate. It returns the function that stops the rule.
+function switchDownInTime(hls, video) {
+  const H = globalThis.Hls;
+  const margin = 0.3; // s of buffer kept for the playlist reload a switch needs
+  const upFactor = hls.config.abrBandWidthUpFactor;
+  let load = null;
+  hls.on(H.Events.FRAG_LOADING, (_, d) => { load = d.frag.type === 'main' ? d : null; });
+  hls.on(H.Events.FRAG_LOADED, (_, d) => {
+    const s = (d.part || d.frag).stats;
+    const top = hls.levels[hls.levels.length - 1];
+    const secs = (s.loading.end - s.loading.first) / 1000;
+    if (top && secs > 0 && (s.loaded * 8) / secs > 2 * top.bitrate) hls.config.abrBandWidthUpFactor = upFactor;
+  });
+  const check = () => {
+    if (!load || !hls.autoLevelEnabled || video.paused) return;
+    const { frag, part } = load;
+    const s = (part || frag).stats;
+    const levels = hls.levels;
+    if (s.aborted || (s.total && s.loaded >= s.total) || !s.loading.first || !s.loaded ||
+        frag.level <= hls.minAutoLevel || !levels[frag.level]) {
+      return;
+    }
+    const streaming = (performance.now() - s.loading.first) / 1000;
+    if (streaming < 0.1) return; // too soon to tell a rate
+    const rate = (s.loaded * 8) / streaming; // bit/s
+    const dur = (part || frag).duration;
+    const size = Math.max(s.total || 0, (dur * levels[frag.level].bitrate) / 8);
+    const b = video.buffered;
+    const ahead = b.length ? b.end(b.length - 1) - video.currentTime : 0;
+    if (((size - s.loaded) * 8) / rate < ahead - margin) return; // it arrives in time
+    // hls.js joins another rendition at an independent part: the last one
+    // at or before the part holding the buffer's end (at a segment's start
+    // that is the previous segment's, as the buffered audio ends a frame
+    // short of the part's end), so the parts from there are loaded again
+    // in the new rendition: count them.
+    let parts = 1;
+    const list = part && levels[frag.level].details ? levels[frag.level].details.partList || [] : [];
+    const bi = hls.mainForwardBufferInfo;
+    const end = bi ? bi.end : video.currentTime;
+    const at = list.findIndex((p) => p.fragment.sn === frag.sn && p.index === part.index);
+    let from = at;
+    while (from > 0 && list[from].start > end) from--;
+    while (from > 0 && !list[from].independent && list[from - 1].fragment.sn === list[from].fragment.sn) from--;
+    if (at >= 0) parts = at - from + 1;
+    let to = hls.minAutoLevel;
+    for (let i = frag.level - 1; i > hls.minAutoLevel; i--) {
+      if ((parts * dur * levels[i].bitrate) / (0.8 * rate) < ahead - margin) { to = i; break; }
+    }
+    load = null;
+    hls.config.abrBandWidthUpFactor = upFactor / 1.4;
+    hls.bandwidthEstimate = rate;
+    hls.nextLoadLevel = hls.nextAutoLevel = to;
+    frag.abortRequests();
+    hls.trigger(H.Events.FRAG_LOAD_EMERGENCY_ABORTED, { frag, part: part || null, stats: s });
+  };
+  const timer = setInterval(check, 100);
+  return () => clearInterval(timer);
 }
 
 // startRecording plays a recording's multivariant playlist (src) from
