@@ -1,24 +1,19 @@
 package ladder
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
-	"github.com/chromedp/chromedp"
 
 	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
@@ -63,31 +58,6 @@ func mtStartLadderWith(t *testing.T, name string, loops int, edit func(*server.C
 	return srv, result
 }
 
-// mtChromium returns an allocator for Debian's chromium, headless, off the
-// network, in a fresh profile, stopped by the test's cleanup.
-func mtChromium(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed (make deps installs it)")
-		}
-		t.Skip("chromium is not installed (make deps installs it)")
-	}
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath("/usr/bin/chromium"),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(cancel)
-	return alloc
-}
-
 // mtGet fetches a URL and returns its body; any status but 200 is an
 // error.
 func mtGet(ctx context.Context, url string) ([]byte, error) {
@@ -120,18 +90,6 @@ func mtMustGet(t *testing.T, url string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// mtWait waits until cond holds, polling, failing the test after d.
-func mtWait(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // mtMedia parses a media playlist with gohlslib.
@@ -234,75 +192,6 @@ func mtInitTracks(t *testing.T, body []byte) map[uint32]string {
 	return out
 }
 
-// mtStrict runs e2e/testdata/hls_strict.mjs (hls-parser 0.16.1 in strict
-// mode) on the playlists, by name, and fails the test for any it refuses.
-// Without node or hls-parser it skips, but under CI it fails.
-func mtStrict(t *testing.T, playlists map[string][]byte) {
-	t.Helper()
-	missing := func(format string, a ...any) {
-		t.Helper()
-		msg := fmt.Sprintf(format, a...) + " (make deps installs it)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node is not installed: %v", err)
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "hls-parser", "package.json")); err != nil {
-		missing("npm hls-parser is not installed: %v", err)
-	}
-	dir := t.TempDir()
-	args := []string{filepath.Join(root, "e2e", "testdata", "hls_strict.mjs"), root}
-	byFile := map[string]string{}
-	i := 0
-	for name, body := range playlists {
-		f := filepath.Join(dir, fmt.Sprintf("%03d.m3u8", i))
-		i++
-		if err := os.WriteFile(f, body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, f)
-		byFile[f] = name
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, node, args...).Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("node hls_strict.mjs: %v\n%s", err, ee.Stderr)
-		}
-		t.Fatal(err)
-	}
-	seen := 0
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		var r struct {
-			File  string `json:"file"`
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("hls_strict.mjs said %q: %v", sc.Text(), err)
-		}
-		seen++
-		if !r.OK {
-			name := byFile[r.File]
-			t.Errorf("hls-parser (strict) refuses %s: %s\n%s", name, r.Error, playlists[name])
-		}
-	}
-	if seen != len(playlists) {
-		t.Fatalf("hls_strict.mjs reported %d of %d playlists:\n%s", seen, len(playlists), out)
-	}
-}
-
 // mtPostCue posts a product cue "now" to the cue API and returns its id.
 func mtPostCue(t *testing.T, api, sku string) string {
 	t.Helper()
@@ -327,4 +216,23 @@ func mtPostCue(t *testing.T, api, sku string) string {
 		t.Fatal(err)
 	}
 	return created.Cue.ID
+}
+
+// mtStrict has hls-parser in strict mode read every playlist, by name.
+func mtStrict(t *testing.T, playlists map[string][]byte) {
+	t.Helper()
+	names := make([]string, 0, len(playlists))
+	for name := range playlists {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	bodies := make([]string, len(names))
+	for i, name := range names {
+		bodies[i] = string(playlists[name])
+	}
+	for i, msg := range e2etest.StrictCheck(t, bodies) {
+		if msg != "" {
+			t.Errorf("hls-parser (strict) refuses %s: %s\n%s", names[i], msg, bodies[i])
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/shopcast/shopcast/internal/e2etest"
 	"github.com/shopcast/shopcast/internal/server"
 )
 
@@ -49,7 +50,7 @@ func TestLadderMultitrack(t *testing.T) {
 
 	var mv *playlist.Multivariant
 	var mvBody []byte
-	mtWait(t, 40*time.Second, "three variants in the multivariant playlist", func() bool {
+	e2etest.WaitUntil(t, 40*time.Second, "three variants in the multivariant playlist", func() bool {
 		b, err := mtGet(ctx, base+"index.m3u8")
 		if err != nil {
 			return false
@@ -86,7 +87,7 @@ func TestLadderMultitrack(t *testing.T) {
 	cueID := mtPostCue(t, srv.HTTP+"/api/v1/streams/"+name+"/cues", "SNK-42")
 	srcMSN, srcPart := edge(want[0].uri)
 	for _, w := range want {
-		mtWait(t, 20*time.Second, w.uri+" past the cue", func() bool {
+		e2etest.WaitUntil(t, 20*time.Second, w.uri+" past the cue", func() bool {
 			msn, part := edge(w.uri)
 			return msn > srcMSN || msn == srcMSN && part >= srcPart+2
 		})
@@ -245,7 +246,7 @@ func TestLadderMultitrack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	mtWait(t, 30*time.Second, "gohlslib playing 60 frames of 360p", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "gohlslib playing 60 frames of 360p", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return frames >= 60 && partsLoaded > 0
@@ -263,11 +264,11 @@ func TestLadderQualityMenu(t *testing.T) {
 	}
 	const name = "menu"
 	srv := mtStartLadder(t, name, 720, 480, 360)
-	mtWait(t, 40*time.Second, "three variants", func() bool {
+	e2etest.WaitUntil(t, 40*time.Second, "three variants", func() bool {
 		b, err := mtGet(context.Background(), srv.HTTP+"/live/"+name+"/index.m3u8")
 		return err == nil && strings.Count(string(b), "#EXT-X-STREAM-INF") == 3
 	})
-	ctx, cancel := chromedp.NewContext(mtChromium(t))
+	ctx, cancel := chromedp.NewContext(e2etest.Chromium(t))
 	t.Cleanup(cancel)
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.HTTP+"/watch/"+name)); err != nil {
 		t.Fatal(err)
@@ -349,7 +350,7 @@ func TestLadderRecording(t *testing.T) {
 		URL, State string
 	}
 	var rec recording
-	mtWait(t, 30*time.Second, "the recording to be complete", func() bool {
+	e2etest.WaitUntil(t, 30*time.Second, "the recording to be complete", func() bool {
 		var out struct {
 			Recordings []struct {
 				URL   string `json:"url"`
