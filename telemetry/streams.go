@@ -240,8 +240,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // fold adds the growth of stream name's counters since the last scrape to
-// label lbl's totals. A counter below its last value means the stream
-// started again from zero: all of its value is growth.
+// label lbl's totals (addGrowth).
 func (c *streamCollector) fold(lbl, name string, cur *counters) {
 	t := c.totals[lbl]
 	if t == nil {
@@ -249,19 +248,7 @@ func (c *streamCollector) fold(lbl, name string, cur *counters) {
 		c.totals[lbl] = t
 	}
 	prev, seen := c.last[name]
-	restarted := !seen
-	for i := range cur {
-		if cur[i] < prev[i] {
-			restarted = true
-		}
-	}
-	for i := range cur {
-		if restarted {
-			t[i] += cur[i]
-		} else {
-			t[i] += cur[i] - prev[i]
-		}
-	}
+	addGrowth(t[:], cur[:], prev[:], seen)
 	c.last[name] = *cur
 }
 
@@ -274,19 +261,7 @@ func (c *streamCollector) foldVariant(lbl, key variantKey, cur variantCounters) 
 		c.vtotals[lbl] = t
 	}
 	prev, seen := c.vlast[key]
-	restarted := !seen
-	for i := range cur {
-		if cur[i] < prev[i] {
-			restarted = true
-		}
-	}
-	for i := range cur {
-		if restarted {
-			t[i] += cur[i]
-		} else {
-			t[i] += cur[i] - prev[i]
-		}
-	}
+	addGrowth(t[:], cur[:], prev[:], seen)
 	c.vlast[key] = cur
 }
 
@@ -369,4 +344,24 @@ func (l *streamLabels) retain(live map[string]bool) (released []string) {
 		}
 	}
 	return released
+}
+
+// addGrowth adds to total the growth of the counters cur over prev, their
+// values at the last scrape (seen: there was one). A counter below its
+// last value means the stream started again from zero: all of its value
+// is growth.
+func addGrowth(total, cur, prev []uint64, seen bool) {
+	restarted := !seen
+	for i := range cur {
+		if cur[i] < prev[i] {
+			restarted = true
+		}
+	}
+	for i := range cur {
+		if restarted {
+			total[i] += cur[i]
+		} else {
+			total[i] += cur[i] - prev[i]
+		}
+	}
 }
