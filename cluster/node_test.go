@@ -56,20 +56,36 @@ func freePorts(t *testing.T, n int) []int {
 func startCluster(t *testing.T, n int, cred func(*Config), log *slog.Logger) []*Node {
 	t.Helper()
 	ports := freePorts(t, n)
+	which := make([]int, n)
+	for i := range which {
+		which[i] = i
+	}
+	return startMembers(t, ports, which, cred, log)
+}
+
+// memberConfig is member i (n<i+1>) of a cluster on loopback ports.
+func memberConfig(i int, ports []int, storeDir string) Config {
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
 	}
+	return Config{
+		Name:        "n" + strconv.Itoa(i+1),
+		Listen:      "127.0.0.1:0",
+		RouteListen: "127.0.0.1:" + strconv.Itoa(ports[i]),
+		Routes:      routes,
+		StoreDir:    storeDir,
+	}
+}
+
+// startMembers starts the members which (indexes into ports) in this
+// process and waits until their JetStream is ready.
+func startMembers(t *testing.T, ports, which []int, cred func(*Config), log *slog.Logger) []*Node {
+	t.Helper()
 	var nodes []*Node
-	for i := range n {
-		cfg := Config{
-			Name:        "n" + strconv.Itoa(i+1),
-			Listen:      "127.0.0.1:0",
-			RouteListen: "127.0.0.1:" + strconv.Itoa(ports[i]),
-			Routes:      routes,
-			StoreDir:    t.TempDir(),
-			Logger:      log,
-		}
+	for _, i := range which {
+		cfg := memberConfig(i, ports, t.TempDir())
+		cfg.Logger = log
 		if cred != nil {
 			cred(&cfg)
 		}

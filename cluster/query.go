@@ -16,8 +16,9 @@ import (
 // bucket cannot tell: core NATS needs only the routes between the
 // surviving servers, not a JetStream quorum, a RAFT leader or a watch
 // consumer. A dead node does not answer; a node that holds a lease it
-// could not renew within TTL answers that it holds none (it is about to
-// give the stream up by the rule of Registry).
+// could not renew within TTL, nor keep on the members' word
+// (provisional.go), answers that it holds none: it is about to give the
+// stream up.
 
 // leaseQuery asks the members who holds a stream's lease.
 type leaseQuery struct {
@@ -33,6 +34,20 @@ type leaseAnswer struct {
 	Revision uint64    `json:"revision,omitempty"`
 	Disc     int64     `json:"disc,omitempty"`
 	Since    time.Time `json:"since,omitzero"`
+	// Provisional: the lease is not written yet (see provisional.go).
+	Provisional bool `json:"provisional,omitempty"`
+	// The publisher, for the takeover rule (leaseValue); SilentMs is as
+	// of the answer.
+	Proto    string `json:"proto,omitempty"`
+	Host     string `json:"host,omitempty"`
+	KeySum   string `json:"key_sum,omitempty"`
+	SilentMs int64  `json:"silent_ms,omitempty"`
+}
+
+// value is the answer as a lease value, for the takeover rule.
+func (a leaseAnswer) value() leaseValue {
+	return leaseValue{Node: a.Node, URL: a.URL, Live: a.Live, Disc: a.Disc, When: a.Since,
+		Proto: a.Proto, Host: a.Host, KeySum: a.KeySum, SilentMs: a.SilentMs}
 }
 
 // query is one members query of a stream, shared by concurrent Resolves
@@ -68,8 +83,10 @@ func (r *Registry) serveQueries(nc *nats.Conn) (*nats.Subscription, error) {
 			return
 		}
 		a := leaseAnswer{Node: r.node.Name()}
-		if o, ok := r.heldOwner(q.Stream); ok {
-			a = leaseAnswer{Node: o.Node, Held: true, URL: o.URL, Live: o.Live, Revision: o.Revision, Disc: o.Discontinuity, Since: o.Since}
+		if l := r.heldLease(q.Stream); l != nil {
+			l.mu.Lock()
+			a = l.answerLocked()
+			l.mu.Unlock()
 		}
 		b, _ := json.Marshal(a)
 		_ = m.Respond(b)
@@ -113,22 +130,65 @@ func (r *Registry) queryOwner(ctx context.Context, name string) (*query, error) 
 // the answers up to QueryTimeout: it stops early once every member it
 // knows of (from their heartbeats) has answered, or every one but the
 // silent ones whose heartbeat is stale once a holder has answered. Of two
-// holders (a fenced one that has not noticed yet), the later revision
-// wins.
+// holders (a fenced one that has not noticed yet, or a provisional one),
+// the one that beats the other wins (beats).
 func (r *Registry) queryMembers(name string) (Owner, bool, error) {
+	answers, _, err := r.collect(name, func(answers map[string]leaseAnswer, all, live map[string]bool) bool {
+		found := false
+		for _, a := range answers {
+			found = found || a.Held
+		}
+		return covers(answers, all) || (found && len(live) > 0 && covers(answers, live))
+	})
+	if err != nil {
+		return Owner{}, false, err
+	}
+	var best leaseAnswer
+	found := false
+	for _, a := range answers {
+		if a.Held && (!found || beats(a, best)) {
+			best, found = a, true
+		}
+	}
+	if !found {
+		return Owner{}, false, nil
+	}
+	return Owner{Stream: name, Node: best.Node, URL: best.URL, Live: best.Live, Revision: best.Revision,
+		Discontinuity: best.Disc, Since: best.Since, Provisional: best.Provisional}, true, nil
+}
+
+// covers reports whether every member of set answered (and someone did).
+func covers(answers map[string]leaseAnswer, set map[string]bool) bool {
+	for n := range set {
+		if _, ok := answers[n]; !ok {
+			return false
+		}
+	}
+	return len(answers) > 0
+}
+
+// collect sends the members query for name and gathers the answers, by
+// node, for up to QueryTimeout, or until enough (given the answers, the
+// members known from their heartbeats and those of them alive) says they
+// are enough; nil: once every known member answered. It also returns the
+// known members.
+func (r *Registry) collect(name string, enough func(answers map[string]leaseAnswer, all, live map[string]bool) bool) (map[string]leaseAnswer, map[string]bool, error) {
+	if enough == nil {
+		enough = func(answers map[string]leaseAnswer, all, _ map[string]bool) bool { return covers(answers, all) }
+	}
 	nc := r.node.Conn()
 	if nc == nil || !nc.IsConnected() {
-		return Owner{}, false, errors.New("no NATS connection")
+		return nil, nil, errors.New("no NATS connection")
 	}
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return Owner{}, false, fmt.Errorf("members query: %w", err)
+		return nil, nil, fmt.Errorf("members query: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	req, _ := json.Marshal(leaseQuery{Stream: name})
 	if err := nc.PublishRequest(r.QuerySubject(), inbox, req); err != nil {
-		return Owner{}, false, fmt.Errorf("members query: %w", err)
+		return nil, nil, fmt.Errorf("members query: %w", err)
 	}
 	r.mu.Lock()
 	now := time.Now()
@@ -140,17 +200,7 @@ func (r *Registry) queryMembers(name string) (Owner, bool, error) {
 		}
 	}
 	r.mu.Unlock()
-	answered := map[string]bool{}
-	covers := func(set map[string]bool) bool {
-		for n := range set {
-			if !answered[n] {
-				return false
-			}
-		}
-		return len(answered) > 0
-	}
-	var best Owner
-	found := false
+	answers := map[string]leaseAnswer{}
 	deadline := time.Now().Add(r.cfg.QueryTimeout)
 	for {
 		m, err := sub.NextMsg(time.Until(deadline))
@@ -158,19 +208,15 @@ func (r *Registry) queryMembers(name string) (Owner, bool, error) {
 			break // the time is up (or the connection went): what came is the answer
 		}
 		var a leaseAnswer
-		if json.Unmarshal(m.Data, &a) != nil {
+		if json.Unmarshal(m.Data, &a) != nil || a.Node == "" {
 			continue
 		}
-		answered[a.Node] = true
-		if a.Held && (!found || a.Revision > best.Revision) {
-			best = Owner{Stream: name, Node: a.Node, URL: a.URL, Live: a.Live, Revision: a.Revision, Discontinuity: a.Disc, Since: a.Since}
-			found = true
-		}
-		if (len(all) > 0 && covers(all)) || (found && len(live) > 0 && covers(live)) {
+		answers[a.Node] = a
+		if len(all) > 0 && enough(answers, all, live) {
 			break
 		}
 	}
-	return best, found, nil
+	return answers, all, nil
 }
 
 // BucketLeader is the name of the NATS server that leads the registry

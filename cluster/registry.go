@@ -76,6 +76,13 @@ type RegistryConfig struct {
 	// its leader died) before the publisher is refused. It defaults to
 	// 15s (NATS elects within 9s).
 	ClaimWait time.Duration
+	// Provisional lets a lease rest on the word of a majority of the
+	// members while the bucket cannot be written (a RAFT election after
+	// its leader died), for up to ClaimWait: owners keep their streams,
+	// and a publisher reconnecting to this node is accepted at once
+	// (provisional.go). Off, a lease lives only in the bucket: owners give
+	// their streams up after TTL without it, and claims wait for it.
+	Provisional bool
 	// QueryTimeout bounds a members query (Resolve, when the watch cannot
 	// confirm a lease): how long the answers of every member are waited
 	// for. It defaults to 300ms.
@@ -117,6 +124,9 @@ type Owner struct {
 	Discontinuity int64
 	// Since is when the owner claimed the stream.
 	Since time.Time
+	// Provisional: the owner holds the stream on the members' word, its
+	// lease not written yet (provisional.go); Revision is 0.
+	Provisional bool
 }
 
 // State is what a node knows of a stream's owner.
@@ -150,6 +160,9 @@ type leaseValue struct {
 	Host     string `json:"host,omitempty"`
 	KeySum   string `json:"key_sum,omitempty"`
 	SilentMs int64  `json:"silent_ms"`
+	// written is when the bucket stored the lease (the entry's time, or
+	// when the watch delivered it), not part of the value.
+	written time.Time
 }
 
 // RegistryStats are the registry's counters since Start.
@@ -158,6 +171,10 @@ type RegistryStats struct {
 	// node's publisher kept the stream, Renewals successful renewals, Losses
 	// leases lost (taken by another node, or not renewed within TTL).
 	Claims, Refusals, Renewals, Losses uint64
+	// Provisional are claims accepted on the members' word while the
+	// bucket could not be written, Kept leases kept that way through
+	// failed renewals (provisional.go).
+	Provisional, Kept uint64
 }
 
 // Registry is the cluster's record of which node ingests which stream: one
@@ -193,12 +210,13 @@ type Registry struct {
 	cfg  RegistryConfig
 	log  *slog.Logger
 
-	claims, refusals, renewals, losses atomic.Uint64
+	claims, refusals, renewals, losses, provisional, kept atomic.Uint64
 
 	mu     sync.Mutex
 	kv     jetstream.KeyValue // nil until ready
 	owners map[string]Owner
-	seen   map[string]time.Time // when the watch last delivered each lease
+	vals   map[string]leaseValue // the watched leases as written
+	seen   map[string]time.Time  // when the watch last delivered each lease
 	nodes  map[string]NodeInfo
 	heard  map[string]time.Time // when the watch last delivered each node's heartbeat (local clock)
 	// suspects are owners the proxy could not reach, with when: their
@@ -258,7 +276,7 @@ func NewRegistry(node *Node, cfg RegistryConfig) *Registry {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Registry{
 		node: node, cfg: cfg, log: log,
-		owners: map[string]Owner{}, seen: map[string]time.Time{}, nodes: map[string]NodeInfo{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
+		owners: map[string]Owner{}, vals: map[string]leaseValue{}, seen: map[string]time.Time{}, nodes: map[string]NodeInfo{}, gone: map[string]time.Time{}, leases: map[string]*lease{},
 		heard: map[string]time.Time{}, suspects: map[string]time.Time{}, queries: map[string]*query{},
 		changed: make(chan struct{}), ctx: ctx, cancel: cancel, ready: make(chan struct{}),
 	}
@@ -308,7 +326,8 @@ func (r *Registry) OwnedCount() int {
 
 // Stats returns the counters.
 func (r *Registry) Stats() RegistryStats {
-	return RegistryStats{Claims: r.claims.Load(), Refusals: r.refusals.Load(), Renewals: r.renewals.Load(), Losses: r.losses.Load()}
+	return RegistryStats{Claims: r.claims.Load(), Refusals: r.refusals.Load(), Renewals: r.renewals.Load(), Losses: r.losses.Load(),
+		Provisional: r.provisional.Load(), Kept: r.kept.Load()}
 }
 
 // Lookup returns what this node knows of name's owner, from its watch of
@@ -399,22 +418,34 @@ func (r *Registry) Suspect(node string) {
 }
 
 // heldOwner is this node's own lease of name, live or idle, if it holds
-// one that it renewed within TTL.
+// one that it renewed, or the members vouched for (provisional.go),
+// within TTL.
 func (r *Registry) heldOwner(name string) (Owner, bool) {
-	r.mu.Lock()
-	l := r.leases[name]
-	r.mu.Unlock()
+	l := r.heldLease(name)
 	if l == nil {
 		return Owner{}, false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.ownerLocked(), true
+}
+
+// heldLease is heldOwner's lease, or nil.
+func (r *Registry) heldLease(name string) *lease {
+	r.mu.Lock()
+	l := r.leases[name]
+	r.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	// An idle lease (the publisher left, the packager still serves the
 	// stream) counts: it is renewed, and viewers are still sent here.
-	if time.Since(l.lastOK) >= r.cfg.TTL {
-		return Owner{}, false
+	if time.Since(l.lastOK) >= r.cfg.TTL && time.Since(l.vouched) >= r.cfg.TTL {
+		return nil
 	}
-	return l.ownerLocked(), true
+	return l
 }
 
 // Owners returns every live or idle lease, sorted by stream name.
@@ -539,6 +570,9 @@ func (r *Registry) watch(kv jetstream.KeyValue, last *uint64, initial *bool, ele
 		case <-elected:
 			r.mu.Lock()
 			r.notifyLocked() // claims waiting for the bucket retry now
+			for _, l := range r.leases {
+				l.renewNow() // and leases renew (or are written) now
+			}
 			r.mu.Unlock()
 			return "the bucket elected a new leader"
 		case <-check.C:
@@ -635,17 +669,21 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		}
 		r.owners[name] = Owner{Stream: name, Node: v.Node, URL: v.URL, Live: v.Live,
 			Revision: e.Revision(), Discontinuity: v.Disc, Since: v.When}
-		r.seen[name] = time.Now()
+		v.written = time.Now()
+		r.vals[name] = v
+		r.seen[name] = v.written
 		delete(r.gone, name)
 	case jetstream.KeyValuePurge: // the TTL expired: the owner died
 		if o, ok := r.owners[name]; ok {
 			r.log.Warn("cluster: lease expired", "stream", name, "owner", o.Node)
 		}
 		delete(r.owners, name)
+		delete(r.vals, name)
 		delete(r.seen, name)
 		r.gone[name] = time.Now()
 	case jetstream.KeyValueDelete: // the owner ended the stream
 		delete(r.owners, name)
+		delete(r.vals, name)
 		delete(r.seen, name)
 		delete(r.gone, name)
 	}
@@ -757,10 +795,31 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 	if r.cfg.FirstDiscontinuity != nil {
 		floor = r.cfg.FirstDiscontinuity(name)
 	}
-	var lastErr error
+	var lastErr, lastRefusal error
+	// After the bucket did not answer, attempts are provisional only for
+	// a TTL or until the watch says the bucket is back: the dead owner's
+	// lease can be taken on the members' word the moment it expires, not
+	// a request timeout later.
+	var bucketDown time.Time
 	for {
 		changed := r.Changed()
-		ok, rev, why, err := r.claimable(ctx, kv, name, me)
+		var (
+			ok, skip bool
+			rev      uint64
+			why      string
+			read     *leaseValue
+			err      error
+		)
+		if skip = r.cfg.Provisional && lastErr != nil && time.Now().Before(bucketDown); skip {
+			err = lastErr
+		} else {
+			ok, rev, why, read, err = r.claimable(ctx, kv, name, me)
+		}
+		if err == nil && ok && r.cfg.Provisional && (read == nil || read.Node != me.Node) {
+			if h, hwhy := r.heldByMember(name, me); h {
+				ok, why = false, hwhy+" (a member keeps the stream while the bucket elects)"
+			}
+		}
 		// held: the lease is another node's, its publisher sending; the
 		// only case a publisher is refused for at the takeover deadline.
 		held := err == nil && !ok
@@ -773,6 +832,25 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 					"after", time.Since(t0).Round(time.Millisecond))
 				return l.release, nil
 			}
+		}
+		if err != nil && !isConflict(err) {
+			// The bucket did not answer: the members may vouch instead.
+			if !skip {
+				bucketDown = time.Now().Add(max(r.cfg.TTL, r.cfg.RequestTimeout))
+			}
+			if read == nil {
+				read = r.watchedValue(name)
+			}
+			l, perr := r.claimProvisionally(ctx, kv, name, me, read, floor, p)
+			if perr == nil {
+				r.log.Info("cluster: stream claimed provisionally, the registry bucket does not answer", "stream", name,
+					"discontinuity", l.val.Disc, "err", err, "after", time.Since(t0).Round(time.Millisecond))
+				return l.release, nil
+			}
+			if lastRefusal == nil || lastRefusal.Error() != perr.Error() {
+				r.log.Info("cluster: stream not claimed provisionally", "stream", name, "reason", perr)
+			}
+			lastRefusal = perr
 		}
 		if err != nil {
 			if lastErr == nil || lastErr.Error() != err.Error() {
@@ -799,6 +877,7 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 		t := time.NewTimer(wait)
 		select {
 		case <-changed:
+			bucketDown = time.Time{} // the watch (or an election) says the bucket answers
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
@@ -822,34 +901,43 @@ func (r *Registry) newValue(p ingest.Publisher) leaseValue {
 }
 
 // claimable reads name's lease and says whether me may take it: at which
-// revision (0: create), and why; or, when it may not, why not.
-func (r *Registry) claimable(ctx context.Context, kv jetstream.KeyValue, name string, me leaseValue) (bool, uint64, string, error) {
+// revision (0: create), and why; or, when it may not, why not. It also
+// returns the lease read, if any.
+func (r *Registry) claimable(ctx context.Context, kv jetstream.KeyValue, name string, me leaseValue) (bool, uint64, string, *leaseValue, error) {
 	gctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
 	e, err := kv.Get(gctx, leasePrefix+name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return true, 0, "free", nil
+		return true, 0, "free", nil, nil
 	}
 	if err != nil {
-		return false, 0, "", err
+		return false, 0, "", nil, err
 	}
 	var v leaseValue
 	if err := json.Unmarshal(e.Value(), &v); err != nil {
-		return true, e.Revision(), "unreadable lease", nil
+		return true, e.Revision(), "unreadable lease", nil, nil
 	}
-	switch {
-	case v.Node == me.Node:
-		return true, e.Revision(), "held by this node", nil
-	case !v.Live:
-		return true, e.Revision(), "the publisher on " + v.Node + " left", nil
-	case v.KeySum != "" && me.KeySum != "" && subtle.ConstantTimeCompare([]byte(v.KeySum), []byte(me.KeySum)) == 1:
-		return true, e.Revision(), "same stream key", nil
-	case v.Host != "" && v.Host == me.Host:
-		return true, e.Revision(), "same address", nil
-	case time.Duration(v.SilentMs)*time.Millisecond >= r.cfg.TakeoverSilence:
-		return true, e.Revision(), "the publisher on " + v.Node + " is silent", nil
+	v.written = e.Created()
+	ok, why := r.takeable(v, me)
+	if !ok {
+		return false, 0, why, &v, nil
 	}
-	return false, 0, fmt.Sprintf("the %s publisher from %s on node %s is still sending", v.Proto, v.Host, v.Node), nil
+	return true, e.Revision(), why, &v, nil
+}
+
+// constantTimeEqual compares two stream key digests.
+func constantTimeEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// watchedValue is name's lease as the watch last delivered it, if any.
+func (r *Registry) watchedValue(name string) *leaseValue {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.vals[name]; ok {
+		return &v
+	}
+	return nil
 }
 
 // claim writes this node's lease at rev (0: create), after taking a
@@ -868,15 +956,18 @@ func (r *Registry) claim(ctx context.Context, kv jetstream.KeyValue, name string
 		}
 		old.mu.Unlock()
 	}
-	// Two requests: the discontinuity number, then the lease.
-	wctx, cancel := context.WithTimeout(ctx, 2*r.cfg.RequestTimeout)
-	defer cancel()
-	disc, err := r.nextDiscontinuity(wctx, kv, name, floor)
+	// Two requests, each bounded: the discontinuity number, then the
+	// lease.
+	dctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+	disc, err := r.nextDiscontinuity(dctx, kv, name, floor)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
 	v.Disc, v.When = disc, time.Now().UTC()
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	newRev, err := r.write(wctx, kv, name, v, rev)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
@@ -970,8 +1061,15 @@ type lease struct {
 	mu     sync.Mutex
 	val    leaseValue
 	rev    uint64
-	lastOK time.Time
-	left   bool // the publisher released it
+	lastOK time.Time // when the bucket last acknowledged it
+	left   bool      // the publisher released it
+	// provisional: claimed on the members' word, not written yet; since
+	// when. vouched is when the members last vouched for it, kept whether
+	// it is kept that way through failed renewals (provisional.go).
+	provisional bool
+	since       time.Time
+	vouched     time.Time
+	kept        bool
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -982,7 +1080,26 @@ type lease struct {
 // ownerLocked is the lease as an Owner; l.mu is held.
 func (l *lease) ownerLocked() Owner {
 	return Owner{Stream: l.name, Node: l.r.node.Name(), URL: l.val.URL, Live: l.val.Live && !l.left,
-		Revision: l.rev, Discontinuity: l.val.Disc, Since: l.val.When}
+		Revision: l.rev, Discontinuity: l.val.Disc, Since: l.val.When, Provisional: l.provisional}
+}
+
+// answerLocked is the lease as a members query answers it; l.mu is held.
+func (l *lease) answerLocked() leaseAnswer {
+	o := l.ownerLocked()
+	silent := l.val.SilentMs
+	if !l.left && l.pub.LastActive != nil {
+		silent = time.Since(l.pub.LastActive()).Milliseconds()
+	}
+	return leaseAnswer{Node: o.Node, Held: true, URL: o.URL, Live: o.Live, Revision: o.Revision, Disc: o.Discontinuity,
+		Since: o.Since, Provisional: o.Provisional, Proto: l.val.Proto, Host: l.val.Host, KeySum: l.val.KeySum, SilentMs: silent}
+}
+
+// renewNow asks for a renewal (or a provisional lease's write) at once.
+func (l *lease) renewNow() {
+	select {
+	case l.poke <- struct{}{}:
+	default:
+	}
 }
 
 // release is the ingest's release: the publisher left. The lease is kept,
@@ -992,10 +1109,7 @@ func (l *lease) release() {
 	l.left = true
 	l.val.Live = false
 	l.mu.Unlock()
-	select {
-	case l.poke <- struct{}{}:
-	default:
-	}
+	l.renewNow()
 }
 
 // stopRenewing ends the renewals and waits for them.
@@ -1004,7 +1118,9 @@ func (l *lease) stopRenewing() {
 	<-l.done
 }
 
-// renew renews the lease every Renew until it is stopped, deleted or lost.
+// renew renews the lease every Renew until it is stopped, deleted or lost;
+// a provisional lease is written first (confirm). While the bucket does
+// not answer, the lease is kept on the members' word (provisional.go).
 func (l *lease) renew() {
 	r := l.r
 	defer close(l.done)
@@ -1025,7 +1141,7 @@ func (l *lease) renew() {
 		case <-l.poke:
 		}
 		l.mu.Lock()
-		left, rev := l.left, l.rev
+		left, rev, prov := l.left, l.rev, l.provisional
 		if !left && l.pub.LastActive != nil {
 			l.val.SilentMs = time.Since(l.pub.LastActive()).Milliseconds()
 		}
@@ -1036,45 +1152,138 @@ func (l *lease) renew() {
 			return
 		}
 		if left && (r.cfg.Active == nil || !r.cfg.Active(l.name)) {
-			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.TTL)
-			err := kv.Delete(ctx, leasePrefix+l.name, jetstream.LastRevision(rev))
-			cancel()
-			if err != nil && !isConflict(err) {
-				r.log.Warn("cluster: lease not deleted, it expires", "stream", l.name, "err", err)
+			if !prov {
+				ctx, cancel := context.WithTimeout(r.ctx, r.cfg.TTL)
+				err := kv.Delete(ctx, leasePrefix+l.name, jetstream.LastRevision(rev))
+				cancel()
+				if err != nil && !isConflict(err) {
+					r.log.Warn("cluster: lease not deleted, it expires", "stream", l.name, "err", err)
+				}
 			}
 			r.log.Info("cluster: stream released", "stream", l.name)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Renew)
-		newRev, err := r.write(ctx, kv, l.name, v, rev)
-		cancel()
-		select {
-		case <-l.stop:
-			// Stopped while writing: the next holder reads the revision.
+		if prov {
+			err = r.confirm(r.ctx, kv, l)
+			if err == nil {
+				r.claims.Add(1)
+			}
+		} else {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Renew)
+			var newRev uint64
+			newRev, err = r.write(ctx, kv, l.name, v, rev)
+			if isConflict(err) {
+				newRev, err = r.rewrite(ctx, kv, l.name, v)
+			}
+			cancel()
+			select {
+			case <-l.stop:
+				// Stopped while writing: the next holder reads the revision.
+				if err == nil {
+					l.mu.Lock()
+					l.rev = newRev
+					l.mu.Unlock()
+				}
+				return
+			default:
+			}
 			if err == nil {
 				l.mu.Lock()
-				l.rev = newRev
+				l.rev, l.lastOK = newRev, time.Now()
 				l.mu.Unlock()
 			}
-			return
-		default:
 		}
-		switch {
-		case err == nil:
-			l.mu.Lock()
-			l.rev, l.lastOK = newRev, time.Now()
-			l.mu.Unlock()
+		if err == nil {
 			r.renewals.Add(1)
-		case isConflict(err):
-			l.lost("another node took the stream")
+			l.mu.Lock()
+			if l.kept {
+				l.kept = false
+				r.log.Info("cluster: lease renewed in the bucket again", "stream", l.name)
+			}
+			l.mu.Unlock()
+			continue
+		}
+		if errors.Is(err, errFenced) {
+			l.lost(err.Error())
 			return
-		case time.Since(l.lastOK) >= r.cfg.TTL:
-			l.lost(fmt.Sprintf("not renewed for the lease TTL (%v): %v", r.cfg.TTL, err))
+		}
+		if why := l.keep(err); why != "" {
+			l.lost(why)
 			return
-		default:
-			r.log.Warn("cluster: lease renewal failed, retrying", "stream", l.name, "err", err)
 		}
 	}
+}
+
+// rewrite is a renewal whose compare-and-set lost. When the bucket
+// expired the lease (it was kept on the members' word past TTL) or the
+// renewal before was written but not acknowledged, the key is created or
+// written again; another node's lease there fences this node (errFenced).
+func (r *Registry) rewrite(ctx context.Context, kv jetstream.KeyValue, name string, v leaseValue) (uint64, error) {
+	e, err := kv.Get(ctx, leasePrefix+name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		rev, err := r.write(ctx, kv, name, v, 0)
+		if isConflict(err) {
+			return 0, fmt.Errorf("%w: another node took the stream", errFenced)
+		}
+		return rev, err
+	case err != nil:
+		return 0, err
+	}
+	var cur leaseValue
+	if json.Unmarshal(e.Value(), &cur) == nil && cur.Node == v.Node && cur.When.Equal(v.When) {
+		rev, err := r.write(ctx, kv, name, v, e.Revision())
+		if isConflict(err) {
+			return 0, fmt.Errorf("%w: another node took the stream", errFenced)
+		}
+		return rev, err
+	}
+	return 0, fmt.Errorf("%w: another node took the stream (node %s)", errFenced, cur.Node)
+}
+
+// keep decides about a lease the bucket did not acknowledge (err): it is
+// kept while the members vouch for it, for at most ClaimWait without the
+// bucket, and otherwise for TTL after its last renewal. It returns why the
+// lease is lost, or "" to keep it.
+func (l *lease) keep(err error) string {
+	r := l.r
+	l.mu.Lock()
+	mine, prov, lastOK, since, vouched := l.answerLocked(), l.provisional, l.lastOK, l.since, l.vouched
+	l.mu.Unlock()
+	if !r.cfg.Provisional {
+		if time.Since(lastOK) >= r.cfg.TTL {
+			return fmt.Sprintf("not renewed for the lease TTL (%v): %v", r.cfg.TTL, err)
+		}
+		r.log.Warn("cluster: lease renewal failed, retrying", "stream", l.name, "err", err)
+		return ""
+	}
+	base := lastOK
+	if prov {
+		base = since
+	}
+	if time.Since(base) >= r.cfg.ClaimWait {
+		return fmt.Sprintf("not written to the registry bucket within %v: %v", r.cfg.ClaimWait, err)
+	}
+	verr := r.vouch(l.name, &mine)
+	switch {
+	case verr == nil:
+		l.mu.Lock()
+		l.vouched = time.Now()
+		first := !l.kept && !prov
+		l.kept = l.kept || !prov
+		l.mu.Unlock()
+		if first {
+			r.kept.Add(1)
+			r.log.Warn("cluster: lease kept on the members' word, the registry bucket does not answer", "stream", l.name, "err", err)
+		}
+		return ""
+	case errors.Is(verr, errOutvoted):
+		return verr.Error()
+	case time.Since(lastOK) >= r.cfg.TTL && time.Since(vouched) >= r.cfg.TTL:
+		return fmt.Sprintf("not renewed for the lease TTL (%v): %v; %v", r.cfg.TTL, err, verr)
+	}
+	r.log.Warn("cluster: lease renewal failed, retrying", "stream", l.name, "err", err, "members", verr)
+	return ""
 }
 
 // lost ends this node's ownership: the publisher is kicked, so that it

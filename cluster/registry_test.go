@@ -12,15 +12,13 @@ import (
 )
 
 // startRegistries starts a registry on each node, with short leases.
-func startRegistries(t *testing.T, nodes []*Node, active func(node int, name string) bool) []*Registry {
+func startRegistries(t *testing.T, nodes []*Node, active func(node int, name string) bool, tweak ...func(*RegistryConfig)) []*Registry {
 	t.Helper()
 	var regs []*Registry
 	for i, n := range nodes {
-		cfg := RegistryConfig{
-			URL:             "http://" + n.Name() + ".internal:8080",
-			TTL:             2 * time.Second,
-			Renew:           300 * time.Millisecond,
-			TakeoverSilence: time.Second,
+		cfg := testRegistryConfig(n)
+		for _, f := range tweak {
+			f(&cfg)
 		}
 		if active != nil {
 			cfg.Active = func(name string) bool { return active(i, name) }
@@ -38,6 +36,17 @@ func startRegistries(t *testing.T, nodes []*Node, active func(node int, name str
 		}
 	}
 	return regs
+}
+
+// testRegistryConfig is a test member's registry: short leases.
+func testRegistryConfig(n *Node) RegistryConfig {
+	return RegistryConfig{
+		URL:             "http://" + n.Name() + ".internal:8080",
+		TTL:             2 * time.Second,
+		Renew:           300 * time.Millisecond,
+		TakeoverSilence: time.Second,
+		Provisional:     true,
+	}
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -183,8 +192,9 @@ func TestRegistryLeases(t *testing.T) {
 
 	t.Run("a dead owner's lease expires and the stream moves", func(t *testing.T) {
 		// n2 holds "shop", its publisher sending: only the expiry frees it.
-		// n2 leads the bucket's RAFT group too, the slow case: the
-		// survivors elect a new leader before anything is written.
+		// n2 leads the bucket's RAFT group too; an in-process server hands
+		// the leadership over as it shuts down (TestBucketLeaderCrash
+		// kills a member's process, which does not).
 		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if err := regs[0].MoveBucketLeader(mctx, "n2"); err != nil {

@@ -8,6 +8,7 @@ type ClusterStats struct {
 	Healthy                                bool
 	StreamsOwned                           int
 	Claims, Refusals, Renewals, Losses     uint64
+	Provisional, Kept                      uint64
 	Proxied, ProxyUnreachable, ProxyMoving uint64
 }
 
@@ -26,7 +27,7 @@ var (
 	clusterOwned = prometheus.NewDesc("shopcast_cluster_streams_owned",
 		"Streams whose lease this node holds.", nil, nil)
 	clusterLeases = prometheus.NewDesc("shopcast_cluster_lease_events_total",
-		"Stream registry events on this node: claim (lease won), refusal (a publisher refused: another node's kept the stream), renewal, loss (lease taken by another node or not renewed within its TTL).",
+		"Stream registry events on this node: claim (lease won), refusal (a publisher refused: another node's kept the stream), renewal, loss (lease taken by another node or not renewed within its TTL), provisional (a claim accepted on the members' word while the registry could not be written), kept (a lease kept on the members' word through failed renewals).",
 		[]string{"event"}, nil)
 	clusterProxied = prometheus.NewDesc("shopcast_cluster_proxied_requests_total",
 		"Requests for streams another node owns, by outcome: proxied (the owner answered), unreachable (503: the owner did not answer and no other node holds the stream), moving (503 while the stream changes node or no live owner is known).",
@@ -48,7 +49,8 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(clusterHealthy, prometheus.GaugeValue, healthy)
 	ch <- prometheus.MustNewConstMetric(clusterOwned, prometheus.GaugeValue, float64(s.StreamsOwned))
-	for ev, v := range map[string]uint64{"claim": s.Claims, "refusal": s.Refusals, "renewal": s.Renewals, "loss": s.Losses} {
+	for ev, v := range map[string]uint64{"claim": s.Claims, "refusal": s.Refusals, "renewal": s.Renewals, "loss": s.Losses,
+		"provisional": s.Provisional, "kept": s.Kept} {
 		ch <- prometheus.MustNewConstMetric(clusterLeases, prometheus.CounterValue, float64(v), ev)
 	}
 	for oc, v := range map[string]uint64{"proxied": s.Proxied, "unreachable": s.ProxyUnreachable, "moving": s.ProxyMoving} {

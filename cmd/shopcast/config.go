@@ -246,6 +246,8 @@ var keys = []key{
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterRequestTimeout) }},
 	{name: "cluster_claim_wait", arg: "DURATION", usage: "in a cluster, how long a publisher's claim retries while the stream registry does not answer (a RAFT election) before the publisher is refused",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterClaimWait) }},
+	{name: "cluster_provisional", usage: "in a cluster, whether a stream's lease may rest on the word of a majority of the members while the stream registry cannot be written (a RAFT election), up to cluster_claim_wait: owners keep their streams and a reconnecting publisher is accepted at once",
+		value: func(c *Config) flag.Value { return (*boolValue)(&c.ClusterProvisional) }},
 	{name: "cluster_query_timeout", arg: "DURATION", usage: "in a cluster, how long a node waits for the other members' answers when it asks them who owns a stream its registry watch cannot confirm",
 		value: func(c *Config) flag.Value { return (*durationValue)(&c.ClusterQueryTimeout) }},
 	{name: "cluster_route_ping", arg: "DURATION", usage: "the embedded NATS server's ping interval on its routes; a member that vanished silently is dropped after three unanswered pings (at most 30s)",

@@ -311,6 +311,12 @@ type Config struct {
 	// registry does not answer (a RAFT election) before the publisher is
 	// refused. It defaults to 15s.
 	ClusterClaimWait time.Duration
+	// ClusterProvisional lets a stream's lease rest on the word of a
+	// majority of the members while the registry cannot be written (a
+	// RAFT election), for up to ClusterClaimWait: owners keep their
+	// streams and a reconnecting publisher is accepted at once. On by
+	// default.
+	ClusterProvisional bool
 	// ClusterQueryTimeout bounds the members query that confirms a
 	// stream's owner when the registry's watch cannot. It defaults to
 	// 300ms.
@@ -475,6 +481,7 @@ func Defaults() Config {
 		CueClusterTimeout:       2 * time.Second,
 		ClusterRequestTimeout:   time.Second,
 		ClusterClaimWait:        15 * time.Second,
+		ClusterProvisional:      true,
 		ClusterQueryTimeout:     300 * time.Millisecond,
 		ClusterRoutePing:        2 * time.Second,
 		AlignedTimeline:         false,

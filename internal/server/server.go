@@ -75,6 +75,7 @@ func (s *Server) startRegistry(discs *discseq.Store) {
 		Moving:          s.cfg.GracePeriod,
 		RequestTimeout:  s.cfg.ClusterRequestTimeout,
 		ClaimWait:       s.cfg.ClusterClaimWait,
+		Provisional:     s.cfg.ClusterProvisional,
 		QueryTimeout:    s.cfg.ClusterQueryTimeout,
 		// Set before the first publisher can arrive.
 		Active: func(name string) bool {
@@ -130,6 +131,7 @@ func (s *Server) clusterStats() telemetry.ClusterStats {
 	return telemetry.ClusterStats{
 		Healthy: s.node.Healthy(), StreamsOwned: s.leases.OwnedCount(),
 		Claims: rs.Claims, Refusals: rs.Refusals, Renewals: rs.Renewals, Losses: rs.Losses,
+		Provisional: rs.Provisional, Kept: rs.Kept,
 		Proxied: ps.Proxied, ProxyUnreachable: ps.Unreachable, ProxyMoving: ps.Moving,
 	}
 }
