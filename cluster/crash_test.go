@@ -202,3 +202,35 @@ func TestBucketLeaderCrash(t *testing.T) {
 		t.Errorf("a stranger's claim of kept: %v, want ErrNameInUse", err)
 	}
 }
+
+// TestMinorityGivesUp: a node cut off with a minority of the cluster
+// gets no majority's word, so it neither keeps its streams past the
+// lease's TTL nor claims one provisionally: at most one side of a
+// partition holds a stream.
+func TestMinorityGivesUp(t *testing.T) {
+	nodes := startCluster(t, 3, nil, slog.New(slog.DiscardHandler))
+	regs := startRegistries(t, nodes, nil, func(c *RegistryConfig) { c.ClaimWait = 3 * time.Second })
+	ctx := t.Context()
+	var p testPublisher
+	p.sending(t)
+	if _, err := regs[0].Acquire(ctx, "alone", p.pub("10.0.0.1:5000", "")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "n1 knows every member", func() bool { return len(regs[0].Nodes()) == 3 })
+	nodes[1].Kill()
+	nodes[2].Kill()
+	t0 := time.Now()
+	waitFor(t, 2*2*time.Second, "n1 gives its stream up", func() bool { return p.kicks.Load() == 1 })
+	t.Logf("n1 kicked its publisher %v after losing the majority (lease TTL 2s)", time.Since(t0))
+	if s := regs[0].Stats(); s.Losses != 1 || s.Kept != 0 {
+		t.Errorf("n1 stats %+v", s)
+	}
+	var p2 testPublisher
+	_, err := regs[0].Acquire(ctx, "other", p2.pub("10.0.0.2:5000", ""))
+	if err == nil || errors.Is(err, ingest.ErrNameInUse) {
+		t.Fatalf("a claim on the minority side: %v, want the registry's error", err)
+	}
+	if s := regs[0].Stats(); s.Provisional != 0 {
+		t.Errorf("n1 stats %+v", s)
+	}
+}
