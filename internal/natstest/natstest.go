@@ -103,6 +103,16 @@ func (c *Cluster) waitPeers() {
 	}
 }
 
+// portFree reports whether port can be listened on now.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -149,6 +159,15 @@ func (c *Cluster) Restart(i int) {
 	if c.servers[i] != nil {
 		return
 	}
+	// A port freed by Kill may have been taken meanwhile (by another test
+	// binary running in parallel): the member then comes back on a fresh
+	// one, and its peers still get a route to it, as it dials them.
+	if !portFree(c.opts[i].Port) {
+		c.opts[i].Port = freePort(c.t)
+	}
+	if p := c.opts[i].Cluster.Port; p != 0 && !portFree(p) {
+		c.opts[i].Cluster.Port = freePort(c.t)
+	}
 	o := *c.opts[i]
 	s, err := server.NewServer(&o)
 	if err != nil {
@@ -159,8 +178,10 @@ func (c *Cluster) Restart(i int) {
 		s.ConfigureLogger()
 	}
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		c.t.Fatalf("nats server %s not ready", o.ServerName)
+	// Its JetStream store is restored before it listens: on a loaded
+	// machine that can take a while.
+	if !s.ReadyForConnections(60 * time.Second) {
+		c.t.Fatalf("nats server %s not listening on ports %d and %d within 60s", o.ServerName, o.Port, o.Cluster.Port)
 	}
 	c.servers[i] = s
 }
