@@ -155,9 +155,9 @@ func TestBucketLeaderCrash(t *testing.T) {
 	took := time.Since(t0)
 	o, st := n3.Resolve(ctx, "shop")
 	t.Logf("n3 took the stream %v after kill -9 of n2, the bucket's leader (lease TTL 2s; NATS elects in 4-9s); provisional %v", took, o.Provisional)
-	// The lease's TTL: the members vouch for the claim long before the
-	// election ends.
-	if took > 3*time.Second {
+	// About the lease's TTL: the members vouch for the claim before any
+	// election can end (NATS waits at least 4 s).
+	if took > 4*time.Second {
 		t.Errorf("took %v, want about the lease TTL", took)
 	}
 	if st != OwnedHere || !o.Provisional || o.Revision != 0 || o.Discontinuity <= o2.Discontinuity {

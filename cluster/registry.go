@@ -211,6 +211,8 @@ type Registry struct {
 	log  *slog.Logger
 
 	claims, refusals, renewals, losses, provisional, kept atomic.Uint64
+	// elections counts the bucket's leader-elected advisories.
+	elections atomic.Uint64
 
 	mu     sync.Mutex
 	kv     jetstream.KeyValue // nil until ready
@@ -568,6 +570,7 @@ func (r *Registry) watch(kv jetstream.KeyValue, last *uint64, initial *bool, ele
 		case <-r.ctx.Done():
 			return "closed"
 		case <-elected:
+			r.elections.Add(1)
 			r.mu.Lock()
 			r.notifyLocked() // claims waiting for the bucket retry now
 			for _, l := range r.leases {
@@ -797,10 +800,13 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 	}
 	var lastErr, lastRefusal error
 	// After the bucket did not answer, attempts are provisional only for
-	// a TTL or until the watch says the bucket is back: the dead owner's
-	// lease can be taken on the members' word the moment it expires, not
-	// a request timeout later.
+	// a TTL (and a request's timeout, for a renewal delivered late) or
+	// until the bucket elects a leader: the dead owner's lease
+	// can be taken on the members' word the moment it expires, not a
+	// request timeout later. (A watch update does not say the bucket is
+	// back: it may have been written before it stopped answering.)
 	var bucketDown time.Time
+	var downElections uint64
 	for {
 		changed := r.Changed()
 		var (
@@ -810,7 +816,7 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 			read     *leaseValue
 			err      error
 		)
-		if skip = r.cfg.Provisional && lastErr != nil && time.Now().Before(bucketDown); skip {
+		if skip = r.cfg.Provisional && lastErr != nil && time.Now().Before(bucketDown) && r.elections.Load() == downElections; skip {
 			err = lastErr
 		} else {
 			ok, rev, why, read, err = r.claimable(ctx, kv, name, me)
@@ -836,7 +842,8 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 		if err != nil && !isConflict(err) {
 			// The bucket did not answer: the members may vouch instead.
 			if !skip {
-				bucketDown = time.Now().Add(max(r.cfg.TTL, r.cfg.RequestTimeout))
+				bucketDown = time.Now().Add(r.cfg.TTL + r.cfg.RequestTimeout)
+				downElections = r.elections.Load()
 			}
 			if read == nil {
 				read = r.watchedValue(name)
@@ -877,7 +884,6 @@ func (r *Registry) Acquire(ctx context.Context, name string, p ingest.Publisher)
 		t := time.NewTimer(wait)
 		select {
 		case <-changed:
-			bucketDown = time.Time{} // the watch (or an election) says the bucket answers
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()

@@ -308,7 +308,9 @@ func (r *Recorder) endRecording(se *packager.StreamEnd) {
 	k := key{se.Stream, se.Session}
 	rec := r.recs[k]
 	delete(r.recs, k)
+	r.qmu.Lock() // gaps belongs to the queue's side
 	delete(r.gaps, k)
+	r.qmu.Unlock()
 	if rec == nil || rec.dir == "" {
 		return
 	}
