@@ -38,10 +38,11 @@ import (
 //     with a provisional lease: the node serves the stream and answers the
 //     members query for it, so the proxy on every node sends viewers here.
 //     Its discontinuity number is one more than any the node has seen
-//     (the bucket's last, read from a replica; the watched owner's; the
-//     members'), and the lease is written, fenced as any claim, once the
-//     bucket has a leader. If by then another node holds the stream, or a
-//     later number was taken, the provisional owner kicks its publisher.
+//     (the bucket's last, if a replica answers a direct get; the watched
+//     owner's; this node's own counter), and the lease is written, fenced
+//     as any claim, once the bucket has a leader. If by then another node
+//     wrote a lease after this claim, or a later number was taken, the
+//     provisional owner kicks its publisher.
 //
 // Either lasts at most ClaimWait without the bucket; two provisional
 // claims of one stream (two publishers, during the election) are settled
@@ -148,7 +149,8 @@ func (r *Registry) claimProvisionally(ctx context.Context, kv jetstream.KeyValue
 		disc = max(disc, known.Disc+1)
 	}
 	r.mu.Unlock()
-	// A replica answers a direct get without a leader.
+	// A replica may answer a direct get without a leader; bounded, as
+	// it often does not.
 	gctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	if n, err := r.lastDiscontinuity(gctx, kv, name); err == nil {
 		disc = max(disc, n+1)
