@@ -217,6 +217,13 @@ func TestMinorityGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "n1 knows every member", func() bool { return len(regs[0].Nodes()) == 3 })
+	// On a loaded machine the first claim may go by the members' word
+	// while the new bucket elects; the partition is cut once it is written.
+	waitFor(t, 20*time.Second, "n1's lease is written", func() bool {
+		rev, _, _ := regs[0].Held("alone")
+		return rev > 0
+	})
+	before := regs[0].Stats()
 	nodes[1].Kill()
 	nodes[2].Kill()
 	t0 := time.Now()
@@ -230,7 +237,7 @@ func TestMinorityGivesUp(t *testing.T) {
 	if err == nil || errors.Is(err, ingest.ErrNameInUse) {
 		t.Fatalf("a claim on the minority side: %v, want the registry's error", err)
 	}
-	if s := regs[0].Stats(); s.Provisional != 0 {
-		t.Errorf("n1 stats %+v", s)
+	if s := regs[0].Stats(); s.Provisional != before.Provisional {
+		t.Errorf("n1 stats %+v, before the partition %+v: a claim went ahead provisionally", s, before)
 	}
 }

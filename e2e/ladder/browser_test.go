@@ -108,6 +108,12 @@ type ladderState struct {
 	Latency float64        `json:"latency"` // hls.js's live latency, s
 	Target  float64        `json:"target"`  // hls.js's target latency, s
 	Trace   []any          `json:"trace"`
+	// What hls.js's level choice goes by, for a failure's log.
+	Bandwidth float64   `json:"bw"`
+	UpFactor  float64   `json:"upFactor"`
+	Bitrates  []float64 `json:"bitrates"`
+	AutoLevel bool      `json:"auto"`
+	CapLevel  int       `json:"cap"`
 }
 
 const ladderStateJS = `(() => {
@@ -126,6 +132,11 @@ const ladderStateJS = `(() => {
     latency: hls && Number.isFinite(hls.latency) ? hls.latency : 0,
     target: hls && Number.isFinite(hls.targetLatency) ? hls.targetLatency : 0,
     trace: p.trace || [],
+    bw: hls ? hls.bandwidthEstimate : 0,
+    upFactor: hls ? hls.config.abrBandWidthUpFactor : 0,
+    bitrates: hls ? hls.levels.map((l) => l.bitrate) : [],
+    auto: hls ? hls.autoLevelEnabled : false,
+    cap: hls ? hls.autoLevelCapping : 0,
   };
 })()`
 
@@ -206,8 +217,11 @@ func TestLadderBrowserSwitch(t *testing.T) {
 	}
 	srv := ladderServer(t, ladderBrowserRungs)
 	// A keyframe a second, as the project's other browser tests publish:
-	// hls.js switches level at an independent part only.
-	ladderPublishGOP(t, srv.RTMP+"/live/shop", 30)
+	// hls.js switches level at an independent part only. The source at
+	// 1.2 Mbit/s is over the throttle, so hls.js must switch down, yet low
+	// enough that its estimate on a loaded machine (it counts the page's
+	// own parsing time) still clears the climb to it.
+	ladderPublishGOP(t, srv.RTMP+"/live/shop", 30, 1200)
 	ladderWait(t, 30*time.Second, "three variants", func() bool {
 		mv, err := ladderMultivariant(srv.HTTP + "/live/shop")
 		return err == nil && len(mv.Variants) == 3

@@ -63,10 +63,11 @@ func ladderServer(t *testing.T, rungs []ladder.Rung, edit ...func(*server.Config
 
 // ladderPublish runs ffmpeg publishing 720p30 (a keyframe every 2 s, as
 // OBS is told to) over RTMP until the test ends.
-func ladderPublish(t *testing.T, rtmpURL string) { ladderPublishGOP(t, rtmpURL, 60) }
+func ladderPublish(t *testing.T, rtmpURL string) { ladderPublishGOP(t, rtmpURL, 60, 2500) }
 
-// ladderPublishGOP is ladderPublish with a keyframe every gop frames.
-func ladderPublishGOP(t *testing.T, rtmpURL string, gop int) {
+// ladderPublishGOP is ladderPublish with a keyframe every gop frames and
+// the video at kbps kbit/s.
+func ladderPublishGOP(t *testing.T, rtmpURL string, gop, kbps int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &e2etest.Buffer{}
@@ -74,7 +75,7 @@ func ladderPublishGOP(t *testing.T, rtmpURL string, gop int) {
 		"-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "300",
 		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-profile:v", "high", "-pix_fmt", "yuv420p",
-		"-b:v", "2500k", "-maxrate", "2500k", "-bufsize", "5000k", "-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0",
+		"-b:v", fmt.Sprintf("%dk", kbps), "-maxrate", fmt.Sprintf("%dk", kbps), "-bufsize", fmt.Sprintf("%dk", 2*kbps), "-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0",
 		"-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2", "-f", "flv", rtmpURL)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
