@@ -218,10 +218,11 @@ func TestLadderBrowserSwitch(t *testing.T) {
 	srv := ladderServer(t, ladderBrowserRungs)
 	// A keyframe a second, as the project's other browser tests publish:
 	// hls.js switches level at an independent part only. The source at
-	// 1.2 Mbit/s is over the throttle, so hls.js must switch down, yet low
-	// enough that its estimate on a loaded machine (it counts the page's
-	// own parsing time) still clears the climb to it.
-	ladderPublishGOP(t, srv.RTMP+"/live/shop", 30, 1200)
+	// 1.8 Mbit/s is over twice the throttle, so a part in flight at the
+	// throttle cannot arrive in time, yet low enough that hls.js's estimate
+	// on a loaded machine (it counts the page's own parsing time) still
+	// clears the climb to it (2.75 Mbit/s, at its 0.7 up factor).
+	ladderPublishGOP(t, srv.RTMP+"/live/shop", 30, 1800)
 	ladderWait(t, 30*time.Second, "three variants", func() bool {
 		mv, err := ladderMultivariant(srv.HTTP + "/live/shop")
 		return err == nil && len(mv.Variants) == 3
